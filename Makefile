@@ -1,0 +1,32 @@
+# Two commands do everything: `make serve` runs the gateway on the embedded demo, `make test` runs the checks.
+# Each creates the virtual environment with the pinned dependencies first (once, and again when
+# pyproject.toml changes).
+
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+ARGS ?=
+
+.PHONY: serve test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+serve: $(STAMP)
+	$(VENV)/bin/gateway serve $(ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check gateway tests load_tests
+	$(VENV)/bin/mypy
+
+test: lint
+	$(PY) -m pytest -q $(ARGS)
+
+bench: $(STAMP)
+	$(PY) -m load_tests.trino_protocol $(ARGS)
+
+clean:
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

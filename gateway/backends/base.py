@@ -1,0 +1,96 @@
+"""The interface every backend implements, and the values it hands back.
+
+A backend receives SQL already rewritten and generated in its own dialect, and answers with typed columns
+and batches of Python rows. It translates its engine's errors into `gateway.errors` where they arise.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.types import SqlType
+
+Row = tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    name: str
+    type: SqlType
+    nullable: bool = True
+    comment: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """One table or view of a backend's catalog."""
+
+    schema: str
+    name: str
+    columns: tuple[Column, ...]
+    kind: str = "BASE TABLE"  # or "VIEW", as information_schema.tables.table_type says
+    comment: str | None = None
+
+
+@dataclass(slots=True)
+class ExecutionStats:
+    """What the backend reports about one query; used for Trino stats (and later cost)."""
+
+    rows: int = 0
+    bytes: int = 0
+    elapsed_seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    backend_query_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Execution(abc.ABC):
+    """One running backend query. `fetch` until it returns None; `cancel` at any time, from any task."""
+
+    columns: tuple[Column, ...]
+    stats: ExecutionStats
+
+    @abc.abstractmethod
+    async def fetch(self, max_rows: int) -> Sequence[Row] | None:
+        """The next rows (at most `max_rows`), or None once the result is exhausted."""
+
+    @abc.abstractmethod
+    async def cancel(self) -> None:
+        """Stop the query on the backend and release what it holds. Safe to call more than once."""
+
+
+class Backend(abc.ABC):
+    """A catalog served by one engine."""
+
+    #: sqlglot dialect the backend's SQL is generated in
+    dialect: str
+
+    def __init__(self, *, name: str) -> None:
+        self.name = name
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Open connections (and prepare data, for embedded engines)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def execute(self, sql: str) -> Execution:
+        """Start `sql`; returns once the column types are known."""
+
+    @abc.abstractmethod
+    async def tables(self) -> list[Table]:
+        """Every table and view the backend offers, for the gateway's catalog."""
+
+    @property
+    def busy_threads(self) -> int:
+        """Gateway threads currently working inside the engine (embedded engines; 0 for remote ones)."""
+        return 0
+
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """Raise `BackendError` unless the backend answers a trivial query."""

@@ -1,0 +1,327 @@
+"""DuckDB, embedded: the demo warehouse and the engine behind the gateway's own metadata tables.
+
+DuckDB calls block, so each query runs on a worker thread with its own cursor; one slow query never blocks
+the event loop or other queries. User queries run with external access off (no files, no extensions, no
+settings changes), on a database opened read-only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import duckdb
+
+from gateway import types as t
+from gateway.backends.base import Backend, Column, Execution, ExecutionStats, Row, Table
+from gateway.errors import BackendError, GatewayError, NotFound, QueryCanceled, UserError
+
+T = TypeVar("T")
+
+LOCKED_DOWN = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "lock_configuration": True,
+}
+
+_SIMPLE_TYPES = {
+    "boolean": t.BOOLEAN,
+    "tinyint": t.TINYINT,
+    "smallint": t.SMALLINT,
+    "integer": t.INTEGER,
+    "bigint": t.BIGINT,
+    "utinyint": t.SMALLINT,
+    "usmallint": t.INTEGER,
+    "uinteger": t.BIGINT,
+    "ubigint": t.decimal(20, 0),
+    "hugeint": t.decimal(38, 0),
+    "uhugeint": t.decimal(38, 0),
+    "float": t.REAL,
+    "double": t.DOUBLE,
+    "varchar": t.VARCHAR,
+    "enum": t.VARCHAR,
+    "blob": t.VARBINARY,
+    "bit": t.VARCHAR,
+    "date": t.DATE,
+    "time": t.time(6),
+    "time_ns": t.time(9),
+    "time with time zone": t.time(6, with_time_zone=True),
+    "timestamp": t.timestamp(6),
+    "timestamp_s": t.timestamp(0),
+    "timestamp_ms": t.timestamp(3),
+    "timestamp_ns": t.timestamp(9),
+    "timestamp with time zone": t.timestamp(6, with_time_zone=True),
+    "interval": t.INTERVAL_DAY_TO_SECOND,
+    "uuid": t.UUID,
+    "json": t.JSON,
+    "null": t.UNKNOWN,
+    '"null"': t.UNKNOWN,
+}
+
+
+def to_sql_type(duck: Any) -> t.SqlType:
+    """DuckDB's type -> the Trino type clients see."""
+    kind = duck.id
+    if kind in _SIMPLE_TYPES:
+        return _SIMPLE_TYPES[kind]
+    if kind == "decimal":
+        arguments = dict(duck.children)
+        return t.decimal(int(arguments["precision"]), int(arguments["scale"]))
+    if kind in ("list", "array"):
+        return t.array(to_sql_type(dict(duck.children)["child"]))
+    if kind == "map":
+        children = dict(duck.children)
+        return t.map_of(to_sql_type(children["key"]), to_sql_type(children["value"]))
+    if kind == "struct":
+        return t.row([(name, to_sql_type(child)) for name, child in duck.children])
+    return t.VARCHAR if kind == "union" else t.UNKNOWN
+
+
+_LOCATION = re.compile(r"\n\s*LINE \d+:.*", re.DOTALL)
+
+
+def translate_error(error: duckdb.Error) -> GatewayError:
+    """DuckDB's exception -> the gateway's, without the SQL excerpt DuckDB appends (it would show the
+    rewritten statement, policy filters included)."""
+    message = _LOCATION.sub("", str(error)).strip()
+    if isinstance(error, duckdb.InterruptException):
+        return QueryCanceled("Query was canceled")
+    if isinstance(error, duckdb.CatalogException):
+        return NotFound(message, error_name="TABLE_NOT_FOUND" if "Table" in message else "NOT_FOUND")
+    if isinstance(error, duckdb.BinderException):
+        name = "COLUMN_NOT_FOUND" if "not found" in message.lower() else "GENERIC_USER_ERROR"
+        return UserError(message, error_name=name)
+    if isinstance(error, duckdb.ParserException):
+        return UserError(message, error_name="SYNTAX_ERROR")
+    if isinstance(error, duckdb.ConversionException):
+        return UserError(message, error_name="INVALID_CAST_ARGUMENT")
+    if isinstance(error, duckdb.OutOfRangeException):
+        return UserError(message, error_name="NUMERIC_VALUE_OUT_OF_RANGE")
+    if isinstance(error, duckdb.InvalidInputException):
+        return UserError(message, error_name="INVALID_FUNCTION_ARGUMENT")
+    if isinstance(error, duckdb.PermissionException):
+        return UserError(message, error_name="PERMISSION_DENIED")
+    return BackendError(message)
+
+
+class DuckDBEngine:
+    """A DuckDB database plus the worker threads its queries run on."""
+
+    def __init__(self, connection: duckdb.DuckDBPyConnection, *, label: str, workers: int = 8) -> None:
+        self._connection = connection
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"duckdb-{label}")
+        self._ids = itertools.count(1)
+        self._label = label
+        self._busy = 0
+        self._busy_lock = threading.Lock()
+
+    @property
+    def busy_threads(self) -> int:
+        """Worker threads inside DuckDB right now: the evidence that a cancelled query really stopped."""
+        return self._busy
+
+    def _tracked(self, function: Callable[[], T]) -> T:
+        with self._busy_lock:
+            self._busy += 1
+        try:
+            return function()
+        finally:
+            with self._busy_lock:
+                self._busy -= 1
+
+    async def run(self, function: Callable[[], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._tracked, function)
+
+    async def execute(self, sql: str) -> DuckDBExecution:
+        execution = DuckDBExecution(self, f"{self._label}-{next(self._ids)}")
+        await self.run(lambda: execution.start(sql))
+        return execution
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        return self._connection.cursor()
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._connection.close()
+
+    def retire(self, *, after_seconds: float = 60.0) -> None:
+        """Close once queries that started on this engine have had time to end."""
+        asyncio.get_running_loop().call_later(after_seconds, self.close)
+
+
+class DuckDBExecution(Execution):
+    def __init__(self, engine: DuckDBEngine, query_id: str) -> None:
+        self._engine = engine
+        self._cursor: duckdb.DuckDBPyConnection | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+        self._started = time.perf_counter()
+        self._cpu = 0.0
+        self.columns = ()
+        self.stats = ExecutionStats(backend_query_id=query_id)
+
+    def start(self, sql: str) -> None:
+        """Runs on a worker thread."""
+        began = time.thread_time()
+        cursor = self._engine.cursor()
+        with self._lock:
+            if self._closed:
+                cursor.close()
+                raise QueryCanceled("Query was canceled")
+            self._cursor = cursor
+        try:
+            cursor.execute(sql)
+        except duckdb.Error as error:
+            self._close()
+            raise translate_error(error) from None
+        finally:
+            self._cpu += time.thread_time() - began
+        description = cursor.description or []
+        self.columns = tuple(Column(name=d[0], type=to_sql_type(d[1])) for d in description)
+
+    def _fetch_blocking(self, max_rows: int) -> list[Row] | None:
+        began = time.thread_time()
+        try:
+            with self._lock:
+                cursor = self._cursor
+            if cursor is None:
+                return None
+            rows = cursor.fetchmany(max_rows)
+        except duckdb.Error as error:
+            self._close()
+            raise translate_error(error) from None
+        finally:
+            self._cpu += time.thread_time() - began
+        if not rows:
+            self._close()
+            return None
+        self.stats.rows += len(rows)
+        return rows
+
+    async def fetch(self, max_rows: int) -> Sequence[Row] | None:
+        rows = await self._engine.run(lambda: self._fetch_blocking(max_rows))
+        self.stats.elapsed_seconds = time.perf_counter() - self._started
+        self.stats.cpu_seconds = self._cpu
+        return rows
+
+    def _close(self) -> None:
+        with self._lock:
+            cursor, self._cursor, self._closed = self._cursor, None, True
+        if cursor is not None:
+            cursor.close()
+
+    async def cancel(self) -> None:
+        with self._lock:
+            cursor, self._closed = self._cursor, True
+        if cursor is not None:
+            # interrupt() is thread-safe: the worker running execute()/fetchmany() gets InterruptException.
+            cursor.interrupt()
+            await self._engine.run(self._close)
+
+
+def describe_tables(cursor: duckdb.DuckDBPyConnection, *, database: str) -> list[Table]:
+    """Every user table and view of `database`, columns typed through a zero-row query (so types are read
+    exactly as queries will see them)."""
+    listing = cursor.execute(
+        "SELECT schema_name, table_name, 'BASE TABLE', comment FROM duckdb_tables() "
+        "WHERE database_name = ? AND NOT internal "
+        "UNION ALL SELECT schema_name, view_name, 'VIEW', comment FROM duckdb_views() "
+        "WHERE database_name = ? AND NOT internal ORDER BY 1, 2",
+        [database, database],
+    ).fetchall()
+    comments = {
+        (schema, table, column): comment
+        for schema, table, column, comment in cursor.execute(
+            "SELECT schema_name, table_name, column_name, comment FROM duckdb_columns() WHERE database_name = ?",
+            [database],
+        ).fetchall()
+    }
+    nullable = {
+        (schema, table, column): is_nullable
+        for schema, table, column, is_nullable in cursor.execute(
+            "SELECT schema_name, table_name, column_name, is_nullable FROM duckdb_columns() "
+            "WHERE database_name = ?",
+            [database],
+        ).fetchall()
+    }
+    tables = []
+    for schema, name, kind, comment in listing:
+        quoted = f'"{database}"."{schema}"."{name}"'.replace("\x00", "")
+        described = cursor.execute(f"SELECT * FROM {quoted} LIMIT 0").description or []
+        columns = tuple(
+            Column(name=d[0], type=to_sql_type(d[1]), nullable=bool(nullable.get((schema, name, d[0]), True)),
+                   comment=comments.get((schema, name, d[0])))
+            for d in described
+        )
+        tables.append(Table(schema=schema, name=name, columns=columns, kind=kind, comment=comment))
+    return tables
+
+
+class DuckDBBackend(Backend):
+    dialect = "duckdb"
+
+    def __init__(self, *, name: str, path: Path, threads: int | None = None,
+                 prepare: Callable[[], None] | None = None) -> None:
+        super().__init__(name=name)
+        self._path = path
+        self._threads = threads
+        self._prepare = prepare
+        self._engine: DuckDBEngine | None = None
+
+    @property
+    def engine(self) -> DuckDBEngine:
+        if self._engine is None:
+            raise BackendError(f"backend {self.name!r} is not started")
+        return self._engine
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._prepare is not None:
+            await loop.run_in_executor(None, self._prepare)
+        config: dict[str, Any] = dict(LOCKED_DOWN)
+        if self._threads:
+            config["threads"] = self._threads
+        try:
+            connection = duckdb.connect(str(self._path), read_only=True, config=config)
+        except duckdb.Error as error:
+            raise BackendError(f"cannot open DuckDB database {self._path}: {error}") from None
+        self._engine = DuckDBEngine(connection, label=self.name)
+
+    async def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
+
+    async def execute(self, sql: str) -> Execution:
+        return await self.engine.execute(sql)
+
+    @property
+    def busy_threads(self) -> int:
+        return self._engine.busy_threads if self._engine is not None else 0
+
+    async def tables(self) -> list[Table]:
+        engine = self.engine
+
+        def read() -> list[Table]:
+            cursor = engine.cursor()
+            try:
+                database = cursor.execute("SELECT current_database()").fetchone()
+                return describe_tables(cursor, database=str(database[0]) if database else "")
+            finally:
+                cursor.close()
+
+        return await engine.run(read)
+
+    async def ping(self) -> None:
+        execution = await self.execute("SELECT 1")
+        while await execution.fetch(10) is not None:
+            pass

@@ -1,0 +1,94 @@
+"""`gateway` command line: serve (more subcommands arrive with their capabilities)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gateway import __version__
+from gateway.config import ConfigError, Settings, load_settings
+from gateway.logs import configure_logging
+
+log = logging.getLogger("gateway")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gateway", description="Query gateway for Trino-protocol clients")
+    parser.add_argument("--version", action="version", version=f"gateway {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", type=Path, help="gateway.yaml (default: the embedded demo)")
+    serve.add_argument("--host", help="override server.host")
+    serve.add_argument("--port", type=int, help="override server.port")
+    check = commands.add_parser("config", help="validate a gateway.yaml and print the effective settings")
+    check.add_argument("--config", type=Path)
+    return parser
+
+
+def _load(path: Path | None) -> Settings:
+    try:
+        return load_settings(path)
+    except ConfigError as error:
+        for message in error.messages:
+            print(message, file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "serve":
+        return _serve(args)
+    if args.command == "config":
+        settings = _load(args.config)
+        print(settings)
+        return 0
+    return 2
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from gateway.server import build_server, is_loopback
+
+    settings = _load(args.config)
+    if args.host or args.port is not None:
+        server = replace(settings.server, host=args.host or settings.server.host,
+                         port=settings.server.port if args.port is None else args.port)
+        settings = replace(settings, server=server)
+    configure_logging(settings.logging)
+    host = settings.server.host
+    if settings.identity.mode == "dev":
+        if not is_loopback(host) and not settings.identity.allow_dev_on_public_host:
+            print(f"refusing to start: identity.mode is 'dev' (X-Trino-User is trusted without a password) and "
+                  f"server.host {host!r} is not a loopback address. Configure real authentication, or set "
+                  f"identity.allow_dev_on_public_host: true if you really mean it.", file=sys.stderr)
+            return 2
+        log.warning("identity.mode is 'dev': X-Trino-User is trusted without authentication%s",
+                    "" if is_loopback(host) else " ON A NON-LOOPBACK ADDRESS (forced)")
+    server = build_server(settings)
+    _announce(settings)
+    server.run()
+    return 0
+
+
+def _announce(settings: Settings) -> None:
+    host, port = settings.server.host, settings.server.port
+    catalog = settings.backends[0]
+    schema = catalog.schema
+    print(
+        f"gateway {__version__} starting on http://{host}:{port} (catalog '{catalog.name}', schema '{schema}')\n"
+        f"  trino CLI : trino --server http://{host}:{port} --user alice --catalog {catalog.name} --schema {schema}\n"
+        f"  Python    : trino.dbapi.connect(host='{host}', port={port}, user='alice', "
+        f"catalog='{catalog.name}', schema='{schema}')\n"
+        f"  SQLAlchemy: create_engine('trino://alice@{host}:{port}/{catalog.name}/{schema}')\n"
+        f"  JDBC      : jdbc:trino://{host}:{port}/{catalog.name}/{schema}?user=alice\n"
+        f"  metrics   : http://{host}:{port}/metrics   health: http://{host}:{port}/health/ready",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,99 @@
+"""X-Trino-* request headers -> `Session`, and `SessionChange` -> the response headers clients apply."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from urllib.parse import quote, unquote_plus
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from gateway.errors import ProtocolError
+from gateway.session import Session, SessionChange
+
+MAX_HEADER_VALUE = 64 * 1024
+
+
+def _one(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is None:
+        return None
+    value = value.strip()
+    if len(value) > MAX_HEADER_VALUE:
+        raise ProtocolError(400, f"header {name} is too long")
+    return value or None
+
+
+def _pairs(headers: Mapping[str, str], name: str) -> dict[str, str]:
+    """`k=urlencoded v, k2=v2` pairs (X-Trino-Session, X-Trino-Prepared-Statement)."""
+    raw = _one(headers, name)
+    result: dict[str, str] = {}
+    if raw is None:
+        return result
+    for item in raw.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ProtocolError(400, f"Invalid {name} header: expected name=value, got {item[:50]!r}")
+        result[unquote_plus(key.strip())] = unquote_plus(value.strip())
+    return result
+
+
+def _identifier(headers: Mapping[str, str], name: str) -> str | None:
+    value = _one(headers, name)
+    if value is None:
+        return None
+    if any(ch in value for ch in "\"\x00") or "." in value:
+        raise ProtocolError(400, f"Invalid {name} header: {value[:50]!r} is not a name")
+    return value.lower()
+
+
+def session_from_headers(headers: Mapping[str, str], *, client_address: str | None) -> Session:
+    user = _one(headers, "x-trino-user")
+    if user is None:
+        raise ProtocolError(400, "User must be set (X-Trino-User header)")
+    zone = _one(headers, "x-trino-time-zone")
+    if zone is not None:
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ProtocolError(400, f"Invalid X-Trino-Time-Zone header: unknown time zone {zone[:50]!r}") from None
+    tags = _one(headers, "x-trino-client-tags")
+    transaction = _one(headers, "x-trino-transaction-id")
+    return Session(
+        user=user,
+        source=_one(headers, "x-trino-source"),
+        catalog=_identifier(headers, "x-trino-catalog"),
+        schema=_identifier(headers, "x-trino-schema"),
+        time_zone=zone,
+        language=_one(headers, "x-trino-language"),
+        properties=MappingProxyType(_pairs(headers, "x-trino-session")),
+        prepared_statements=MappingProxyType(_pairs(headers, "x-trino-prepared-statement")),
+        client_tags=frozenset(t.strip() for t in tags.split(",") if t.strip()) if tags else frozenset(),
+        client_info=_one(headers, "x-trino-client-info"),
+        transaction_id=None if transaction is None or transaction.upper() == "NONE" else transaction,
+        trace_token=_one(headers, "x-trino-trace-token"),
+        client_address=client_address,
+    )
+
+
+def change_headers(change: SessionChange) -> list[tuple[str, str]]:
+    headers: list[tuple[str, str]] = []
+    if change.set_catalog is not None:
+        headers.append(("X-Trino-Set-Catalog", change.set_catalog))
+    if change.set_schema is not None:
+        headers.append(("X-Trino-Set-Schema", change.set_schema))
+    for name, value in change.set_properties.items():
+        headers.append(("X-Trino-Set-Session", f"{name}={quote(value, safe='')}"))
+    for name in change.reset_properties:
+        headers.append(("X-Trino-Clear-Session", name))
+    for name, sql in change.added_prepared.items():
+        headers.append(("X-Trino-Added-Prepare", f"{quote(name, safe='')}={quote(sql, safe='')}"))
+    for name in change.deallocated_prepared:
+        headers.append(("X-Trino-Deallocated-Prepare", quote(name, safe="")))
+    if change.started_transaction_id is not None:
+        headers.append(("X-Trino-Started-Transaction-Id", change.started_transaction_id))
+    if change.clear_transaction:
+        headers.append(("X-Trino-Clear-Transaction-Id", "true"))
+    return headers

@@ -1,0 +1,200 @@
+"""Trino protocol state of running queries: a result buffer per query, pages with retry-safe tokens, and a
+reaper for queries whose client stopped polling.
+
+A producer task per query pulls batches from the pipeline into a bounded buffer (backpressure: a slow
+client slows the backend fetch, never the gateway's memory). Each response is page `token`; the client asks
+for `token + 1` next, and may ask for the same token again (a retry after a network error) and gets the
+same page back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import tzinfo
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from gateway.backends.base import Row
+from gateway.config import ProtocolSettings
+from gateway.errors import GatewayError, QueryCanceled, UserError
+from gateway.frontends.trino_values import row_encoder
+from gateway.metrics import Metrics
+from gateway.pipeline import QueryRun
+
+FETCH_ROWS = 1024
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Rows already encoded as the inside of a JSON array (no brackets), so each is serialised once."""
+
+    json: str
+    rows: int
+
+
+@dataclass
+class Page:
+    token: int
+    body: bytes
+    headers: list[tuple[str, str]]
+
+
+class TrinoQuery:
+    def __init__(self, run: QueryRun, *, settings: ProtocolSettings, metrics: Metrics) -> None:
+        self.run = run
+        self.slug = secrets.token_urlsafe(16)  # unguessable: only the client that posted can follow nextUri
+        self.settings = settings
+        self.metrics = metrics
+        self.last_polled = time.monotonic()
+        self.last_page: Page | None = None
+        self.finished_sent = False
+        self._chunks: deque[Chunk] = deque()
+        self._buffered_rows = 0
+        self._arrived = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._producer: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self.columns_sent = False
+        self.rows_sent = 0
+
+    @property
+    def query_id(self) -> str:
+        return self.run.query_id
+
+    def start(self) -> None:
+        self._producer = asyncio.create_task(self._produce(), name=f"query-{self.query_id}")
+
+    async def _produce(self) -> None:
+        run = self.run
+        await run.start()
+        self._arrived.set()
+        if run.columns is None:
+            return
+        zone: tzinfo | None = ZoneInfo(run.session.time_zone) if run.session.time_zone else None
+        encode = row_encoder([c.type for c in run.columns], zone)
+        limit = self.settings.page_rows * 2
+        while not run.done:
+            await self._room.wait()
+            rows = await run.fetch(min(FETCH_ROWS, self.settings.page_rows))
+            if rows is None:
+                break
+            self._push(rows, encode)
+            if self._buffered_rows >= limit:
+                self._room.clear()
+        self._arrived.set()
+
+    def _push(self, rows: Sequence[Row], encode: Callable[[Sequence[Any]], list[Any]]) -> None:
+        text = json.dumps([encode(r) for r in rows], allow_nan=False, separators=(",", ":"), default=str)
+        self._chunks.append(Chunk(text[1:-1], len(rows)))
+        self._buffered_rows += len(rows)
+        self._arrived.set()
+
+    async def wait(self, seconds: float) -> None:
+        """Until rows or the end are available, at most `seconds`."""
+        if self._chunks or (self.run.done and not self._producing):
+            return
+        self._arrived.clear()
+        if self._chunks or (self.run.done and not self._producing):
+            return
+        try:
+            await asyncio.wait_for(self._arrived.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
+
+    @property
+    def _producing(self) -> bool:
+        return self._producer is not None and not self._producer.done()
+
+    def take(self) -> tuple[list[str], int]:
+        """Buffered chunks up to the page limits; the JSON pieces and their row count."""
+        pieces: list[str] = []
+        rows = size = 0
+        while self._chunks and rows < self.settings.page_rows and size < self.settings.page_bytes:
+            chunk = self._chunks[0]
+            if pieces and rows + chunk.rows > self.settings.page_rows:
+                break
+            self._chunks.popleft()
+            pieces.append(chunk.json)
+            rows += chunk.rows
+            size += len(chunk.json)
+        self._buffered_rows -= rows
+        if self._buffered_rows < self.settings.page_rows * 2:
+            self._room.set()
+        return pieces, rows
+
+    @property
+    def exhausted(self) -> bool:
+        """No more rows will come and none are buffered."""
+        return self.run.done and not self._producing and not self._chunks
+
+    async def cancel(self, error: GatewayError | None = None) -> None:
+        await self.run.cancel(error or QueryCanceled("Query was canceled"))
+        self._chunks.clear()
+        self._room.set()
+        if self._producer is not None and not self._producer.done():
+            self._producer.cancel()
+
+
+class QueryRegistry:
+    """The queries this gateway process is serving over the Trino protocol."""
+
+    def __init__(self, settings: ProtocolSettings, metrics: Metrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self._queries: dict[str, TrinoQuery] = {}
+        self._finished_at: dict[str, float] = {}
+        self._reaper: asyncio.Task[None] | None = None
+
+    def add(self, query: TrinoQuery) -> None:
+        self._queries[query.query_id] = query
+
+    def get(self, query_id: str, slug: str) -> TrinoQuery | None:
+        query = self._queries.get(query_id)
+        if query is None or not secrets.compare_digest(query.slug, slug):
+            return None
+        return query
+
+    def running(self) -> list[TrinoQuery]:
+        return [q for q in self._queries.values() if not q.run.done]
+
+    def mark_finished(self, query: TrinoQuery) -> None:
+        self._finished_at.setdefault(query.query_id, time.monotonic())
+
+    def start_reaper(self) -> None:
+        self._reaper = asyncio.create_task(self._reap_forever(), name="trino-query-reaper")
+
+    async def _reap_forever(self) -> None:
+        interval = min(5.0, self.settings.client_timeout_seconds / 4)
+        while True:
+            await asyncio.sleep(interval)
+            await self.reap()
+
+    async def reap(self) -> None:
+        now = time.monotonic()
+        for query in list(self._queries.values()):
+            idle = now - query.last_polled
+            if not query.run.done and idle > self.settings.client_timeout_seconds:
+                self.metrics.abandoned.inc()
+                await query.cancel(UserError(
+                    f"Query {query.query_id} was abandoned by the client: not polled for {idle:.0f}s",
+                    error_name="ABANDONED_QUERY"))
+                self.mark_finished(query)
+        # Keep finished queries a little so a client retrying its last poll still gets the final page.
+        keep = max(60.0, self.settings.client_timeout_seconds / 5)
+        for query_id, finished in list(self._finished_at.items()):
+            if now - finished > keep:
+                self._queries.pop(query_id, None)
+                del self._finished_at[query_id]
+
+    async def close(self, error: GatewayError | None = None) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+        for query in list(self._queries.values()):
+            await query.cancel(error)

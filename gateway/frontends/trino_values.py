@@ -1,0 +1,184 @@
+"""Trino's wire shapes for types and values: typeSignature objects and JSON encoding of each value.
+
+Values are encoded as Trino encodes them (clients parse them by type): decimals, dates, times and timestamps
+as strings, doubles as numbers or "NaN"/"Infinity"/"-Infinity", varbinary as base64, arrays as lists, maps
+as objects, rows as positional lists.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from collections.abc import Callable, Sequence
+from datetime import date, datetime, timedelta, tzinfo
+from datetime import time as time_of_day
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from gateway.types import SqlType
+
+Encoder = Callable[[Any], Any]
+
+
+def type_signature(kind: SqlType) -> dict[str, Any]:
+    """The `typeSignature` object Trino clients index into (arguments[0] for varchar, decimal, ...)."""
+    if kind.name in ("array", "map"):
+        arguments = [{"kind": "TYPE", "value": type_signature(child)} for child in kind.children]
+    elif kind.name == "row":
+        arguments = [
+            {"kind": "NAMED_TYPE", "value": {"fieldName": {"name": name}, "typeSignature": type_signature(child)}}
+            for name, child in zip(kind.field_names, kind.children, strict=True)
+        ]
+    else:
+        arguments = [{"kind": "LONG", "value": value} for value in kind.arguments]
+    return {"rawType": kind.name, "arguments": arguments}
+
+
+def column_json(name: str, kind: SqlType) -> dict[str, Any]:
+    return {"name": name, "type": kind.display(), "typeSignature": type_signature(kind)}
+
+
+def _double(value: float) -> float | str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return value
+
+
+def _fraction(microseconds: int, precision: int) -> str:
+    if precision <= 0:
+        return ""
+    digits = f"{microseconds:06d}" + "000"  # up to nanoseconds; Python keeps microseconds
+    return "." + digits[:precision]
+
+
+def _timestamp(precision: int) -> Encoder:
+    def encode(value: datetime) -> str:
+        return f"{value:%Y-%m-%d %H:%M:%S}{_fraction(value.microsecond, precision)}"
+
+    return encode
+
+
+def _timestamp_with_zone(precision: int, zone: tzinfo | None) -> Encoder:
+    def encode(value: datetime) -> str:
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=ZoneInfo("UTC"))
+        if zone is not None:
+            value = value.astimezone(zone)
+        name = _zone_name(value)
+        return f"{value:%Y-%m-%d %H:%M:%S}{_fraction(value.microsecond, precision)} {name}"
+
+    return encode
+
+
+def _zone_name(value: datetime) -> str:
+    key = getattr(value.tzinfo, "key", None)
+    if isinstance(key, str):
+        return key
+    offset = value.utcoffset() or timedelta(0)
+    if offset == timedelta(0):
+        return "UTC"
+    minutes = int(offset.total_seconds() // 60)
+    sign = "+" if minutes >= 0 else "-"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def _time(precision: int) -> Encoder:
+    def encode(value: time_of_day) -> str:
+        text = f"{value:%H:%M:%S}{_fraction(value.microsecond, precision)}"
+        if value.tzinfo is not None:
+            offset = value.utcoffset() or timedelta(0)
+            minutes = int(offset.total_seconds() // 60)
+            text += f"{'+' if minutes >= 0 else '-'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+        return text
+
+    return encode
+
+
+def _interval_day_to_second(value: timedelta) -> str:
+    negative = value < timedelta(0)
+    value = -value if negative else value
+    hours, rest = divmod(value.seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    text = f"{value.days} {hours:02d}:{minutes:02d}:{seconds:02d}.{value.microseconds // 1000:03d}"
+    return "-" + text if negative else text
+
+
+def _decimal(value: Decimal | int) -> str:
+    return str(value) if isinstance(value, Decimal) else str(Decimal(value))
+
+
+def _date(value: date) -> str:
+    return value.isoformat()
+
+
+def _varbinary(value: bytes) -> str:
+    return base64.b64encode(value).decode("ascii")
+
+
+def _text(value: Any) -> str:
+    return str(value)
+
+
+def encoder_for(kind: SqlType, zone: tzinfo | None = None) -> Encoder | None:
+    """A function turning one backend value of `kind` into its JSON form; None where the value is already
+    JSON as it is (integers, booleans, strings)."""
+    name = kind.name
+    if name in ("boolean", "tinyint", "smallint", "integer", "bigint", "varchar", "char", "unknown"):
+        return None
+    if name in ("double", "real"):
+        return _double
+    if name == "decimal":
+        return _decimal
+    if name == "date":
+        return _date
+    if name == "timestamp":
+        return _timestamp(kind.arguments[0])
+    if name == "timestamp with time zone":
+        return _timestamp_with_zone(kind.arguments[0], zone)
+    if name in ("time", "time with time zone"):
+        return _time(kind.arguments[0])
+    if name == "varbinary":
+        return _varbinary
+    if name == "interval day to second":
+        return _interval_day_to_second
+    if name == "array":
+        element = encoder_for(kind.children[0], zone)
+        if element is None:
+            return list
+        return lambda value: [None if v is None else element(v) for v in value]
+    if name == "map":
+        key, val = (encoder_for(c, zone) or _identity for c in kind.children)
+        return lambda value: {str(key(k)): (None if v is None else val(v)) for k, v in value.items()}
+    if name == "row":
+        fields = [encoder_for(c, zone) or _identity for c in kind.children]
+        return lambda value: [None if v is None else f(v) for f, v in zip(fields, _row_values(value), strict=True)]
+    return _text  # uuid, json, and anything else textual
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _row_values(value: Any) -> Sequence[Any]:
+    return list(value.values()) if isinstance(value, dict) else list(value)
+
+
+def row_encoder(types: Sequence[SqlType], zone: tzinfo | None = None) -> Callable[[Sequence[Any]], list[Any]]:
+    """Encodes whole rows; the common all-plain case is a bare list() copy."""
+    encoders = [encoder_for(kind, zone) for kind in types]
+    if all(e is None for e in encoders):
+        return list
+    indexed = [(i, e) for i, e in enumerate(encoders) if e is not None]
+
+    def encode(row: Sequence[Any]) -> list[Any]:
+        values = list(row)
+        for index, encoder in indexed:
+            value = values[index]
+            if value is not None:
+                values[index] = encoder(value)
+        return values
+
+    return encode

@@ -1,0 +1,24 @@
+"""Query ids in Trino's shape, `YYYYMMDD_HHMMSS_NNNNN_xxxxx`, unique per gateway process."""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import string
+import threading
+from datetime import UTC, datetime
+
+_ALPHABET = string.ascii_lowercase + string.digits
+
+
+class QueryIdGenerator:
+    def __init__(self) -> None:
+        # The suffix tells replicas apart, as Trino's coordinator id does.
+        self.instance = "".join(secrets.choice(_ALPHABET) for _ in range(5))
+        self._counter = itertools.count()
+        self._lock = threading.Lock()
+
+    def next(self) -> str:
+        with self._lock:
+            number = next(self._counter) % 100000
+        return f"{datetime.now(UTC):%Y%m%d_%H%M%S}_{number:05d}_{self.instance}"

@@ -1,0 +1,71 @@
+"""Running the gateway under uvicorn, with a drain on SIGTERM/SIGINT before the server stops.
+
+uvicorn's own shutdown closes the listening socket and waits only for open HTTP requests; a Trino query
+spans many requests (one per page), so the gateway first drains: /health/ready turns 503 and new statements
+get 503 (clients retry elsewhere), running queries get `shutdown_grace_seconds` to finish, then uvicorn stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+from types import FrameType
+
+import uvicorn
+
+from gateway.app import Gateway
+from gateway.config import Settings
+
+log = logging.getLogger("gateway")
+
+
+class DrainingServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, gateway: Gateway) -> None:
+        super().__init__(config)
+        self.gateway = gateway
+        self._drain_task: asyncio.Task[None] | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._drain_task is not None or not self.started:
+            super().handle_exit(sig, frame)  # a second signal (or one during start-up) stops at once
+            return
+        log.info("draining: no new queries; waiting up to %.0fs for running ones",
+                 self.gateway.settings.server.shutdown_grace_seconds)
+        loop = asyncio.get_event_loop()
+        self._drain_task = loop.create_task(self._drain_then_exit(sig, frame))
+
+    async def _drain_then_exit(self, sig: int, frame: FrameType | None) -> None:
+        await self.gateway.drain(self.gateway.settings.server.shutdown_grace_seconds)
+        super().handle_exit(sig, frame)
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        try:
+            return all(ipaddress.ip_address(info[4][0]).is_loopback
+                       for info in socket.getaddrinfo(host, None))
+        except OSError:
+            return False
+
+
+def build_server(settings: Settings, *, sock: socket.socket | None = None) -> DrainingServer:
+    gateway = Gateway(settings)
+    config = uvicorn.Config(
+        gateway.asgi(),
+        host=settings.server.host,
+        port=settings.server.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=5,
+        proxy_headers=True,
+    )
+    return DrainingServer(config, gateway)

@@ -1,0 +1,1 @@
+"""SQL stages: parse and classify, resolve names, rewrite, generate for the backend. All pure."""

@@ -1,0 +1,119 @@
+"""Name resolution: every table a query reads, as catalog.schema.table, checked against the catalog.
+
+A pure function of (tree, session defaults, catalog snapshot). CTE names, derived tables and VALUES are not
+tables; a reference with a schema part is always a real table, even when a CTE has the same name, so a CTE
+can never hide a protected table. Anything that cannot be classified is refused (fail closed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlglot import exp
+from sqlglot.errors import OptimizeError
+from sqlglot.optimizer.scope import Scope, traverse_scope
+
+from gateway.catalog import SYSTEM_CATALOG, CatalogSnapshot, TableName
+from gateway.errors import NotFound, NotSupported, UserError
+
+METADATA_TARGET = SYSTEM_CATALOG
+
+
+@dataclass(frozen=True)
+class ResolvedQuery:
+    """A query whose base tables are fully qualified (lower case), and where it must run."""
+
+    tree: exp.Query
+    tables: tuple[TableName, ...]
+    target: str  # a backend's catalog, or METADATA_TARGET for the gateway's own metadata tables
+
+
+def _location(node: exp.Expression) -> dict[str, int]:
+    identifier = node.this if isinstance(node, exp.Table) else node
+    meta = getattr(identifier, "meta", None) or {}
+    return {"line": meta["line"], "column": meta["col"]} if "line" in meta and "col" in meta else {}
+
+
+def _prefix(node: exp.Expression) -> str:
+    where = _location(node)
+    return f"line {where['line']}:{where['column']}: " if where else ""
+
+
+def base_tables(tree: exp.Query) -> list[exp.Table]:
+    """The exp.Table nodes of `tree` that name real tables (not CTEs). Raises if any table reference cannot
+    be classified."""
+    try:
+        scopes = traverse_scope(tree)
+    except OptimizeError as error:
+        raise UserError(f"cannot analyse the query: {error}", error_name="SYNTAX_ERROR") from None
+    found: dict[int, exp.Table] = {}
+    classified: set[int] = set()
+    for scope in scopes:
+        for table in scope.tables:
+            classified.add(id(table))
+            source = scope.sources.get(table.alias_or_name)
+            is_cte_reference = isinstance(source, Scope) and not table.args.get("db") and not table.args.get(
+                "catalog")
+            if not is_cte_reference:
+                found[id(table)] = table
+    for table in tree.find_all(exp.Table):
+        if id(table) not in classified:
+            raise NotSupported(f"{_prefix(table)}unsupported table reference {table.sql(dialect='trino')!r}")
+        if not isinstance(table.this, exp.Identifier):
+            raise NotSupported(f"{_prefix(table)}table functions are not supported")
+    return list(found.values())
+
+
+def resolve_query(tree: exp.Query, *, catalog: str | None, schema: str | None,
+                  snapshot: CatalogSnapshot, default_catalog: str) -> ResolvedQuery:
+    """Qualify every base table of `tree` in place (catalog.schema.table, lower case), check each exists,
+    and decide the one catalog the query runs in."""
+    names: list[TableName] = []
+    for table in base_tables(tree):
+        name = _qualify(table, catalog=catalog, schema=schema)
+        _check_exists(table, name, snapshot)
+        names.append(name)
+    targets = sorted({METADATA_TARGET if n.is_metadata else n.catalog for n in names})
+    if len(targets) > 1:
+        raise NotSupported(f"a query can read from one catalog only; this one reads {' and '.join(targets)}")
+    if targets:
+        target = targets[0]
+    else:
+        target = catalog if catalog is not None and catalog != SYSTEM_CATALOG and snapshot.has_catalog(
+            catalog) else default_catalog
+    return ResolvedQuery(tree=tree, tables=tuple(dict.fromkeys(names)), target=target)
+
+
+def _qualify(table: exp.Table, *, catalog: str | None, schema: str | None) -> TableName:
+    parts = [p.name.lower() for p in table.parts]
+    if len(parts) > 3:
+        raise UserError(f"{_prefix(table)}too many dots in table name {table.sql(dialect='trino')!r}",
+                        error_name="SYNTAX_ERROR", **_location(table))
+    if len(parts) == 1:
+        if schema is None:
+            raise UserError(f"{_prefix(table)}Schema must be specified when session schema is not set",
+                            error_name="MISSING_SCHEMA_NAME", **_location(table))
+        parts.insert(0, schema)
+    if len(parts) == 2:
+        if catalog is None:
+            raise UserError(f"{_prefix(table)}Catalog must be specified when session catalog is not set",
+                            error_name="MISSING_CATALOG_NAME", **_location(table))
+        parts.insert(0, catalog)
+    name = TableName(*parts)
+    # Trino folds identifiers to lower case, quoted or not.
+    table.set("this", exp.to_identifier(name.table))
+    table.set("db", exp.to_identifier(name.schema))
+    table.set("catalog", exp.to_identifier(name.catalog))
+    return name
+
+
+def _check_exists(node: exp.Table, name: TableName, snapshot: CatalogSnapshot) -> None:
+    where = _location(node)
+    if not snapshot.has_catalog(name.catalog):
+        raise NotFound(f"{_prefix(node)}Catalog '{name.catalog}' does not exist", error_name="CATALOG_NOT_FOUND",
+                       **where)
+    if not snapshot.has_schema(name.catalog, name.schema):
+        raise NotFound(f"{_prefix(node)}Schema '{name.schema}' does not exist", error_name="SCHEMA_NOT_FOUND",
+                       **where)
+    if snapshot.table(name) is None:
+        raise NotFound(f"{_prefix(node)}Table '{name}' does not exist", error_name="TABLE_NOT_FOUND", **where)

@@ -1,0 +1,24 @@
+"""A result the gateway answers itself (SHOW SESSION, DESCRIBE INPUT/OUTPUT), behind the backend interface."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from gateway.backends.base import Column, Execution, ExecutionStats, Row
+
+
+class StaticExecution(Execution):
+    def __init__(self, *, columns: tuple[Column, ...], rows: Sequence[Row]) -> None:
+        self.columns = columns
+        self._rows = list(rows)
+        self.stats = ExecutionStats()
+
+    async def fetch(self, max_rows: int) -> Sequence[Row] | None:
+        if not self._rows:
+            return None
+        batch, self._rows = self._rows[:max_rows], self._rows[max_rows:]
+        self.stats.rows += len(batch)
+        return batch
+
+    async def cancel(self) -> None:
+        self._rows = []
