@@ -128,10 +128,11 @@ class QueryRun:
             if prepared.static is not None:
                 self._execution = prepared.static
             elif prepared.sql is not None and prepared.target is not None:
-                self.target = prepared.target
-                self._execution = await self._execute(prepared.target, prepared.sql)
+                await self._execute(prepared.target, prepared.sql)
                 if prepared.describe_output:
                     self._execution = await self._describe_output(self._execution)
+            if self._finished:
+                return  # cancelled while starting
             if self._execution is not None:
                 self.columns = self._execution.columns
             else:
@@ -183,7 +184,7 @@ class QueryRun:
         metrics.query_duration.labels(outcome).observe(self.elapsed_seconds)
         if error is not None:
             metrics.query_errors.labels(error.error_name).inc()
-        if self.target is not None and self._execution is not None:
+        if self.target is not None:
             metrics.backend_running.labels(self.target).dec()
             metrics.backend_duration.labels(self.target).observe(self.stats.elapsed_seconds)
         stats = self.stats
@@ -272,9 +273,6 @@ class QueryRun:
     async def _describe_output(self, execution: Execution) -> StaticExecution:
         columns = execution.columns
         await execution.cancel()
-        if self.target is not None:
-            self.pipeline.metrics.backend_running.labels(self.target).dec()
-            self.target = None
         names = ("Column Name", "Catalog", "Schema", "Table", "Type", "Type Size", "Aliased")
         return StaticExecution(
             columns=tuple(Column(n, BIGINT if n == "Type Size" else (BOOLEAN if n == "Aliased" else VARCHAR))
@@ -327,19 +325,17 @@ class QueryRun:
         raise NotSupported(f"{type(statement).__name__} statements are not supported")
 
     async def _execute(self, target: str, sql: str) -> Execution:
+        """Start `sql` on `target`. The execution is reachable by `cancel` before it starts running."""
         metrics = self.pipeline.metrics
         if target == METADATA_TARGET:
-            execution: Execution = await self.pipeline.catalog.current.engine.execute(sql)
-            self.target = None  # the metadata engine is not a backend; do not count it as one
-            return execution
-        backend = self.pipeline.backends[target]
-        metrics.backend_running.labels(target).inc()
-        try:
-            return await backend.execute(sql)
-        except BaseException:
-            metrics.backend_running.labels(target).dec()
-            self.target = None
-            raise
+            # the metadata engine is not a backend: not counted as one
+            self._execution = self.pipeline.catalog.current.engine.execution(sql)
+        else:
+            self._execution = self.pipeline.backends[target].execution(sql)
+            self.target = target
+            metrics.backend_running.labels(target).inc()
+        await self._execution.start()
+        return self._execution
 
 
 def _show_session(session: Session) -> StaticExecution:

@@ -13,6 +13,9 @@ class StaticExecution(Execution):
         self._rows = list(rows)
         self.stats = ExecutionStats()
 
+    async def start(self) -> None:
+        return None
+
     async def fetch(self, max_rows: int) -> Sequence[Row] | None:
         if not self._rows:
             return None

@@ -48,10 +48,15 @@ class ExecutionStats:
 
 
 class Execution(abc.ABC):
-    """One running backend query. `fetch` until it returns None; `cancel` at any time, from any task."""
+    """One backend query: `start` it, `fetch` until None; `cancel` at any time, from any task, also while
+    `start` is still running (so a query can be stopped before it returns its first row)."""
 
     columns: tuple[Column, ...]
     stats: ExecutionStats
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Run the statement until its column types are known."""
 
     @abc.abstractmethod
     async def fetch(self, max_rows: int) -> Sequence[Row] | None:
@@ -79,8 +84,8 @@ class Backend(abc.ABC):
     async def close(self) -> None: ...
 
     @abc.abstractmethod
-    async def execute(self, sql: str) -> Execution:
-        """Start `sql`; returns once the column types are known."""
+    def execution(self, sql: str) -> Execution:
+        """An execution of `sql`, not yet started."""
 
     @abc.abstractmethod
     async def tables(self) -> list[Table]:

@@ -141,10 +141,8 @@ class DuckDBEngine:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._tracked, function)
 
-    async def execute(self, sql: str) -> DuckDBExecution:
-        execution = DuckDBExecution(self, f"{self._label}-{next(self._ids)}")
-        await self.run(lambda: execution.start(sql))
-        return execution
+    def execution(self, sql: str) -> DuckDBExecution:
+        return DuckDBExecution(self, sql, f"{self._label}-{next(self._ids)}")
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         return self._connection.cursor()
@@ -159,8 +157,9 @@ class DuckDBEngine:
 
 
 class DuckDBExecution(Execution):
-    def __init__(self, engine: DuckDBEngine, query_id: str) -> None:
+    def __init__(self, engine: DuckDBEngine, sql: str, query_id: str) -> None:
         self._engine = engine
+        self._sql = sql
         self._cursor: duckdb.DuckDBPyConnection | None = None
         self._lock = threading.Lock()
         self._closed = False
@@ -169,8 +168,10 @@ class DuckDBExecution(Execution):
         self.columns = ()
         self.stats = ExecutionStats(backend_query_id=query_id)
 
-    def start(self, sql: str) -> None:
-        """Runs on a worker thread."""
+    async def start(self) -> None:
+        await self._engine.run(self._start_blocking)
+
+    def _start_blocking(self) -> None:
         began = time.thread_time()
         cursor = self._engine.cursor()
         with self._lock:
@@ -179,7 +180,7 @@ class DuckDBExecution(Execution):
                 raise QueryCanceled("Query was canceled")
             self._cursor = cursor
         try:
-            cursor.execute(sql)
+            cursor.execute(self._sql)
         except duckdb.Error as error:
             self._close()
             raise translate_error(error) from None
@@ -301,8 +302,8 @@ class DuckDBBackend(Backend):
             self._engine.close()
             self._engine = None
 
-    async def execute(self, sql: str) -> Execution:
-        return await self.engine.execute(sql)
+    def execution(self, sql: str) -> Execution:
+        return self.engine.execution(sql)
 
     @property
     def busy_threads(self) -> int:
@@ -322,6 +323,7 @@ class DuckDBBackend(Backend):
         return await engine.run(read)
 
     async def ping(self) -> None:
-        execution = await self.execute("SELECT 1")
+        execution = self.execution("SELECT 1")
+        await execution.start()
         while await execution.fetch(10) is not None:
             pass

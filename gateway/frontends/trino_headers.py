@@ -50,30 +50,30 @@ def _identifier(headers: Mapping[str, str], name: str) -> str | None:
 
 
 def session_from_headers(headers: Mapping[str, str], *, client_address: str | None) -> Session:
-    user = _one(headers, "x-trino-user")
+    user = _one(headers, "X-Trino-User")
     if user is None:
         raise ProtocolError(400, "User must be set (X-Trino-User header)")
-    zone = _one(headers, "x-trino-time-zone")
+    zone = _one(headers, "X-Trino-Time-Zone")
     if zone is not None:
         try:
             ZoneInfo(zone)
         except (ZoneInfoNotFoundError, ValueError):
             raise ProtocolError(400, f"Invalid X-Trino-Time-Zone header: unknown time zone {zone[:50]!r}") from None
-    tags = _one(headers, "x-trino-client-tags")
-    transaction = _one(headers, "x-trino-transaction-id")
+    tags = _one(headers, "X-Trino-Client-Tags")
+    transaction = _one(headers, "X-Trino-Transaction-Id")
     return Session(
         user=user,
-        source=_one(headers, "x-trino-source"),
-        catalog=_identifier(headers, "x-trino-catalog"),
-        schema=_identifier(headers, "x-trino-schema"),
+        source=_one(headers, "X-Trino-Source"),
+        catalog=_identifier(headers, "X-Trino-Catalog"),
+        schema=_identifier(headers, "X-Trino-Schema"),
         time_zone=zone,
-        language=_one(headers, "x-trino-language"),
-        properties=MappingProxyType(_pairs(headers, "x-trino-session")),
-        prepared_statements=MappingProxyType(_pairs(headers, "x-trino-prepared-statement")),
+        language=_one(headers, "X-Trino-Language"),
+        properties=MappingProxyType(_pairs(headers, "X-Trino-Session")),
+        prepared_statements=MappingProxyType(_pairs(headers, "X-Trino-Prepared-Statement")),
         client_tags=frozenset(t.strip() for t in tags.split(",") if t.strip()) if tags else frozenset(),
-        client_info=_one(headers, "x-trino-client-info"),
+        client_info=_one(headers, "X-Trino-Client-Info"),
         transaction_id=None if transaction is None or transaction.upper() == "NONE" else transaction,
-        trace_token=_one(headers, "x-trino-trace-token"),
+        trace_token=_one(headers, "X-Trino-Trace-Token"),
         client_address=client_address,
     )
 

@@ -10,6 +10,7 @@ same page back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 import time
@@ -73,10 +74,16 @@ class TrinoQuery:
 
     async def _produce(self) -> None:
         run = self.run
-        await run.start()
-        self._arrived.set()
-        if run.columns is None:
-            return
+        try:
+            await run.start()
+            if run.columns is not None:
+                await self._fetch_all()
+        finally:
+            self._arrived.set()
+
+    async def _fetch_all(self) -> None:
+        run = self.run
+        assert run.columns is not None
         zone: tzinfo | None = ZoneInfo(run.session.time_zone) if run.session.time_zone else None
         encode = row_encoder([c.type for c in run.columns], zone)
         limit = self.settings.page_rows * 2
@@ -88,7 +95,6 @@ class TrinoQuery:
             self._push(rows, encode)
             if self._buffered_rows >= limit:
                 self._room.clear()
-        self._arrived.set()
 
     def _push(self, rows: Sequence[Row], encode: Callable[[Sequence[Any]], list[Any]]) -> None:
         text = json.dumps([encode(r) for r in rows], allow_nan=False, separators=(",", ":"), default=str)
@@ -97,16 +103,16 @@ class TrinoQuery:
         self._arrived.set()
 
     async def wait(self, seconds: float) -> None:
-        """Until rows or the end are available, at most `seconds`."""
-        if self._chunks or (self.run.done and not self._producing):
-            return
-        self._arrived.clear()
-        if self._chunks or (self.run.done and not self._producing):
-            return
-        try:
-            await asyncio.wait_for(self._arrived.wait(), timeout=seconds)
-        except TimeoutError:
-            pass
+        """Until a full page is buffered or no more rows will come, at most `seconds`. Waiting for a full
+        page (not just the first rows) lets a small result travel in one response, with no nextUri."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        while self._producing and self._buffered_rows < self.settings.page_rows:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), timeout=remaining)
 
     @property
     def _producing(self) -> bool:

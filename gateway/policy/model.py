@@ -1,0 +1,118 @@
+"""The policy model: what `policies/*.yaml` says, as immutable typed values.
+
+Built by `load.py`, read by `decide.py` and the SQL rewriter. Nothing here does I/O or knows SQL dialects:
+filters and mask templates stay as the admin wrote them and are parsed where they are used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+Scalar = str | int | float | bool
+
+# Table-level sensitivity tags, in increasing order (DESIGN: public < internal < confidential < restricted).
+TABLE_CLASSIFICATIONS: tuple[str, ...] = ("public", "internal", "confidential", "restricted")
+
+BUILTIN_MASKS: frozenset[str] = frozenset({"redact", "null", "hash", "last4", "first4", "email_domain", "year_only"})
+
+
+@dataclass(frozen=True, slots=True)
+class AttributeTest:
+    """One `attributes:` entry of a `when`: every test that is set must hold.
+
+    `equals` and `any_of` compare with ==; against a list-valued attribute (such as `nations`) they hold when
+    any element matches. `gte`/`lte` compare numbers only; a non-numeric value never matches.
+    """
+
+    equals: Scalar | None = None
+    any_of: tuple[Scalar, ...] | None = None
+    gte: float | None = None
+    lte: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class When:
+    """A condition on the caller. All parts that are set must hold; an empty `When` matches everyone.
+
+    `users`: exact user names (any of). `groups`: any of. `source`: a regular expression that must match the
+    whole client source (X-Trino-Source), as Trino's resource-group selectors do; a plain name is a regex that
+    matches itself. A missing attribute or source never matches.
+    """
+
+    users: frozenset[str] | None = None
+    groups: frozenset[str] | None = None
+    attributes: tuple[tuple[str, AttributeTest], ...] = ()  # a tuple, not a dict, so rules stay hashable
+    source: str | None = None
+
+
+EVERYONE = When()
+
+
+@dataclass(frozen=True, slots=True)
+class MaskRef:
+    """A mask as written: a built-in name (`last4`) or a SQL template with `{column}` (`{sql: ...}`).
+
+    Named masks from the `masks:` section are resolved at load time, so a `MaskRef` is always one of the two.
+    """
+
+    builtin: str | None = None
+    sql: str | None = None
+
+    def describe(self) -> str:
+        return self.builtin if self.builtin is not None else "sql"
+
+
+@dataclass(frozen=True, slots=True)
+class AccessRule:
+    when: When
+    allow: bool
+    location: str  # "file:line", for explain output and audit
+
+
+@dataclass(frozen=True, slots=True)
+class RowFilter:
+    when: When
+    filter: str  # SQL boolean expression over the table's raw columns; `:name` binds identity attributes
+    location: str
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnPolicy:
+    name: str
+    classification: str | None
+    mask: MaskRef | None
+    unmask_when: When | None  # None: the mask always applies
+    location: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClassificationMask:
+    mask: MaskRef
+    unmask_when: When | None
+    location: str
+
+
+@dataclass(frozen=True, slots=True)
+class TablePolicy:
+    """One `tables:` entry. `name` is a lower-cased pattern of 2 or 3 dot-separated parts; `*` is a wildcard
+    within one part. A 2-part name (`schema.table`) applies in every catalog."""
+
+    name: str
+    owner: str | None
+    cost_center: str | None
+    classification: str | None
+    access: tuple[AccessRule, ...]
+    row_filters: tuple[RowFilter, ...] | None  # None: the key was absent -> all rows
+    columns: Mapping[str, ColumnPolicy]
+    location: str
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySet:
+    """Every policy file merged. `version` is the sha256 of the files' names and contents."""
+
+    tables: tuple[TablePolicy, ...]
+    masks: Mapping[str, MaskRef]
+    classification_masks: Mapping[str, ClassificationMask]
+    version: str
