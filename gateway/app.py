@@ -51,7 +51,7 @@ class Gateway:
         self.metrics.info.info({"version": __version__})
         self.backends = {b.name: build_backend(b) for b in settings.backends}
         for name, backend in self.backends.items():
-            self.metrics.backend_busy_threads.labels(name).set_function(lambda b=backend: b.busy_threads)
+            self.metrics.backend_busy_threads.labels(name).set_function(partial(_busy_threads, backend))
         self.catalog = CatalogService(self.backends, self.metrics)
         self.pipeline = Pipeline(authenticator=Authenticator(), catalog=self.catalog, backends=self.backends,
                                  metrics=self.metrics, default_catalog=settings.default_catalog)
@@ -110,6 +110,10 @@ class Gateway:
         ops = OpsEndpoints(metrics=self.metrics, backends=self.backends, is_draining=self.is_draining)
         return Starlette(routes=[*trino.routes(), *ops.routes()], lifespan=self.lifespan,
                          exception_handlers={Exception: _internal_error, 404: _not_found, 405: _not_allowed})
+
+
+def _busy_threads(backend: Backend) -> float:
+    return float(backend.busy_threads)
 
 
 async def _internal_error(request: Request, error: Exception) -> Response:

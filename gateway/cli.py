@@ -68,9 +68,8 @@ def _serve(args: argparse.Namespace) -> int:
             return 2
         log.warning("identity.mode is 'dev': X-Trino-User is trusted without authentication%s",
                     "" if is_loopback(host) else " ON A NON-LOOPBACK ADDRESS (forced)")
-    server = build_server(settings)
     _announce(settings)
-    server.run()
+    build_server(settings).run()
     return 0
 
 

@@ -183,7 +183,7 @@ def _jdbc_size(kind: SqlType) -> tuple[int | None, int | None]:
 
 
 def _jdbc_types() -> list[tuple[object, ...]]:
-    rows = []
+    rows: list[tuple[object, ...]] = []
     for name, code in JDBC_TYPES.items():
         numeric = name in ("tinyint", "smallint", "integer", "bigint", "real", "double", "decimal")
         quoted = name in ("varchar", "char", "date", "time", "timestamp")

@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from sqlglot import exp
 
@@ -42,7 +42,7 @@ from gateway.types import BIGINT, BOOLEAN, VARCHAR
 log = logging.getLogger("gateway.query")
 
 
-class QueryState(str, Enum):
+class QueryState(StrEnum):
     QUEUED = "QUEUED"
     RUNNING = "RUNNING"
     FINISHED = "FINISHED"
@@ -130,7 +130,7 @@ class QueryRun:
             elif prepared.sql is not None and prepared.target is not None:
                 await self._execute(prepared.target, prepared.sql)
                 if prepared.describe_output:
-                    self._execution = await self._describe_output(self._execution)
+                    self._execution = await self._describe_output(self._execution_or_fail())
             if self._finished:
                 return  # cancelled while starting
             if self._execution is not None:
@@ -223,7 +223,7 @@ class QueryRun:
             tree = show_query(statement, catalog=session.catalog, schema=session.schema, snapshot=snapshot)
             return self._plan_query(tree, "show", parameters_allowed=False)
         if isinstance(statement, st.Execute):
-            text = statement.sql if statement.name is None else self._prepared_text(statement.name)
+            text = self._prepared_text(statement.name) if statement.name is not None else statement.sql or ""
             inner = st.classify(text)
             if not isinstance(inner, st.QueryStatement):
                 raise NotSupported("only queries can be executed as prepared statements")
@@ -269,6 +269,11 @@ class QueryRun:
         planned = self._plan_query(exp.select("*").from_(tree.subquery("q")).limit(0), "describe",
                                    parameters_allowed=False)
         return Prepared("describe", target=planned.target, sql=planned.sql, describe_output=True)
+
+    def _execution_or_fail(self) -> Execution:
+        if self._execution is None:
+            raise InternalError("no execution to describe")
+        return self._execution
 
     async def _describe_output(self, execution: Execution) -> StaticExecution:
         columns = execution.columns

@@ -157,76 +157,85 @@ class DuckDBEngine:
 
 
 class DuckDBExecution(Execution):
+    """One query on its own cursor. Calls into DuckDB run on worker threads; `cancel` interrupts a running
+    call, and the cursor is closed by whichever side finishes last (DuckDB refuses to close a busy cursor)."""
+
     def __init__(self, engine: DuckDBEngine, sql: str, query_id: str) -> None:
         self._engine = engine
         self._sql = sql
         self._cursor: duckdb.DuckDBPyConnection | None = None
         self._lock = threading.Lock()
         self._closed = False
+        self._in_call = False
         self._started = time.perf_counter()
         self._cpu = 0.0
         self.columns = ()
         self.stats = ExecutionStats(backend_query_id=query_id)
 
-    async def start(self) -> None:
-        await self._engine.run(self._start_blocking)
-
-    def _start_blocking(self) -> None:
-        began = time.thread_time()
-        cursor = self._engine.cursor()
+    def _call(self, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        """Runs on a worker thread: `work` on the cursor, unless the query was cancelled."""
         with self._lock:
             if self._closed:
-                cursor.close()
                 raise QueryCanceled("Query was canceled")
-            self._cursor = cursor
-        try:
-            cursor.execute(self._sql)
-        except duckdb.Error as error:
-            self._close()
-            raise translate_error(error) from None
-        finally:
-            self._cpu += time.thread_time() - began
-        description = cursor.description or []
-        self.columns = tuple(Column(name=d[0], type=to_sql_type(d[1])) for d in description)
-
-    def _fetch_blocking(self, max_rows: int) -> list[Row] | None:
+            if self._cursor is None:
+                self._cursor = self._engine.cursor()
+            cursor = self._cursor
+            self._in_call = True
         began = time.thread_time()
         try:
-            with self._lock:
-                cursor = self._cursor
-            if cursor is None:
-                return None
-            rows = cursor.fetchmany(max_rows)
+            return work(cursor)
         except duckdb.Error as error:
-            self._close()
+            with self._lock:
+                self._closed = True
             raise translate_error(error) from None
         finally:
             self._cpu += time.thread_time() - began
-        if not rows:
-            self._close()
-            return None
-        self.stats.rows += len(rows)
-        return rows
+            with self._lock:
+                self._in_call = False
+                close_now = self._closed
+            if close_now:
+                self._close_cursor()
+
+    def _close_cursor(self) -> None:
+        with self._lock:
+            cursor, self._cursor = self._cursor, None
+        if cursor is not None:
+            cursor.close()
+
+    async def start(self) -> None:
+        def run(cursor: duckdb.DuckDBPyConnection) -> None:
+            cursor.execute(self._sql)
+            self.columns = tuple(Column(name=d[0], type=to_sql_type(d[1])) for d in cursor.description or [])
+
+        await self._engine.run(lambda: self._call(run))
 
     async def fetch(self, max_rows: int) -> Sequence[Row] | None:
-        rows = await self._engine.run(lambda: self._fetch_blocking(max_rows))
+        def run(cursor: duckdb.DuckDBPyConnection) -> list[Row] | None:
+            rows = cursor.fetchmany(max_rows)
+            if not rows:
+                with self._lock:
+                    self._closed = True
+                return None
+            return rows
+
+        rows = await self._engine.run(lambda: self._call(run))
+        if rows is not None:
+            self.stats.rows += len(rows)
         self.stats.elapsed_seconds = time.perf_counter() - self._started
         self.stats.cpu_seconds = self._cpu
         return rows
 
-    def _close(self) -> None:
-        with self._lock:
-            cursor, self._cursor, self._closed = self._cursor, None, True
-        if cursor is not None:
-            cursor.close()
-
     async def cancel(self) -> None:
         with self._lock:
-            cursor, self._closed = self._cursor, True
-        if cursor is not None:
-            # interrupt() is thread-safe: the worker running execute()/fetchmany() gets InterruptException.
-            cursor.interrupt()
-            await self._engine.run(self._close)
+            already = self._closed
+            self._closed = True
+            cursor, busy = self._cursor, self._in_call
+        if already or cursor is None:
+            return
+        if busy:
+            cursor.interrupt()  # thread-safe: the worker's call ends with InterruptException, then closes
+        else:
+            await self._engine.run(self._close_cursor)
 
 
 def describe_tables(cursor: duckdb.DuckDBPyConnection, *, database: str) -> list[Table]:

@@ -23,6 +23,7 @@ Encoder = Callable[[Any], Any]
 
 def type_signature(kind: SqlType) -> dict[str, Any]:
     """The `typeSignature` object Trino clients index into (arguments[0] for varchar, decimal, ...)."""
+    arguments: list[dict[str, Any]]
     if kind.name in ("array", "map"):
         arguments = [{"kind": "TYPE", "value": type_signature(child)} for child in kind.children]
     elif kind.name == "row":
@@ -32,7 +33,8 @@ def type_signature(kind: SqlType) -> dict[str, Any]:
         ]
     else:
         arguments = [{"kind": "LONG", "value": value} for value in kind.arguments]
-    return {"rawType": kind.name, "arguments": arguments}
+    signature: dict[str, Any] = {"rawType": kind.name, "arguments": arguments}
+    return signature
 
 
 def column_json(name: str, kind: SqlType) -> dict[str, Any]:

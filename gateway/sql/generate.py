@@ -31,7 +31,7 @@ class SessionValues:
 
 
 def to_backend_sql(query: ResolvedQuery, *, dialect: str, session: SessionValues, metadata: bool) -> str:
-    tree = query.tree.copy()
+    tree: exp.Expr = query.tree.copy()
     tree = _rename_tables(tree, metadata=metadata)
     tree = _session_functions(tree, session)
     tree = name_output_columns(tree)
@@ -42,8 +42,8 @@ def _table_name(table: exp.Table) -> TableName:
     return TableName(table.catalog, table.db, table.name)
 
 
-def _rename_tables(tree: exp.Expression, *, metadata: bool) -> exp.Expression:
-    def rename(node: exp.Expression) -> exp.Expression:
+def _rename_tables(tree: exp.Expr, *, metadata: bool) -> exp.Expr:
+    def rename(node: exp.Expr) -> exp.Expr:
         if not isinstance(node, exp.Table) or not node.args.get("catalog"):
             return node
         name = _table_name(node)
@@ -62,11 +62,11 @@ def _rename_tables(tree: exp.Expression, *, metadata: bool) -> exp.Expression:
     return tree.transform(rename, copy=False)
 
 
-def _session_functions(tree: exp.Expression, session: SessionValues) -> exp.Expression:
-    def literal(value: str | None) -> exp.Expression:
+def _session_functions(tree: exp.Expr, session: SessionValues) -> exp.Expr:
+    def literal(value: str | None) -> exp.Expr:
         return exp.Null() if value is None else exp.Literal.string(value)
 
-    def replace(node: exp.Expression) -> exp.Expression:
+    def replace(node: exp.Expr) -> exp.Expr:
         if isinstance(node, exp.CurrentUser):
             return literal(session.user)
         if isinstance(node, exp.CurrentCatalog):
@@ -87,7 +87,7 @@ def _session_functions(tree: exp.Expression, session: SessionValues) -> exp.Expr
     return tree.transform(replace, copy=False)
 
 
-def name_output_columns(tree: exp.Expression) -> exp.Expression:
+def name_output_columns(tree: exp.Expr) -> exp.Expr:
     """Give unnamed output expressions Trino's names (_col0, ...). Set operations take the first branch's
     names, so only the leftmost SELECT is renamed."""
     select = tree
@@ -97,7 +97,7 @@ def name_output_columns(tree: exp.Expression) -> exp.Expression:
         return tree
     if not isinstance(select, exp.Select):
         return tree
-    renamed = []
+    renamed: list[exp.Expr] = []
     for index, projection in enumerate(select.expressions):
         if isinstance(projection, exp.Alias | exp.Column | exp.Star) or (
             isinstance(projection, exp.Dot) and isinstance(projection.expression, exp.Star)

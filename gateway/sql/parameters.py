@@ -9,7 +9,7 @@ from sqlglot import exp
 from gateway.errors import UserError
 
 
-def bind_parameters(tree: exp.Query, values: Sequence[exp.Expression]) -> exp.Query:
+def bind_parameters(tree: exp.Query, values: Sequence[exp.Expr]) -> exp.Query:
     """A copy of `tree` with each `?` replaced, in order, by the matching constant expression."""
     bound = tree.copy()
     placeholders = [p for p in bound.find_all(exp.Placeholder, bfs=False) if p.name in ("", "?")]

@@ -16,7 +16,7 @@ CLIENT_DIALECT = "trino"
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
 
-def parse_one_statement(sql: str, *, dialect: str = CLIENT_DIALECT) -> exp.Expression:
+def parse_one_statement(sql: str, *, dialect: str = CLIENT_DIALECT) -> exp.Expr:
     """Parse `sql` into one statement tree. A single trailing semicolon is tolerated, as most clients strip
     one; several statements are refused, because the gateway decides per statement."""
     try:

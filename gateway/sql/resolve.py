@@ -28,13 +28,13 @@ class ResolvedQuery:
     target: str  # a backend's catalog, or METADATA_TARGET for the gateway's own metadata tables
 
 
-def _location(node: exp.Expression) -> dict[str, int]:
+def _location(node: exp.Expr) -> dict[str, int]:
     identifier = node.this if isinstance(node, exp.Table) else node
     meta = getattr(identifier, "meta", None) or {}
     return {"line": meta["line"], "column": meta["col"]} if "line" in meta and "col" in meta else {}
 
 
-def _prefix(node: exp.Expression) -> str:
+def _prefix(node: exp.Expr) -> str:
     where = _location(node)
     return f"line {where['line']}:{where['column']}: " if where else ""
 
@@ -59,6 +59,9 @@ def base_tables(tree: exp.Query) -> list[exp.Table]:
     for table in tree.find_all(exp.Table):
         if id(table) not in classified:
             raise NotSupported(f"{_prefix(table)}unsupported table reference {table.sql(dialect='trino')!r}")
+        if isinstance(table.this, exp.Dot):
+            raise UserError(f"{_prefix(table)}too many dots in table name {table.sql(dialect='trino')!r}",
+                            error_name="SYNTAX_ERROR")
         if not isinstance(table.this, exp.Identifier):
             raise NotSupported(f"{_prefix(table)}table functions are not supported")
     return list(found.values())

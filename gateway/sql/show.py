@@ -13,10 +13,10 @@ from gateway.errors import NotFound, UserError
 from gateway.sql.statements import Show
 
 
-def _like(column: str, show: Show) -> exp.Expression | None:
+def _like(column: str, show: Show) -> exp.Expr | None:
     if show.like is None:
         return None
-    pattern: exp.Expression = exp.Like(this=exp.column(column), expression=exp.Literal.string(show.like))
+    pattern: exp.Expr = exp.Like(this=exp.column(column), expression=exp.Literal.string(show.like))
     if show.escape is not None:
         pattern = exp.Escape(this=pattern, expression=exp.Literal.string(show.escape))
     return pattern
@@ -26,7 +26,7 @@ def _table(catalog: str, schema: str, name: str) -> exp.Table:
     return exp.table_(name, db=schema, catalog=catalog)
 
 
-def _where(query: exp.Select, *conditions: exp.Expression | None) -> exp.Select:
+def _where(query: exp.Select, *conditions: exp.Expr | None) -> exp.Select:
     for condition in conditions:
         if condition is not None:
             query = query.where(condition)

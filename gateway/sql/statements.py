@@ -8,10 +8,11 @@ quoting and identifiers follow Trino's rules. Anything not recognised is refused
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from sqlglot import exp
 from sqlglot.dialects.trino import Trino
-from sqlglot.tokens import Token, TokenType
+from sqlglot.tokenizer_core import Token, TokenType
 
 from gateway.errors import NotSupported, SqlSyntaxError
 from gateway.sql.parse import parse_one_statement
@@ -58,7 +59,7 @@ class Execute:
 
     name: str | None
     sql: str | None
-    parameters: tuple[exp.Expression, ...] = ()
+    parameters: tuple[exp.Expr, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -134,13 +135,13 @@ def classify(sql: str) -> Statement:
     return _classify_tokens(sql)
 
 
-def _statement_name(tree: exp.Expression) -> str:
+def _statement_name(tree: exp.Expr) -> str:
     return tree.key.upper()
 
 
 class _Tokenizer(Trino.Tokenizer):
     # sqlglot swallows everything after SHOW/EXECUTE/... into one string; here every token counts.
-    COMMANDS: set[TokenType] = set()
+    COMMANDS: ClassVar[set[TokenType]] = set()
 
 
 _QUOTED = (TokenType.STRING, TokenType.IDENTIFIER)
@@ -315,7 +316,7 @@ def _with_like(tokens: _Tokens, show: Show) -> Show:
     return Show(show.what, show.target, like, escape)
 
 
-def _using(tokens: _Tokens) -> tuple[exp.Expression, ...]:
+def _using(tokens: _Tokens) -> tuple[exp.Expr, ...]:
     if tokens.peek() is None:
         return ()
     tokens.expect("USING")

@@ -1,0 +1,92 @@
+"""gateway.yaml loading: defaults, environment overrides, and errors that name file, line and key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.config import ConfigError, load_settings
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_no_file_gives_the_embedded_demo(tmp_path: Path) -> None:
+    settings = load_settings(None, environ={})
+    assert settings.server.host == "127.0.0.1" and settings.server.port == 8080
+    demo = settings.backends[0]
+    assert (demo.name, demo.type, demo.schema, demo.tpch_scale) == ("demo", "duckdb", "tpch", 0.01)
+    assert settings.identity.mode == "dev"
+
+
+def test_relative_paths_are_relative_to_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "backends:\n  wh: {type: duckdb, path: data/wh.duckdb}\n")
+    settings = load_settings(path, environ={})
+    assert settings.backends[0].path == tmp_path / "data" / "wh.duckdb"
+    assert settings.default_catalog == "wh"
+
+
+def test_environment_overrides_keep_types(tmp_path: Path) -> None:
+    path = write(tmp_path, "server: {port: 9000}\n")
+    settings = load_settings(path, environ={"GATEWAY__SERVER__PORT": "8181", "GATEWAY__LOGGING__FORMAT": "json",
+                                            "GATEWAY__BACKENDS__DEMO__TPCH_SCALE": "0.1"})
+    assert settings.server.port == 8181
+    assert settings.logging.format == "json"
+    assert settings.backends[0].tpch_scale == 0.1
+
+
+def test_errors_name_file_line_and_key(tmp_path: Path) -> None:
+    path = write(tmp_path, "server:\n  host: 127.0.0.1\n  port: eighty\nbackends:\n  demo:\n    type: duckbd\n"
+                           "    path: x.duckdb\nidentity: {mode: jwtt}\nlogging:\n  formt: json\n")
+    with pytest.raises(ConfigError) as error:
+        load_settings(path, environ={})
+    messages = error.value.messages
+    assert f"{path}:3: server.port: must be an integer, not 'eighty'" in messages
+    assert f"{path}:6: backends.demo.type: unknown backend 'duckbd' (expected one of: duckdb)" in messages
+    assert any(m.startswith(f"{path}:8: identity.mode: unknown identity mode 'jwtt'") for m in messages)
+    assert f"{path}:10: logging.formt: unknown key (did you mean 'format'?)" in messages
+
+
+def test_environment_errors_name_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_settings(None, environ={"GATEWAY__SERVER__PORT": "99999"})
+    assert error.value.messages == ["environment GATEWAY__SERVER__PORT: server.port: must be a port number "
+                                    "(0-65535), not 99999"]
+
+
+def test_invalid_yaml_and_unknown_sections(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_settings(write(tmp_path, "server: [1, 2\n"), environ={})
+    assert error.value.messages[0].startswith(f"{tmp_path / 'gateway.yaml'}:")
+    with pytest.raises(ConfigError) as error:
+        load_settings(write(tmp_path, "servr: {}\n"), environ={})
+    assert error.value.messages == [f"{tmp_path / 'gateway.yaml'}:1: servr: unknown section (did you mean 'server'?)"]
+
+
+def test_reserved_catalog_names(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_settings(write(tmp_path, "backends:\n  system: {type: duckdb, path: a.duckdb}\n"), environ={})
+    assert "reserved" in error.value.messages[0]
+
+
+def test_cli_prints_config_errors_and_exits_2(tmp_path: Path) -> None:
+    path = write(tmp_path, "server: {port: -1}\n")
+    result = subprocess.run([sys.executable, "-m", "gateway.cli", "serve", "--config", str(path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert f"{path}:1: server.port: must be a port number" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_dev_mode_refuses_a_public_address(tmp_path: Path) -> None:
+    path = write(tmp_path, "server: {host: 0.0.0.0, port: 0}\n")
+    result = subprocess.run([sys.executable, "-m", "gateway.cli", "serve", "--config", str(path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "refusing to start" in result.stderr and "allow_dev_on_public_host" in result.stderr
