@@ -30,8 +30,18 @@ from gateway.identity import Authenticator
 from gateway.metadata import CatalogService
 from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline
+from gateway.planner import Planner
+from gateway.policy.load import load_dev_users
+from gateway.policy.store import PolicyStore
 
 log = logging.getLogger("gateway")
+
+
+def build_authenticator(settings: Settings) -> Authenticator:
+    path = settings.identity.dev_users_file or settings.policies.dir / "dev_users.yaml"
+    if settings.identity.dev_users_file is None and not path.exists():
+        return Authenticator()
+    return Authenticator(dev_users=load_dev_users(path))
 
 
 def build_backend(settings: BackendSettings) -> Backend:
@@ -53,11 +63,16 @@ class Gateway:
         for name, backend in self.backends.items():
             self.metrics.backend_busy_threads.labels(name).set_function(partial(_busy_threads, backend))
         self.catalog = CatalogService(self.backends, self.metrics)
-        self.pipeline = Pipeline(authenticator=Authenticator(), catalog=self.catalog, backends=self.backends,
-                                 metrics=self.metrics, default_catalog=settings.default_catalog)
+        self.policies = PolicyStore(settings.policies.dir, self.metrics)
+        self.policies.load()  # invalid policies: the gateway does not start (PolicyError, file:line)
+        planner = Planner(dialects={name: b.dialect for name, b in self.backends.items()},
+                          default_catalog=settings.default_catalog, version=__version__, metrics=self.metrics)
+        self.pipeline = Pipeline(authenticator=build_authenticator(settings), catalog=self.catalog,
+                                 policies=self.policies, planner=planner, backends=self.backends,
+                                 metrics=self.metrics)
         self.registry = QueryRegistry(settings.protocol, self.metrics)
         self.draining = False
-        self._refresh_task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     def is_draining(self) -> bool:
         return self.draining
@@ -67,15 +82,21 @@ class Gateway:
             await backend.start()
         await self.catalog.refresh()
         self.registry.start_reaper()
-        self._refresh_task = asyncio.create_task(self._refresh_forever(), name="catalog-refresh")
+        self._tasks = [asyncio.create_task(self._refresh_catalog_forever(), name="catalog-refresh"),
+                       asyncio.create_task(self._reload_policies_forever(), name="policy-reload")]
 
-    async def _refresh_forever(self) -> None:
+    async def _refresh_catalog_forever(self) -> None:
         while True:
             await asyncio.sleep(self.settings.metadata.refresh_seconds)
             try:
                 await self.catalog.refresh()
             except GatewayError as error:
                 log.warning("catalog refresh failed, keeping the previous catalog: %s", error.message)
+
+    async def _reload_policies_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.policies.reload_seconds)
+            self.policies.reload_if_changed()
 
     async def drain(self, grace_seconds: float) -> None:
         """Stop taking new queries; let running ones finish for up to `grace_seconds`, then cancel them."""
@@ -89,8 +110,8 @@ class Gateway:
                         grace_seconds)
 
     async def stop(self) -> None:
-        if self._refresh_task is not None:
-            self._refresh_task.cancel()
+        for task in self._tasks:
+            task.cancel()
         await self.registry.close(GatewayError("The gateway is shutting down", error_name="SERVER_SHUTTING_DOWN"))
         for backend in self.backends.values():
             await backend.close()

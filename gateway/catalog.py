@@ -7,6 +7,7 @@ never sees two versions of the catalog.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -65,8 +66,8 @@ class CatalogSnapshot:
     def table(self, name: TableName) -> Table | None:
         return self._tables.get(name.catalog, {}).get(name.schema, {}).get(name.table)
 
-    def column_types(self) -> dict[str, dict[str, dict[str, dict[str, str]]]]:
-        """catalog -> schema -> table -> {column: Trino type text}, the shape sqlglot's MappingSchema takes."""
+    @functools.cached_property
+    def _column_types(self) -> dict[str, dict[str, dict[str, dict[str, str]]]]:
         return {
             catalog: {
                 schema: {name: {c.name: c.type.display() for c in table.columns} for name, table in tables.items()}
@@ -74,3 +75,8 @@ class CatalogSnapshot:
             }
             for catalog, schemas in self._tables.items()
         }
+
+    def column_types(self) -> Mapping[str, Mapping[str, Mapping[str, Mapping[str, str]]]]:
+        """catalog -> schema -> table -> {column: Trino type text}, the shape sqlglot's MappingSchema takes.
+        Computed once per snapshot."""
+        return self._column_types

@@ -11,6 +11,7 @@ from pathlib import Path
 from gateway import __version__
 from gateway.config import ConfigError, Settings, load_settings
 from gateway.logs import configure_logging
+from gateway.policy.load import PolicyError
 
 log = logging.getLogger("gateway")
 
@@ -25,6 +26,24 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="override server.port")
     check = commands.add_parser("config", help="validate a gateway.yaml and print the effective settings")
     check.add_argument("--config", type=Path)
+
+    policy = commands.add_parser("policy", help="policy files").add_subparsers(dest="policy_command", required=True)
+    policy_check = policy.add_parser("check", help="validate policy files against the backend catalog")
+    policy_check.add_argument("dir", nargs="?", type=Path, help="policies directory (default: policies.dir)")
+    policy_check.add_argument("--config", type=Path)
+
+    explain = commands.add_parser("explain", help="show the decision and rewritten SQL for a statement, "
+                                                  "without running it")
+    explain.add_argument("--config", type=Path)
+    explain.add_argument("--user", required=True)
+    explain.add_argument("--groups", default=None, help="comma-separated groups (default: from the dev users "
+                                                         "file for a known user)")
+    explain.add_argument("--attr", action="append", default=[], metavar="KEY=VALUE",
+                         help="identity attribute; VALUE may be a comma-separated list (nations=1,2)")
+    explain.add_argument("--source", default=None, help="client application (X-Trino-Source)")
+    explain.add_argument("--catalog", default=None, help="session catalog (default: the first backend)")
+    explain.add_argument("--schema", default=None, help="session schema (default: the first backend's schema)")
+    explain.add_argument("--sql", required=True)
     return parser
 
 
@@ -45,6 +64,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = _load(args.config)
         print(settings)
         return 0
+    if args.command == "policy":
+        from gateway.tools import policy_check
+
+        return policy_check(_load(args.config), args.dir)
+    if args.command == "explain":
+        from gateway.tools import explain
+
+        return explain(_load(args.config), args)
     return 2
 
 
@@ -68,8 +95,15 @@ def _serve(args: argparse.Namespace) -> int:
             return 2
         log.warning("identity.mode is 'dev': X-Trino-User is trusted without authentication%s",
                     "" if is_loopback(host) else " ON A NON-LOOPBACK ADDRESS (forced)")
+    try:
+        draining_server = build_server(settings)
+    except PolicyError as error:
+        for message in error.errors:
+            print(message, file=sys.stderr)
+        print("refusing to start: the policy files above are invalid", file=sys.stderr)
+        return 2
     _announce(settings)
-    build_server(settings).run()
+    draining_server.run()
     return 0
 
 

@@ -60,9 +60,15 @@ class BackendSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PolicySettings:
+    dir: Path = Path("policies")
+    reload_seconds: float = 2.0  # how often the directory is checked for changed files
+
+
+@dataclass(frozen=True, kw_only=True)
 class IdentitySettings:
     mode: str = "dev"
-    dev_users_file: Path | None = None
+    dev_users_file: Path | None = None  # default: dev_users.yaml in the policies directory, if present
     allow_dev_on_public_host: bool = False
 
 
@@ -83,6 +89,7 @@ class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     protocol: ProtocolSettings = field(default_factory=ProtocolSettings)
     backends: tuple[BackendSettings, ...] = ()
+    policies: PolicySettings = field(default_factory=PolicySettings)
     identity: IdentitySettings = field(default_factory=IdentitySettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     metadata: MetadataSettings = field(default_factory=MetadataSettings)
@@ -315,6 +322,15 @@ def _backends(r: _Reader, data: Mapping[str, Any], base: Path) -> tuple[BackendS
     return tuple(result)
 
 
+def _policies(r: _Reader, data: Mapping[str, Any]) -> PolicySettings:
+    p = ("policies",)
+    s = r.section(data, p, {"dir", "reload_seconds"})
+    return PolicySettings(
+        dir=r.get(s, (*p, "dir"), Path, r.base / "policies"),
+        reload_seconds=r.get(s, (*p, "reload_seconds"), float, 2.0, _positive),
+    )
+
+
 def _identity(r: _Reader, data: Mapping[str, Any]) -> IdentitySettings:
     p = ("identity",)
     s = r.section(data, p, {"mode", "dev_users_file", "allow_dev_on_public_host"})
@@ -342,7 +358,7 @@ def _metadata(r: _Reader, data: Mapping[str, Any]) -> MetadataSettings:
     return MetadataSettings(refresh_seconds=r.get(s, (*p, "refresh_seconds"), float, 60.0, _positive))
 
 
-SECTIONS = {"server", "protocol", "backends", "identity", "logging", "metadata"}
+SECTIONS = {"server", "protocol", "backends", "policies", "identity", "logging", "metadata"}
 
 
 def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -366,6 +382,7 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
         server=_server(reader, data),
         protocol=_protocol(reader, data),
         backends=_backends(reader, data, base),
+        policies=_policies(reader, data),
         identity=_identity(reader, data),
         logging=_logging(reader, data),
         metadata=_metadata(reader, data),

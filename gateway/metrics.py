@@ -44,6 +44,13 @@ class Metrics:
                                           registry=r)
         self.backend_up = Gauge("gateway_backend_up", "1 when the backend answered the last readiness probe",
                                 ["backend"], registry=r)
+        # policies
+        self.policy_reloads = Counter("gateway_policy_reloads", "Policy reloads by outcome (loaded, invalid)",
+                                      ["outcome"], registry=r)
+        self.policy_version = Info("gateway_policy", "Content hash of the policy version in force", registry=r)
+        self.policy_denials = Counter("gateway_policy_denials", "Statements denied by policy", registry=r)
+        self.plan_cache = Counter("gateway_plan_cache", "Plan cache lookups by result (hit, miss)", ["result"],
+                                  registry=r)
         # catalog
         self.catalog_refreshes = Counter("gateway_catalog_refreshes", "Catalog metadata refreshes by outcome",
                                          ["outcome"], registry=r)

@@ -95,8 +95,13 @@ def demo_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+POLICIES = Path(__file__).resolve().parent.parent / "policies"
+
+
 def demo_config(database: Path, **sections: Any) -> dict[str, Any]:
-    return {"backends": {"demo": {"type": "duckdb", "path": str(database), "schema": "tpch"}}, **sections}
+    """The demo backend on `database`, with the shipped example policies and dev users."""
+    return {"backends": {"demo": {"type": "duckdb", "path": str(database), "schema": "tpch"}},
+            "policies": {"dir": str(POLICIES)}, **sections}
 
 
 @pytest.fixture(scope="session")

@@ -12,12 +12,13 @@ from typing import Any
 import httpx
 import trino
 
-from tests.conftest import GatewayProcess, demo_config
+from tests.conftest import POLICIES, GatewayProcess, demo_config
 
 
 def test_first_start_generates_the_demo_warehouse(tmp_path: Path) -> None:
     database = tmp_path / "fresh" / "demo.duckdb"
-    config = {"backends": {"demo": {"type": "duckdb", "path": str(database), "schema": "tpch", "tpch_scale": 0.01}}}
+    config = {"backends": {"demo": {"type": "duckdb", "path": str(database), "schema": "tpch", "tpch_scale": 0.01}},
+              "policies": {"dir": str(POLICIES)}}
     gateway = GatewayProcess(tmp_path, config)
     try:
         assert database.exists()

@@ -25,7 +25,7 @@ def resolve(sql: str) -> tuple[list[TableName], str]:
     statement = st.classify(sql)
     assert isinstance(statement, st.QueryStatement)
     resolved = resolve_query(statement.tree, catalog="demo", schema="tpch", snapshot=SNAPSHOT, default_catalog="demo")
-    return list(resolved.tables), to_backend_sql(resolved, dialect="duckdb", session=SESSION, metadata=False)
+    return list(resolved.tables), to_backend_sql(resolved.tree, dialect="duckdb", session=SESSION, metadata=None)
 
 
 @pytest.mark.parametrize(("sql", "expected"), [

@@ -86,12 +86,23 @@ def to_sql_type(duck: Any) -> t.SqlType:
 
 
 _LOCATION = re.compile(r"\n\s*LINE \d+:.*", re.DOTALL)
+_QUOTED_VALUE = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
+_NUMBERS_IN_PARENS = re.compile(r"\([^()]*\d[^()]*\)")
+# Errors raised while evaluating expressions on rows: the engine may evaluate a user's predicate on rows a
+# row filter removes (it reorders filters), so the values these messages quote could come from those rows.
+_VALUE_ERRORS = (duckdb.ConversionException, duckdb.OutOfRangeException, duckdb.InvalidInputException)
+
+
+def _redact_values(message: str) -> str:
+    return _NUMBERS_IN_PARENS.sub("(…)", _QUOTED_VALUE.sub("'…'", message))
 
 
 def translate_error(error: duckdb.Error) -> GatewayError:
     """DuckDB's exception -> the gateway's, without the SQL excerpt DuckDB appends (it would show the
-    rewritten statement, policy filters included)."""
+    rewritten statement, policy filters included) and without row values quoted by evaluation errors."""
     message = _LOCATION.sub("", str(error)).strip()
+    if isinstance(error, _VALUE_ERRORS):
+        message = _redact_values(message)
     if isinstance(error, duckdb.InterruptException):
         return QueryCanceled("Query was canceled")
     if isinstance(error, duckdb.CatalogException):

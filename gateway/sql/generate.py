@@ -1,8 +1,9 @@
-"""From a resolved (and, once policies apply, rewritten) Trino query tree to the SQL a backend runs.
+"""From a resolved (and policy-rewritten) Trino query tree to the SQL a backend runs.
 
-Three things happen here, each a pure tree transformation:
-- table references become the backend's own names (the catalog part is the gateway's, not the engine's;
-  metadata tables map to the metadata engine's local tables, restricted to their catalog);
+Pure tree transformations, in order:
+- table references become the backend's own names (the catalog part is the gateway's, not the engine's);
+  metadata tables become the metadata engine's local tables, restricted to their catalog and to the tables
+  the caller may read;
 - functions whose answer is the gateway's, not the engine's (version(), current_user, current_catalog, ...)
   become literals;
 - unnamed output columns get Trino's names (_col0, _col1, ...), so clients see what Trino would send.
@@ -14,9 +15,8 @@ from dataclasses import dataclass
 
 from sqlglot import exp
 
-from gateway.catalog import TableName
+from gateway.catalog import INFORMATION_SCHEMA, TableName
 from gateway.metadata import catalog_column, local_name
-from gateway.sql.resolve import ResolvedQuery
 
 
 @dataclass(frozen=True)
@@ -30,24 +30,84 @@ class SessionValues:
     time_zone: str
 
 
-def to_backend_sql(query: ResolvedQuery, *, dialect: str, session: SessionValues, metadata: bool) -> str:
-    tree: exp.Expr = query.tree.copy()
-    tree = _rename_tables(tree, metadata=metadata)
-    tree = _session_functions(tree, session)
-    tree = name_output_columns(tree)
-    return tree.sql(dialect=dialect, comments=False)
+@dataclass(frozen=True)
+class Visibility:
+    """The data tables one caller may read; metadata shows these and nothing else."""
+
+    tables: frozenset[TableName]
+    schemas: frozenset[tuple[str, str]]
+    catalogs: frozenset[str]
+
+    @classmethod
+    def of(cls, tables: frozenset[TableName]) -> Visibility:
+        return cls(tables=tables, schemas=frozenset((t.catalog, t.schema) for t in tables),
+                   catalogs=frozenset(t.catalog for t in tables))
+
+
+# metadata table -> the columns naming (catalog, schema, table) of each row, as far as the table has them
+_VISIBILITY_COLUMNS: dict[tuple[str, str], tuple[str, ...]] = {
+    (INFORMATION_SCHEMA, "schemata"): ("catalog_name", "schema_name"),
+    (INFORMATION_SCHEMA, "tables"): ("table_catalog", "table_schema", "table_name"),
+    (INFORMATION_SCHEMA, "columns"): ("table_catalog", "table_schema", "table_name"),
+    (INFORMATION_SCHEMA, "views"): ("table_catalog", "table_schema", "table_name"),
+    ("jdbc", "catalogs"): ("table_cat",),
+    ("jdbc", "schemas"): ("table_catalog", "table_schem"),
+    ("jdbc", "tables"): ("table_cat", "table_schem", "table_name"),
+    ("jdbc", "columns"): ("table_cat", "table_schem", "table_name"),
+    ("metadata", "catalogs"): ("catalog_name",),
+    ("metadata", "table_comments"): ("catalog_name", "schema_name", "table_name"),
+}
+
+
+def to_backend_sql(tree: exp.Query, *, dialect: str, session: SessionValues, metadata: Visibility | None) -> str:
+    """`metadata` is None for a backend query, else the caller's visibility for a metadata query."""
+    result: exp.Expr = tree.copy()
+    result = _rename_tables(result, metadata=metadata)
+    result = _session_functions(result, session)
+    result = name_output_columns(result)
+    return result.sql(dialect=dialect, comments=False)
 
 
 def _table_name(table: exp.Table) -> TableName:
     return TableName(table.catalog, table.db, table.name)
 
 
-def _rename_tables(tree: exp.Expr, *, metadata: bool) -> exp.Expr:
+def _visible_rows(name: TableName, visible: Visibility) -> exp.Expr | None:
+    """A condition keeping the rows of metadata table `name` that describe visible things."""
+    columns = _VISIBILITY_COLUMNS.get((name.schema, name.table))
+    if columns is None:
+        return None
+    # Metadata tables themselves are always listed (every Trino catalog shows its information_schema).
+    if len(columns) == 1:
+        allowed = sorted(visible.catalogs | {"system"})
+        values: list[tuple[str, ...]] = [(c,) for c in allowed]
+    elif len(columns) == 2:
+        values = sorted(visible.schemas)
+    else:
+        values = sorted((t.catalog, t.schema, t.table) for t in visible.tables)
+    condition: exp.Expr
+    if not values:
+        condition = exp.false()
+    elif len(columns) == 1:
+        condition = exp.column(columns[0]).isin(*[exp.Literal.string(v[0]) for v in values])
+    else:
+        key = exp.Tuple(expressions=[exp.column(c) for c in columns])
+        condition = key.isin(*[exp.Tuple(expressions=[exp.Literal.string(p) for p in v]) for v in values])
+    if len(columns) >= 2:
+        # rows about the metadata tables themselves
+        metadata_rows: exp.Expr = exp.column(columns[1]).eq(exp.Literal.string(INFORMATION_SCHEMA))
+        if columns[0] in ("table_cat", "catalog_name", "table_catalog"):
+            metadata_rows = exp.or_(metadata_rows, exp.column(columns[0]).eq(exp.Literal.string("system")))
+        condition = exp.or_(condition, metadata_rows)
+    return condition
+
+
+def _rename_tables(tree: exp.Expr, *, metadata: Visibility | None) -> exp.Expr:
     def rename(node: exp.Expr) -> exp.Expr:
         if not isinstance(node, exp.Table) or not node.args.get("catalog"):
             return node
         name = _table_name(node)
-        if not metadata:
+        if metadata is None:
             renamed = node.copy()
             renamed.set("catalog", None)
             return renamed
@@ -57,6 +117,9 @@ def _rename_tables(tree: exp.Expr, *, metadata: bool) -> exp.Expr:
         column = catalog_column(name)
         if restrict_to is not None and column is not None:
             inner = inner.where(exp.column(column).eq(exp.Literal.string(restrict_to)))
+        visible = _visible_rows(name, metadata)
+        if visible is not None:
+            inner = inner.where(visible)
         return exp.Subquery(this=inner, alias=exp.TableAlias(this=exp.to_identifier(alias)))
 
     return tree.transform(rename, copy=False)
@@ -77,9 +140,9 @@ def _session_functions(tree: exp.Expr, session: SessionValues) -> exp.Expr:
             return literal(session.version)
         if isinstance(node, exp.CurrentTimezone):
             return literal(session.time_zone)
-        if isinstance(node, exp.Column) and not node.table and node.name.lower() in (
+        if isinstance(node, exp.Column) and not node.table and not node.this.quoted and node.name.lower() in (
             "current_user", "current_catalog", "current_schema"
-        ) and not node.this.quoted:
+        ):
             return literal({"current_user": session.user, "current_catalog": session.catalog,
                             "current_schema": session.schema}[node.name.lower()])
         return node
@@ -93,8 +156,6 @@ def name_output_columns(tree: exp.Expr) -> exp.Expr:
     select = tree
     while isinstance(select, exp.SetOperation):
         select = select.this
-    if isinstance(select, exp.Subquery):
-        return tree
     if not isinstance(select, exp.Select):
         return tree
     renamed: list[exp.Expr] = []

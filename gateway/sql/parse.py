@@ -11,6 +11,7 @@ from sqlglot.errors import ParseError, TokenError
 from gateway.errors import SqlSyntaxError
 
 CLIENT_DIALECT = "trino"
+TOO_DEEP = "the statement is nested too deeply to analyse; simplify it"
 
 # sqlglot warns when it falls back to a generic Command; the statement classifier decides what those mean.
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
@@ -29,6 +30,8 @@ def parse_one_statement(sql: str, *, dialect: str = CLIENT_DIALECT) -> exp.Expr:
         raise SqlSyntaxError(f"{where}{description}", line=line, column=column) from None
     except TokenError as error:
         raise SqlSyntaxError(f"cannot read the statement: {error}") from None
+    except RecursionError:
+        raise SqlSyntaxError(TOO_DEEP) from None
     if not statements:
         raise SqlSyntaxError("the statement is empty")
     if len(statements) > 1:

@@ -10,11 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlglot import exp
-from sqlglot.errors import OptimizeError
-from sqlglot.optimizer.scope import Scope, traverse_scope
 
 from gateway.catalog import SYSTEM_CATALOG, CatalogSnapshot, TableName
 from gateway.errors import NotFound, NotSupported, UserError
+from gateway.sql.analyze import base_tables
 
 METADATA_TARGET = SYSTEM_CATALOG
 
@@ -39,39 +38,18 @@ def _prefix(node: exp.Expr) -> str:
     return f"line {where['line']}:{where['column']}: " if where else ""
 
 
-def base_tables(tree: exp.Query) -> list[exp.Table]:
-    """The exp.Table nodes of `tree` that name real tables (not CTEs). Raises if any table reference cannot
-    be classified."""
-    try:
-        scopes = traverse_scope(tree)
-    except OptimizeError as error:
-        raise UserError(f"cannot analyse the query: {error}", error_name="SYNTAX_ERROR") from None
-    found: dict[int, exp.Table] = {}
-    classified: set[int] = set()
-    for scope in scopes:
-        for table in scope.tables:
-            classified.add(id(table))
-            source = scope.sources.get(table.alias_or_name)
-            is_cte_reference = isinstance(source, Scope) and not table.args.get("db") and not table.args.get(
-                "catalog")
-            if not is_cte_reference:
-                found[id(table)] = table
+def resolve_query(tree: exp.Query, *, catalog: str | None, schema: str | None,
+                  snapshot: CatalogSnapshot, default_catalog: str) -> ResolvedQuery:
+    """Qualify every base table of `tree` in place (catalog.schema.table, lower case), check each exists,
+    and decide the one catalog the query runs in."""
+    _fold_identifiers(tree)
+    names: list[TableName] = []
     for table in tree.find_all(exp.Table):
-        if id(table) not in classified:
-            raise NotSupported(f"{_prefix(table)}unsupported table reference {table.sql(dialect='trino')!r}")
         if isinstance(table.this, exp.Dot):
             raise UserError(f"{_prefix(table)}too many dots in table name {table.sql(dialect='trino')!r}",
                             error_name="SYNTAX_ERROR")
         if not isinstance(table.this, exp.Identifier):
             raise NotSupported(f"{_prefix(table)}table functions are not supported")
-    return list(found.values())
-
-
-def resolve_query(tree: exp.Query, *, catalog: str | None, schema: str | None,
-                  snapshot: CatalogSnapshot, default_catalog: str) -> ResolvedQuery:
-    """Qualify every base table of `tree` in place (catalog.schema.table, lower case), check each exists,
-    and decide the one catalog the query runs in."""
-    names: list[TableName] = []
     for table in base_tables(tree):
         name = _qualify(table, catalog=catalog, schema=schema)
         _check_exists(table, name, snapshot)
@@ -85,6 +63,15 @@ def resolve_query(tree: exp.Query, *, catalog: str | None, schema: str | None,
         target = catalog if catalog is not None and catalog != SYSTEM_CATALOG and snapshot.has_catalog(
             catalog) else default_catalog
     return ResolvedQuery(tree=tree, tables=tuple(dict.fromkeys(names)), target=target)
+
+
+def _fold_identifiers(tree: exp.Expr) -> None:
+    """Trino identifiers are case-insensitive, quoted or not: fold them all before scopes are analysed, so
+    `WITH "Orders" AS (...) ... FROM orders` is read the way Trino reads it."""
+    for identifier in tree.find_all(exp.Identifier):
+        name = identifier.this
+        if isinstance(name, str) and name != name.lower():
+            identifier.set("this", name.lower())
 
 
 def _qualify(table: exp.Table, *, catalog: str | None, schema: str | None) -> TableName:

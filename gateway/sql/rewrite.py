@@ -343,3 +343,9 @@ def _reject_forbidden(tree: exp.Expr) -> None:
     for node in tree.walk():
         if isinstance(node, _FORBIDDEN):
             raise NotSupported(f"{node.key.upper()} is not allowed in a query")
+
+
+def check_view(decision: TableDecision, schema: Catalog, dialect: str) -> None:
+    """Build the secure view `decision` describes, raising PermissionDenied for anything that would deny it
+    at query time (unparseable filter, unknown column, mask not applicable). For `gateway policy check`."""
+    _build_template(decision, _columns(schema, decision.table), schema, dialect)

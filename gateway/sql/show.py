@@ -70,7 +70,7 @@ def show_query(show: Show, *, catalog: str | None, schema: str | None, snapshot:
         return _where(query, exp.column("table_schema").eq(exp.Literal.string(in_schema)),
                       _like("table_name", show)).order_by("1")
     if show.what == "COLUMNS":
-        name = _table_name(show.target, catalog=catalog, schema=schema, snapshot=snapshot)
+        name = describe_target(show.target, catalog=catalog, schema=schema, snapshot=snapshot)
         query = exp.select(
             exp.alias_("column_name", "Column", quoted=True),
             exp.alias_("data_type", "Type", quoted=True),
@@ -83,8 +83,9 @@ def show_query(show: Show, *, catalog: str | None, schema: str | None, snapshot:
     raise UserError(f"SHOW {show.what} has no query form")
 
 
-def _table_name(parts: tuple[str, ...], *, catalog: str | None, schema: str | None,
-                snapshot: CatalogSnapshot) -> TableName:
+def describe_target(parts: tuple[str, ...], *, catalog: str | None, schema: str | None,
+                    snapshot: CatalogSnapshot) -> TableName:
+    """The existing table SHOW COLUMNS / DESCRIBE names, resolved with the session defaults."""
     names = list(parts)
     if len(names) == 1:
         names.insert(0, _need_schema(_need_catalog(catalog, snapshot), schema, snapshot))

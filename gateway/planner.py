@@ -1,0 +1,264 @@
+"""Planning: from a client statement and who sent it to exactly what will run, without running anything.
+
+    classify    one statement, what kind                               sql.statements.classify
+    resolve     every table as catalog.schema.table, exists, target    sql.resolve.resolve_query
+    functions   no function that reads files, URLs or engine state     sql.functions.check_functions
+    authorize   access, row filters, column masks (secure views)       sql.rewrite.secure_rewrite
+    generate    backend dialect; gateway-answered functions; _colN     sql.generate.to_backend_sql
+
+Metadata queries (information_schema, system.*) are not rewritten through table policies; they are restricted
+to the tables the caller may read. Plans are immutable and cached per (statement, session facts, identity,
+policy version, catalog snapshot), so a repeated dashboard query skips all of the above. `gateway explain`
+uses the same planner as the server.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from cachetools import LRUCache
+from sqlglot import exp
+
+from gateway.backends.base import Column, Row
+from gateway.catalog import CatalogSnapshot, TableName
+from gateway.errors import InternalError, NotFound, NotSupported, PermissionDenied, UserError
+from gateway.identity import Identity
+from gateway.metrics import Metrics
+from gateway.policy.decide import decide_table
+from gateway.policy.model import PolicySet
+from gateway.session import Session, SessionChange
+from gateway.sql import statements as st
+from gateway.sql.functions import check_functions
+from gateway.sql.generate import SessionValues, Visibility, to_backend_sql
+from gateway.sql.parameters import bind_parameters
+from gateway.sql.parse import TOO_DEEP
+from gateway.sql.resolve import METADATA_TARGET, resolve_query
+from gateway.sql.rewrite import SecureViews, secure_rewrite
+from gateway.sql.show import describe_target, show_query
+from gateway.types import BIGINT, BOOLEAN, VARCHAR
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a statement does: run `sql` on `target`, answer `rows` itself, or change the session."""
+
+    statement_kind: str
+    target: str | None = None
+    sql: str | None = None
+    columns: tuple[Column, ...] | None = None  # with `rows`: a result the gateway answers itself
+    rows: tuple[Row, ...] = ()
+    change: SessionChange | None = None
+    update_type: str | None = None
+    describe_output: bool = False  # run `sql` only to learn its columns, and answer with them as rows
+    tables: tuple[TableName, ...] = ()
+    rules: tuple[str, ...] = ()
+    policy_version: str | None = None
+
+
+@dataclass(frozen=True)
+class PolicyContext:
+    policy: PolicySet
+    views: SecureViews
+
+
+class Planner:
+    def __init__(self, *, dialects: Mapping[str, str], default_catalog: str, version: str, metrics: Metrics,
+                 cache_size: int = 4096) -> None:
+        self.dialects = dict(dialects)
+        self.default_catalog = default_catalog
+        self.version = version
+        self.metrics = metrics
+        self._plans: LRUCache[tuple[object, ...], Plan] = LRUCache(maxsize=cache_size)
+        self._visibility: LRUCache[tuple[object, ...], Visibility] = LRUCache(maxsize=1024)
+        self._lock = threading.Lock()  # large statements are planned on worker threads
+
+    def plan(self, sql: str, *, session: Session, identity: Identity, snapshot: CatalogSnapshot,
+             policy: PolicyContext) -> Plan:
+        key = (sql, session.catalog, session.schema, session.time_zone, session.source,
+               tuple(sorted(session.prepared_statements.items())), identity, policy.policy.version, id(snapshot))
+        with self._lock:
+            cached = self._plans.get(key)
+        if cached is not None:
+            self.metrics.plan_cache.labels("hit").inc()
+            return cached
+        self.metrics.plan_cache.labels("miss").inc()
+        planning = _Planning(self, session=session, identity=identity, snapshot=snapshot, policy=policy)
+        try:
+            plan = planning.statement(st.classify(sql))
+        except RecursionError:
+            raise UserError(TOO_DEEP, error_name="QUERY_REJECTED") from None
+        if plan.sql is not None and plan.change is None:
+            with self._lock:
+                self._plans[key] = plan
+        return plan
+
+    def visibility(self, identity: Identity, source: str | None, snapshot: CatalogSnapshot,
+                   policy: PolicySet) -> Visibility:
+        """The tables `identity` may read (what metadata shows them)."""
+        key = (identity, source, policy.version, id(snapshot))
+        with self._lock:
+            cached = self._visibility.get(key)
+        if cached is not None:
+            return cached
+        tables = frozenset(
+            TableName(catalog, table.schema, table.name)
+            for catalog, table in snapshot.all_tables()
+            if not TableName(catalog, table.schema, table.name).is_metadata
+            and decide_table(policy, f"{catalog}.{table.schema}.{table.name}", identity, source).allowed
+        )
+        visibility = Visibility.of(tables)
+        with self._lock:
+            self._visibility[key] = visibility
+        return visibility
+
+
+class _Planning:
+    """One statement's planning; holds the facts every step needs."""
+
+    def __init__(self, planner: Planner, *, session: Session, identity: Identity, snapshot: CatalogSnapshot,
+                 policy: PolicyContext) -> None:
+        self.planner = planner
+        self.session = session
+        self.identity = identity
+        self.snapshot = snapshot
+        self.policy = policy
+
+    def statement(self, statement: st.Statement) -> Plan:
+        session = self.session
+        if isinstance(statement, st.QueryStatement):
+            return self.query(statement.tree, "select")
+        if isinstance(statement, st.Show):
+            if statement.what == "SESSION":
+                return _show_session(session)
+            if statement.what == "COLUMNS":
+                name = describe_target(statement.target, catalog=session.catalog, schema=session.schema,
+                                       snapshot=self.snapshot)
+                self._require_visible(name, f"Cannot show columns of table {name}")
+            tree = show_query(statement, catalog=session.catalog, schema=session.schema, snapshot=self.snapshot)
+            return self.query(tree, "show")
+        if isinstance(statement, st.Execute):
+            text = self._prepared_text(statement.name) if statement.name is not None else statement.sql or ""
+            inner = st.classify(text)
+            if not isinstance(inner, st.QueryStatement):
+                raise NotSupported("only queries can be executed as prepared statements")
+            return self.query(bind_parameters(inner.tree, statement.parameters), "execute")
+        if isinstance(statement, st.DescribeInput):
+            inner = st.classify(self._prepared_text(statement.name))
+            count = len(list(inner.tree.find_all(exp.Placeholder))) if isinstance(inner, st.QueryStatement) else 0
+            return Plan("describe", columns=(Column("Position", BIGINT), Column("Type", VARCHAR)),
+                        rows=tuple((i, "unknown") for i in range(count)))
+        if isinstance(statement, st.DescribeOutput):
+            return self.describe_output(statement.name)
+        if isinstance(statement, st.Explain):
+            if statement.options:
+                raise NotSupported(f"EXPLAIN ({', '.join(statement.options)}) is not supported; use plain EXPLAIN")
+            planned = self.query(statement.query.tree, "explain")
+            return Plan("explain", target=planned.target, sql=f"EXPLAIN {planned.sql}", tables=planned.tables,
+                        rules=planned.rules, policy_version=planned.policy_version)
+        return self.session_change(statement)
+
+    def query(self, tree: exp.Query, kind: str) -> Plan:
+        if tree.find(exp.Placeholder) is not None:
+            raise UserError("the statement has ? parameters but no values for them; use PREPARE and "
+                            "EXECUTE ... USING", error_name="GENERIC_USER_ERROR")
+        session = self.session
+        planner = self.planner
+        resolved = resolve_query(tree, catalog=session.catalog, schema=session.schema, snapshot=self.snapshot,
+                                 default_catalog=planner.default_catalog)
+        check_functions(resolved.tree, dialect="trino")
+        values = SessionValues(user=self.identity.user, version=planner.version, catalog=session.catalog,
+                               schema=session.schema, time_zone=session.time_zone or "UTC")
+        policy = self.policy.policy
+        if resolved.target == METADATA_TARGET:
+            visible = planner.visibility(self.identity, session.source, self.snapshot, policy)
+            sql = to_backend_sql(resolved.tree, dialect="duckdb", session=values, metadata=visible)
+            return Plan(kind, target=resolved.target, sql=sql, tables=resolved.tables,
+                        rules=("metadata restricted to readable tables",), policy_version=policy.version)
+        dialect = planner.dialects[resolved.target]
+        rewritten = secure_rewrite(resolved.tree, identity=self.identity, policy=policy,
+                                   schema=self.snapshot.column_types(), source=session.source, dialect=dialect,
+                                   views=self.policy.views)
+        sql = to_backend_sql(rewritten.tree, dialect=dialect, session=values, metadata=None)
+        return Plan(kind, target=resolved.target, sql=sql, tables=resolved.tables, rules=rewritten.rules_applied,
+                    policy_version=rewritten.policy_version)
+
+    def describe_output(self, name: str) -> Plan:
+        inner = st.classify(self._prepared_text(name))
+        if not isinstance(inner, st.QueryStatement):
+            raise NotSupported("DESCRIBE OUTPUT works for prepared queries only")
+        tree = inner.tree.copy()
+        for placeholder in list(tree.find_all(exp.Placeholder)):
+            placeholder.replace(exp.Null())
+        planned = self.query(exp.select("*").from_(tree.subquery("q")).limit(0), "describe")
+        return Plan("describe", target=planned.target, sql=planned.sql, describe_output=True, tables=planned.tables,
+                    rules=planned.rules, policy_version=planned.policy_version)
+
+    def _require_visible(self, name: TableName, message: str) -> None:
+        if name.is_metadata:
+            return
+        visible = self.planner.visibility(self.identity, self.session.source, self.snapshot, self.policy.policy)
+        if name not in visible.tables:
+            raise PermissionDenied(message)
+
+    def _prepared_text(self, name: str) -> str:
+        text = self.session.prepared_statements.get(name)
+        if text is None:
+            raise NotFound(f"Prepared statement not found: {name}")
+        return text
+
+    def session_change(self, statement: st.Statement) -> Plan:
+        session = self.session
+        snapshot = self.snapshot
+        if isinstance(statement, st.Use):
+            catalog = statement.catalog or session.catalog
+            if catalog is None:
+                raise UserError("Catalog must be specified when session catalog is not set",
+                                error_name="MISSING_CATALOG_NAME")
+            if not snapshot.has_catalog(catalog):
+                raise NotFound(f"Catalog '{catalog}' does not exist", error_name="CATALOG_NOT_FOUND")
+            if not snapshot.has_schema(catalog, statement.schema):
+                raise NotFound(f"Schema '{catalog}.{statement.schema}' does not exist",
+                               error_name="SCHEMA_NOT_FOUND")
+            return Plan("use", update_type="USE",
+                        change=SessionChange(set_catalog=catalog, set_schema=statement.schema))
+        if isinstance(statement, st.SetSession):
+            return Plan("set_session", update_type="SET SESSION",
+                        change=SessionChange(set_properties={statement.name: statement.value}))
+        if isinstance(statement, st.ResetSession):
+            return Plan("reset_session", update_type="RESET SESSION",
+                        change=SessionChange(reset_properties=[statement.name]))
+        if isinstance(statement, st.Prepare):
+            return Plan("prepare", update_type="PREPARE",
+                        change=SessionChange(added_prepared={statement.name: statement.sql}))
+        if isinstance(statement, st.Deallocate):
+            self._prepared_text(statement.name)
+            return Plan("deallocate", update_type="DEALLOCATE",
+                        change=SessionChange(deallocated_prepared=[statement.name]))
+        if isinstance(statement, st.StartTransaction):
+            if not statement.read_only:
+                raise NotSupported("the gateway is read-only: start transactions with READ ONLY",
+                                   error_name="READ_ONLY_VIOLATION")
+            return Plan("transaction", update_type="START TRANSACTION",
+                        change=SessionChange(started_transaction_id=str(uuid.uuid4())))
+        if isinstance(statement, st.EndTransaction):
+            return Plan("transaction", update_type="COMMIT" if statement.commit else "ROLLBACK",
+                        change=SessionChange(clear_transaction=True))
+        raise InternalError(f"no plan for {type(statement).__name__}")
+
+
+def describe_output_rows(columns: tuple[Column, ...]) -> tuple[tuple[Column, ...], tuple[Row, ...]]:
+    """DESCRIBE OUTPUT's answer for a query with `columns`."""
+    names = ("Column Name", "Catalog", "Schema", "Table", "Type", "Type Size", "Aliased")
+    kinds = {"Type Size": BIGINT, "Aliased": BOOLEAN}
+    return (tuple(Column(n, kinds.get(n, VARCHAR)) for n in names),
+            tuple((c.name, "", "", "", c.type.display(), 0, False) for c in columns))
+
+
+def _show_session(session: Session) -> Plan:
+    columns = tuple(Column(name, VARCHAR) for name in ("Name", "Value", "Default", "Type", "Description"))
+    rows = tuple((name, value, "", "varchar", "set by the client")
+                 for name, value in sorted(session.properties.items()))
+    return Plan("show", columns=columns, rows=rows)

@@ -1,0 +1,141 @@
+"""Offline commands that share the server's planning code: `gateway policy check` and `gateway explain`.
+
+They read the backend catalog the way the server does (DuckDB files are opened read-only; nothing is
+generated or executed), so what they report is what the server would decide.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+from gateway import __version__
+from gateway.app import build_authenticator
+from gateway.backends.base import Table
+from gateway.backends.duckdb import DuckDBBackend
+from gateway.catalog import CatalogSnapshot
+from gateway.config import Settings
+from gateway.errors import GatewayError
+from gateway.identity import Identity
+from gateway.metadata import build_metadata
+from gateway.metrics import Metrics
+from gateway.planner import Planner, PolicyContext
+from gateway.policy.check import check_policies
+from gateway.policy.load import PolicyError, load_policies
+from gateway.session import Session
+from gateway.sql.rewrite import SecureViews
+
+
+async def _read_tables(settings: Settings) -> tuple[dict[str, list[Table]], list[str]]:
+    """Each reachable backend's tables; the names of the unreachable ones."""
+    tables: dict[str, list[Table]] = {}
+    unreachable: list[str] = []
+    for backend_settings in settings.backends:
+        path = backend_settings.path
+        if backend_settings.type != "duckdb" or path is None or not path.exists():
+            unreachable.append(backend_settings.name)
+            continue
+        backend = DuckDBBackend(name=backend_settings.name, path=path)
+        try:
+            await backend.start()
+            tables[backend_settings.name] = await backend.tables()
+        except GatewayError:
+            unreachable.append(backend_settings.name)
+        finally:
+            await backend.close()
+    return tables, unreachable
+
+
+def _snapshot(settings: Settings) -> tuple[CatalogSnapshot, list[str]]:
+    tables, unreachable = asyncio.run(_read_tables(settings))
+    metadata = build_metadata(tables, workers=1)
+    metadata.engine.close()
+    return metadata.snapshot, unreachable
+
+
+def policy_check(settings: Settings, directory: Path | None) -> int:
+    directory = directory or settings.policies.dir
+    try:
+        policy = load_policies(directory)
+    except PolicyError as error:
+        for message in error.errors:
+            print(message)
+        print(f"{len(error.errors)} error(s) in {directory}", file=sys.stderr)
+        return 1
+    snapshot, unreachable = _snapshot(settings)
+    for name in unreachable:
+        print(f"note: backend {name!r} is not reachable; its tables' columns were not checked", file=sys.stderr)
+    dialects = {b.name: b.type for b in settings.backends}
+    findings = check_policies(policy, snapshot.column_types(), dialects=dialects)
+    for finding in findings:
+        print(finding)
+    errors = sum(1 for f in findings if f.severity == "error")
+    warnings = len(findings) - errors
+    print(f"{directory}: policy version {policy.version[:12]}, {len(policy.tables)} table entries, "
+          f"{errors} error(s), {warnings} warning(s)", file=sys.stderr)
+    return 1 if errors else 0
+
+
+def _attributes(pairs: list[str]) -> dict[str, Any]:
+    attributes: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--attr takes KEY=VALUE, not {pair!r}")
+        items = [_scalar(v) for v in value.split(",")]
+        attributes[key] = items if len(items) > 1 else items[0]
+    return attributes
+
+
+def _scalar(text: str) -> str | int | float:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def explain(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        policy = load_policies(settings.policies.dir)
+    except PolicyError as error:
+        for message in error.errors:
+            print(message, file=sys.stderr)
+        return 1
+    session = Session(user=args.user, source=args.source, catalog=args.catalog or settings.default_catalog,
+                      schema=args.schema or settings.backends[0].schema)
+    known = build_authenticator(settings).authenticate(session)
+    if args.groups is not None or args.attr:
+        groups = [g for g in (args.groups or "").split(",") if g]
+        identity = Identity.create(args.user, groups=groups, attributes=_attributes(args.attr))
+    else:
+        identity = known
+    snapshot, unreachable = _snapshot(settings)
+    for name in unreachable:
+        print(f"note: backend {name!r} is not reachable; its tables are unknown", file=sys.stderr)
+    planner = Planner(dialects={b.name: b.type for b in settings.backends}, default_catalog=settings.default_catalog,
+                      version=__version__, metrics=Metrics())
+    attributes = ", ".join(f"{k}={v!r}" for k, v in identity.attributes.items())
+    print(f"identity: user={identity.user} groups={sorted(identity.groups)} attributes={{{attributes}}} "
+          f"source={args.source}")
+    print(f"policy version: {policy.version[:12]}")
+    try:
+        plan = planner.plan(args.sql, session=session, identity=identity, snapshot=snapshot,
+                            policy=PolicyContext(policy, SecureViews()))
+    except GatewayError as error:
+        print(f"decision: DENY ({error.error_name})\nreason: {error.message}")
+        return 3
+    print("decision: ALLOW")
+    if plan.tables:
+        print("tables: " + ", ".join(str(t) for t in plan.tables))
+    for rule in plan.rules:
+        print(f"rule: {rule}")
+    if plan.sql is not None:
+        print(f"target: {plan.target}\nsql: {plan.sql}")
+    elif plan.change is not None:
+        print(f"session change: {plan.change}")
+    return 0
