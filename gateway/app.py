@@ -102,9 +102,9 @@ class Gateway:
         """Stop taking new queries; let running ones finish for up to `grace_seconds`, then cancel them."""
         self.draining = True
         deadline = time.monotonic() + grace_seconds
-        while self.registry.running() and time.monotonic() < deadline:
+        while self.registry.in_flight() and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
-        remaining = len(self.registry.running())
+        remaining = len(self.registry.in_flight())
         if remaining:
             log.warning("cancelling %d queries still running after the %.0fs grace period", remaining,
                         grace_seconds)

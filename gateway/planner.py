@@ -174,14 +174,14 @@ class _Planning:
         policy = self.policy.policy
         if resolved.target == METADATA_TARGET:
             visible = planner.visibility(self.identity, session.source, self.snapshot, policy)
-            sql = to_backend_sql(resolved.tree, dialect="duckdb", session=values, metadata=visible)
+            sql = to_backend_sql(resolved.tree, dialect="duckdb", session=values, metadata=visible, copy=False)
             return Plan(kind, target=resolved.target, sql=sql, tables=resolved.tables,
                         rules=("metadata restricted to readable tables",), policy_version=policy.version)
         dialect = planner.dialects[resolved.target]
         rewritten = secure_rewrite(resolved.tree, identity=self.identity, policy=policy,
                                    schema=self.snapshot.column_types(), source=session.source, dialect=dialect,
-                                   views=self.policy.views)
-        sql = to_backend_sql(rewritten.tree, dialect=dialect, session=values, metadata=None)
+                                   views=self.policy.views, copy=False)  # this planning owns the tree
+        sql = to_backend_sql(rewritten.tree, dialect=dialect, session=values, metadata=None, copy=False)
         return Plan(kind, target=resolved.target, sql=sql, tables=resolved.tables, rules=rewritten.rules_applied,
                     policy_version=rewritten.policy_version)
 

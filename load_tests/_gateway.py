@@ -39,7 +39,9 @@ def demo_database(scale: float, schema: str = "tpch") -> Path:
 
 
 def demo_config(database: Path, schema: str = "tpch", **sections: Any) -> dict[str, Any]:
-    return {"backends": {"demo": {"type": "duckdb", "path": str(database), "schema": schema}}, **sections}
+    """The demo backend with the repository's example policies and dev users."""
+    return {"backends": {"demo": {"type": "duckdb", "path": str(database), "schema": schema}},
+            "policies": {"dir": str(REPO / "policies")}, **sections}
 
 
 class GatewayProcess:

@@ -1,6 +1,6 @@
 -- wrk script: the TPC-H point query as one POST /v1/statement per request, a random customer key each time.
 --
---   wrk -t T -c N -d 10s -s load_tests/point_query.lua http://127.0.0.1:PORT/v1/statement -- MAX_KEY [SCHEMA]
+--   wrk -t T -c N -d 10s -s load_tests/point_query.lua http://127.0.0.1:PORT/v1/statement -- MAX_KEY [SCHEMA [USER]]
 --
 -- The point query's result fits in the first response (no nextUri), so one POST is a whole query. A response
 -- is counted as failed unless it is HTTP 200 with state FINISHED and no error. done() prints one line starting
@@ -20,7 +20,7 @@ function init(args)
    local seed = os.time() + tonumber(tostring({}):match("0x(%x+)") or "0", 16)
    math.randomseed(seed % 2147483647)
    wrk.method = "POST"
-   wrk.headers["X-Trino-User"] = "bench"
+   wrk.headers["X-Trino-User"] = args[3] or "admin"
    wrk.headers["X-Trino-Catalog"] = "demo"
    wrk.headers["X-Trino-Schema"] = schema
    wrk.headers["Content-Type"] = "text/plain; charset=utf-8"

@@ -118,6 +118,7 @@ def test_no_raw_phone_reaches_alice(connect: Any, sql: str) -> None:
     ("alice", "SELECT * FROM read_csv('/etc/passwd')", "NOT_SUPPORTED"),
     ("alice", "SELECT getenv('HOME')", "PERMISSION_DENIED"),
     ("alice", "SELECT * FROM customer FOR UPDATE", "NOT_SUPPORTED"),
+    ("alice", "SELECT * FROM nation CROSS JOIN LATERAL histogram(customer, c_phone)", "NOT_SUPPORTED"),
     ("audrey", "DESCRIBE customer", "PERMISSION_DENIED"),
     ("audrey", "SHOW COLUMNS FROM demo.tpch.orders", "PERMISSION_DENIED"),
 ])

@@ -25,6 +25,8 @@ from gateway.errors import BackendError, GatewayError, NotFound, QueryCanceled, 
 
 T = TypeVar("T")
 
+PREFETCH_ROWS = 1024
+
 LOCKED_DOWN = {
     "enable_external_access": False,
     "autoinstall_known_extensions": False,
@@ -178,6 +180,7 @@ class DuckDBExecution(Execution):
         self._lock = threading.Lock()
         self._closed = False
         self._in_call = False
+        self._prefetched: list[Row] | None = None
         self._started = time.perf_counter()
         self._cpu = 0.0
         self.columns = ()
@@ -214,26 +217,39 @@ class DuckDBExecution(Execution):
             cursor.close()
 
     async def start(self) -> None:
+        # The first rows are fetched in the same worker hop as the execution: a small result (most
+        # dashboard queries) then costs one thread round trip instead of three.
         def run(cursor: duckdb.DuckDBPyConnection) -> None:
             cursor.execute(self._sql)
             self.columns = tuple(Column(name=d[0], type=to_sql_type(d[1])) for d in cursor.description or [])
+            if cursor.description:
+                self._prefetched = self._fetch_rows(cursor, PREFETCH_ROWS)
 
         await self._engine.run(lambda: self._call(run))
+        self._update_stats()
 
-    async def fetch(self, max_rows: int) -> Sequence[Row] | None:
-        def run(cursor: duckdb.DuckDBPyConnection) -> list[Row] | None:
-            rows = cursor.fetchmany(max_rows)
-            if not rows:
-                with self._lock:
-                    self._closed = True
-                return None
-            return rows
-
-        rows = await self._engine.run(lambda: self._call(run))
-        if rows is not None:
+    def _fetch_rows(self, cursor: duckdb.DuckDBPyConnection, max_rows: int) -> list[Row] | None:
+        rows = cursor.fetchmany(max_rows)
+        if len(rows) < max_rows:  # DuckDB fills each fetchmany unless the result is exhausted
+            with self._lock:
+                self._closed = True
+        if rows:
             self.stats.rows += len(rows)
+        return rows or None
+
+    def _update_stats(self) -> None:
         self.stats.elapsed_seconds = time.perf_counter() - self._started
         self.stats.cpu_seconds = self._cpu
+
+    async def fetch(self, max_rows: int) -> Sequence[Row] | None:
+        if self._prefetched is not None:
+            rows, self._prefetched = self._prefetched, None
+            return rows
+        with self._lock:
+            if self._closed and self._cursor is None:
+                return None  # exhausted (not cancelled: a cancelled query has its error already)
+        rows = await self._engine.run(lambda: self._call(lambda cursor: self._fetch_rows(cursor, max_rows)))
+        self._update_stats()
         return rows
 
     async def cancel(self) -> None:

@@ -97,9 +97,12 @@ class TrinoQuery:
                 self._room.clear()
 
     def _push(self, rows: Sequence[Row], encode: Callable[[Sequence[Any]], list[Any]]) -> None:
-        text = json.dumps([encode(r) for r in rows], allow_nan=False, separators=(",", ":"), default=str)
-        self._chunks.append(Chunk(text[1:-1], len(rows)))
-        self._buffered_rows += len(rows)
+        step = self.settings.page_rows  # a chunk never exceeds a page
+        for start in range(0, len(rows), step):
+            part = rows[start:start + step]
+            text = json.dumps([encode(r) for r in part], allow_nan=False, separators=(",", ":"), default=str)
+            self._chunks.append(Chunk(text[1:-1], len(part)))
+            self._buffered_rows += len(part)
         self._arrived.set()
 
     async def wait(self, seconds: float) -> None:
@@ -168,7 +171,12 @@ class QueryRegistry:
         return query
 
     def running(self) -> list[TrinoQuery]:
+        """Queries still executing on a backend."""
         return [q for q in self._queries.values() if not q.run.done]
+
+    def in_flight(self) -> list[TrinoQuery]:
+        """Queries whose client has not yet received the final response (rows may all be buffered)."""
+        return [q for q in self._queries.values() if not q.finished_sent and q.query_id not in self._finished_at]
 
     def mark_finished(self, query: TrinoQuery) -> None:
         self._finished_at.setdefault(query.query_id, time.monotonic())

@@ -59,13 +59,15 @@ _VISIBILITY_COLUMNS: dict[tuple[str, str], tuple[str, ...]] = {
 }
 
 
-def to_backend_sql(tree: exp.Query, *, dialect: str, session: SessionValues, metadata: Visibility | None) -> str:
-    """`metadata` is None for a backend query, else the caller's visibility for a metadata query."""
-    result: exp.Expr = tree.copy()
+def to_backend_sql(tree: exp.Query, *, dialect: str, session: SessionValues, metadata: Visibility | None,
+                   copy: bool = True) -> str:
+    """`metadata` is None for a backend query, else the caller's visibility for a metadata query. With
+    `copy=False` the tree is transformed in place (for a caller that owns it)."""
+    result: exp.Expr = tree.copy() if copy else tree
     result = _rename_tables(result, metadata=metadata)
     result = _session_functions(result, session)
     result = name_output_columns(result)
-    return result.sql(dialect=dialect, comments=False)
+    return result.sql(dialect=dialect, comments=False, copy=False)  # the generator copies by default
 
 
 def _table_name(table: exp.Table) -> TableName:

@@ -50,6 +50,10 @@ def resolve_query(tree: exp.Query, *, catalog: str | None, schema: str | None,
                             error_name="SYNTAX_ERROR")
         if not isinstance(table.this, exp.Identifier):
             raise NotSupported(f"{_prefix(table)}table functions are not supported")
+    for lateral in tree.find_all(exp.Lateral):
+        # Only subqueries: a function here (DuckDB's histogram(tbl, col)) can read a table by name.
+        if not isinstance(lateral.this, exp.Subquery | exp.Query):
+            raise NotSupported(f"{_prefix(lateral)}LATERAL takes a subquery; table functions are not supported")
     for table in base_tables(tree):
         name = _qualify(table, catalog=catalog, schema=schema)
         _check_exists(table, name, snapshot)

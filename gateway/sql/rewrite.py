@@ -146,17 +146,20 @@ def secure_rewrite(
     source: str | None,
     dialect: str,
     views: SecureViews | None = None,
+    copy: bool = True,
 ) -> RewriteResult:
     """Authorize `tree` for `identity` and return it with protected tables behind secure views.
 
     `tree` is a parsed query whose base tables the caller has qualified to catalog.schema.table with
-    normalized identifiers; it is not modified. `schema` lists the backend's columns; `source` is the client
+    normalized identifiers; it is not modified unless `copy=False` (for a caller that owns the tree: copying
+    is the largest part of a rewrite). `schema` lists the backend's columns; `source` is the client
     application; `dialect` is the backend dialect, in which policy SQL is written. Raises `PermissionDenied`
     or `NotSupported`; never returns a partially protected query.
     """
     if not isinstance(tree, exp.Query):
         raise NotSupported("only queries can run through the gateway")
-    tree = tree.copy()
+    if copy:
+        tree = tree.copy()
     _reject_forbidden(tree)
     views = views if views is not None else SecureViews()
 
