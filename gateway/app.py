@@ -65,7 +65,7 @@ class Gateway:
         self.catalog = CatalogService(self.backends, self.metrics)
         self.policies = PolicyStore(settings.policies.dir, self.metrics)
         self.policies.load()  # invalid policies: the gateway does not start (PolicyError, file:line)
-        planner = Planner(dialects={name: b.dialect for name, b in self.backends.items()},
+        planner = Planner(backends=self.backends,
                           default_catalog=settings.default_catalog, version=__version__, metrics=self.metrics)
         self.pipeline = Pipeline(authenticator=build_authenticator(settings), catalog=self.catalog,
                                  policies=self.policies, planner=planner, backends=self.backends,

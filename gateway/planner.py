@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from cachetools import LRUCache
 from sqlglot import exp
 
-from gateway.backends.base import Column, Row
+from gateway.backends.base import Backend, Column, Row
 from gateway.catalog import CatalogSnapshot, TableName
 from gateway.errors import InternalError, NotFound, NotSupported, PermissionDenied, UserError
 from gateway.identity import Identity
@@ -65,9 +65,9 @@ class PolicyContext:
 
 
 class Planner:
-    def __init__(self, *, dialects: Mapping[str, str], default_catalog: str, version: str, metrics: Metrics,
+    def __init__(self, *, backends: Mapping[str, Backend], default_catalog: str, version: str, metrics: Metrics,
                  cache_size: int = 4096) -> None:
-        self.dialects = dict(dialects)
+        self.backends = backends  # read for their dialect and catalog name only
         self.default_catalog = default_catalog
         self.version = version
         self.metrics = metrics
@@ -177,11 +177,13 @@ class _Planning:
             sql = to_backend_sql(resolved.tree, dialect="duckdb", session=values, metadata=visible, copy=False)
             return Plan(kind, target=resolved.target, sql=sql, tables=resolved.tables,
                         rules=("metadata restricted to readable tables",), policy_version=policy.version)
-        dialect = planner.dialects[resolved.target]
+        backend = planner.backends[resolved.target]
+        dialect = backend.dialect
         rewritten = secure_rewrite(resolved.tree, identity=self.identity, policy=policy,
                                    schema=self.snapshot.column_types(), source=session.source, dialect=dialect,
                                    views=self.policy.views, copy=False)  # this planning owns the tree
-        sql = to_backend_sql(rewritten.tree, dialect=dialect, session=values, metadata=None, copy=False)
+        sql = to_backend_sql(rewritten.tree, dialect=dialect, session=values, metadata=None,
+                             backend_catalog=backend.sql_catalog, copy=False)
         return Plan(kind, target=resolved.target, sql=sql, tables=resolved.tables, rules=rewritten.rules_applied,
                     policy_version=rewritten.policy_version)
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gateway import __version__
 from gateway.app import build_authenticator
-from gateway.backends.base import Table
+from gateway.backends.base import Backend, Table
 from gateway.backends.duckdb import DuckDBBackend
 from gateway.catalog import CatalogSnapshot
 from gateway.config import Settings
@@ -29,9 +30,17 @@ from gateway.session import Session
 from gateway.sql.rewrite import SecureViews
 
 
-async def _read_tables(settings: Settings) -> tuple[dict[str, list[Table]], list[str]]:
-    """Each reachable backend's tables; the names of the unreachable ones."""
+@dataclass
+class OfflineCatalog:
+    snapshot: CatalogSnapshot
+    backends: dict[str, Backend]  # closed again; still tell their dialect and catalog name
+    unreachable: list[str]
+
+
+async def _read_tables(settings: Settings) -> OfflineCatalog:
+    """Each reachable backend's tables, read without generating demo data; the unreachable ones' names."""
     tables: dict[str, list[Table]] = {}
+    backends: dict[str, Backend] = {}
     unreachable: list[str] = []
     for backend_settings in settings.backends:
         path = backend_settings.path
@@ -39,6 +48,7 @@ async def _read_tables(settings: Settings) -> tuple[dict[str, list[Table]], list
             unreachable.append(backend_settings.name)
             continue
         backend = DuckDBBackend(name=backend_settings.name, path=path)
+        backends[backend.name] = backend
         try:
             await backend.start()
             tables[backend_settings.name] = await backend.tables()
@@ -46,14 +56,16 @@ async def _read_tables(settings: Settings) -> tuple[dict[str, list[Table]], list
             unreachable.append(backend_settings.name)
         finally:
             await backend.close()
-    return tables, unreachable
-
-
-def _snapshot(settings: Settings) -> tuple[CatalogSnapshot, list[str]]:
-    tables, unreachable = asyncio.run(_read_tables(settings))
     metadata = build_metadata(tables, workers=1)
     metadata.engine.close()
-    return metadata.snapshot, unreachable
+    return OfflineCatalog(metadata.snapshot, backends, unreachable)
+
+
+def _catalog(settings: Settings) -> OfflineCatalog:
+    catalog = asyncio.run(_read_tables(settings))
+    for name in catalog.unreachable:
+        print(f"note: backend {name!r} is not reachable; its tables are unknown to this check", file=sys.stderr)
+    return catalog
 
 
 def policy_check(settings: Settings, directory: Path | None) -> int:
@@ -65,11 +77,9 @@ def policy_check(settings: Settings, directory: Path | None) -> int:
             print(message)
         print(f"{len(error.errors)} error(s) in {directory}", file=sys.stderr)
         return 1
-    snapshot, unreachable = _snapshot(settings)
-    for name in unreachable:
-        print(f"note: backend {name!r} is not reachable; its tables' columns were not checked", file=sys.stderr)
-    dialects = {b.name: b.type for b in settings.backends}
-    findings = check_policies(policy, snapshot.column_types(), dialects=dialects)
+    catalog = _catalog(settings)
+    dialects = {name: backend.dialect for name, backend in catalog.backends.items()}
+    findings = check_policies(policy, catalog.snapshot.column_types(), dialects=dialects)
     for finding in findings:
         print(finding)
     errors = sum(1 for f in findings if f.severity == "error")
@@ -114,17 +124,15 @@ def explain(settings: Settings, args: argparse.Namespace) -> int:
         identity = Identity.create(args.user, groups=groups, attributes=_attributes(args.attr))
     else:
         identity = known
-    snapshot, unreachable = _snapshot(settings)
-    for name in unreachable:
-        print(f"note: backend {name!r} is not reachable; its tables are unknown", file=sys.stderr)
-    planner = Planner(dialects={b.name: b.type for b in settings.backends}, default_catalog=settings.default_catalog,
-                      version=__version__, metrics=Metrics())
+    catalog = _catalog(settings)
+    planner = Planner(backends=catalog.backends, default_catalog=settings.default_catalog, version=__version__,
+                      metrics=Metrics())
     attributes = ", ".join(f"{k}={v!r}" for k, v in identity.attributes.items())
     print(f"identity: user={identity.user} groups={sorted(identity.groups)} attributes={{{attributes}}} "
           f"source={args.source}")
     print(f"policy version: {policy.version[:12]}")
     try:
-        plan = planner.plan(args.sql, session=session, identity=identity, snapshot=snapshot,
+        plan = planner.plan(args.sql, session=session, identity=identity, snapshot=catalog.snapshot,
                             policy=PolicyContext(policy, SecureViews()))
     except GatewayError as error:
         print(f"decision: DENY ({error.error_name})\nreason: {error.message}")

@@ -14,14 +14,17 @@ import argparse
 import asyncio
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from gateway import __version__
+from gateway.backends.base import Table
 from gateway.backends.duckdb import DuckDBBackend
+from gateway.catalog import CatalogSnapshot
+from gateway.identity import Identity
 from gateway.metadata import build_metadata
 from gateway.metrics import Metrics
 from gateway.planner import Planner, PolicyContext
 from gateway.policy.load import load_dev_users, load_policies
+from gateway.policy.model import PolicySet
 from gateway.session import Session
 from gateway.sql.rewrite import SecureViews
 from load_tests._gateway import REPO, demo_database
@@ -43,13 +46,37 @@ def timed(function: Callable[[], object], repeat: int) -> list[float]:
     return samples
 
 
-async def read_tables(path: Path) -> dict[str, list]:  # type: ignore[type-arg]
-    backend = DuckDBBackend(name="demo", path=path)
+async def read_tables(backend: DuckDBBackend) -> dict[str, list[Table]]:
     await backend.start()
     try:
         return {"demo": await backend.tables()}
     finally:
         await backend.close()
+
+
+def measure(sql: str, *, new_planner: Callable[[int], Planner], session: Session, identity: Identity,
+            snapshot: CatalogSnapshot, policy: PolicySet, repeat: int) -> tuple[list[float], list[float], list[float]]:
+    """(cold, warm, cached) planning times of `sql` in ms."""
+    views = SecureViews()
+    uncached = new_planner(1)  # a cache of one entry: every distinct statement misses
+    texts = iter(f"{sql}\n-- {n}" for n in range(repeat))  # distinct texts, so the plan cache cannot answer
+
+    def cold() -> None:
+        new_planner(1).plan(sql, session=session, identity=identity, snapshot=snapshot,
+                            policy=PolicyContext(policy, SecureViews()))
+
+    def warm() -> None:
+        uncached.plan(next(texts), session=session, identity=identity, snapshot=snapshot,
+                      policy=PolicyContext(policy, views))
+
+    hits = new_planner(64)
+    context = PolicyContext(policy, views)
+    hits.plan(sql, session=session, identity=identity, snapshot=snapshot, policy=context)
+
+    def cached() -> None:
+        hits.plan(sql, session=session, identity=identity, snapshot=snapshot, policy=context)
+
+    return timed(cold, repeat), timed(warm, repeat), timed(cached, repeat * 10)
 
 
 def main() -> None:
@@ -58,14 +85,15 @@ def main() -> None:
     parser.add_argument("--user", default="alice", help="a dev user from policies/dev_users.yaml")
     args = parser.parse_args()
 
-    metadata = build_metadata(asyncio.run(read_tables(demo_database(0.01))), workers=1)
+    backend = DuckDBBackend(name="demo", path=demo_database(0.01))
+    metadata = build_metadata(asyncio.run(read_tables(backend)), workers=1)
     snapshot = metadata.snapshot
     policy = load_policies(REPO / "policies")
     identity = load_dev_users(REPO / "policies" / "dev_users.yaml")[args.user]
     session = Session(user=args.user, catalog="demo", schema="tpch")
 
     def planner(cache_size: int) -> Planner:
-        return Planner(dialects={"demo": "duckdb"}, default_catalog="demo", version=__version__, metrics=Metrics(),
+        return Planner(backends={"demo": backend}, default_catalog="demo", version=__version__, metrics=Metrics(),
                        cache_size=cache_size)
 
     print(f"gateway {__version__}: planning per TPC-H query for {args.user} "
@@ -74,29 +102,8 @@ def main() -> None:
           f"{'cached p50':>11} {'cached p99':>11}")
     cold_all, warm_all, cached_all = [], [], []
     for path in QUERIES:
-        sql = path.read_text()
-        uncached = planner(cache_size=1)  # every distinct statement misses; 1 entry: the same one would hit
-        views = SecureViews()
-
-        def cold() -> None:
-            planner(cache_size=1).plan(sql, session=session, identity=identity, snapshot=snapshot,
-                                       policy=PolicyContext(policy, SecureViews()))
-
-        def warm() -> None:
-            # a different text each time (a trailing comment) so the plan cache cannot answer
-            warm.count += 1  # type: ignore[attr-defined]
-            uncached.plan(f"{sql}\n-- {warm.count}", session=session, identity=identity,  # type: ignore[attr-defined]
-                          snapshot=snapshot, policy=PolicyContext(policy, views))
-
-        warm.count = 0  # type: ignore[attr-defined]
-        hits = planner(cache_size=64)
-        context = PolicyContext(policy, views)
-        hits.plan(sql, session=session, identity=identity, snapshot=snapshot, policy=context)
-
-        def cached() -> None:
-            hits.plan(sql, session=session, identity=identity, snapshot=snapshot, policy=context)
-
-        c, w, h = timed(cold, args.repeat), timed(warm, args.repeat), timed(cached, args.repeat * 10)
+        c, w, h = measure(path.read_text(), new_planner=planner, session=session, identity=identity,
+                          snapshot=snapshot, policy=policy, repeat=args.repeat)
         cold_all += c
         warm_all += w
         cached_all += h

@@ -92,6 +92,12 @@ class Backend(abc.ABC):
         """Every table and view the backend offers, for the gateway's catalog."""
 
     @property
+    def sql_catalog(self) -> str | None:
+        """The engine's own name for the catalog the gateway calls `name` (DuckDB: the database name), used
+        to fully qualify tables in generated SQL; None where the engine has a single catalog."""
+        return None
+
+    @property
     def busy_threads(self) -> int:
         """Gateway threads currently working inside the engine (embedded engines; 0 for remote ones)."""
         return 0

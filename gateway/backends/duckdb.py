@@ -243,12 +243,15 @@ class DuckDBExecution(Execution):
 
     async def fetch(self, max_rows: int) -> Sequence[Row] | None:
         if self._prefetched is not None:
-            rows, self._prefetched = self._prefetched, None
-            return rows
+            prefetched, self._prefetched = self._prefetched, None
+            return prefetched
         with self._lock:
             if self._closed and self._cursor is None:
                 return None  # exhausted (not cancelled: a cancelled query has its error already)
-        rows = await self._engine.run(lambda: self._call(lambda cursor: self._fetch_rows(cursor, max_rows)))
+        def run(cursor: duckdb.DuckDBPyConnection) -> list[Row] | None:
+            return self._fetch_rows(cursor, max_rows)
+
+        rows = await self._engine.run(lambda: self._call(run))
         self._update_stats()
         return rows
 
@@ -313,6 +316,11 @@ class DuckDBBackend(Backend):
         self._threads = threads
         self._prepare = prepare
         self._engine: DuckDBEngine | None = None
+        self._database: str | None = None
+
+    @property
+    def sql_catalog(self) -> str | None:
+        return self._database
 
     @property
     def engine(self) -> DuckDBEngine:
@@ -331,6 +339,10 @@ class DuckDBBackend(Backend):
             connection = duckdb.connect(str(self._path), read_only=True, config=config)
         except duckdb.Error as error:
             raise BackendError(f"cannot open DuckDB database {self._path}: {error}") from None
+        row = connection.execute("SELECT current_database()").fetchone()
+        # Generated SQL names tables database.schema.table: with two parts DuckDB would read `x.t` as
+        # catalog x, table t whenever a database called x is attached.
+        self._database = str(row[0]) if row else None
         self._engine = DuckDBEngine(connection, label=self.name)
 
     async def close(self) -> None:

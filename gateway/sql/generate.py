@@ -60,11 +60,12 @@ _VISIBILITY_COLUMNS: dict[tuple[str, str], tuple[str, ...]] = {
 
 
 def to_backend_sql(tree: exp.Query, *, dialect: str, session: SessionValues, metadata: Visibility | None,
-                   copy: bool = True) -> str:
-    """`metadata` is None for a backend query, else the caller's visibility for a metadata query. With
+                   backend_catalog: str | None = None, copy: bool = True) -> str:
+    """`metadata` is None for a backend query, else the caller's visibility for a metadata query.
+    `backend_catalog` is the engine's own name for the table's catalog (None: leave it out). With
     `copy=False` the tree is transformed in place (for a caller that owns it)."""
     result: exp.Expr = tree.copy() if copy else tree
-    result = _rename_tables(result, metadata=metadata)
+    result = _rename_tables(result, metadata=metadata, backend_catalog=backend_catalog)
     result = _session_functions(result, session)
     result = name_output_columns(result)
     return result.sql(dialect=dialect, comments=False, copy=False)  # the generator copies by default
@@ -104,15 +105,16 @@ def _visible_rows(name: TableName, visible: Visibility) -> exp.Expr | None:
     return condition
 
 
-def _rename_tables(tree: exp.Expr, *, metadata: Visibility | None) -> exp.Expr:
+def _rename_tables(tree: exp.Expr, *, metadata: Visibility | None, backend_catalog: str | None) -> exp.Expr:
+    catalog = exp.to_identifier(backend_catalog, quoted=True) if backend_catalog is not None else None
+
     def rename(node: exp.Expr) -> exp.Expr:
         if not isinstance(node, exp.Table) or not node.args.get("catalog"):
             return node
         name = _table_name(node)
         if metadata is None:
-            renamed = node.copy()
-            renamed.set("catalog", None)
-            return renamed
+            node.set("catalog", catalog.copy() if catalog is not None else None)
+            return node
         local, restrict_to = local_name(name)
         alias = node.alias or name.table
         inner = exp.select("*").from_(exp.to_table(local))
