@@ -12,11 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import httpx
 import pytest
 import yaml
 
-from gateway.demo import build_demo_database
+from gateway.demo import TPCH_TABLES, build_demo_database
 
 
 def free_port() -> int:
@@ -86,6 +87,25 @@ class GatewayProcess:
                 self.process.wait()
         self._log.close()
         return self.process.returncode
+
+
+def tpch_in_memory(database: Path) -> tuple[duckdb.DuckDBPyConnection, dict[str, dict[str, dict[str, dict[str, str]]]]]:
+    """A writable in-memory copy of the demo TPC-H tables as catalog `demo`, schema `tpch` (for tests that add
+    their own tables and views), and its catalog -> schema -> table -> {column: type} map."""
+    connection = duckdb.connect()
+    connection.execute(f"ATTACH '{database}' AS source (READ_ONLY)")
+    connection.execute("ATTACH ':memory:' AS demo")
+    connection.execute("CREATE SCHEMA demo.tpch")
+    for table in TPCH_TABLES:
+        connection.execute(f"CREATE TABLE demo.tpch.{table} AS SELECT * FROM source.tpch.{table}")
+    connection.execute("DETACH source")
+    schema: dict[str, dict[str, dict[str, dict[str, str]]]] = {}
+    rows = connection.execute(
+        "SELECT table_catalog, table_schema, table_name, column_name, lower(data_type) FROM information_schema.columns"
+        " WHERE table_catalog = 'demo' AND table_schema = 'tpch' ORDER BY table_name, ordinal_position").fetchall()
+    for catalog, db, table, column, data_type in rows:
+        schema.setdefault(catalog, {}).setdefault(db, {}).setdefault(table, {})[column] = data_type
+    return connection, schema
 
 
 @pytest.fixture(scope="session")

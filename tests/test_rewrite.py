@@ -7,8 +7,6 @@ The oracle views are written in plain DuckDB SQL, independently of gateway/sql/m
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -26,6 +24,7 @@ from gateway.errors import NotSupported, PermissionDenied
 from gateway.identity import Identity
 from gateway.policy import PolicySet, parse_policies
 from gateway.sql.rewrite import Catalog, RewriteResult, SecureViews, secure_rewrite
+from tests.conftest import tpch_in_memory
 
 TPCH_DIR = Path(__file__).resolve().parent / "tpch"
 TABLES = ("customer", "orders", "lineitem", "nation", "region", "part", "partsupp", "supplier")
@@ -133,15 +132,8 @@ def prepare(sql: str) -> exp.Expr:
 
 
 @pytest.fixture(scope="module")
-def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Warehouse]:
-    data = tmp_path_factory.mktemp("tpch")
-    tpchgen = Path(sys.executable).parent / "tpchgen-cli"
-    subprocess.run([str(tpchgen), "parquet", "-s", "0.01", "-o", str(data)], check=True, capture_output=True)
-    con = duckdb.connect()
-    con.execute("ATTACH ':memory:' AS demo")
-    con.execute("CREATE SCHEMA demo.tpch")
-    for table in TABLES:
-        con.execute(f"CREATE TABLE demo.tpch.{table} AS SELECT * FROM read_parquet('{data / table}.parquet')")
+def warehouse(demo_database: Path) -> Iterator[Warehouse]:
+    con, _ = tpch_in_memory(demo_database)
     con.execute("CREATE TABLE demo.tpch.secret AS SELECT 42 AS answer")
     for user, identity in IDENTITIES.items():
         con.execute(f"CREATE SCHEMA demo.oracle_{user}")

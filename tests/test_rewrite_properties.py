@@ -14,8 +14,6 @@ bookkeeping, no string cell anywhere may equal a raw value the caller must not s
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -34,6 +32,7 @@ from sqlglot.optimizer.qualify_tables import qualify_tables
 from gateway.identity import Identity
 from gateway.policy import PolicySet, load_dev_users, load_policies
 from gateway.sql.rewrite import Catalog, SecureViews, secure_rewrite
+from tests.conftest import tpch_in_memory
 
 POLICIES = Path(__file__).resolve().parent.parent / "policies"
 TABLES = ("customer", "orders", "nation", "region")
@@ -73,22 +72,8 @@ def prepare(sql: str) -> exp.Expr:
 
 
 @pytest.fixture(scope="module")
-def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Warehouse]:
-    data = tmp_path_factory.mktemp("tpch_props")
-    tpchgen = Path(sys.executable).parent / "tpchgen-cli"
-    subprocess.run([str(tpchgen), "parquet", "-s", "0.01", "-o", str(data)], check=True, capture_output=True)
-    con = duckdb.connect()
-    con.execute("ATTACH ':memory:' AS demo")
-    con.execute("CREATE SCHEMA demo.tpch")
-    for table in TABLES:
-        con.execute(f"CREATE TABLE demo.tpch.{table} AS SELECT * FROM read_parquet('{data / table}.parquet')")
-    schema: dict[str, dict[str, dict[str, dict[str, str]]]] = {}
-    rows = con.execute(
-        "SELECT table_catalog, table_schema, table_name, column_name, lower(data_type) FROM information_schema.columns"
-        " WHERE table_catalog = 'demo' AND table_schema = 'tpch' ORDER BY table_name, ordinal_position"
-    ).fetchall()
-    for catalog, db, table, column, data_type in rows:
-        schema.setdefault(catalog, {}).setdefault(db, {}).setdefault(table, {})[column] = data_type
+def warehouse(demo_database: Path) -> Iterator[Warehouse]:
+    con, schema = tpch_in_memory(demo_database)
 
     customers = con.execute(
         "SELECT c_custkey, c_name, c_address, c_nationkey, c_phone, c_acctbal FROM demo.tpch.customer"
