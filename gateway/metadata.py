@@ -200,6 +200,7 @@ class CatalogService:
         self._backends = backends
         self._metrics = metrics
         self._current: MetadataTables | None = None
+        self._tables: dict[str, list[Table]] | None = None
 
     @property
     def current(self) -> MetadataTables:
@@ -208,14 +209,20 @@ class CatalogService:
         return self._current
 
     async def refresh(self) -> None:
+        """Re-read the backends' tables; rebuild only if something changed (a new snapshot invalidates every
+        cached plan and visibility set, so an unchanged catalog keeps its snapshot)."""
         try:
             tables = {name: await backend.tables() for name, backend in self._backends.items()}
+            if tables == self._tables:
+                self._metrics.catalog_refreshes.labels("unchanged").inc()
+                return
             loop = asyncio.get_running_loop()
             fresh = await loop.run_in_executor(None, lambda: build_metadata(tables))
         except Exception:
             self._metrics.catalog_refreshes.labels("failed").inc()
             raise
         previous, self._current = self._current, fresh
+        self._tables = tables
         self._metrics.catalog_refreshes.labels("ok").inc()
         for name, listed in tables.items():
             self._metrics.catalog_tables.labels(name).set(len(listed))
