@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 ARGS ?=
 
-.PHONY: serve test lint bench clean
+.PHONY: serve test test-slow lint bench bench-workload clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -22,11 +22,18 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check gateway tests load_tests
 	$(VENV)/bin/mypy
 
+# Long soak tests are marked @pytest.mark.slow and skipped here; run them with `make test-slow`.
 test: lint
-	$(PY) -m pytest -q $(ARGS)
+	$(PY) -m pytest -q -m "not slow" $(ARGS)
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow $(ARGS)
 
 bench: $(STAMP)
 	$(PY) -m load_tests.trino_protocol $(ARGS)
+
+bench-workload: $(STAMP)
+	$(PY) -m load_tests.workload $(ARGS)
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

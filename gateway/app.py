@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator
 from functools import partial
 
@@ -18,30 +19,69 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from gateway import __version__
+from gateway.audit.setup import AUDIT_CATALOG, build_trail
 from gateway.backends.base import Backend
 from gateway.backends.duckdb import DuckDBBackend
+from gateway.cache.stage import CacheStage
+from gateway.cache.store import ResultCache
 from gateway.config import BackendSettings, Settings
 from gateway.demo import build_demo_database
 from gateway.errors import GatewayError
+from gateway.frontends.api import AuditApi
+from gateway.frontends.cache_api import CacheApi
 from gateway.frontends.ops import OpsEndpoints
+from gateway.frontends.queries_api import QueriesApi
 from gateway.frontends.trino_http import TrinoFrontend
 from gateway.frontends.trino_queries import QueryRegistry
-from gateway.identity import Authenticator
+from gateway.identity import Authenticator, Identity
+from gateway.identity.setup import build_authenticator as build_identity
 from gateway.metadata import CatalogService
 from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline
 from gateway.planner import Planner
 from gateway.policy.load import load_dev_users
 from gateway.policy.store import PolicyStore
+from gateway.workload.manager import WorkloadManager
+from gateway.workload.redis_slots import RedisSlots
+from gateway.workload.slots import LocalSlots, SlotPool
+from gateway.workload.store import WorkloadStore
 
 log = logging.getLogger("gateway")
 
 
-def build_authenticator(settings: Settings) -> Authenticator:
+def build_dev_users(settings: Settings) -> dict[str, Identity]:
     path = settings.identity.dev_users_file or settings.policies.dir / "dev_users.yaml"
     if settings.identity.dev_users_file is None and not path.exists():
-        return Authenticator()
-    return Authenticator(dev_users=load_dev_users(path))
+        return {}
+    return load_dev_users(path)
+
+
+def build_authenticator(settings: Settings, metrics: Metrics) -> Authenticator:
+    dev_users = build_dev_users(settings) if settings.identity.mode == "dev" else None
+    return build_identity(settings.identity, dev_users=dev_users,
+                          on_jwks_fetch=lambda outcome: metrics.jwks_fetches.labels(outcome).inc())
+
+
+def build_workload(settings: Settings, metrics: Metrics) -> WorkloadManager:
+    """Resource groups from the policies directory; slots counted per process, or in Redis when configured."""
+    store = WorkloadStore(settings.policies.dir, metrics)
+    store.load()  # invalid workload.yaml: the gateway does not start (PolicyError, file:line)
+    config = settings.workload
+    slots: SlotPool = LocalSlots()
+    if config.redis is not None:
+        slots = RedisSlots(url=config.redis, prefix=config.key_prefix, replica=uuid.uuid4().hex[:12],
+                           lease_seconds=config.lease_seconds, poll_seconds=config.poll_seconds,
+                           retry_seconds=config.retry_seconds, timeout_seconds=config.redis_timeout_seconds,
+                           metrics=metrics)
+    return WorkloadManager(store=store, slots=slots, metrics=metrics, admin_groups=frozenset(config.admin_groups))
+
+
+def build_cache(settings: Settings, metrics: Metrics) -> ResultCache | None:
+    cache = settings.cache
+    if not cache.enabled:
+        return None
+    return ResultCache(max_bytes=cache.max_bytes, max_entry_bytes=cache.max_entry_bytes, metrics=metrics,
+                       redis_url=cache.redis, prefix=cache.redis_prefix)
 
 
 def build_backend(settings: BackendSettings) -> Backend:
@@ -62,14 +102,23 @@ class Gateway:
         self.backends = {b.name: build_backend(b) for b in settings.backends}
         for name, backend in self.backends.items():
             self.metrics.backend_busy_threads.labels(name).set_function(partial(_busy_threads, backend))
-        self.catalog = CatalogService(self.backends, self.metrics)
+            for per_backend in (self.metrics.backend_running, self.metrics.backend_duration,
+                                self.metrics.backend_cancellations):
+                per_backend.labels(name)  # exposed as 0 from the start
+        self.audit = build_trail(settings.audit, self.metrics)
+        self.audit_backend = self.audit.store.backend(AUDIT_CATALOG)  # auditors' SQL: gateway.audit.*
+        catalogs = {**self.backends, AUDIT_CATALOG: self.audit_backend}
+        self.catalog = CatalogService(catalogs, self.metrics)
         self.policies = PolicyStore(settings.policies.dir, self.metrics)
         self.policies.load()  # invalid policies: the gateway does not start (PolicyError, file:line)
-        planner = Planner(backends=self.backends,
+        self.workload = build_workload(settings, self.metrics)
+        planner = Planner(backends=catalogs,
                           default_catalog=settings.default_catalog, version=__version__, metrics=self.metrics)
-        self.pipeline = Pipeline(authenticator=build_authenticator(settings), catalog=self.catalog,
-                                 policies=self.policies, planner=planner, backends=self.backends,
-                                 metrics=self.metrics)
+        self.cache = build_cache(settings, self.metrics)
+        self.pipeline = Pipeline(authenticator=build_authenticator(settings, self.metrics), catalog=self.catalog,
+                                 policies=self.policies, planner=planner, backends=catalogs,
+                                 metrics=self.metrics, audit=self.audit, workload=self.workload,
+                                 cache=CacheStage(self.cache, default_ttl=settings.cache.ttl_seconds))
         self.registry = QueryRegistry(settings.protocol, self.metrics)
         self.draining = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -78,9 +127,15 @@ class Gateway:
         return self.draining
 
     async def start(self) -> None:
+        await self.audit.start()  # first: every attempt from now on has somewhere to go
+        await self.pipeline.authenticator.start()
         for backend in self.backends.values():
             await backend.start()
+        await self.audit_backend.start()
         await self.catalog.refresh()
+        await self.workload.slots.start()
+        if self.cache is not None:
+            await self.cache.start()
         self.registry.start_reaper()
         self._tasks = [asyncio.create_task(self._refresh_catalog_forever(), name="catalog-refresh"),
                        asyncio.create_task(self._reload_policies_forever(), name="policy-reload")]
@@ -97,6 +152,7 @@ class Gateway:
         while True:
             await asyncio.sleep(self.settings.policies.reload_seconds)
             self.policies.reload_if_changed()
+            self.workload.store.reload_if_changed()
 
     async def drain(self, grace_seconds: float) -> None:
         """Stop taking new queries; let running ones finish for up to `grace_seconds`, then cancel them."""
@@ -113,9 +169,15 @@ class Gateway:
         for task in self._tasks:
             task.cancel()
         await self.registry.close(GatewayError("The gateway is shutting down", error_name="SERVER_SHUTTING_DOWN"))
+        await self.workload.slots.close()
+        if self.cache is not None:
+            await self.cache.close()
         for backend in self.backends.values():
             await backend.close()
+        await self.pipeline.authenticator.close()
+        await self.audit_backend.close()
         self.catalog.close()
+        await self.audit.stop()  # last: the records of the queries cancelled above are flushed
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
@@ -129,7 +191,11 @@ class Gateway:
         trino = TrinoFrontend(pipeline=self.pipeline, settings=self.settings, metrics=self.metrics,
                               registry=self.registry, is_draining=self.is_draining)
         ops = OpsEndpoints(metrics=self.metrics, backends=self.backends, is_draining=self.is_draining)
-        return Starlette(routes=[*trino.routes(), *ops.routes()], lifespan=self.lifespan,
+        api = AuditApi(pipeline=self.pipeline, store=self.audit.store)
+        queries = QueriesApi(pipeline=self.pipeline)
+        cache = CacheApi(pipeline=self.pipeline, cache=self.cache, admin_groups=self.settings.cache.admin_groups)
+        return Starlette(routes=[*trino.routes(), *ops.routes(), *api.routes(), *queries.routes(), *cache.routes()],
+                         lifespan=self.lifespan,
                          exception_handlers={Exception: _internal_error, 404: _not_found, 405: _not_allowed})
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from gateway import __version__
 from gateway.config import ConfigError, Settings, load_settings
+from gateway.identity.jwks import JwksUnavailable
 from gateway.logs import configure_logging
 from gateway.policy.load import PolicyError
 
@@ -44,6 +45,22 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--catalog", default=None, help="session catalog (default: the first backend)")
     explain.add_argument("--schema", default=None, help="session schema (default: the first backend's schema)")
     explain.add_argument("--sql", required=True)
+
+    from gateway.identity.keys_cli import add_parser as add_keys_parser
+
+    add_keys_parser(commands)
+
+    from gateway.audit.cli import add_commands as add_audit_commands
+
+    add_audit_commands(commands)
+
+    from gateway.workload.queries_cli import add_parser as add_queries_parser
+
+    add_queries_parser(commands)
+
+    from gateway.cache.cli import add_parser as add_cache_parser
+
+    add_cache_parser(commands)
     return parser
 
 
@@ -72,6 +89,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         from gateway.tools import explain
 
         return explain(_load(args.config), args)
+    if args.command == "keys":
+        from gateway.identity.keys_cli import run as keys
+
+        return keys(_load(args.config), args)
+    if args.command == "audit":
+        from gateway.audit.cli import run as audit
+
+        return audit(_load(args.config), args)
+    if args.command == "queries":
+        from gateway.workload.queries_cli import run as queries
+
+        return queries(args)
+    if args.command == "cache":
+        from gateway.cache.cli import run as cache
+
+        return cache(args)
     return 2
 
 
@@ -102,6 +135,9 @@ def _serve(args: argparse.Namespace) -> int:
             print(message, file=sys.stderr)
         print("refusing to start: the policy files above are invalid", file=sys.stderr)
         return 2
+    except JwksUnavailable as error:
+        print(f"refusing to start: identity.jwt.jwks_file: {error}", file=sys.stderr)
+        return 2
     _announce(settings)
     draining_server.run()
     return 0
@@ -111,8 +147,13 @@ def _announce(settings: Settings) -> None:
     host, port = settings.server.host, settings.server.port
     catalog = settings.backends[0]
     schema = catalog.schema
+    scheme = "https" if settings.server.tls_cert else "http"
+    if settings.identity.mode != "dev":
+        print(f"gateway {__version__} starting on {scheme}://{host}:{port} (catalog '{catalog.name}', schema "
+              f"'{schema}'); identity.mode '{settings.identity.mode}': clients must authenticate", flush=True)
+        return
     print(
-        f"gateway {__version__} starting on http://{host}:{port} (catalog '{catalog.name}', schema '{schema}')\n"
+        f"gateway {__version__} starting on {scheme}://{host}:{port} (catalog '{catalog.name}', schema '{schema}')\n"
         f"  trino CLI : trino --server http://{host}:{port} --user alice --catalog {catalog.name} --schema {schema}\n"
         f"  Python    : trino.dbapi.connect(host='{host}', port={port}, user='alice', "
         f"catalog='{catalog.name}', schema='{schema}')\n"

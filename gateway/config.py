@@ -20,7 +20,10 @@ from typing import Any
 import yaml
 
 BACKEND_TYPES = ("duckdb",)
-IDENTITY_MODES = ("dev",)
+IDENTITY_MODES = ("dev", "jwt", "api_keys")
+# Asymmetric only: keys come from a JWKS, and an HMAC "key" there would be public (key confusion, CVE-2022-29217).
+JWT_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
+MAX_JWT_LEEWAY_SECONDS = 60.0
 LOG_FORMATS = ("text", "json")
 
 
@@ -39,6 +42,8 @@ class ServerSettings:
     environment: str = "gateway"
     max_request_bytes: int = 1024 * 1024
     shutdown_grace_seconds: float = 30.0
+    tls_cert: Path | None = None  # server.tls.cert / server.tls.key: PEM files; both set -> HTTPS
+    tls_key: Path | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,10 +71,56 @@ class PolicySettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ClaimSettings:
+    """identity.jwt.claims: which claim (a name, or a dotted path into nested objects) gives what."""
+
+    user: tuple[str, ...] = ("sub",)  # the first present one wins (Azure AD: preferred_username, upn)
+    groups: tuple[str, ...] = ("groups",)  # all present ones are merged (Azure AD: roles, groups)
+    cost_center: str | None = None
+    attributes: Mapping[str, str] = field(default_factory=dict)  # attribute name -> claim path
+
+
+@dataclass(frozen=True, kw_only=True)
+class JwtSettings:
+    jwks_url: str | None = None
+    jwks_file: Path | None = None
+    issuer: tuple[str, ...] = ()  # exact match against one of these
+    audience: tuple[str, ...] = ()  # the token's aud (string or list) must contain one of these
+    algorithms: tuple[str, ...] = ("RS256",)
+    leeway_seconds: float = 30.0
+    jwks_cache_seconds: float = 300.0  # cached keys are used this long, even while the IdP is down
+    jwks_min_refresh_seconds: float = 30.0  # an unknown kid refetches the JWKS at most this often
+    jwks_timeout_seconds: float = 5.0
+    allowed_tenants: tuple[str, ...] = ()  # when set, the `tid` claim must be one of these (Azure AD)
+    claims: ClaimSettings = field(default_factory=ClaimSettings)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApiKeySettings:
+    file: Path | None = None
+    postgres: str | None = None  # asyncpg DSN; may hold a password, so repr masks it
+
+    def __repr__(self) -> str:
+        dsn = re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", self.postgres) if self.postgres else None
+        return f"ApiKeySettings(file={self.file!r}, postgres={dsn!r})"
+
+
+@dataclass(frozen=True, kw_only=True)
+class FailureLimitSettings:
+    """Failed authentications per client address: a token bucket of `burst`, refilled `per_minute`."""
+
+    burst: int = 10
+    per_minute: float = 30.0
+
+
+@dataclass(frozen=True, kw_only=True)
 class IdentitySettings:
     mode: str = "dev"
     dev_users_file: Path | None = None  # default: dev_users.yaml in the policies directory, if present
     allow_dev_on_public_host: bool = False
+    jwt: JwtSettings | None = None
+    api_keys: ApiKeySettings | None = None
+    failure_limit: FailureLimitSettings = field(default_factory=FailureLimitSettings)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,6 +134,68 @@ class MetadataSettings:
     refresh_seconds: float = 60.0
 
 
+AUDIT_FAILURE_MODES = ("spool", "deny")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditSettings:
+    """The audit trail (gateway/audit/). Store URLs may hold a password, so repr masks them."""
+
+    store: str = "sqlite:///data/audit.db"  # sqlite:///relative/or////absolute/path | postgresql://...
+    admin_store: str | None = None  # owner role that creates/migrates the PostgreSQL schema and grants
+    on_failure: str = "spool"  # spool: journal records locally while the store is down | deny: refuse queries
+    spool_dir: Path = Path("data/audit-spool")
+    spool_max_bytes: int = 1024**3  # beyond this much spooled, queries are refused (fail closed)
+    batch_size: int = 1000
+    flush_interval_seconds: float = 0.05
+    checkpoint_records: int = 10_000
+    checkpoint_seconds: float = 10.0
+    redact_literals: bool = False
+    retention_days: int | None = None  # what `gateway audit purge` deletes by default; never the gateway itself
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={_mask_url(v) if k.endswith('store') else v!r}" for k, v in vars(self).items())
+        return f"AuditSettings({fields})"
+
+
+def _mask_url(url: str | None) -> str | None:
+    return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", url) if url else url
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkloadSettings:
+    """Workload admission (gateway/workload/); the resource groups themselves are in policies/workload.yaml."""
+
+    redis: str | None = None  # redis://host:port/db: limits hold across all replicas; None: per process
+    key_prefix: str = "gateway:workload:"
+    lease_seconds: float = 15.0  # a crashed replica's slots come back after at most this long
+    poll_seconds: float = 0.05  # how often queued queries look for a slot freed on another replica
+    retry_seconds: float = 5.0  # after a Redis failure: per-process limits this long, then Redis again
+    redis_timeout_seconds: float = 1.0
+    admin_groups: tuple[str, ...] = ("admins",)  # may list and kill every query
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={_mask_url(v) if k == 'redis' else v!r}" for k, v in vars(self).items())
+        return f"WorkloadSettings({fields})"
+
+
+@dataclass(frozen=True, kw_only=True)
+class CacheSettings:
+    """The result cache (gateway/cache/)."""
+
+    enabled: bool = True
+    max_bytes: int = 256 * 1024 * 1024  # in-process tier bound (accepts 256MB, 1GB, ...)
+    max_entry_bytes: int = 8 * 1024 * 1024  # larger results are streamed, not cached
+    ttl_seconds: float = 300.0  # default; a resource group's cache_ttl overrides it
+    redis: str | None = None  # redis://host:port/db: the tier shared by all replicas
+    redis_prefix: str = "gateway:cache:"
+    admin_groups: tuple[str, ...] = ("admins",)  # may purge through /api/cache/purge
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={_mask_url(v) if k == 'redis' else v!r}" for k, v in vars(self).items())
+        return f"CacheSettings({fields})"
+
+
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     source: str = "<defaults>"
@@ -93,6 +206,9 @@ class Settings:
     identity: IdentitySettings = field(default_factory=IdentitySettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     metadata: MetadataSettings = field(default_factory=MetadataSettings)
+    audit: AuditSettings = field(default_factory=AuditSettings)
+    workload: WorkloadSettings = field(default_factory=WorkloadSettings)
+    cache: CacheSettings = field(default_factory=CacheSettings)
 
     @property
     def default_catalog(self) -> str:
@@ -267,14 +383,24 @@ def _identifier(value: Any) -> str | None:
 
 def _server(r: _Reader, data: Mapping[str, Any]) -> ServerSettings:
     p = ("server",)
-    s = r.section(data, p, {"host", "port", "environment", "max_request_bytes", "shutdown_grace_seconds"})
+    s = r.section(data, p, {"host", "port", "environment", "max_request_bytes", "shutdown_grace_seconds", "tls"})
     d = ServerSettings()
+    tls = r.section(s, (*p, "tls"), {"cert", "key"})
+    cert = r.get(tls, (*p, "tls", "cert"), Path, None)
+    key = r.get(tls, (*p, "tls", "key"), Path, None)
+    if (cert is None) != (key is None):
+        r.fail((*p, "tls"), "needs both cert and key")
+    for name, file in (("cert", cert), ("key", key)):
+        if file is not None and not file.is_file():
+            r.fail((*p, "tls", name), f"no such file: {file}")
     return ServerSettings(
         host=r.get(s, (*p, "host"), str, d.host),
         port=r.get(s, (*p, "port"), int, d.port, _port),
         environment=r.get(s, (*p, "environment"), str, d.environment),
         max_request_bytes=r.get(s, (*p, "max_request_bytes"), int, d.max_request_bytes, _positive),
         shutdown_grace_seconds=r.get(s, (*p, "shutdown_grace_seconds"), float, d.shutdown_grace_seconds),
+        tls_cert=cert,
+        tls_key=key,
     )
 
 
@@ -333,13 +459,123 @@ def _policies(r: _Reader, data: Mapping[str, Any]) -> PolicySettings:
 
 def _identity(r: _Reader, data: Mapping[str, Any]) -> IdentitySettings:
     p = ("identity",)
-    s = r.section(data, p, {"mode", "dev_users_file", "allow_dev_on_public_host"})
+    s = r.section(data, p, {"mode", "dev_users_file", "allow_dev_on_public_host", "jwt", "api_keys",
+                            "failure_limit"})
     d = IdentitySettings()
+    mode = r.get(s, (*p, "mode"), str, d.mode, _one_of(IDENTITY_MODES, "identity mode"))
+    jwt = _jwt(r, s) if s.get("jwt") is not None else None
+    api_keys = _api_keys(r, s) if s.get("api_keys") is not None else None
+    if mode == "jwt" and jwt is None:
+        r.fail((*p, "jwt"), "is required when identity.mode is 'jwt'")
+    if mode == "api_keys" and api_keys is None:
+        r.fail((*p, "api_keys"), "is required when identity.mode is 'api_keys'")
+    fl = r.section(s, (*p, "failure_limit"), {"burst", "per_minute"})
+    fd = FailureLimitSettings()
     return IdentitySettings(
-        mode=r.get(s, (*p, "mode"), str, d.mode, _one_of(IDENTITY_MODES, "identity mode")),
+        mode=mode,
         dev_users_file=r.get(s, (*p, "dev_users_file"), Path, None),
         allow_dev_on_public_host=r.get(s, (*p, "allow_dev_on_public_host"), bool, False),
+        jwt=jwt,
+        api_keys=api_keys,
+        failure_limit=FailureLimitSettings(
+            burst=r.get(fl, (*p, "failure_limit", "burst"), int, fd.burst, _positive),
+            per_minute=r.get(fl, (*p, "failure_limit", "per_minute"), float, fd.per_minute, _positive)),
     )
+
+
+def _strings(r: _Reader, data: Mapping[str, Any], path: tuple[str, ...], default: tuple[str, ...]) -> tuple[str, ...]:
+    """A string or a non-empty list of non-empty strings."""
+    value = data.get(path[-1])
+    if value is None:
+        return default
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items or not all(isinstance(i, str) and i for i in items):
+        r.fail(path, f"must be a string or a list of strings, not {value!r}")
+        return default
+    return tuple(items)
+
+
+def _jwks_url(value: Any) -> str | None:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    if parts.scheme == "https" and parts.hostname:
+        return None
+    if parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1"):
+        return None  # a local test IdP; anything else must be https
+    return f"must be an https:// URL (http only on a loopback address), not {value!r}"
+
+
+def _leeway(value: Any) -> str | None:
+    return None if 0 <= value <= MAX_JWT_LEEWAY_SECONDS else f"must be between 0 and 60 seconds, not {value!r}"
+
+
+def _jwt(r: _Reader, data: Mapping[str, Any]) -> JwtSettings:
+    p = ("identity", "jwt")
+    s = r.section(data, p, {"jwks_url", "jwks_file", "issuer", "audience", "algorithms", "leeway_seconds",
+                            "jwks_cache_seconds", "jwks_min_refresh_seconds", "jwks_timeout_seconds",
+                            "allowed_tenants", "claims"})
+    d = JwtSettings()
+    url = r.get(s, (*p, "jwks_url"), str, None, _jwks_url)
+    file = r.get(s, (*p, "jwks_file"), Path, None)
+    if (s.get("jwks_url") is None) == (s.get("jwks_file") is None):
+        r.fail(p, "needs exactly one of jwks_url or jwks_file")
+    if file is not None and not file.is_file():
+        r.fail((*p, "jwks_file"), f"no such file: {file}")
+    issuer = _strings(r, s, (*p, "issuer"), ())
+    audience = _strings(r, s, (*p, "audience"), ())
+    for key, value in (("issuer", issuer), ("audience", audience)):
+        if not value and key not in s:
+            r.fail((*p, key), "is required")
+    algorithms = _strings(r, s, (*p, "algorithms"), d.algorithms)
+    for alg in algorithms:
+        if alg not in JWT_ALGORITHMS:
+            why = " (HMAC needs a shared secret; keys here come from a public JWKS)" if alg.upper().startswith(
+                "HS") else ""
+            r.fail((*p, "algorithms"), f"algorithm {alg!r} is not allowed{why}; use some of: "
+                                       f"{', '.join(JWT_ALGORITHMS)}")
+    return JwtSettings(
+        jwks_url=url,
+        jwks_file=file,
+        issuer=issuer,
+        audience=audience,
+        algorithms=algorithms,
+        leeway_seconds=r.get(s, (*p, "leeway_seconds"), float, d.leeway_seconds, _leeway),
+        jwks_cache_seconds=r.get(s, (*p, "jwks_cache_seconds"), float, d.jwks_cache_seconds, _positive),
+        jwks_min_refresh_seconds=r.get(s, (*p, "jwks_min_refresh_seconds"), float, d.jwks_min_refresh_seconds,
+                                       _positive),
+        jwks_timeout_seconds=r.get(s, (*p, "jwks_timeout_seconds"), float, d.jwks_timeout_seconds, _positive),
+        allowed_tenants=_strings(r, s, (*p, "allowed_tenants"), ()),
+        claims=_claims(r, s),
+    )
+
+
+def _claims(r: _Reader, data: Mapping[str, Any]) -> ClaimSettings:
+    p = ("identity", "jwt", "claims")
+    s = r.section(data, p, {"user", "groups", "cost_center", "attributes"})
+    d = ClaimSettings()
+    attributes = r.section(s, (*p, "attributes"), set(s.get("attributes") or {}))
+    for name, claim in attributes.items():
+        if not isinstance(claim, str) or not claim:
+            r.fail((*p, "attributes", name), f"must be a claim name or path, not {claim!r}")
+    return ClaimSettings(
+        user=_strings(r, s, (*p, "user"), d.user),
+        groups=_strings(r, s, (*p, "groups"), d.groups),
+        cost_center=r.get(s, (*p, "cost_center"), str, None),
+        attributes={str(k): v for k, v in attributes.items() if isinstance(v, str) and v},
+    )
+
+
+def _api_keys(r: _Reader, data: Mapping[str, Any]) -> ApiKeySettings:
+    p = ("identity", "api_keys")
+    s = r.section(data, p, {"file", "postgres"})
+    file = r.get(s, (*p, "file"), Path, None)
+    postgres = r.get(s, (*p, "postgres"), str, None)
+    if (file is None) == (postgres is None):
+        r.fail(p, "needs exactly one of file or postgres")
+    if postgres is not None and not postgres.startswith(("postgresql://", "postgres://")):
+        r.fail((*p, "postgres"), "must be a postgresql:// DSN")
+    return ApiKeySettings(file=file, postgres=postgres)
 
 
 def _logging(r: _Reader, data: Mapping[str, Any]) -> LoggingSettings:
@@ -358,7 +594,98 @@ def _metadata(r: _Reader, data: Mapping[str, Any]) -> MetadataSettings:
     return MetadataSettings(refresh_seconds=r.get(s, (*p, "refresh_seconds"), float, 60.0, _positive))
 
 
-SECTIONS = {"server", "protocol", "backends", "policies", "identity", "logging", "metadata"}
+def _store_url(value: Any) -> str | None:
+    if isinstance(value, str) and value.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        return None
+    return "must be sqlite:///path/to/audit.db or postgresql://user@host:port/database"
+
+
+def _audit(r: _Reader, data: Mapping[str, Any]) -> AuditSettings:
+    p = ("audit",)
+    s = r.section(data, p, {"store", "admin_store", "on_failure", "spool_dir", "spool_max_bytes", "batch_size",
+                            "flush_interval_seconds", "checkpoint_records", "checkpoint_seconds", "redact_literals",
+                            "retention_days"})
+    d = AuditSettings()
+    store = r.get(s, (*p, "store"), str, d.store, _store_url)
+    if store.startswith("sqlite:///") and not Path(store[len("sqlite:///"):]).is_absolute():
+        store = f"sqlite:///{r.base / store[len('sqlite:///'):]}"  # relative to the config file, as paths are
+    admin = r.get(s, (*p, "admin_store"), str, None, _store_url)
+    if admin is not None and not store.startswith("postgres"):
+        r.fail((*p, "admin_store"), "is only used with a postgresql:// store")
+    return AuditSettings(
+        store=store,
+        admin_store=admin,
+        on_failure=r.get(s, (*p, "on_failure"), str, d.on_failure, _one_of(AUDIT_FAILURE_MODES, "on_failure")),
+        spool_dir=r.get(s, (*p, "spool_dir"), Path, r.base / d.spool_dir),
+        spool_max_bytes=r.get(s, (*p, "spool_max_bytes"), int, d.spool_max_bytes, _positive),
+        batch_size=r.get(s, (*p, "batch_size"), int, d.batch_size, _positive),
+        flush_interval_seconds=r.get(s, (*p, "flush_interval_seconds"), float, d.flush_interval_seconds, _positive),
+        checkpoint_records=r.get(s, (*p, "checkpoint_records"), int, d.checkpoint_records, _positive),
+        checkpoint_seconds=r.get(s, (*p, "checkpoint_seconds"), float, d.checkpoint_seconds, _positive),
+        redact_literals=r.get(s, (*p, "redact_literals"), bool, d.redact_literals),
+        retention_days=r.get(s, (*p, "retention_days"), int, None, _positive),
+    )
+
+
+def _redis_url(value: Any) -> str | None:
+    if isinstance(value, str) and value.startswith(("redis://", "rediss://", "unix://")):
+        return None
+    return "must be a redis://host:port/db URL (or null for per-process limits)"
+
+
+def _workload(r: _Reader, data: Mapping[str, Any]) -> WorkloadSettings:
+    p = ("workload",)
+    s = r.section(data, p, {"redis", "key_prefix", "lease_seconds", "poll_seconds", "retry_seconds",
+                            "redis_timeout_seconds", "admin_groups"})
+    d = WorkloadSettings()
+    return WorkloadSettings(
+        redis=r.get(s, (*p, "redis"), str, None, _redis_url),
+        key_prefix=r.get(s, (*p, "key_prefix"), str, d.key_prefix),
+        lease_seconds=r.get(s, (*p, "lease_seconds"), float, d.lease_seconds, _positive),
+        poll_seconds=r.get(s, (*p, "poll_seconds"), float, d.poll_seconds, _positive),
+        retry_seconds=r.get(s, (*p, "retry_seconds"), float, d.retry_seconds, _positive),
+        redis_timeout_seconds=r.get(s, (*p, "redis_timeout_seconds"), float, d.redis_timeout_seconds, _positive),
+        admin_groups=_strings(r, s, (*p, "admin_groups"), d.admin_groups),
+    )
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?B?)\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "B": 1, "K": 1 << 10, "KB": 1 << 10, "M": 1 << 20, "MB": 1 << 20, "G": 1 << 30, "GB": 1 << 30,
+               "T": 1 << 40, "TB": 1 << 40}
+
+
+def _bytes(r: _Reader, data: Mapping[str, Any], path: tuple[str, ...], default: int) -> int:
+    """A size: a number of bytes, or text like 256MB / 1.5GB (binary units)."""
+    value = data.get(path[-1])
+    if value is None:
+        return default
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    match = _SIZE.match(value) if isinstance(value, str) else None
+    if match is None or float(match.group(1)) <= 0:
+        r.fail(path, f"must be a size such as 1048576, 64MB or 1GB, not {value!r}")
+        return default
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).upper()])
+
+
+def _cache(r: _Reader, data: Mapping[str, Any]) -> CacheSettings:
+    p = ("cache",)
+    s = r.section(data, p, {"enabled", "max_bytes", "max_entry_bytes", "ttl_seconds", "redis", "redis_prefix",
+                            "admin_groups"})
+    d = CacheSettings()
+    return CacheSettings(
+        enabled=r.get(s, (*p, "enabled"), bool, d.enabled),
+        max_bytes=_bytes(r, s, (*p, "max_bytes"), d.max_bytes),
+        max_entry_bytes=_bytes(r, s, (*p, "max_entry_bytes"), d.max_entry_bytes),
+        ttl_seconds=r.get(s, (*p, "ttl_seconds"), float, d.ttl_seconds, _positive),
+        redis=r.get(s, (*p, "redis"), str, None, _redis_url),
+        redis_prefix=r.get(s, (*p, "redis_prefix"), str, d.redis_prefix),
+        admin_groups=_strings(r, s, (*p, "admin_groups"), d.admin_groups),
+    )
+
+
+SECTIONS = {"server", "protocol", "backends", "policies", "identity", "logging", "metadata", "audit", "workload",
+            "cache"}
 
 
 def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -386,6 +713,9 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
         identity=_identity(reader, data),
         logging=_logging(reader, data),
         metadata=_metadata(reader, data),
+        audit=_audit(reader, data),
+        workload=_workload(reader, data),
+        cache=_cache(reader, data),
     )
     if errors:
         raise ConfigError(errors)

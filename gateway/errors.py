@@ -15,6 +15,11 @@ reported as GENERIC_INTERNAL_ERROR without its text.
     ├── InsufficientResources            INSUFFICIENT_RESOURCES: queue full, time limits
     ├── BackendError                     EXTERNAL: the backend failed for a reason that is not the user's SQL
     └── InternalError                    INTERNAL_ERROR: a gateway bug; message never shown to clients
+
+Two errors happen before any query exists and are answered with an HTTP status instead:
+
+    ProtocolError                        the request itself is malformed (400, 404, 413, 503)
+    AuthenticationFailed                 credentials missing or wrong (401; 429 while an address is slowed)
 """
 
 from __future__ import annotations
@@ -74,10 +79,13 @@ ERROR_CODES: dict[str, ErrorCode] = _codes(
     ("EXCEEDED_GLOBAL_MEMORY_LIMIT", 131073, INSUFFICIENT_RESOURCES),
     ("QUERY_QUEUE_FULL", 131074, INSUFFICIENT_RESOURCES),
     ("EXCEEDED_TIME_LIMIT", 131075, INSUFFICIENT_RESOURCES),
-    ("EXCEEDED_CPU_LIMIT", 131076, INSUFFICIENT_RESOURCES),
+    ("EXCEEDED_CPU_LIMIT", 131077, INSUFFICIENT_RESOURCES),
     ("EXCEEDED_SCAN_LIMIT", 131081, INSUFFICIENT_RESOURCES),
+    # Trino has no code for "too many result rows"; the gateway's own, above Trino's INSUFFICIENT_RESOURCES codes.
+    ("EXCEEDED_RESULT_ROWS_LIMIT", 131328, INSUFFICIENT_RESOURCES),
     # EXTERNAL codes start at 0x1000000; the gateway uses one for "the backend failed".
     ("BACKEND_ERROR", 16777216, EXTERNAL),
+    ("AUDIT_UNAVAILABLE", 16777217, EXTERNAL),  # audit records cannot be made durable: fail closed
 )
 
 
@@ -164,3 +172,21 @@ class ProtocolError(Exception):
         self.status = status
         self.message = message
         self.error = ERROR_CODES[error_name]
+
+
+class AuthenticationFailed(Exception):
+    """The caller could not be authenticated. Answered 401 with `WWW-Authenticate` (429 with Retry-After when
+    `retry_after` is set: too many recent failures from the address).
+
+    `reason` is a short stable label (`expired`, `wrong_audience`, `unknown_key`, ...) for metrics and audit;
+    `message` says what was wrong in words a user can act on. Neither ever contains the credential itself.
+    """
+
+    def __init__(self, reason: str, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.retry_after = retry_after
+
+    def __repr__(self) -> str:
+        return f"AuthenticationFailed({self.reason}: {self.message})"

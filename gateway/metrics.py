@@ -51,6 +51,17 @@ class Metrics:
         self.policy_denials = Counter("gateway_policy_denials", "Statements denied by policy", registry=r)
         self.plan_cache = Counter("gateway_plan_cache", "Plan cache lookups by result (hit, miss)", ["result"],
                                   registry=r)
+        # identity
+        self.authentications = Counter("gateway_authentications", "Successful authentications by method "
+                                       "(jwt, api_key, dev)", ["method"], registry=r)
+        self.auth_failures = Counter("gateway_auth_failures", "Rejected authentication attempts by reason "
+                                     "(expired, wrong_audience, unknown_key, rate_limited, ...)", ["reason"],
+                                     registry=r)
+        self.jwks_fetches = Counter("gateway_jwks_fetches", "JWKS fetches from the identity provider by outcome",
+                                    ["outcome"], registry=r)
+        self.impersonation_denials = Counter("gateway_impersonation_denials",
+                                             "Statements refused because the principal may not act as the "
+                                             "session user", registry=r)
         # catalog
         self.catalog_refreshes = Counter("gateway_catalog_refreshes", "Catalog metadata refreshes by outcome",
                                          ["outcome"], registry=r)
@@ -64,3 +75,53 @@ class Metrics:
                                        registry=r)
         self.abandoned = Counter("gateway_trino_abandoned_queries",
                                  "Queries cancelled because the client stopped polling", registry=r)
+        # result cache
+        self.cache_lookups = Counter("gateway_cache_lookups", "Result cache lookups by result (hit, miss) and tier",
+                                     ["result", "tier"], registry=r)
+        self.cache_bytes = Gauge("gateway_cache_bytes", "Bytes held by the in-process result cache", registry=r)
+        self.cache_evictions = Counter("gateway_cache_evictions", "Entries evicted from the in-process cache",
+                                       registry=r)
+        self.cache_coalesced = Counter("gateway_cache_coalesced",
+                                       "Queries that waited for an identical running query", registry=r)
+        self.cache_rejected = Counter("gateway_cache_rejected", "Results not cached (too large, or no TTL)",
+                                      registry=r)
+        self.cache_purged = Counter("gateway_cache_purged", "Entries removed by purges", registry=r)
+        self.cache_redis_errors = Counter("gateway_cache_redis_errors", "Failed Redis operations of the cache",
+                                          registry=r)
+        # audit trail
+        self.audit_records = Counter("gateway_audit_records",
+                                     "Audit records by stage (journaled, stored, replayed)", ["stage"], registry=r)
+        self.audit_queue_depth = Gauge("gateway_audit_queue_depth",
+                                       "Audit records journaled and not yet in the store", registry=r)
+        self.audit_flush_duration = Histogram("gateway_audit_flush_seconds",
+                                              "Time to write one batch to the audit store",
+                                              buckets=(*STAGE_BUCKETS, 1, 5), registry=r)
+        self.audit_spool_bytes = Gauge("gateway_audit_spool_bytes",
+                                       "Bytes of local audit journal not yet confirmed in the store", registry=r)
+        self.audit_store_failures = Counter("gateway_audit_store_failures",
+                                            "Failed attempts to open or write the audit store", registry=r)
+        self.audit_store_up = Gauge("gateway_audit_store_up", "1 while the audit store takes writes", registry=r)
+        # workload management (resource groups)
+        self.workload_queued = Gauge("gateway_workload_queued", "Queries waiting for a slot, per resource group",
+                                     ["group"], registry=r)
+        self.workload_running = Gauge("gateway_workload_running", "Queries holding a slot, per resource group",
+                                      ["group"], registry=r)
+        self.workload_queue_wait = Histogram("gateway_workload_queue_wait_seconds",
+                                             "Time from queueing to admission, per resource group", ["group"],
+                                             buckets=LATENCY_BUCKETS, registry=r)
+        self.workload_rejections = Counter("gateway_workload_rejections",
+                                           "Queries refused admission by reason (no_group, budget, scan_limit, "
+                                           "queue_full, queue_timeout)", ["group", "reason"], registry=r)
+        self.workload_kills = Counter("gateway_workload_kills",
+                                      "Admitted queries stopped by reason (execution_time, result_rows, killed)",
+                                      ["group", "reason"], registry=r)
+        self.workload_reloads = Counter("gateway_workload_reloads",
+                                        "Workload policy reloads by outcome (loaded, invalid)", ["outcome"],
+                                        registry=r)
+        self.workload_redis_up = Gauge("gateway_workload_redis_up",
+                                       "1 while cluster-wide admission through Redis works", registry=r)
+        self.workload_redis_errors = Counter("gateway_workload_redis_errors",
+                                             "Failed Redis operations of workload admission", registry=r)
+        self.workload_local_admissions = Counter("gateway_workload_local_admissions",
+                                                 "Queries admitted with per-process limits because Redis failed",
+                                                 registry=r)

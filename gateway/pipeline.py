@@ -1,12 +1,19 @@
 """The query path, in order. This is the one place that knows the order of the stages:
 
-    identity    who is asking (dev: the session user and the dev users file)   identity.Authenticator
+    identity    who is asking: the frontend authenticates first               Pipeline.authenticate
+                (JWT, API key, dev), then the session user is resolved,        Pipeline.session_identity
+                impersonation only where policy grants it
     plan        classify, resolve, authorize + rewrite, generate (no I/O)      planner.Planner
+    admit       resource group, budget, scan estimate; wait for a slot        workload.WorkloadManager
+                (QUEUED meanwhile); time and row caps while it runs            (backend queries only)
     execute     on the target backend, or the gateway's metadata engine        backends.*
-    finish      exactly once per attempt: metrics and one log line             QueryRun._finish
+    finish      exactly once per attempt: metrics, one log line, one audit     QueryRun._finish
+                record (journaled before the frontend sends the final response)
 
-Frontends create a `QueryRun` per statement with `Pipeline.submit`, call `start()`, then `fetch()` rows until
-None, or `cancel()`. Protocol details (paging, headers, JSON) stay in the frontend.
+Frontends authenticate the request with `Pipeline.authenticate` (failures never become queries; they are
+reported through `Pipeline.record_rejected_attempt`), create a `QueryRun` per statement with
+`Pipeline.submit`, call `start()`, then `fetch()` rows until None, or `cancel()`. Protocol details (paging,
+headers, JSON) stay in the frontend.
 """
 
 from __future__ import annotations
@@ -14,22 +21,32 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Sequence
 from enum import StrEnum
 
+from gateway.audit.record import DENIED, REJECTED, AuditRecord, decision_for, redact_message, redact_sql, utc_now
+from gateway.audit.trail import AuditTrail
 from gateway.backends.base import Backend, Column, Execution, ExecutionStats, Row
-from gateway.errors import GatewayError, InternalError, PermissionDenied, QueryCanceled
-from gateway.identity import Authenticator, Identity
+from gateway.cache.stage import CacheStage, Lease, from_cache
+from gateway.cache.store import CachedResult
+from gateway.errors import AuthenticationFailed, GatewayError, InternalError, PermissionDenied, QueryCanceled
+from gateway.identity import Authenticator, Credentials, Identity
 from gateway.metadata import CatalogService
 from gateway.metrics import Metrics
 from gateway.planner import Plan, Planner, PolicyContext, describe_output_rows
+from gateway.policy.decide import decide_impersonation
 from gateway.policy.store import PolicyStore
 from gateway.query_id import QueryIdGenerator
 from gateway.session import Session, SessionChange
+from gateway.sql.columns import tables_named
 from gateway.sql.resolve import METADATA_TARGET
 from gateway.static_result import StaticExecution
+from gateway.workload.manager import Admission, AdmissionRequest, WorkloadManager
+from gateway.workload.model import QUERY_TYPES
 
 log = logging.getLogger("gateway.query")
+auth_log = logging.getLogger("gateway.auth")
 
 INLINE_PLANNING_LIMIT = 16 * 1024  # bytes of SQL
 
@@ -43,8 +60,12 @@ class QueryState(StrEnum):
 
 class Pipeline:
     def __init__(self, *, authenticator: Authenticator, catalog: CatalogService, policies: PolicyStore,
-                 planner: Planner, backends: dict[str, Backend], metrics: Metrics) -> None:
+                 planner: Planner, backends: dict[str, Backend], metrics: Metrics, audit: AuditTrail,
+                 workload: WorkloadManager, cache: CacheStage) -> None:
         self.authenticator = authenticator
+        self.cache = cache
+        self.workload = workload
+        self.audit = audit
         self.catalog = catalog
         self.policies = policies
         self.planner = planner
@@ -52,8 +73,62 @@ class Pipeline:
         self.metrics = metrics
         self.query_ids = QueryIdGenerator()
 
-    def submit(self, sql: str, session: Session) -> QueryRun:
-        return QueryRun(self, self.query_ids.next(), sql, session)
+    async def authenticate(self, credentials: Credentials) -> Identity:
+        """The authenticated principal; raises AuthenticationFailed after reporting it."""
+        try:
+            identity = await self.authenticator.authenticate(credentials)
+        except AuthenticationFailed as failure:
+            self.record_rejected_attempt(credentials, failure)
+            raise
+        self.metrics.authentications.labels(identity.auth_method).inc()
+        return identity
+
+    def record_rejected_attempt(self, credentials: Credentials, failure: AuthenticationFailed) -> None:
+        """Every failed authentication passes here exactly once: a metric and a log line now, the audit
+        trail's hook later. Never given a secret: `credentials` masks it, `failure` never holds it."""
+        self.metrics.auth_failures.labels(failure.reason).inc()
+        auth_log.warning("authentication failed", extra={"query": {
+            "event": "authentication_failed",
+            "reason": failure.reason,
+            "error": failure.message,
+            "scheme": credentials.scheme,
+            "username": credentials.username,
+            "session_user": credentials.session_user,
+            "client_address": credentials.client_address,
+        }})
+        self.record_refused_request(client_address=credentials.client_address,
+                                    user=credentials.session_user or credentials.username,
+                                    auth_method=credentials.scheme, error_name="AUTHENTICATION_FAILED",
+                                    reason=f"authentication failed ({failure.reason})", message=failure.message)
+
+    def record_refused_request(self, *, client_address: str | None, user: str | None, error_name: str,
+                               reason: str, message: str, source: str | None = None, sql: str | None = None,
+                               auth_method: str | None = None, frontend: str = "trino_http") -> None:
+        """The audit record of a request refused before it became a query (authentication, bad body or
+        headers, draining). `user` is what the client claimed, unverified. Never given a secret."""
+        now = utc_now()
+        redact = self.audit.options.redact_literals
+        self.audit.append(AuditRecord(
+            event_id=uuid.uuid4().hex, received_at=now, finished_at=now, user_name=(user or "")[:256] or None,
+            auth_method=auth_method, client_address=client_address, frontend=frontend,
+            sql=redact_sql(sql) if redact else sql, source=(source or "")[:256] or None,
+            decision=DENIED if error_name == "AUTHENTICATION_FAILED" else REJECTED, reason=reason,
+            error_name=error_name,
+            error_message=redact_message(message) if redact else message))
+
+    def session_identity(self, principal: Identity, session: Session) -> Identity:
+        """Who the statement runs as: the principal itself, or the session user (X-Trino-User) when an
+        `impersonation:` policy rule lets the principal act as them; otherwise PERMISSION_DENIED."""
+        if session.user == principal.user:
+            return principal
+        allowed, _reason = decide_impersonation(self.policies.current, principal, session.user, session.source)
+        if not allowed:
+            self.metrics.impersonation_denials.inc()
+            raise PermissionDenied(f"User {principal.user} cannot impersonate user {session.user}")
+        return principal.acting_as(session.user)
+
+    def submit(self, sql: str, session: Session, principal: Identity) -> QueryRun:
+        return QueryRun(self, self.query_ids.next(), sql, session, principal)
 
     async def plan(self, sql: str, session: Session, identity: Identity) -> Plan:
         """Planning is CPU work: small statements (nearly all) are planned inline, which is cheaper than a
@@ -70,11 +145,12 @@ class Pipeline:
 class QueryRun:
     """One statement from submission to its end. Never raises from `start`; failures land in `error`."""
 
-    def __init__(self, pipeline: Pipeline, query_id: str, sql: str, session: Session) -> None:
+    def __init__(self, pipeline: Pipeline, query_id: str, sql: str, session: Session, principal: Identity) -> None:
         self.pipeline = pipeline
         self.query_id = query_id
         self.sql = sql
         self.session = session
+        self.principal = principal  # who authenticated; `identity` is who the statement runs as
         self.state = QueryState.QUEUED
         self.identity: Identity | None = None
         self.plan: Plan | None = None
@@ -82,9 +158,14 @@ class QueryRun:
         self.error: GatewayError | None = None
         self.target: str | None = None  # the backend running it, if any (not the metadata engine)
         self.started = time.perf_counter()
+        self.received_at = utc_now()
         self.finished_at: float | None = None
         self._execution: Execution | None = None
         self._finished = False
+        self.admission: Admission | None = None  # its place in workload management, once it has one
+        self.cache_hit = False
+        self._lease: Lease | None = None  # while it runs a query identical ones may wait for
+        self._rows_out = 0
         pipeline.metrics.queries_in_flight.inc()
 
     # -- what frontends read -------------------------------------------------------------------------------
@@ -110,20 +191,39 @@ class QueryRun:
     def done(self) -> bool:
         return self._finished
 
+    @property
+    def queued_seconds(self) -> float:
+        return self.admission.queued_seconds if self.admission is not None else 0.0
+
     # -- lifecycle -----------------------------------------------------------------------------------------
 
     async def start(self) -> None:
         pipeline = self.pipeline
         try:
-            self.identity = pipeline.authenticator.authenticate(self.session)
+            pipeline.audit.admit()  # fail closed: nothing runs while its record could not be kept
+            self.identity = pipeline.session_identity(self.principal, self.session)
             began = time.perf_counter()
             self.plan = plan = await pipeline.plan(self.sql, self.session, self.identity)
             pipeline.metrics.planning_duration.observe(time.perf_counter() - began)
+            cached = await self._consult_cache(plan)
+            if plan.kill is not None:
+                await pipeline.workload.kill(plan.kill.query_id, plan.kill.message, self.identity)
+            elif cached is not None:
+                pass  # answered from the cache: no backend work, so no admission either
+            elif plan.columns is None and plan.sql is not None and plan.target not in (None, METADATA_TARGET):
+                await self._admit(plan)
+                if self._finished:
+                    return  # cancelled while it was being admitted
             self.state = QueryState.RUNNING
-            if plan.columns is not None:
+            if cached is not None:
+                self._execution = from_cache(cached)
+            elif plan.columns is not None:
                 self._execution = StaticExecution(columns=plan.columns, rows=plan.rows)
             elif plan.sql is not None and plan.target is not None:
                 execution = await self._execute(plan.target, plan.sql)
+                if self._lease is not None:
+                    self._execution = pipeline.cache.recording(execution, self._lease, ttl_seconds=self._cache_ttl(),
+                                                               tables=tuple(str(t) for t in plan.tables))
                 if plan.describe_output:
                     columns, rows = describe_output_rows(execution.columns)
                     await execution.cancel()
@@ -141,6 +241,35 @@ class QueryRun:
         except Exception as error:  # a bug: report it as internal, log it with its stack
             log.exception("query %s failed inside the gateway", self.query_id)
             self._finish(InternalError(f"internal error ({type(error).__name__})"))
+
+    async def _consult_cache(self, plan: Plan) -> CachedResult | None:
+        """A cached (or coalesced) result for the plan, or None — then, for a cacheable plan, this run holds
+        the lease to run it and cache the result for identical queries."""
+        cache = self.pipeline.cache
+        key = cache.key_for(plan, self.session)
+        if key is None:
+            return None
+        outcome = await cache.obtain(key)
+        if isinstance(outcome, Lease):
+            self._lease = outcome
+            return None
+        self.cache_hit = True
+        return outcome
+
+    def _cache_ttl(self) -> float:
+        group_ttl = self.admission.group.cache_ttl if self.admission is not None else None
+        return group_ttl if group_ttl is not None else self.pipeline.cache.default_ttl
+
+    async def _admit(self, plan: Plan) -> None:
+        """Wait in the statement's resource group until it may run on its backend."""
+        assert self.identity is not None and plan.target is not None and plan.sql is not None
+        workload = self.pipeline.workload
+        request = AdmissionRequest(query_id=self.query_id, identity=self.identity, source=self.session.source,
+                                   client_tags=self.session.client_tags,
+                                   query_type=QUERY_TYPES.get(plan.statement_kind, "SELECT"), sql=self.sql)
+        self.admission = workload.enter(request, self.cancel)
+        backend, sql = self.pipeline.backends[plan.target], plan.sql
+        await workload.admit(self.admission, lambda: backend.estimate_scan_bytes(sql))
 
     async def _execute(self, target: str, sql: str) -> Execution:
         """Start `sql` on `target`. The execution is reachable by `cancel` before it starts running."""
@@ -168,6 +297,11 @@ class QueryRun:
             return None
         if rows is None:
             self._finish(None)
+        elif self.admission is not None and self.admission.group.max_result_rows is not None:
+            self._rows_out += len(rows)
+            if self._rows_out > self.admission.group.max_result_rows:  # an error, never a silently cut result
+                await self.cancel(self.pipeline.workload.result_rows_exceeded(self.admission))
+                return None
         return rows
 
     async def cancel(self, error: GatewayError | None = None) -> None:
@@ -187,6 +321,10 @@ class QueryRun:
         self.finished_at = time.perf_counter()
         self.error = error
         self.state = QueryState.FAILED if error is not None else QueryState.FINISHED
+        if self.admission is not None:
+            self.pipeline.workload.leave(self.admission)
+        if self._lease is not None:
+            self.pipeline.cache.release(self._lease)  # no-op once the result was cached
         metrics = self.pipeline.metrics
         kind = self.plan.statement_kind if self.plan is not None else "unplanned"
         outcome = "canceled" if isinstance(error, QueryCanceled) else ("failed" if error else "finished")
@@ -200,6 +338,55 @@ class QueryRun:
             metrics.backend_duration.labels(self.target).observe(self.stats.elapsed_seconds)
         if log.isEnabledFor(logging.INFO):
             log.info("query", extra={"query": self._log_fields(kind, error)})
+        try:
+            self.pipeline.audit.append(self._audit_record(kind, error))
+        except Exception:  # a bug in building the record; the attempt still ends
+            log.exception("query %s: building its audit record failed", self.query_id)
+
+    def _audit_record(self, kind: str, error: GatewayError | None) -> AuditRecord:
+        stats = self.stats
+        plan = self.plan
+        session = self.session
+        identity = self.identity or self.principal
+        redact = self.pipeline.audit.options.redact_literals
+        dialect = self.pipeline.backends[self.target].dialect if self.target is not None else "duckdb"
+        message = error.message if error is not None else None
+        return AuditRecord(
+            event_id=uuid.uuid4().hex,
+            received_at=self.received_at,
+            finished_at=utc_now(),
+            query_id=self.query_id,
+            user_name=session.user,
+            user_groups=sorted(identity.groups),
+            auth_method=identity.auth_method,
+            token_kid=getattr(self.principal, "token_kid", None),  # set by JWT identities that carry one
+            token_jti=getattr(self.principal, "token_jti", None),
+            client_address=session.client_address,
+            source=session.source,
+            client_tags=sorted(session.client_tags),
+            catalog_name=session.catalog,
+            schema_name=session.schema,
+            sql=redact_sql(self.sql) if redact else self.sql,
+            rewritten_sql=(redact_sql(plan.sql, dialect) if redact else plan.sql) if plan is not None else None,
+            statement_type=kind,
+            tables_read=[str(t) for t in plan.tables] if plan is not None else tables_named(
+                self.sql, catalog=session.catalog, schema=session.schema) if error is not None and len(
+                self.sql) <= INLINE_PLANNING_LIMIT else [],
+            columns_read={t: list(c) for t, c in plan.columns_read.items()} if plan is not None else {},
+            policy_version=plan.policy_version if plan is not None else None,
+            rules_applied=list(plan.rules) if plan is not None else [],
+            decision=decision_for(error.error_name if error is not None else None),
+            reason=(redact_message(message) if redact else message) if error is not None else "allowed by policy",
+            error_name=error.error_name if error is not None else None,
+            error_message=redact_message(message) if redact else message,
+            execution_ms=round(self.elapsed_seconds * 1000, 3),
+            row_count=stats.rows,
+            byte_count=stats.bytes,
+            backend=self.target,
+            backend_query_id=stats.backend_query_id,
+            cost_center=identity.cost_center,
+            cache_hit=self.cache_hit,
+        )
 
     def _log_fields(self, kind: str, error: GatewayError | None) -> dict[str, object]:
         stats = self.stats
@@ -207,6 +394,7 @@ class QueryRun:
         return {
             "query_id": self.query_id,
             "user": self.session.user,
+            "principal": self.principal.user if self.principal.user != self.session.user else None,
             "groups": sorted(self.identity.groups) if self.identity is not None else None,
             "source": self.session.source,
             "client_address": self.session.client_address,
@@ -220,6 +408,7 @@ class QueryRun:
             "rows": stats.rows,
             "backend": self.target,
             "backend_query_id": stats.backend_query_id,
+            "resource_group": self.admission.group.name if self.admission is not None else None,
             "tables": [str(t) for t in plan.tables] if plan is not None else None,
             "rules": list(plan.rules) if plan is not None and plan.rules else None,
             "policy_version": (plan.policy_version or "")[:12] if plan is not None else None,

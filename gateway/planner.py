@@ -17,12 +17,13 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cachetools import LRUCache
 from sqlglot import exp
 
 from gateway.backends.base import Backend, Column, Row
+from gateway.cache.key import is_deterministic
 from gateway.catalog import CatalogSnapshot, TableName
 from gateway.errors import InternalError, NotFound, NotSupported, PermissionDenied, UserError
 from gateway.identity import Identity
@@ -31,6 +32,7 @@ from gateway.policy.decide import decide_table
 from gateway.policy.model import PolicySet
 from gateway.session import Session, SessionChange
 from gateway.sql import statements as st
+from gateway.sql.columns import columns_read
 from gateway.sql.functions import check_functions
 from gateway.sql.generate import SessionValues, Visibility, to_backend_sql
 from gateway.sql.parameters import bind_parameters
@@ -39,6 +41,14 @@ from gateway.sql.resolve import METADATA_TARGET, resolve_query
 from gateway.sql.rewrite import SecureViews, secure_rewrite
 from gateway.sql.show import describe_target, show_query
 from gateway.types import BIGINT, BOOLEAN, VARCHAR
+
+
+@dataclass(frozen=True)
+class KillQuery:
+    """`CALL system.runtime.kill_query(query_id => ..., message => ...)`: carried out by the pipeline."""
+
+    query_id: str
+    message: str | None = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,9 @@ class Plan:
     tables: tuple[TableName, ...] = ()
     rules: tuple[str, ...] = ()
     policy_version: str | None = None
+    columns_read: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # table -> columns (for audit)
+    deterministic: bool = False  # the same statement gives the same answer (no now(), random(), ...): cacheable
+    kill: KillQuery | None = None  # CALL system.runtime.kill_query
 
 
 @dataclass(frozen=True)
@@ -152,12 +165,15 @@ class _Planning:
                         rows=tuple((i, "unknown") for i in range(count)))
         if isinstance(statement, st.DescribeOutput):
             return self.describe_output(statement.name)
+        if isinstance(statement, st.Call):
+            return Plan("call", update_type="CALL", kill=kill_query(statement))
         if isinstance(statement, st.Explain):
             if statement.options:
                 raise NotSupported(f"EXPLAIN ({', '.join(statement.options)}) is not supported; use plain EXPLAIN")
             planned = self.query(statement.query.tree, "explain")
             return Plan("explain", target=planned.target, sql=f"EXPLAIN {planned.sql}", tables=planned.tables,
-                        rules=planned.rules, policy_version=planned.policy_version)
+                        rules=planned.rules, policy_version=planned.policy_version,
+                        columns_read=planned.columns_read)
         return self.session_change(statement)
 
     def query(self, tree: exp.Query, kind: str) -> Plan:
@@ -179,13 +195,15 @@ class _Planning:
                         rules=("metadata restricted to readable tables",), policy_version=policy.version)
         backend = planner.backends[resolved.target]
         dialect = backend.dialect
+        columns = columns_read(resolved.tree, self.snapshot.column_types())  # before the rewrite changes the tree
+        deterministic = is_deterministic(resolved.tree)  # the user's SQL; policy SQL is the admin's
         rewritten = secure_rewrite(resolved.tree, identity=self.identity, policy=policy,
                                    schema=self.snapshot.column_types(), source=session.source, dialect=dialect,
                                    views=self.policy.views, copy=False)  # this planning owns the tree
         sql = to_backend_sql(rewritten.tree, dialect=dialect, session=values, metadata=None,
                              backend_catalog=backend.sql_catalog, copy=False)
         return Plan(kind, target=resolved.target, sql=sql, tables=resolved.tables, rules=rewritten.rules_applied,
-                    policy_version=rewritten.policy_version)
+                    policy_version=rewritten.policy_version, columns_read=columns, deterministic=deterministic)
 
     def describe_output(self, name: str) -> Plan:
         inner = st.classify(self._prepared_text(name))
@@ -249,6 +267,24 @@ class _Planning:
             return Plan("transaction", update_type="COMMIT" if statement.commit else "ROLLBACK",
                         change=SessionChange(clear_transaction=True))
         raise InternalError(f"no plan for {type(statement).__name__}")
+
+
+def kill_query(call: st.Call) -> KillQuery:
+    """The only procedure the gateway knows, with Trino's argument names (query_id, message)."""
+    if call.procedure != ("system", "runtime", "kill_query"):
+        raise NotFound(f"Procedure not registered: {'.'.join(call.procedure)}", error_name="PROCEDURE_NOT_FOUND")
+    names = ("query_id", "message")
+    values: dict[str, str] = {}
+    for position, (name, value) in enumerate(call.arguments):
+        key = name if name is not None else (names[position] if position < len(names) else "")
+        if key not in names or key in values:
+            raise UserError(f"Invalid argument {name or position + 1} for procedure kill_query "
+                            f"(arguments: query_id, message)", error_name="INVALID_PROCEDURE_ARGUMENT")
+        values[key] = value
+    if "query_id" not in values:
+        raise UserError("Required procedure argument 'query_id' is missing",
+                        error_name="INVALID_PROCEDURE_ARGUMENT")
+    return KillQuery(values["query_id"], values.get("message"))
 
 
 def describe_output_rows(columns: tuple[Column, ...]) -> tuple[tuple[Column, ...], tuple[Row, ...]]:

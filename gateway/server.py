@@ -81,5 +81,7 @@ def build_server(settings: Settings, *, sock: socket.socket | None = None) -> Dr
         log_config=None,
         timeout_graceful_shutdown=5,
         proxy_headers=True,
+        ssl_certfile=str(settings.server.tls_cert) if settings.server.tls_cert else None,
+        ssl_keyfile=str(settings.server.tls_key) if settings.server.tls_key else None,
     )
     return DrainingServer(config, gateway)

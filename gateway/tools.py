@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway import __version__
-from gateway.app import build_authenticator
+from gateway.app import build_dev_users
 from gateway.backends.base import Backend, Table
 from gateway.backends.duckdb import DuckDBBackend
 from gateway.catalog import CatalogSnapshot
@@ -28,6 +28,7 @@ from gateway.policy.check import check_policies
 from gateway.policy.load import PolicyError, load_policies
 from gateway.session import Session
 from gateway.sql.rewrite import SecureViews
+from gateway.workload.load import load_workload
 
 
 @dataclass
@@ -72,6 +73,7 @@ def policy_check(settings: Settings, directory: Path | None) -> int:
     directory = directory or settings.policies.dir
     try:
         policy = load_policies(directory)
+        load_workload(directory)  # resource groups (workload.yaml), with their own file:line errors
     except PolicyError as error:
         for message in error.errors:
             print(message)
@@ -118,7 +120,7 @@ def explain(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     session = Session(user=args.user, source=args.source, catalog=args.catalog or settings.default_catalog,
                       schema=args.schema or settings.backends[0].schema)
-    known = build_authenticator(settings).authenticate(session)
+    known = build_dev_users(settings).get(args.user) or Identity.create(args.user)
     if args.groups is not None or args.attr:
         groups = [g for g in (args.groups or "").split(",") if g]
         identity = Identity.create(args.user, groups=groups, attributes=_attributes(args.attr))

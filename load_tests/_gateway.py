@@ -47,7 +47,8 @@ def demo_config(database: Path, schema: str = "tpch", **sections: Any) -> dict[s
 class GatewayProcess:
     """`gateway serve` in a subprocess bound to 127.0.0.1, with its own config file and log in `workdir`."""
 
-    def __init__(self, workdir: Path, config: dict[str, Any], ready_timeout: float = 60.0) -> None:
+    def __init__(self, workdir: Path, config: dict[str, Any], ready_timeout: float = 60.0,
+                 module: str = "gateway.cli") -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.host = HOST
         self.port = free_port()
@@ -57,7 +58,7 @@ class GatewayProcess:
         self.log_path = workdir / f"gateway-{self.port}.log"
         self._log: IO[bytes] = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "serve", "--config", str(self.config_path)],
+            [sys.executable, "-m", module, "serve", "--config", str(self.config_path)],
             stdout=self._log, stderr=subprocess.STDOUT, env=dict(os.environ), cwd=REPO,
         )
         try:

@@ -43,6 +43,10 @@ def resolve(sql: str) -> tuple[list[TableName], str]:
     ("SHOW TABLES FROM demo.tpch LIKE 'n\\_%' ESCAPE '\\'", st.Show("TABLES", ("demo", "tpch"), "n\\_%", "\\")),
     ('DESCRIBE "Demo".tpch.nation', st.Show("COLUMNS", ("demo", "tpch", "nation"))),
     ("DESCRIBE OUTPUT s1", st.DescribeOutput("s1")),
+    ("CALL system.runtime.kill_query(query_id => '20250101_000000_00001_abcde', message => 'it''s late')",
+     st.Call(("system", "runtime", "kill_query"),
+             (("query_id", "20250101_000000_00001_abcde"), ("message", "it's late")))),
+    ("call System.Runtime.Kill_Query('q1')", st.Call(("system", "runtime", "kill_query"), ((None, "q1"),))),
 ])
 def test_classify(sql: str, expected: object) -> None:
     assert st.classify(sql) == expected
@@ -57,7 +61,9 @@ def test_prepare_keeps_the_text_and_checks_it() -> None:
 
 @pytest.mark.parametrize(("sql", "name"), [
     ("SHOW FUNCTIONS", "NOT_SUPPORTED"),
-    ("CALL system.runtime.kill_query('x')", "NOT_SUPPORTED"),
+    ("CALL system.runtime.kill_query(query_id => 'x'", "SYNTAX_ERROR"),
+    ("CALL system.runtime.kill_query(query_id => x)", "SYNTAX_ERROR"),
+    ("COMMENT ON TABLE nation IS 'x'", "NOT_SUPPORTED"),
     ("UPDATE nation SET n_name = 'x'", "READ_ONLY_VIOLATION"),
     ("EXECUTE s1 USING n_name", "SYNTAX_ERROR"),
     ("EXECUTE s1 USING (SELECT 1)", "SYNTAX_ERROR"),

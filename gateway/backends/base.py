@@ -102,6 +102,11 @@ class Backend(abc.ABC):
         """Gateway threads currently working inside the engine (embedded engines; 0 for remote ones)."""
         return 0
 
+    async def estimate_scan_bytes(self, sql: str) -> int | None:
+        """About how many bytes `sql` would read, from the engine's plan, without running it; None where the
+        engine gives no estimate (the workload's `max_scan_bytes` is then not checked)."""
+        return None
+
     @abc.abstractmethod
     async def ping(self) -> None:
         """Raise `BackendError` unless the backend answers a trivial query."""

@@ -1,13 +1,17 @@
-"""X-Trino-* request headers -> `Session`, and `SessionChange` -> the response headers clients apply."""
+"""X-Trino-* request headers -> `Session`, `Authorization` -> `Credentials`, and `SessionChange` -> the
+response headers clients apply."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Mapping
 from types import MappingProxyType
 from urllib.parse import quote, unquote_plus
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gateway.errors import ProtocolError
+from gateway.identity import Credentials
 from gateway.session import Session, SessionChange
 
 MAX_HEADER_VALUE = 64 * 1024
@@ -49,8 +53,31 @@ def _identifier(headers: Mapping[str, str], name: str) -> str | None:
     return value.lower()
 
 
-def session_from_headers(headers: Mapping[str, str], *, client_address: str | None) -> Session:
-    user = _one(headers, "X-Trino-User")
+def credentials_from_headers(headers: Mapping[str, str], *, client_address: str | None) -> Credentials:
+    """`Authorization: Bearer <token>` or `Basic base64(user:password)`. Never raises: a malformed header
+    yields credentials that fail verification with a message saying so."""
+    session_user = _one(headers, "X-Trino-User")
+    raw = headers.get("authorization")
+    if raw is None or not raw.strip():
+        return Credentials(session_user=session_user, client_address=client_address)
+    scheme, _, value = raw.strip().partition(" ")
+    scheme, value = scheme.lower(), value.strip()
+    if scheme == "basic":
+        try:
+            username, sep, password = base64.b64decode(value, validate=True).decode("utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            username, sep, password = "", "", ""
+        return Credentials(scheme="basic", username=username or None, secret=password if sep else "",
+                           session_user=session_user, client_address=client_address)
+    if scheme != "bearer":
+        scheme = "other"  # not echoed back: the header could be anything
+    return Credentials(scheme=scheme, secret=value, session_user=session_user, client_address=client_address)
+
+
+def session_from_headers(headers: Mapping[str, str], *, client_address: str | None,
+                         default_user: str | None = None) -> Session:
+    """`default_user` (the authenticated principal) applies when X-Trino-User is absent, as in Trino."""
+    user = _one(headers, "X-Trino-User") or default_user
     if user is None:
         raise ProtocolError(400, "User must be set (X-Trino-User header)")
     zone = _one(headers, "X-Trino-Time-Zone")

@@ -10,12 +10,18 @@
 Query failures are answered as Trino answers them: HTTP 200 with state FAILED and an `error` object.
 Requests that cannot become a query (bad body, bad headers, unknown nextUri) get an HTTP error status and a
 JSON body naming the problem. Nothing here knows about policies or backends.
+
+Authentication comes first on POST and HEAD /v1/statement: failures answer 401 with `WWW-Authenticate` (the
+accepted schemes) and a JSON error saying what was wrong, or 429 with `Retry-After` while the client address
+is slowed after repeated failures. The paging URIs are not re-authenticated: their random slug makes them a
+capability only the submitting client holds.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from typing import Any
 
@@ -25,10 +31,11 @@ from starlette.routing import Route
 
 from gateway import __version__
 from gateway.config import Settings
-from gateway.errors import GatewayError, InternalError, ProtocolError
-from gateway.frontends.trino_headers import change_headers, session_from_headers
+from gateway.errors import AuthenticationFailed, GatewayError, InternalError, ProtocolError
+from gateway.frontends.trino_headers import change_headers, credentials_from_headers, session_from_headers
 from gateway.frontends.trino_queries import Page, QueryRegistry, TrinoQuery
 from gateway.frontends.trino_values import column_json
+from gateway.identity import Identity
 from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline, QueryState
 
@@ -84,20 +91,26 @@ class TrinoFrontend:
     # -- endpoints -----------------------------------------------------------------------------------------
 
     async def post_statement(self, request: Request) -> Response:
+        sql: str | None = None
         try:
             if self._is_draining():
                 raise ProtocolError(503, "The gateway is shutting down; retry on another replica",
                                     error_name="SERVER_SHUTTING_DOWN")
+            principal = await self._authenticate(request)
             sql = await self._read_sql(request)
             client = request.client.host if request.client else None
-            session = session_from_headers(request.headers, client_address=client)
+            session = session_from_headers(request.headers, client_address=client, default_user=principal.user)
+        except AuthenticationFailed as failure:
+            return self._unauthorized(failure)
         except ProtocolError as error:
             self.metrics.protocol_errors.labels(str(error.status)).inc()
+            self._record_refusal(request, error, sql)
             response = protocol_error_response(error)
             if error.status == 503:
                 response.headers["Retry-After"] = "1"
             return response
-        query = TrinoQuery(self.pipeline.submit(sql, session), settings=self.protocol, metrics=self.metrics)
+        query = TrinoQuery(self.pipeline.submit(sql, session, principal), settings=self.protocol,
+                           metrics=self.metrics)
         self.registry.add(query)
         query.start()
         await query.wait(self.protocol.max_wait_seconds)
@@ -126,6 +139,12 @@ class TrinoFrontend:
         return Response(status_code=204)
 
     async def head_statement(self, request: Request) -> Response:
+        """JDBC validateConnection: 200 for good (or, in dev mode, no) credentials, 401 for bad ones."""
+        if self.pipeline.authenticator.requires_credentials:
+            try:
+                await self._authenticate(request)
+            except AuthenticationFailed as failure:
+                return self._unauthorized(failure, body=False)
         return Response(status_code=200)
 
     async def info(self, request: Request) -> Response:
@@ -150,6 +169,33 @@ class TrinoFrontend:
         return self._not_found(request, f"query {query_id} is not running here")
 
     # -- helpers -------------------------------------------------------------------------------------------
+
+    async def _authenticate(self, request: Request) -> Identity:
+        client = request.client.host if request.client else None
+        credentials = credentials_from_headers(request.headers, client_address=client)
+        if credentials.session_user is None and not self.pipeline.authenticator.requires_credentials:
+            raise ProtocolError(400, "User must be set (X-Trino-User header)")  # dev mode trusts the header
+        return await self.pipeline.authenticate(credentials)
+
+    def _record_refusal(self, request: Request, error: ProtocolError, sql: str | None) -> None:
+        """A statement refused before it became a query is still an attempt: audited with what is known."""
+        self.pipeline.record_refused_request(
+            client_address=request.client.host if request.client else None,
+            user=request.headers.get("x-trino-user"), source=request.headers.get("x-trino-source"), sql=sql,
+            error_name=error.error.name, reason=f"request refused (HTTP {error.status})", message=error.message)
+
+    def _unauthorized(self, failure: AuthenticationFailed, *, body: bool = True) -> Response:
+        limited = failure.retry_after is not None
+        status = 429 if limited else 401
+        self.metrics.protocol_errors.labels(str(status)).inc()
+        error = ProtocolError(status, failure.message, error_name="PERMISSION_DENIED")
+        response = protocol_error_response(error) if body else Response(status_code=status)
+        if limited:
+            response.headers["Retry-After"] = str(max(1, math.ceil(failure.retry_after or 1)))
+        else:
+            for challenge in self.pipeline.authenticator.challenges:
+                response.headers.append("WWW-Authenticate", challenge)
+        return response
 
     async def _read_sql(self, request: Request) -> str:
         limit = self.settings.server.max_request_bytes
@@ -250,7 +296,7 @@ class TrinoFrontend:
             "completedSplits": 1 if run.done else 0,
             "cpuTimeMillis": int(stats.cpu_seconds * 1000),
             "wallTimeMillis": int(stats.elapsed_seconds * 1000),
-            "queuedTimeMillis": 0,
+            "queuedTimeMillis": int(run.queued_seconds * 1000),
             "elapsedTimeMillis": elapsed,
             "processedRows": stats.rows,
             "processedBytes": stats.bytes,

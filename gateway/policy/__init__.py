@@ -4,7 +4,7 @@
 `decide` answers, for one caller and one table, what they get. Nothing here does I/O except `load`.
 """
 
-from gateway.policy.decide import ColumnMask, TableDecision, decide_table, when_matches
+from gateway.policy.decide import ColumnMask, TableDecision, decide_impersonation, decide_table, when_matches
 from gateway.policy.load import PolicyError, load_dev_users, load_policies, parse_policies
 from gateway.policy.model import PolicySet
 
@@ -13,6 +13,7 @@ __all__ = [
     "PolicyError",
     "PolicySet",
     "TableDecision",
+    "decide_impersonation",
     "decide_table",
     "load_dev_users",
     "load_policies",

@@ -62,6 +62,18 @@ def when_matches(when: When | None, identity: Identity, source: str | None) -> b
     return True
 
 
+def decide_impersonation(policy: PolicySet, principal: Identity, user: str, source: str | None) -> tuple[bool, str]:
+    """May the authenticated `principal` act as session user `user`? The first rule whose `when` matches the
+    principal and whose `new_user` matches the whole user name decides; none -> no (Trino's semantics)."""
+    if user == principal.user:
+        return True, "same user"
+    for rule in policy.impersonation:
+        if when_matches(rule.when, principal, source) and _regex(rule.new_user).fullmatch(user) is not None:
+            verdict = "allows" if rule.allow else "denies"
+            return rule.allow, f"impersonation rule at {rule.location} {verdict}"
+    return False, "no impersonation rule matches"
+
+
 def decide_table(policy: PolicySet, table: str, identity: Identity, source: str | None) -> TableDecision:
     entries = equally_specific(policy, table)
     if not entries:

@@ -28,6 +28,7 @@ from gateway.policy.model import (
     AttributeTest,
     ClassificationMask,
     ColumnPolicy,
+    ImpersonationRule,
     MaskRef,
     PolicySet,
     RowFilter,
@@ -36,8 +37,9 @@ from gateway.policy.model import (
     When,
 )
 
-POLICY_SECTIONS = frozenset({"tables", "masks", "classification_masks"})
-FOREIGN_SECTIONS = frozenset({"users", "resource_groups", "rates", "budgets", "cost_centers", "cost_center_from"})
+POLICY_SECTIONS = frozenset({"tables", "masks", "classification_masks", "impersonation"})
+FOREIGN_SECTIONS = frozenset({"users", "resource_groups", "capacity", "rates", "budgets", "cost_centers",
+                              "cost_center_from"})
 
 _NAME_PART = re.compile(r"[A-Za-z0-9_*-]+")
 
@@ -83,6 +85,7 @@ def parse_policies(texts: Mapping[str, str], *, foreign_sections: Collection[str
         masks=MappingProxyType(masks),
         classification_masks=MappingProxyType(classification_masks),
         version=_content_hash(texts),
+        impersonation=tuple(merged.impersonation),
     )
 
 
@@ -128,6 +131,7 @@ class _Merged:
     table_names: dict[str, str] = field(default_factory=dict)  # pattern -> location, to catch duplicates
     masks: dict[str, tuple[str | MaskRef, str]] = field(default_factory=dict)
     classification_masks: dict[str, tuple[str | MaskRef, When | None, str]] = field(default_factory=dict)
+    impersonation: list[ImpersonationRule] = field(default_factory=list)  # in file order, then rule order
 
 
 def _read_file(reader: _Reader, root: yaml.Node, merged: _Merged, foreign_sections: Collection[str]) -> None:
@@ -163,6 +167,27 @@ def _read_file(reader: _Reader, root: yaml.Node, merged: _Merged, foreign_sectio
         unmask = reader.when(fields["unmask_when"]) if "unmask_when" in fields else None
         if spec is not None:
             merged.classification_masks[tag] = (spec, unmask, reader.location(node))
+    for node in reader.sequence(top.get("impersonation"), "impersonation"):
+        rule = _read_impersonation(reader, node)
+        if rule is not None:
+            merged.impersonation.append(rule)
+
+
+def _read_impersonation(reader: _Reader, node: yaml.Node) -> ImpersonationRule | None:
+    """`- {when: {...}, new_user: "regex", allow: true}`; `when` matches the authenticated principal."""
+    fields = reader.mapping(node, "impersonation rule", {"when", "new_user", "allow"}, required={"new_user"})
+    if fields is None or "new_user" not in fields:
+        return None
+    pattern = reader.string(fields["new_user"], "new_user")
+    if pattern is None:
+        return None
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        reader.error(fields["new_user"], f"new_user is not a valid regular expression: {exc}")
+        return None
+    allow = reader.boolean(fields["allow"], "allow") if "allow" in fields else True
+    return ImpersonationRule(_when_of(reader, fields), pattern, allow is True, reader.location(node))
 
 
 _TABLE_KEYS = {"name", "owner", "cost_center", "classification", "access", "row_filters", "columns"}

@@ -109,6 +109,17 @@ class TablePolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class ImpersonationRule:
+    """One `impersonation:` entry: a principal matching `when` may (or, with allow false, may not) act as any
+    session user whose whole name matches the regular expression `new_user` (Trino's file-based rules)."""
+
+    when: When
+    new_user: str
+    allow: bool
+    location: str
+
+
+@dataclass(frozen=True, slots=True)
 class PolicySet:
     """Every policy file merged. `version` is the sha256 of the files' names and contents."""
 
@@ -116,3 +127,4 @@ class PolicySet:
     masks: Mapping[str, MaskRef]
     classification_masks: Mapping[str, ClassificationMask]
     version: str
+    impersonation: tuple[ImpersonationRule, ...] = ()  # first rule matching principal and user decides

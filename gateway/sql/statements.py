@@ -98,8 +98,16 @@ class Explain:
     options: tuple[str, ...] = field(default_factory=tuple)
 
 
+@dataclass(frozen=True)
+class Call:
+    """CALL catalog.schema.procedure(...): arguments as (name or None when positional, string value)."""
+
+    procedure: tuple[str, ...]
+    arguments: tuple[tuple[str | None, str], ...] = ()
+
+
 Statement = (QueryStatement | Use | SetSession | ResetSession | Prepare | Deallocate | Execute | StartTransaction
-             | EndTransaction | Show | DescribeOutput | DescribeInput | Explain)
+             | EndTransaction | Show | DescribeOutput | DescribeInput | Explain | Call)
 
 _WRITES = (exp.Insert, exp.Update, exp.Delete, exp.Merge, exp.Create, exp.Drop, exp.Alter, exp.TruncateTable,
            exp.Copy)
@@ -282,6 +290,8 @@ def _classify_tokens(sql: str) -> Statement:
             tokens.fail("expected =")
         tokens.position += 1
         return SetSession(name, _literal_text(tokens.rest()))
+    if tokens.accept("CALL"):
+        return _call(tokens)
     first = tokens.word() or "statement"
     raise NotSupported(f"{first} statements are not supported by the gateway")
 
@@ -304,6 +314,31 @@ def _show(tokens: _Tokens) -> Statement:
         return _with_like(tokens, Show("SESSION"))
     what = tokens.word() or ""
     raise NotSupported(f"SHOW {what} is not supported by the gateway".replace("  ", " "))
+
+
+def _call(tokens: _Tokens) -> Call:
+    """CALL name(arg, ...) where each argument is a string literal, optionally `name => 'value'`."""
+    procedure = tokens.qualified_name()
+    arguments: list[tuple[str | None, str]] = []
+    if (token := tokens.peek()) is None or token.token_type != TokenType.L_PAREN:
+        tokens.fail("expected (")
+    tokens.position += 1
+    while (token := tokens.peek()) is not None and token.token_type != TokenType.R_PAREN:
+        name = None
+        following = tokens.tokens[tokens.position + 1] if tokens.position + 1 < len(tokens.tokens) else None
+        if following is not None and following.token_type == TokenType.FARROW:
+            name = tokens.identifier()
+            tokens.position += 1
+        arguments.append((name, tokens.string()))
+        if (token := tokens.peek()) is not None and token.token_type == TokenType.COMMA:
+            tokens.position += 1
+        elif token is None or token.token_type != TokenType.R_PAREN:
+            tokens.fail("expected , or )")
+    if tokens.peek() is None:
+        tokens.fail("expected )")
+    tokens.position += 1
+    tokens.done()
+    return Call(procedure, tuple(arguments))
 
 
 def _with_like(tokens: _Tokens, show: Show) -> Show:

@@ -1,0 +1,56 @@
+"""What auditors filter on (`/api/audit`, `gateway audit search`): one value object and its SQL condition."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from gateway.audit.record import DECISIONS
+
+
+class SearchError(ValueError):
+    """A filter value that cannot be used (unknown decision, bad time, bad page size)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Search:
+    user: str | None = None
+    table: str | None = None  # catalog.schema.table, or a suffix of it (schema.table, table)
+    decision: str | None = None
+    since: datetime | None = None  # received_at >= since
+    until: datetime | None = None  # received_at < until
+    limit: int = 100
+    before_id: int | None = None  # pagination: records stored before this one (newest first)
+
+    def __post_init__(self) -> None:
+        if self.decision is not None and self.decision not in DECISIONS:
+            raise SearchError(f"unknown decision {self.decision!r} (expected one of: {', '.join(DECISIONS)})")
+        if not 1 <= self.limit <= 10000:
+            raise SearchError("limit must be between 1 and 10000")
+
+    def where(self, mark: Callable[[int], str], time_value: Callable[[datetime], object]) -> tuple[str, list[object]]:
+        """A WHERE condition (always true when no filter is set) and its parameters; `mark(n)` writes the
+        n-th placeholder in the store's style, `time_value` converts a bound for the store's time column."""
+        parts: list[str] = []
+        values: list[object] = []
+
+        def add(condition: str, value: object) -> None:
+            values.append(value)
+            parts.append(condition.format(mark(len(values))))
+
+        if self.user is not None:
+            add("user_name = {}", self.user)
+        if self.table is not None:
+            name = self.table.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            pattern = f'%"{name}"%' if name.count(".") >= 2 else f'%.{name}"%'
+            add("tables_read LIKE {} ESCAPE '\\'", pattern)
+        if self.decision is not None:
+            add("decision = {}", self.decision)
+        if self.since is not None:
+            add("received_at >= {}", time_value(self.since))
+        if self.until is not None:
+            add("received_at < {}", time_value(self.until))
+        if self.before_id is not None:
+            add("id < {}", self.before_id)
+        return (" AND ".join(parts) or "1 = 1"), values

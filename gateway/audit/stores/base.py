@@ -1,0 +1,122 @@
+"""The interface of an audit store, and the conversions every store shares."""
+
+from __future__ import annotations
+
+import abc
+import json
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from gateway.audit.chain import Checkpoint
+from gateway.audit.record import FIELD_NAMES, FIELDS, AuditRecord
+from gateway.audit.search import Search
+from gateway.backends.base import Backend, Column, Table
+from gateway.types import BIGINT, BOOLEAN, DOUBLE, VARCHAR, SqlType
+
+
+class StoreUnavailable(Exception):
+    """The store cannot take or give records right now (connection refused or lost, disk error)."""
+
+
+class AuditStore(abc.ABC):
+    """Append-only: records and checkpoints are inserted, never updated or deleted (the store refuses both,
+    by trigger, and for PostgreSQL also by privileges). Inserting a record already stored is a no-op, so a
+    batch whose acknowledgement was lost can be written again."""
+
+    url: str
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect; create or migrate the schema. Raises StoreUnavailable."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def write(self, records: Sequence[AuditRecord]) -> None:
+        """Insert `records` (in chain order) in one transaction. Raises StoreUnavailable."""
+
+    @abc.abstractmethod
+    async def write_checkpoint(self, checkpoint: Checkpoint) -> None: ...
+
+    @abc.abstractmethod
+    def scan(self, batch: int = 5000) -> AsyncIterator[list[tuple[int, dict[str, Any]]]]:
+        """Every record as (storage id, fields), in storage order, in batches (verify, export)."""
+
+    @abc.abstractmethod
+    async def checkpoints(self) -> list[Checkpoint]: ...
+
+    @abc.abstractmethod
+    async def purges(self) -> dict[str, tuple[int, str]]:
+        """stream -> (last purged sequence, its hash): where a retention job legitimately cut a chain's head."""
+
+    @abc.abstractmethod
+    async def search(self, search: Search) -> list[tuple[int, dict[str, Any]]]:
+        """Matching records, newest first."""
+
+    @abc.abstractmethod
+    async def purge(self, before: str) -> int:
+        """The retention job (admin rights): delete records received before `before` (a record time), keeping
+        each chain verifiable. Returns the number deleted."""
+
+    @abc.abstractmethod
+    def backend(self, name: str) -> Backend:
+        """The `gateway` catalog over this store: auditors' SQL reads `audit.queries` and friends."""
+
+
+def json_text(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+
+
+def row_values(record: AuditRecord, *, bool_as_int: bool, time: Any) -> list[Any]:
+    """The record's column values in FIELDS order, as the store's driver takes them."""
+    values: list[Any] = []
+    for name, kind in FIELDS:
+        value = getattr(record, name)
+        if kind == "json":
+            value = json_text(value)
+        elif kind == "bool" and bool_as_int:
+            value = int(value)
+        elif kind == "time":
+            value = time(value)
+        values.append(value)
+    return values
+
+
+def record_fields(row: Sequence[Any], *, time: Any) -> dict[str, Any]:
+    """A stored row (columns in FIELDS order) back to the record's own values."""
+    result: dict[str, Any] = {}
+    for (name, kind), value in zip(FIELDS, row, strict=True):
+        if value is not None:
+            if kind == "json":
+                value = json.loads(value)
+            elif kind == "bool":
+                value = bool(value)
+            elif kind == "time":
+                value = time(value)
+            elif kind == "float":
+                value = float(value)
+        result[name] = value
+    return result
+
+
+COLUMNS = ", ".join(FIELD_NAMES)
+
+
+def audit_tables(schema: str, *, time_type: SqlType) -> list[Table]:
+    """What the `gateway` catalog shows, whatever the store: known without asking it (so the catalog loads
+    while the store is down)."""
+    kinds = {"text": VARCHAR, "int": BIGINT, "float": DOUBLE, "bool": BOOLEAN, "json": VARCHAR, "time": time_type}
+    queries = tuple(Column(name, kinds[kind]) for name, kind in FIELDS)
+    by_name = {c.name: c for c in queries}
+    access = tuple(by_name[n] for n in ("event_id", "stream", "sequence_number", "received_at", "user_name",
+                                        "user_groups", "source", "statement_type", "decision", "error_name"))
+    access += (Column("table_name", VARCHAR), Column("column_name", VARCHAR))
+    checkpoints = (Column("stream", VARCHAR), Column("sequence_number", BIGINT), Column("record_hash", VARCHAR),
+                   Column("written_at", time_type), Column("final", BOOLEAN))
+    return [
+        Table(schema=schema, name="queries", columns=queries, comment="one record per attempt"),
+        Table(schema=schema, name="table_access", columns=access, kind="VIEW",
+              comment="one row per table and column an attempt touched"),
+        Table(schema=schema, name="checkpoints", columns=checkpoints, comment="anchors of each stream's chain"),
+    ]

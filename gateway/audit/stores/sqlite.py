@@ -1,0 +1,196 @@
+"""The embedded audit store: one SQLite file in WAL mode.
+
+WAL with synchronous=NORMAL: a commit is durable against a crash of the gateway (the journal, fsync'd by
+the trail, covers power loss). Triggers refuse UPDATE and DELETE on records and checkpoints; the retention
+job (`gateway audit purge`) lifts them inside its own transaction only. All calls run on one worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+from gateway.audit.chain import Checkpoint
+from gateway.audit.record import FIELDS, AuditRecord
+from gateway.audit.search import Search
+from gateway.audit.stores.base import COLUMNS, AuditStore, StoreUnavailable, audit_tables, record_fields, row_values
+from gateway.backends.base import Backend
+from gateway.types import VARCHAR
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+_TYPES = {"text": "TEXT", "int": "INTEGER", "float": "REAL", "bool": "BOOLEAN", "json": "TEXT", "time": "TEXT"}
+_NOT_NULL = {"event_id", "stream", "sequence_number", "received_at", "finished_at", "decision", "prev_hash",
+             "record_hash", "frontend", "cache_hit"}
+
+_GUARDS = {
+    f"{table}_no_{action}": f"CREATE TRIGGER IF NOT EXISTS {table}_no_{action} BEFORE {action.upper()} ON {table} "
+                            f"BEGIN SELECT RAISE(ABORT, 'audit {table} are append-only'); END"
+    for table in ("queries", "checkpoints") for action in ("update", "delete")
+}
+
+
+def _ddl() -> str:
+    columns = ",\n  ".join(f"{name} {_TYPES[kind]}{' NOT NULL' if name in _NOT_NULL else ''}"
+                           for name, kind in FIELDS)
+    return f"""
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS queries (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  {columns},
+  UNIQUE (stream, sequence_number)
+);
+CREATE INDEX IF NOT EXISTS queries_received ON queries (received_at);
+CREATE INDEX IF NOT EXISTS queries_user ON queries (user_name, received_at);
+CREATE TABLE IF NOT EXISTS checkpoints (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  stream TEXT NOT NULL, sequence_number INTEGER NOT NULL, record_hash TEXT NOT NULL, written_at TEXT NOT NULL,
+  final BOOLEAN NOT NULL
+);
+CREATE TABLE IF NOT EXISTS purges (
+  stream TEXT PRIMARY KEY, sequence_number INTEGER NOT NULL, record_hash TEXT NOT NULL, purged_at TEXT NOT NULL
+);
+CREATE VIEW IF NOT EXISTS table_access AS
+  SELECT q.event_id, q.stream, q.sequence_number, q.received_at, q.user_name, q.user_groups, q.source,
+         q.statement_type, q.decision, q.error_name, t.key AS table_name, c.value AS column_name
+  FROM queries q JOIN json_each(q.columns_read) t LEFT JOIN json_each(t.value) c ON 1 = 1;
+{';'.join(_GUARDS.values())};
+"""
+
+
+class SQLiteStore(AuditStore):
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.url = f"sqlite:///{path}"
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-sqlite")
+        self._connection: sqlite3.Connection | None = None
+
+    async def _run(self, function: Callable[[sqlite3.Connection], T]) -> T:
+        def call() -> T:
+            if self._connection is None:
+                raise StoreUnavailable("the SQLite audit store is not open")
+            try:
+                return function(self._connection)
+            except sqlite3.OperationalError as error:
+                raise StoreUnavailable(f"SQLite audit store {self.path}: {error}") from None
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    async def open(self) -> None:
+        def connect() -> None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                connection = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+                connection.execute("PRAGMA journal_mode = WAL")
+                connection.execute("PRAGMA synchronous = NORMAL")
+                connection.execute("PRAGMA busy_timeout = 5000")
+                connection.executescript(f"BEGIN; {_ddl()} COMMIT;")
+                row = connection.execute("SELECT max(version) FROM schema_version").fetchone()
+                if row is None or row[0] is None:
+                    connection.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+                elif row[0] > SCHEMA_VERSION:
+                    raise StoreUnavailable(f"the audit store {self.path} has schema version {row[0]}, newer than "
+                                           f"this gateway's {SCHEMA_VERSION}")
+            except (sqlite3.Error, OSError) as error:
+                raise StoreUnavailable(f"cannot open the SQLite audit store {self.path}: {error}") from None
+            self._connection = connection
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, connect)
+
+    async def close(self) -> None:
+        def close() -> None:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, close)
+        self._executor.shutdown(wait=True)
+
+    async def write(self, records: Sequence[AuditRecord]) -> None:
+        rows = [row_values(r, bool_as_int=True, time=str) for r in records]
+        marks = ", ".join("?" * len(FIELDS))
+
+        def insert(connection: sqlite3.Connection) -> None:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                connection.executemany(f"INSERT OR IGNORE INTO queries ({COLUMNS}) VALUES ({marks})", rows)
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+
+        await self._run(insert)
+
+    async def write_checkpoint(self, checkpoint: Checkpoint) -> None:
+        await self._run(lambda c: c.execute(
+            "INSERT INTO checkpoints (stream, sequence_number, record_hash, written_at, final) VALUES (?, ?, ?, ?, ?)",
+            (checkpoint.stream, checkpoint.sequence_number, checkpoint.record_hash, checkpoint.written_at,
+             int(checkpoint.final))))
+
+    async def scan(self, batch: int = 5000) -> AsyncIterator[list[tuple[int, dict[str, Any]]]]:
+        last = 0
+        while True:
+            rows = await self._run(partial(_page, after=last, batch=batch))
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield [(row[0], record_fields(row[1:], time=str)) for row in rows]
+
+    async def checkpoints(self) -> list[Checkpoint]:
+        rows = await self._run(lambda c: c.execute(
+            "SELECT stream, sequence_number, record_hash, written_at, final FROM checkpoints ORDER BY id").fetchall())
+        return [Checkpoint(r[0], r[1], r[2], r[3], bool(r[4])) for r in rows]
+
+    async def purges(self) -> dict[str, tuple[int, str]]:
+        rows = await self._run(lambda c: c.execute(
+            "SELECT stream, sequence_number, record_hash FROM purges").fetchall())
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    async def search(self, search: Search) -> list[tuple[int, dict[str, Any]]]:
+        condition, values = search.where(lambda n: "?", lambda d: d.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+        sql = f"SELECT id, {COLUMNS} FROM queries WHERE {condition} ORDER BY id DESC LIMIT ?"
+        rows = await self._run(lambda c: c.execute(sql, [*values, search.limit]).fetchall())
+        return [(row[0], record_fields(row[1:], time=str)) for row in rows]
+
+    async def purge(self, before: str) -> int:
+        def purge(connection: sqlite3.Connection) -> int:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                connection.execute("DROP TRIGGER queries_no_delete")
+                cuts = connection.execute(
+                    "SELECT q.stream, q.sequence_number, q.record_hash FROM queries q JOIN ("
+                    "  SELECT stream, max(sequence_number) AS last FROM queries WHERE received_at < ? GROUP BY stream"
+                    ") p ON q.stream = p.stream AND q.sequence_number = p.last", (before,)).fetchall()
+                deleted = 0
+                for stream, sequence, record_hash in cuts:
+                    deleted += connection.execute(
+                        "DELETE FROM queries WHERE stream = ? AND sequence_number <= ?", (stream, sequence)).rowcount
+                    connection.execute(
+                        "INSERT INTO purges VALUES (?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))"
+                        " ON CONFLICT (stream) DO UPDATE SET sequence_number = excluded.sequence_number,"
+                        " record_hash = excluded.record_hash, purged_at = excluded.purged_at",
+                        (stream, sequence, record_hash))
+                connection.execute(_GUARDS["queries_no_delete"])
+                connection.execute("COMMIT")
+                return deleted
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+
+        return await self._run(purge)
+
+    def backend(self, name: str) -> Backend:
+        from gateway.backends.sqlite import SQLiteBackend
+
+        return SQLiteBackend(name=name, path=self.path, schema="audit", tables=audit_tables("audit", time_type=VARCHAR))
+
+
+def _page(connection: sqlite3.Connection, *, after: int, batch: int) -> list[Any]:
+    return connection.execute(f"SELECT id, {COLUMNS} FROM queries WHERE id > ? ORDER BY id LIMIT ?",
+                              (after, batch)).fetchall()

@@ -1,0 +1,264 @@
+"""AuditTrail: the one object the query path talks to. On the path: seal + journal, nothing else.
+
+    append(record)   on the event loop, when an attempt finishes: chain it, write(2) it to the journal,
+                     queue it. ~20 µs; after it returns the record survives SIGKILL.
+    admit()          before a query runs: with on_failure=deny, refuses while records cannot reach the store;
+                     in every mode, refuses when the journal cannot be written or the spool is full.
+    writer task      off the path: batches of up to `batch_size`, at the latest `flush_interval_seconds`
+                     after the oldest record arrived; a failed write fsyncs the journal (the spool) and retries
+                     with backoff, in order; checkpoints after every `checkpoint_records` records or
+                     `checkpoint_seconds`, and a final one on a clean stop.
+
+Journals of gateways that died are replayed (in order, idempotently) before this gateway's own records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.audit.chain import Chain, Checkpoint
+from gateway.audit.journal import Journal, orphans
+from gateway.audit.record import AuditRecord, utc_now
+from gateway.audit.stores.base import AuditStore, StoreUnavailable
+from gateway.errors import GatewayError
+from gateway.metrics import Metrics
+
+log = logging.getLogger("gateway.audit")
+
+RETRY_MIN_SECONDS = 0.1
+RETRY_MAX_SECONDS = 5.0
+
+
+class AuditUnavailable(GatewayError):
+    default_name = "AUDIT_UNAVAILABLE"
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrailOptions:
+    spool_dir: Path
+    on_failure: str = "spool"  # spool | deny
+    spool_max_bytes: int = 1024**3
+    batch_size: int = 1000
+    flush_interval_seconds: float = 0.05
+    checkpoint_records: int = 10_000
+    checkpoint_seconds: float = 10.0
+    stop_timeout_seconds: float = 10.0
+    redact_literals: bool = False  # read by the record builders (pipeline)
+
+
+class AuditTrail:
+    def __init__(self, *, store: AuditStore, options: TrailOptions, metrics: Metrics,
+                 stream: str | None = None) -> None:
+        self.store = store
+        self.options = options
+        self.metrics = metrics
+        self.chain = Chain(stream)
+        self.journal = Journal(options.spool_dir, self.chain.stream)
+        self._pending: deque[AuditRecord] = deque()
+        self._arrived = asyncio.Event()
+        self._full = asyncio.Event()
+        self._oldest = 0.0
+        self._stopping = False
+        self._store_open = False
+        self._store_ok = False
+        self._journal_ok = True
+        self.stored_through = 0
+        self._stored_hash = ""
+        self._checkpointed = 0
+        self._checkpoint_at = time.monotonic()
+        self._task: asyncio.Task[None] | None = None
+        metrics.audit_queue_depth.set_function(lambda: float(len(self._pending)))
+        metrics.audit_spool_bytes.set_function(lambda: float(self.journal.size))
+        metrics.audit_store_up.set_function(lambda: 1.0 if self._store_ok else 0.0)
+
+    @property
+    def stream(self) -> str:
+        return self.chain.stream
+
+    @property
+    def healthy(self) -> bool:
+        return self._store_ok and self._journal_ok
+
+    # -- on the query path ---------------------------------------------------------------------------------
+
+    def admit(self) -> None:
+        if not self._journal_ok:
+            raise AuditUnavailable("Audit records cannot be written (the audit journal failed); no query runs")
+        if self.options.on_failure == "deny" and not self._store_ok:
+            raise AuditUnavailable("The audit store is unavailable and audit.on_failure is deny; no query runs")
+        if self.journal.size > self.options.spool_max_bytes:
+            raise AuditUnavailable("The audit spool is full (the audit store has been unavailable too long); "
+                                   "no query runs")
+
+    def append(self, record: AuditRecord) -> None:
+        line = self.chain.seal(record)
+        try:
+            self.journal.append(line, record.sequence_number)
+            self._journal_ok = True
+        except OSError as error:
+            if self._journal_ok:
+                log.error("audit journal write failed: %s; the record stays queued for the store", error)
+            self._journal_ok = False
+        if not self._pending:
+            self._oldest = time.monotonic()
+        self._pending.append(record)
+        self.metrics.audit_records.labels("journaled").inc()
+        self._arrived.set()
+        if len(self._pending) >= self.options.batch_size:
+            self._full.set()
+
+    # -- lifecycle -----------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.journal.open()
+        try:
+            await self.store.open()
+            self._store_open = self._store_ok = True
+        except StoreUnavailable as error:
+            self.metrics.audit_store_failures.inc()
+            log.error("audit store unavailable at start: %s; %s", error,
+                      "queries are refused until it is back (on_failure: deny)"
+                      if self.options.on_failure == "deny" else "records are spooled until it is back")
+        self._task = asyncio.create_task(self._run(), name="audit-writer")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._arrived.set()
+        self._full.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), self.options.stop_timeout_seconds)
+            except TimeoutError:
+                log.error("audit store unavailable at stop: %d records stay in the journal %s for the next start",
+                          len(self._pending), self.options.spool_dir)
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+        if not self._pending and self._store_ok and self.stored_through:
+            with contextlib.suppress(StoreUnavailable):
+                await self.store.write_checkpoint(self._checkpoint(final=True))
+        self.journal.close(stored_through=self.stored_through if not self._pending else
+                           self._pending[0].sequence_number - 1)
+        await self.store.close()
+
+    # -- the writer ----------------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        delay = RETRY_MIN_SECONDS
+        while not self._store_open:
+            if self._stopping:
+                return
+            await self._sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_SECONDS)
+            try:
+                await self.store.open()
+                self._store_open = self._store_ok = True
+                log.info("audit store is available again")
+            except StoreUnavailable:
+                self.metrics.audit_store_failures.inc()
+        await self._replay_orphans()
+        delay = RETRY_MIN_SECONDS
+        while True:
+            if not self._pending:
+                if self._stopping:
+                    return
+                self._arrived.clear()
+                await self._arrived.wait()
+                continue
+            wait = self._oldest + self.options.flush_interval_seconds - time.monotonic()
+            if len(self._pending) < self.options.batch_size and not self._stopping and wait > 0:
+                self._full.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._full.wait(), wait)
+            if await self._flush():
+                delay = RETRY_MIN_SECONDS
+            else:
+                if self._stopping and self.options.stop_timeout_seconds <= 0:
+                    return
+                await self._sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_SECONDS)
+
+    async def _sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    async def _flush(self) -> bool:
+        batch = [self._pending[i] for i in range(min(len(self._pending), self.options.batch_size))]
+        began = time.perf_counter()
+        try:
+            await self.store.write(batch)
+        except StoreUnavailable as error:
+            await self._failed(error)
+            return False
+        except Exception as error:  # a driver error nobody translated: still an outage, never a dead writer
+            log.exception("audit store write failed unexpectedly")
+            await self._failed(StoreUnavailable(f"{type(error).__name__}: {error}"))
+            return False
+        self.metrics.audit_flush_duration.observe(time.perf_counter() - began)
+        for _ in batch:
+            self._pending.popleft()
+        if self._pending:
+            self._oldest = time.monotonic()
+        self.metrics.audit_records.labels("stored").inc(len(batch))
+        self.stored_through = batch[-1].sequence_number
+        self._stored_hash = batch[-1].record_hash
+        self.journal.acknowledge(self.stored_through)
+        if not self._store_ok:
+            log.warning("audit store is available again; spooled records are being written in order")
+            self._store_ok = True
+        if (self.stored_through - self._checkpointed >= self.options.checkpoint_records
+                or time.monotonic() - self._checkpoint_at >= self.options.checkpoint_seconds):
+            try:
+                await self.store.write_checkpoint(self._checkpoint(final=False))
+            except StoreUnavailable as error:
+                await self._failed(error)
+        return True
+
+    async def _failed(self, error: StoreUnavailable) -> None:
+        self.metrics.audit_store_failures.inc()
+        if self._store_ok:
+            log.error("audit store write failed: %s; spooling records to %s until it is back", error,
+                      self.options.spool_dir)
+        self._store_ok = False
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, self.journal.sync)
+        except OSError as sync_error:
+            log.error("audit journal fsync failed: %s", sync_error)
+            self._journal_ok = False
+
+    def _checkpoint(self, *, final: bool) -> Checkpoint:
+        self._checkpointed = self.stored_through
+        self._checkpoint_at = time.monotonic()
+        return Checkpoint(self.stream, self.stored_through, self._stored_hash, utc_now(), final)
+
+    async def _replay_orphans(self) -> None:
+        for orphan in orphans(self.options.spool_dir, self.stream):
+            records = [AuditRecord.from_dict(r) for r in orphan.records()]
+            log.warning("replaying %d audit records left in %s by a gateway that stopped", len(records), orphan.path)
+            delay = RETRY_MIN_SECONDS
+            for start in range(0, len(records), self.options.batch_size):
+                batch = records[start:start + self.options.batch_size]
+                while True:
+                    try:
+                        await self.store.write(batch)
+                        break
+                    except StoreUnavailable as error:
+                        await self._failed(error)
+                        if self._stopping:
+                            orphan.release(delete=False)
+                            return
+                        await self._sleep(delay)
+                        delay = min(delay * 2, RETRY_MAX_SECONDS)
+                self.metrics.audit_records.labels("replayed").inc(len(batch))
+            if records:
+                last = records[-1]
+                with contextlib.suppress(StoreUnavailable):
+                    await self.store.write_checkpoint(Checkpoint(last.stream, last.sequence_number, last.record_hash,
+                                                                 utc_now(), final=False))
+            self._store_ok = True
+            orphan.release(delete=True)

@@ -1,0 +1,1 @@
+"""Result cache: identity-safe keys, determinism, two tiers, coalescing."""

@@ -1,0 +1,144 @@
+"""The cache stage of the query path: answer a planned query from the cache, or run it and keep its result.
+
+    key_for(plan, session)     None when the query must not be cached: not deterministic, a metadata
+                               query, DESCRIBE OUTPUT, or the client opted out (client tag `nocache` or
+                               `SET SESSION result_cache = 'false'`)
+    obtain(key)                a cached result, or a lease to run the query as the leader of every identical
+                               query that arrives meanwhile (coalescing)
+    recording(...)             the backend execution, wrapped so the complete result is cached when its
+                               last row has been read, and the followers get it
+
+Only whole results are cached; one larger than `max_entry_bytes` is streamed through and not kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from gateway.backends.base import Execution, Row
+from gateway.cache.key import cache_key
+from gateway.cache.store import CachedResult, Leader, ResultCache, estimate_bytes
+from gateway.planner import Plan
+from gateway.session import Session
+from gateway.sql.resolve import METADATA_TARGET
+from gateway.static_result import StaticExecution
+
+BYPASS_TAG = "nocache"
+BYPASS_PROPERTY = "result_cache"
+
+
+@dataclass
+class Lease:
+    """The right (and duty) to run a query and publish its result to identical waiting queries."""
+
+    key: str
+    leader: Leader
+
+
+def wants_cache(session: Session) -> bool:
+    if BYPASS_TAG in session.client_tags:
+        return False
+    return session.properties.get(BYPASS_PROPERTY, "true").strip().lower() not in ("false", "off", "0", "no")
+
+
+class CacheStage:
+    def __init__(self, cache: ResultCache | None, *, default_ttl: float = 300.0) -> None:
+        self.cache = cache
+        self.default_ttl = default_ttl
+
+    def key_for(self, plan: Plan, session: Session) -> str | None:
+        if (self.cache is None or plan.sql is None or plan.target is None or plan.target == METADATA_TARGET
+                or not plan.deterministic or plan.describe_output or not wants_cache(session)):
+            return None
+        return cache_key(backend_sql=plan.sql, target=plan.target, policy_version=plan.policy_version or "",
+                         properties=())
+
+    async def obtain(self, key: str) -> CachedResult | Lease:
+        """A cached (or coalesced) result, or a lease to run the query."""
+        assert self.cache is not None
+        while True:
+            leader = self.cache.leader_for(key)
+            if leader is not None:
+                result = await self.cache.follow(leader)
+                if result is not None:
+                    return result
+                continue  # the leader failed or was cancelled: lead, or follow a newer leader
+            # Lead before the first await, so identical queries arriving from now on wait for this one.
+            lease = Lease(key, self.cache.lead(key))
+            hit = await self.cache.get(key)
+            if hit is not None:
+                self.cache.finish_leading(key, lease.leader, hit)
+                return hit
+            return lease
+
+    def release(self, lease: Lease, result: CachedResult | None = None) -> None:
+        """Let the queries waiting on `lease` go (with the result, or to run themselves). Idempotent."""
+        assert self.cache is not None
+        self.cache.finish_leading(lease.key, lease.leader, result)
+
+    def recording(self, execution: Execution, lease: Lease, *, ttl_seconds: float,
+                  tables: tuple[str, ...]) -> RecordingExecution:
+        assert self.cache is not None
+        return RecordingExecution(execution, self, lease, ttl_seconds=ttl_seconds, tables=tables)
+
+
+def from_cache(result: CachedResult) -> StaticExecution:
+    return StaticExecution(columns=result.columns, rows=result.rows)
+
+
+class RecordingExecution(Execution):
+    """Passes rows through and keeps a copy (while small enough); caches the result when it is complete."""
+
+    def __init__(self, inner: Execution, stage: CacheStage, lease: Lease, *, ttl_seconds: float,
+                 tables: tuple[str, ...]) -> None:
+        assert stage.cache is not None
+        self._inner = inner
+        self._stage = stage
+        self._cache = stage.cache
+        self._lease = lease
+        self._ttl = ttl_seconds
+        self._tables = tables
+        self._rows: list[Row] | None = []
+        self._bytes = 0
+        self._released = False
+        self.columns = inner.columns
+        self.stats = inner.stats  # the inner execution updates it in place
+
+    async def start(self) -> None:
+        await self._inner.start()
+        self.columns = self._inner.columns
+
+    async def fetch(self, max_rows: int) -> Sequence[Row] | None:
+        try:
+            rows = await self._inner.fetch(max_rows)
+        except BaseException:
+            self._release(None)
+            raise
+        if rows is None:
+            await self._complete()
+            return None
+        if self._rows is not None:
+            self._bytes += estimate_bytes(rows)
+            if self._bytes > self._cache.max_entry_bytes:
+                self._rows = None  # too large to keep: stream it through, followers run their own
+                self._release(None)
+            else:
+                self._rows.extend(rows)
+        return rows
+
+    async def _complete(self) -> None:
+        result = None
+        if self._rows is not None and not self._released:
+            result = await self._cache.put(self._lease.key, columns=self.columns, rows=self._rows,
+                                           ttl_seconds=self._ttl, tables=self._tables)
+        self._release(result)
+
+    def _release(self, result: CachedResult | None) -> None:
+        if not self._released:
+            self._released = True
+            self._stage.release(self._lease, result)
+
+    async def cancel(self) -> None:
+        self._release(None)
+        await self._inner.cancel()

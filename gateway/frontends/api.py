@@ -1,0 +1,123 @@
+"""JSON endpoints for people and tools that are not SQL clients.
+
+    GET /api/audit     audit records, newest first. Filters: user, table, decision, since, until (ISO 8601;
+                       UTC unless an offset is given); limit (1..10000, default 100); before_id (the `next`
+                       link carries it). Readable by whoever the policies let read gateway.audit.queries.
+
+Callers authenticate as on the Trino endpoint (Bearer JWT, Basic API key, or X-Trino-User in dev mode).
+Every call is itself audited (frontend `api`), allowed or not.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from gateway.audit.record import DENIED, FAILED, SUCCESS, AuditRecord, utc_now
+from gateway.audit.search import Search, SearchError
+from gateway.audit.setup import AUDIT_CATALOG
+from gateway.audit.stores import AuditStore, StoreUnavailable
+from gateway.errors import AuthenticationFailed
+from gateway.frontends.trino_headers import credentials_from_headers
+from gateway.identity import Identity
+from gateway.pipeline import Pipeline
+from gateway.policy.decide import decide_table
+
+AUDIT_TABLE = f"{AUDIT_CATALOG}.audit.queries"
+
+
+class AuditApi:
+    def __init__(self, *, pipeline: Pipeline, store: AuditStore) -> None:
+        self.pipeline = pipeline
+        self.store = store
+
+    def routes(self) -> list[Route]:
+        return [Route("/api/audit", self.audit, methods=["GET"])]
+
+    async def audit(self, request: Request) -> Response:
+        client = request.client.host if request.client else None
+        source = request.headers.get("x-trino-source")
+        try:
+            identity = await self.pipeline.authenticate(credentials_from_headers(request.headers,
+                                                                                 client_address=client))
+        except AuthenticationFailed as failure:
+            return _error(401, "PERMISSION_DENIED", failure.message)  # recorded by Pipeline.authenticate
+        started = datetime.now(UTC)
+        record = AuditRecord(event_id=uuid.uuid4().hex, received_at=utc_now(), finished_at="",
+                             user_name=identity.user, user_groups=sorted(identity.groups),
+                             auth_method=identity.auth_method, client_address=client, source=source, frontend="api",
+                             sql=f"GET /api/audit?{request.url.query}", statement_type="audit_api",
+                             tables_read=[AUDIT_TABLE], columns_read={AUDIT_TABLE: []},
+                             policy_version=self.pipeline.policies.current.version, cost_center=identity.cost_center)
+        response = await self._answer(request, identity, source, record)
+        record.finished_at = utc_now()
+        record.execution_ms = round((datetime.now(UTC) - started).total_seconds() * 1000, 3)
+        self.pipeline.audit.append(record)  # journaled before the response leaves
+        return response
+
+    async def _answer(self, request: Request, identity: Identity, source: str | None,
+                      record: AuditRecord) -> Response:
+        decision = decide_table(self.pipeline.policies.current, AUDIT_TABLE, identity, source)
+        if not decision.allowed:
+            message = f"Access Denied: Cannot select from table {AUDIT_TABLE}"
+            record.decision, record.reason, record.error_name, record.error_message = (
+                DENIED, message, "PERMISSION_DENIED", message)
+            return _error(403, "PERMISSION_DENIED", message)
+        try:
+            search = _search(request)
+            rows = await self.store.search(search)
+        except SearchError as error:
+            record.decision, record.reason, record.error_name, record.error_message = (
+                FAILED, str(error), "INVALID_FUNCTION_ARGUMENT", str(error))
+            return _error(400, "INVALID_FUNCTION_ARGUMENT", str(error))
+        except StoreUnavailable:
+            message = "The audit store is unavailable"
+            record.decision, record.reason, record.error_name, record.error_message = (
+                FAILED, message, "AUDIT_UNAVAILABLE", message)
+            return _error(503, "AUDIT_UNAVAILABLE", message)
+        record.decision, record.reason, record.row_count = SUCCESS, "allowed by policy", len(rows)
+        body: dict[str, Any] = {"records": [{"id": row_id, **fields} for row_id, fields in rows], "next": None}
+        if len(rows) == search.limit:
+            query = {k: v for k, v in request.query_params.items() if k != "before_id"}
+            query["before_id"] = str(rows[-1][0])
+            body["next"] = f"{request.url.path}?{urlencode(query)}"
+        return JSONResponse(body)
+
+
+def _search(request: Request) -> Search:
+    params = request.query_params
+    unknown = set(params) - {"user", "table", "decision", "since", "until", "limit", "before_id"}
+    if unknown:
+        raise SearchError(f"unknown parameter(s): {', '.join(sorted(unknown))}")
+    return Search(user=params.get("user"), table=params.get("table"), decision=params.get("decision"),
+                  since=_time(params.get("since"), "since"), until=_time(params.get("until"), "until"),
+                  limit=_int(params.get("limit"), "limit", 100),
+                  before_id=_int(params.get("before_id"), "before_id", None))
+
+
+def _time(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise SearchError(f"{name} must be an ISO 8601 time, e.g. 2025-01-31T12:00:00Z") from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _int(value: str | None, name: str, default: int | None) -> Any:
+    if value is None:
+        return default
+    if not value.isdigit():
+        raise SearchError(f"{name} must be a positive integer")
+    return int(value)
+
+
+def _error(status: int, name: str, message: str) -> Response:
+    return JSONResponse({"error": {"message": message, "errorName": name}}, status_code=status)

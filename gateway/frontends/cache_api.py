@@ -1,0 +1,50 @@
+"""Admin JSON endpoint of the result cache.
+
+    POST /api/cache/purge            drop every cached result (all replicas, with Redis)
+    POST /api/cache/purge?table=T    drop the results that read table T (catalog.schema.table)
+
+Callers authenticate as on the Trino endpoint and must belong to one of `cache.admin_groups`. Answers
+`{"purged": N}`: entries dropped here and in the shared tier (other replicas drop theirs on the broadcast).
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from gateway.cache.store import ResultCache
+from gateway.errors import AuthenticationFailed
+from gateway.frontends.trino_headers import credentials_from_headers
+from gateway.pipeline import Pipeline
+
+
+class CacheApi:
+    def __init__(self, *, pipeline: Pipeline, cache: ResultCache | None, admin_groups: tuple[str, ...]) -> None:
+        self.pipeline = pipeline
+        self.cache = cache
+        self.admin_groups = frozenset(admin_groups)
+
+    def routes(self) -> list[Route]:
+        return [Route("/api/cache/purge", self.purge, methods=["POST"])]
+
+    async def purge(self, request: Request) -> Response:
+        client = request.client.host if request.client else None
+        try:
+            identity = await self.pipeline.authenticate(credentials_from_headers(request.headers,
+                                                                                 client_address=client))
+        except AuthenticationFailed as failure:
+            return _error(401, "PERMISSION_DENIED", failure.message)  # recorded by Pipeline.authenticate
+        if not identity.groups & self.admin_groups:
+            return _error(403, "PERMISSION_DENIED", "Access Denied: purging the cache needs one of the groups "
+                                                    + ", ".join(sorted(self.admin_groups)))
+        if self.cache is None:
+            return JSONResponse({"purged": 0, "cache": "disabled"})
+        table = request.query_params.get("table")
+        if table is not None and table.count(".") != 2:
+            return _error(400, "GENERIC_USER_ERROR", "table must be catalog.schema.table")
+        return JSONResponse({"purged": await self.cache.purge(table.lower() if table else None)})
+
+
+def _error(status: int, name: str, message: str) -> Response:
+    return JSONResponse({"error": {"message": message, "errorName": name}}, status_code=status)

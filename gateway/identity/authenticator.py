@@ -1,0 +1,104 @@
+"""Credentials -> the authenticated principal, for every identity mode.
+
+    dev       X-Trino-User is trusted; groups and attributes from the dev users file. Loopback only,
+              announced at start-up (`cli.py`). Authorization headers are ignored.
+    jwt       `Authorization: Bearer <JWT>` (jwt_verify + claims); also `Basic` with an API key as the
+              password when identity.api_keys is configured
+    api_keys  `Authorization: Basic <user>:<API key>` only
+
+Every failure raises `AuthenticationFailed` and is counted against the client address (failures.py); an
+address with too many recent failures gets `retry_after` set without its credentials being checked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from gateway.config import ClaimSettings
+from gateway.errors import AuthenticationFailed
+from gateway.identity.api_keys import ApiKeys
+from gateway.identity.claims import identity_from_claims
+from gateway.identity.failures import FailureLimiter
+from gateway.identity.jwt_verify import JwtVerifier
+from gateway.identity.model import Credentials, Identity
+
+
+class Authenticator:
+    def __init__(self, *, mode: str = "dev", dev_users: Mapping[str, Identity] | None = None,
+                 jwt: JwtVerifier | None = None, claims: ClaimSettings | None = None,
+                 api_keys: ApiKeys | None = None, limiter: FailureLimiter | None = None) -> None:
+        if mode not in ("dev", "jwt", "api_keys"):
+            raise ValueError(f"unknown identity mode {mode!r}")
+        if (mode == "jwt" and jwt is None) or (mode == "api_keys" and api_keys is None):
+            raise ValueError(f"identity mode {mode!r} needs its verifier")
+        self.mode = mode
+        self._dev_users = dict(dev_users or {})
+        self._jwt = jwt if mode == "jwt" else None
+        self._claims = claims or ClaimSettings()
+        self._api_keys = api_keys if mode != "dev" else None
+        self._limiter = limiter or FailureLimiter(burst=10, per_minute=30)
+
+    @property
+    def requires_credentials(self) -> bool:
+        return self.mode != "dev"
+
+    @property
+    def challenges(self) -> list[str]:
+        """`WWW-Authenticate` values for a 401: the schemes this gateway accepts."""
+        schemes = []
+        if self._jwt is not None:
+            schemes.append('Bearer realm="gateway"')
+        if self._api_keys is not None:
+            schemes.append('Basic realm="gateway"')
+        return schemes
+
+    async def start(self) -> None:
+        if self._jwt is not None:
+            await self._jwt.keys.start()
+        if self._api_keys is not None:
+            await self._api_keys.store.start()
+
+    async def close(self) -> None:
+        if self._api_keys is not None:
+            await self._api_keys.store.close()
+
+    def dev_identity(self, user: str) -> Identity:
+        """Dev mode: the dev users file's entry for `user`, or just the name."""
+        known = self._dev_users.get(user)
+        return known if known is not None else Identity.create(user, auth_method="dev")
+
+    async def authenticate(self, credentials: Credentials) -> Identity:
+        if self.mode == "dev":
+            if credentials.session_user is None:
+                raise AuthenticationFailed("missing", "User must be set (X-Trino-User header)")
+            return self.dev_identity(credentials.session_user)
+        if credentials.scheme is None or credentials.secret is None:
+            raise AuthenticationFailed("missing", f"Authentication required: send {self._accepted()}")
+        address = credentials.client_address
+        wait = self._limiter.retry_after(address)
+        if wait is not None:
+            raise AuthenticationFailed("rate_limited", f"Too many failed authentication attempts from this "
+                                                       f"address; retry in {max(1, round(wait))} s",
+                                       retry_after=wait)
+        try:
+            return await self._verify(credentials)
+        except AuthenticationFailed:
+            self._limiter.failed(address)
+            raise
+
+    async def _verify(self, credentials: Credentials) -> Identity:
+        secret = credentials.secret or ""
+        if credentials.scheme == "bearer" and self._jwt is not None:
+            return identity_from_claims(await self._jwt.verify(secret), self._claims)
+        if credentials.scheme == "basic" and self._api_keys is not None:
+            return await self._api_keys.authenticate(credentials.username, secret)
+        raise AuthenticationFailed("wrong_scheme", f"{(credentials.scheme or '').capitalize()} authentication "
+                                                   f"is not accepted here; send {self._accepted()}")
+
+    def _accepted(self) -> str:
+        accepted = []
+        if self._jwt is not None:
+            accepted.append("Authorization: Bearer <JWT>")
+        if self._api_keys is not None:
+            accepted.append("Authorization: Basic <user>:<API key>")
+        return " or ".join(accepted)

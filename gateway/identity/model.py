@@ -1,0 +1,83 @@
+"""The values identity produces and consumes: `Identity` (who is asking) and `Credentials` (what they showed)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+AttributeValue = str | int | float | bool | tuple[str | int | float | bool, ...]
+
+
+def _freeze(attributes: Mapping[str, Any]) -> Mapping[str, AttributeValue]:
+    frozen: dict[str, AttributeValue] = {}
+    for key, value in attributes.items():
+        frozen[key] = tuple(value) if isinstance(value, list | tuple | set | frozenset) else value
+    return MappingProxyType(frozen)
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """The caller, as every later stage sees it. Immutable.
+
+    `principal` is the authenticated name when it differs from `user` (impersonation granted by policy);
+    None when the caller acts as themself.
+    """
+
+    user: str
+    groups: frozenset[str] = frozenset()
+    attributes: Mapping[str, AttributeValue] = field(default_factory=lambda: MappingProxyType({}))
+    cost_center: str | None = None
+    auth_method: str = "dev"
+    principal: str | None = None
+
+    @classmethod
+    def create(
+        cls,
+        user: str,
+        *,
+        groups: frozenset[str] | set[str] | list[str] | tuple[str, ...] = (),
+        attributes: Mapping[str, Any] | None = None,
+        cost_center: str | None = None,
+        auth_method: str = "dev",
+        principal: str | None = None,
+    ) -> Identity:
+        return cls(
+            user=user,
+            groups=frozenset(groups),
+            attributes=_freeze(attributes or {}),
+            cost_center=cost_center,
+            auth_method=auth_method,
+            principal=principal,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.user, self.groups, tuple(sorted(self.attributes.items())), self.cost_center,
+                     self.principal))
+
+    def acting_as(self, user: str) -> Identity:
+        """This principal acting as `user` (impersonation, once policy allows it). The session user's own
+        groups and attributes are not known here, so it gets none: only rules naming the user match."""
+        return Identity.create(user, cost_center=self.cost_center, auth_method=self.auth_method,
+                               principal=self.user)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Credentials:
+    """What a client presented, protocol-neutral. Secrets never appear in the repr.
+
+    `scheme` is "bearer" (a JWT in `secret`), "basic" (`username` and `secret` = an API key) or None.
+    `session_user` is the user the client asks to act as (X-Trino-User); dev mode trusts it.
+    """
+
+    scheme: str | None = None
+    username: str | None = None
+    secret: str | None = field(default=None, repr=False)
+    session_user: str | None = None
+    client_address: str | None = None
+
+    def __repr__(self) -> str:
+        secret = "None" if self.secret is None else "'***'"
+        return (f"Credentials(scheme={self.scheme!r}, username={self.username!r}, secret={secret}, "
+                f"session_user={self.session_user!r}, client_address={self.client_address!r})")

@@ -1,0 +1,22 @@
+"""`gateway serve` with the audit trail short-circuited, for the on-vs-off latency comparison only.
+
+The product has no switch to turn auditing off (every attempt is audited); this launcher replaces
+`AuditTrail.append` with a no-op in the benchmark's own subprocess, so the difference measured is exactly
+what auditing adds on the query path.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from gateway.audit.trail import AuditTrail
+from gateway.cli import main
+
+
+def _skip(self: AuditTrail, record: object) -> None:
+    return None
+
+
+if __name__ == "__main__":
+    AuditTrail.append = _skip  # type: ignore[method-assign]
+    raise SystemExit(main(sys.argv[1:]))
