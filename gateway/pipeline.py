@@ -386,6 +386,8 @@ class QueryRun:
             backend_query_id=stats.backend_query_id,
             cost_center=identity.cost_center,
             cache_hit=self.cache_hit,
+            resource_group=self.admission.group.name if self.admission is not None else None,
+            queue_wait_ms=round(self.admission.queued_seconds * 1000, 3) if self.admission is not None else None,
         )
 
     def _log_fields(self, kind: str, error: GatewayError | None) -> dict[str, object]:

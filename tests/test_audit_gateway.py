@@ -93,6 +93,8 @@ def test_every_kind_of_attempt_leaves_exactly_one_record(audited: tuple[GatewayP
     assert json.loads(success["tables_read"]) == ["demo.tpch.nation"] and success["row_count"] == 1
     assert success["policy_version"] and success["rewritten_sql"] and success["backend"] == "demo"
     assert success["cost_center"] == "CC-2001" and success["client_address"] == "127.0.0.1"
+    assert success["resource_group"] in ("adhoc", "default") and success["queue_wait_ms"] is not None
+    assert success["cache_hit"] in (0, False)
     denied = next(r for r in records if r["decision"] == "denied")
     assert json.loads(denied["tables_read"]) == ["gateway.audit.queries"]  # what was attempted
     assert all(r["record_hash"] and r["prev_hash"] for r in records)

@@ -23,8 +23,7 @@ from gateway.audit.record import DENIED, FAILED, SUCCESS, AuditRecord, utc_now
 from gateway.audit.search import Search, SearchError
 from gateway.audit.setup import AUDIT_CATALOG
 from gateway.audit.stores import AuditStore, StoreUnavailable
-from gateway.errors import AuthenticationFailed
-from gateway.frontends.trino_headers import credentials_from_headers
+from gateway.frontends.api_common import authenticated, json_error
 from gateway.identity import Identity
 from gateway.pipeline import Pipeline
 from gateway.policy.decide import decide_table
@@ -43,11 +42,9 @@ class AuditApi:
     async def audit(self, request: Request) -> Response:
         client = request.client.host if request.client else None
         source = request.headers.get("x-trino-source")
-        try:
-            identity = await self.pipeline.authenticate(credentials_from_headers(request.headers,
-                                                                                 client_address=client))
-        except AuthenticationFailed as failure:
-            return _error(401, "PERMISSION_DENIED", failure.message)  # recorded by Pipeline.authenticate
+        identity = await authenticated(request, self.pipeline)
+        if isinstance(identity, Response):
+            return identity
         started = datetime.now(UTC)
         record = AuditRecord(event_id=uuid.uuid4().hex, received_at=utc_now(), finished_at="",
                              user_name=identity.user, user_groups=sorted(identity.groups),
@@ -68,19 +65,19 @@ class AuditApi:
             message = f"Access Denied: Cannot select from table {AUDIT_TABLE}"
             record.decision, record.reason, record.error_name, record.error_message = (
                 DENIED, message, "PERMISSION_DENIED", message)
-            return _error(403, "PERMISSION_DENIED", message)
+            return json_error(403, "PERMISSION_DENIED", message)
         try:
             search = _search(request)
             rows = await self.store.search(search)
         except SearchError as error:
             record.decision, record.reason, record.error_name, record.error_message = (
                 FAILED, str(error), "INVALID_FUNCTION_ARGUMENT", str(error))
-            return _error(400, "INVALID_FUNCTION_ARGUMENT", str(error))
+            return json_error(400, "INVALID_FUNCTION_ARGUMENT", str(error))
         except StoreUnavailable:
             message = "The audit store is unavailable"
             record.decision, record.reason, record.error_name, record.error_message = (
                 FAILED, message, "AUDIT_UNAVAILABLE", message)
-            return _error(503, "AUDIT_UNAVAILABLE", message)
+            return json_error(503, "AUDIT_UNAVAILABLE", message)
         record.decision, record.reason, record.row_count = SUCCESS, "allowed by policy", len(rows)
         body: dict[str, Any] = {"records": [{"id": row_id, **fields} for row_id, fields in rows], "next": None}
         if len(rows) == search.limit:
@@ -118,6 +115,3 @@ def _int(value: str | None, name: str, default: int | None) -> Any:
         raise SearchError(f"{name} must be a positive integer")
     return int(value)
 
-
-def _error(status: int, name: str, message: str) -> Response:
-    return JSONResponse({"error": {"message": message, "errorName": name}}, status_code=status)

@@ -14,8 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gateway.cache.store import ResultCache
-from gateway.errors import AuthenticationFailed
-from gateway.frontends.trino_headers import credentials_from_headers
+from gateway.frontends.api_common import authenticated, json_error
 from gateway.pipeline import Pipeline
 
 
@@ -29,22 +28,16 @@ class CacheApi:
         return [Route("/api/cache/purge", self.purge, methods=["POST"])]
 
     async def purge(self, request: Request) -> Response:
-        client = request.client.host if request.client else None
-        try:
-            identity = await self.pipeline.authenticate(credentials_from_headers(request.headers,
-                                                                                 client_address=client))
-        except AuthenticationFailed as failure:
-            return _error(401, "PERMISSION_DENIED", failure.message)  # recorded by Pipeline.authenticate
+        identity = await authenticated(request, self.pipeline)
+        if isinstance(identity, Response):
+            return identity
         if not identity.groups & self.admin_groups:
-            return _error(403, "PERMISSION_DENIED", "Access Denied: purging the cache needs one of the groups "
+            return json_error(403, "PERMISSION_DENIED", "Access Denied: purging the cache needs one of the groups "
                                                     + ", ".join(sorted(self.admin_groups)))
         if self.cache is None:
             return JSONResponse({"purged": 0, "cache": "disabled"})
         table = request.query_params.get("table")
         if table is not None and table.count(".") != 2:
-            return _error(400, "GENERIC_USER_ERROR", "table must be catalog.schema.table")
+            return json_error(400, "GENERIC_USER_ERROR", "table must be catalog.schema.table")
         return JSONResponse({"purged": await self.cache.purge(table.lower() if table else None)})
 
-
-def _error(status: int, name: str, message: str) -> Response:
-    return JSONResponse({"error": {"message": message, "errorName": name}}, status_code=status)

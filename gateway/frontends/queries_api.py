@@ -15,9 +15,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.errors import AuthenticationFailed, GatewayError, NotFound, PermissionDenied
-from gateway.frontends.trino_headers import credentials_from_headers
-from gateway.identity import Identity
+from gateway.errors import GatewayError, NotFound, PermissionDenied
+from gateway.frontends.api_common import authenticated, json_error
 from gateway.pipeline import Pipeline
 
 
@@ -30,13 +29,13 @@ class QueriesApi:
                 Route("/api/queries/{query_id}", self.kill_query, methods=["DELETE"])]
 
     async def list_queries(self, request: Request) -> Response:
-        identity = await self._identity(request)
+        identity = await authenticated(request, self.pipeline)
         if isinstance(identity, Response):
             return identity
         return JSONResponse(await self.pipeline.workload.snapshot(identity))
 
     async def kill_query(self, request: Request) -> Response:
-        identity = await self._identity(request)
+        identity = await authenticated(request, self.pipeline)
         if isinstance(identity, Response):
             return identity
         query_id = request.path_params["query_id"]
@@ -44,16 +43,5 @@ class QueriesApi:
             await self.pipeline.workload.kill(query_id, request.query_params.get("message"), identity)
         except GatewayError as error:
             status = 404 if isinstance(error, NotFound) else 403 if isinstance(error, PermissionDenied) else 400
-            return _error(status, error.error_name, error.message)
+            return json_error(status, error.error_name, error.message)
         return JSONResponse({"query_id": query_id, "killed": True})
-
-    async def _identity(self, request: Request) -> Identity | Response:
-        client = request.client.host if request.client else None
-        try:
-            return await self.pipeline.authenticate(credentials_from_headers(request.headers, client_address=client))
-        except AuthenticationFailed as failure:
-            return _error(401, "PERMISSION_DENIED", failure.message)  # recorded by Pipeline.authenticate
-
-
-def _error(status: int, name: str, message: str) -> Response:
-    return JSONResponse({"error": {"message": message, "errorName": name}}, status_code=status)
