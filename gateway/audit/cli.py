@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from gateway.audit.record import DECISIONS, FIELD_NAMES, format_time
-from gateway.audit.search import Search, SearchError
+from gateway.audit.search import Search, SearchError, parse_time
 from gateway.audit.stores import AuditStore, StoreUnavailable, open_store
 from gateway.audit.verify import Verifier
 from gateway.config import Settings
@@ -72,8 +72,9 @@ async def _run(store: AuditStore, settings: Settings, args: argparse.Namespace) 
     try:
         command = args.audit_command
         if command == "search":
-            search = Search(user=args.user, table=args.table, decision=args.decision, since=_time(args.since),
-                            until=_time(args.until), limit=args.limit)
+            search = Search(user=args.user, table=args.table, decision=args.decision,
+                            since=parse_time(args.since, "--since"), until=parse_time(args.until, "--until"),
+                            limit=args.limit)
             rows = await store.search(search)
             _print(rows, args.format, sys.stdout)
             return 0
@@ -168,12 +169,3 @@ def _print(rows: Iterable[tuple[int, dict[str, Any]]], form: str, out: TextIO, *
     for row_id, fields in rows:
         out.write("\t".join(str(_cell(v)) for v in (row_id, *(fields[k] for k in _SHOWN))) + "\n")
 
-
-def _time(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise SearchError(f"not an ISO 8601 time: {value!r}") from None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from gateway.audit.record import DECISIONS
 
@@ -54,3 +54,14 @@ class Search:
         if self.before_id is not None:
             add("id < {}", self.before_id)
         return (" AND ".join(parts) or "1 = 1"), values
+
+
+def parse_time(value: str | None, name: str) -> datetime | None:
+    """An ISO 8601 time from a filter (`Z` accepted); UTC unless it carries an offset."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise SearchError(f"{name} must be an ISO 8601 time, e.g. 2025-01-31T12:00:00Z") from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)

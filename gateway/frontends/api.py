@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gateway.audit.record import DENIED, FAILED, SUCCESS, AuditRecord, utc_now
-from gateway.audit.search import Search, SearchError
+from gateway.audit.search import Search, SearchError, parse_time
 from gateway.audit.setup import AUDIT_CATALOG
 from gateway.audit.stores import AuditStore, StoreUnavailable
 from gateway.frontends.api_common import authenticated, json_error
@@ -93,19 +93,10 @@ def _search(request: Request) -> Search:
     if unknown:
         raise SearchError(f"unknown parameter(s): {', '.join(sorted(unknown))}")
     return Search(user=params.get("user"), table=params.get("table"), decision=params.get("decision"),
-                  since=_time(params.get("since"), "since"), until=_time(params.get("until"), "until"),
+                  since=parse_time(params.get("since"), "since"), until=parse_time(params.get("until"), "until"),
                   limit=_int(params.get("limit"), "limit", 100),
                   before_id=_int(params.get("before_id"), "before_id", None))
 
-
-def _time(value: str | None, name: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise SearchError(f"{name} must be an ISO 8601 time, e.g. 2025-01-31T12:00:00Z") from None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def _int(value: str | None, name: str, default: int | None) -> Any:
