@@ -431,7 +431,8 @@ def main(argv: list[str] | None = None) -> int:
     pairs: list[tuple[Measurement, Measurement]] = []
     http: HttpResult | None = None
     http_note = ""
-    with GatewayProcess(WORKDIR, demo_config(database, SCHEMA)) as gateway:
+    # The result cache is off: this scenario measures the protocol and backend path (load_tests/cache.py: hits).
+    with GatewayProcess(WORKDIR, demo_config(database, SCHEMA, cache={"enabled": False})) as gateway:
         version = gateway.version()
         print(f"gateway {version} at {gateway.url} (log: {gateway.log_path})", flush=True)
         direct_connection = duckdb.connect(str(database), read_only=True)

@@ -69,7 +69,8 @@ class SQLiteBackend(Backend):
 
     def __init__(self, *, name: str, path: Path, schema: str, tables: Sequence[Table] | None = None,
                  workers: int = 4) -> None:
-        """`tables`: what the catalog shows, when known in advance (else read from the file)."""
+        """`tables`: what the catalog shows, when known in advance (else read from the file); the file is
+        attached under `schema` and under every schema these tables name."""
         super().__init__(name=name)
         self.path = path
         self.schema = schema
@@ -83,7 +84,9 @@ class SQLiteBackend(Backend):
                                      detect_types=sqlite3.PARSE_DECLTYPES)
         try:
             uri = f"file:{self.path}?mode=ro"
-            connection.execute("ATTACH DATABASE ? AS " + _quote(self.schema), (uri,))
+            schemas = dict.fromkeys([self.schema, *(t.schema for t in self._tables or ())])
+            for schema in schemas:  # one file may serve several schemas (gateway.audit, gateway.billing)
+                connection.execute("ATTACH DATABASE ? AS " + _quote(schema), (uri,))
             connection.execute("PRAGMA query_only = ON")
         except sqlite3.Error as error:
             connection.close()

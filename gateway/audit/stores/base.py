@@ -11,6 +11,7 @@ from gateway.audit.chain import Checkpoint
 from gateway.audit.record import FIELD_NAMES, FIELDS, AuditRecord
 from gateway.audit.search import Search
 from gateway.backends.base import Backend, Column, Table
+from gateway.cost.model import Charge
 from gateway.types import BIGINT, BOOLEAN, DOUBLE, VARCHAR, SqlType
 
 
@@ -33,8 +34,9 @@ class AuditStore(abc.ABC):
     async def close(self) -> None: ...
 
     @abc.abstractmethod
-    async def write(self, records: Sequence[AuditRecord]) -> None:
-        """Insert `records` (in chain order) in one transaction. Raises StoreUnavailable."""
+    async def write(self, records: Sequence[AuditRecord], charges: Sequence[Charge] = ()) -> None:
+        """Insert `records` (in chain order) and the cost ledger's `charges` of those records in one
+        transaction. Raises StoreUnavailable."""
 
     @abc.abstractmethod
     async def write_checkpoint(self, checkpoint: Checkpoint) -> None: ...
@@ -58,6 +60,18 @@ class AuditStore(abc.ABC):
     async def purge(self, before: str) -> int:
         """The retention job (admin rights): delete records received before `before` (a record time), keeping
         each chain verifiable. Returns the number deleted."""
+
+    @abc.abstractmethod
+    async def charges(self, start: str, end: str) -> list[dict[str, Any]]:
+        """The ledger's charges with start <= charged_at < end (record times), oldest first."""
+
+    @abc.abstractmethod
+    async def attributions(self, start: str, end: str) -> list[dict[str, Any]]:
+        """The ledger's attributions with start <= charged_at < end."""
+
+    @abc.abstractmethod
+    async def spend(self, since: str) -> dict[str, float]:
+        """cost center -> total cost charged since `since` (seeds the budget counters at start)."""
 
     @abc.abstractmethod
     def backend(self, name: str) -> Backend:

@@ -23,9 +23,21 @@ from gateway.audit.search import Search
 from gateway.audit.stores.base import COLUMNS, AuditStore, StoreUnavailable, audit_tables, record_fields, row_values
 from gateway.backends.base import Backend
 from gateway.backends.postgres import CONNECTION_ERRORS
+from gateway.cost.ledger import (
+    ATTRIBUTION_COLUMNS,
+    ATTRIBUTION_FIELDS,
+    CHARGE_COLUMNS,
+    CHARGE_FIELDS,
+    attribution_from_row,
+    billing_tables,
+    charge_from_row,
+    charge_rows,
+    postgres_ddl,
+)
+from gateway.cost.model import Charge
 from gateway.types import timestamp
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the cost ledger (schema billing)
 _TYPES = {"text": "text", "int": "bigint", "float": "double precision", "bool": "boolean", "json": "text",
           "time": "timestamptz"}
 _NOT_NULL = {"event_id", "stream", "sequence_number", "received_at", "finished_at", "decision", "prev_hash",
@@ -83,11 +95,20 @@ INSERT INTO audit.schema_version VALUES (1);
 """
 
 
-MIGRATIONS = {1: _migration_1}
+def _migration_2() -> str:
+    return postgres_ddl() + "INSERT INTO audit.schema_version VALUES (2);\n"
+
+
+MIGRATIONS = {1: _migration_1, 2: _migration_2}
 
 _INSERT = (f"INSERT INTO audit.queries ({COLUMNS}) SELECT * FROM unnest("
            + ", ".join(f"${i}::{_TYPES[kind]}[]" for i, (_, kind) in enumerate(FIELDS, start=1))
            + ") ON CONFLICT (stream, sequence_number) DO NOTHING")
+
+_INSERT_CHARGE = (f"INSERT INTO billing.charges ({CHARGE_COLUMNS}) VALUES "
+                  f"({', '.join(f'${i}' for i in range(1, len(CHARGE_FIELDS) + 1))}) ON CONFLICT (event_id) DO NOTHING")
+_INSERT_ATTRIBUTION = (f"INSERT INTO billing.attributions ({ATTRIBUTION_COLUMNS}) VALUES "
+                       f"({', '.join(f'${i}' for i in range(1, len(ATTRIBUTION_FIELDS) + 1))})")
 
 # InternalClientError: a connection left mid-operation by a cut; it is dropped and reopened like the others
 _ERRORS = (*CONNECTION_ERRORS, asyncpg.PostgresError, asyncpg.InternalClientError)
@@ -152,7 +173,9 @@ class PostgresStore(AuditStore):
                     await connection.execute(
                         f"GRANT USAGE ON SCHEMA audit TO {role};"
                         f"GRANT SELECT, INSERT ON audit.queries, audit.checkpoints TO {role};"
-                        f"GRANT SELECT ON audit.table_access, audit.purges, audit.schema_version TO {role};")
+                        f"GRANT SELECT ON audit.table_access, audit.purges, audit.schema_version TO {role};"
+                        f"GRANT USAGE ON SCHEMA billing TO {role};"
+                        f"GRANT SELECT, INSERT ON billing.charges, billing.attributions TO {role};")
         except asyncpg.InsufficientPrivilegeError as error:
             raise StoreUnavailable(f"the audit schema needs creating or migrating and this role may not: {error}; "
                                    "set audit.admin_store to an owner role") from None
@@ -167,12 +190,22 @@ class PostgresStore(AuditStore):
                 self._connection.terminate()
             self._connection = None
 
-    async def write(self, records: Sequence[AuditRecord]) -> None:
+    async def write(self, records: Sequence[AuditRecord], charges: Sequence[Charge] = ()) -> None:
         rows = [row_values(r, bool_as_int=False, time=parse_time) for r in records]
         columns = [list(column) for column in zip(*rows, strict=True)]
+        charged, attributed = charge_rows(charges, time=parse_time, bool_as_int=False)
         try:
             connection = await self._writer()
-            await connection.execute(_INSERT, *columns)
+            if not charged:
+                await connection.execute(_INSERT, *columns)
+                return
+            async with connection.transaction():
+                await connection.execute(_INSERT, *columns)
+                stored = {r[0] for r in await connection.fetch(
+                    "SELECT DISTINCT event_id FROM billing.attributions WHERE event_id = any($1::text[])",
+                    [row[0] for row in charged])}  # a batch written again
+                await connection.executemany(_INSERT_CHARGE, charged)
+                await connection.executemany(_INSERT_ATTRIBUTION, [a for a in attributed if a[0] not in stored])
         except _ERRORS as error:
             self._broken()
             raise StoreUnavailable(f"writing to the PostgreSQL audit store failed: {error}") from None
@@ -247,8 +280,24 @@ class PostgresStore(AuditStore):
         finally:
             await connection.close()
 
+    async def charges(self, start: str, end: str) -> list[dict[str, Any]]:
+        rows = await self._fetch(f"SELECT {CHARGE_COLUMNS} FROM billing.charges WHERE charged_at >= $1 "
+                                 "AND charged_at < $2 ORDER BY charged_at", parse_time(start), parse_time(end))
+        return [charge_from_row(tuple(r), time=format_time) for r in rows]
+
+    async def attributions(self, start: str, end: str) -> list[dict[str, Any]]:
+        rows = await self._fetch(f"SELECT {ATTRIBUTION_COLUMNS} FROM billing.attributions WHERE charged_at >= $1 "
+                                 "AND charged_at < $2 ORDER BY charged_at", parse_time(start), parse_time(end))
+        return [attribution_from_row(tuple(r), time=format_time) for r in rows]
+
+    async def spend(self, since: str) -> dict[str, float]:
+        rows = await self._fetch("SELECT cost_center, sum(cost) FROM billing.charges WHERE charged_at >= $1 "
+                                 "GROUP BY cost_center", parse_time(since))
+        return {r[0]: float(r[1] or 0.0) for r in rows}
+
     def backend(self, name: str) -> Backend:
         from gateway.backends.postgres import PostgresBackend
 
+        time_type = timestamp(6, with_time_zone=True)
         return PostgresBackend(name=name, dsn=self.url,
-                               tables=audit_tables("audit", time_type=timestamp(6, with_time_zone=True)))
+                               tables=[*audit_tables("audit", time_type=time_type), *billing_tables(time_type=time_type)])

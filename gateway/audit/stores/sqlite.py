@@ -20,11 +20,23 @@ from gateway.audit.record import FIELDS, AuditRecord
 from gateway.audit.search import Search
 from gateway.audit.stores.base import COLUMNS, AuditStore, StoreUnavailable, audit_tables, record_fields, row_values
 from gateway.backends.base import Backend
+from gateway.cost.ledger import (
+    ATTRIBUTION_COLUMNS,
+    ATTRIBUTION_FIELDS,
+    CHARGE_COLUMNS,
+    CHARGE_FIELDS,
+    attribution_from_row,
+    billing_tables,
+    charge_from_row,
+    charge_rows,
+    sqlite_ddl,
+)
+from gateway.cost.model import Charge
 from gateway.types import VARCHAR
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the cost ledger (charges, attributions)
 _TYPES = {"text": "TEXT", "int": "INTEGER", "float": "REAL", "bool": "BOOLEAN", "json": "TEXT", "time": "TEXT"}
 _NOT_NULL = {"event_id", "stream", "sequence_number", "received_at", "finished_at", "decision", "prev_hash",
              "record_hash", "frontend", "cache_hit"}
@@ -61,6 +73,7 @@ CREATE VIEW IF NOT EXISTS table_access AS
          q.statement_type, q.decision, q.error_name, t.key AS table_name, c.value AS column_name
   FROM queries q JOIN json_each(q.columns_read) t LEFT JOIN json_each(t.value) c ON 1 = 1;
 {';'.join(_GUARDS.values())};
+{sqlite_ddl()}
 """
 
 
@@ -92,7 +105,7 @@ class SQLiteStore(AuditStore):
                 connection.execute("PRAGMA busy_timeout = 5000")
                 connection.executescript(f"BEGIN; {_ddl()} COMMIT;")
                 row = connection.execute("SELECT max(version) FROM schema_version").fetchone()
-                if row is None or row[0] is None:
+                if row is None or row[0] is None or row[0] < SCHEMA_VERSION:
                     connection.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
                 elif row[0] > SCHEMA_VERSION:
                     raise StoreUnavailable(f"the audit store {self.path} has schema version {row[0]}, newer than "
@@ -112,14 +125,21 @@ class SQLiteStore(AuditStore):
         await asyncio.get_running_loop().run_in_executor(self._executor, close)
         self._executor.shutdown(wait=True)
 
-    async def write(self, records: Sequence[AuditRecord]) -> None:
+    async def write(self, records: Sequence[AuditRecord], charges: Sequence[Charge] = ()) -> None:
         rows = [row_values(r, bool_as_int=True, time=str) for r in records]
         marks = ", ".join("?" * len(FIELDS))
+        charged, attributed = charge_rows(charges, time=str, bool_as_int=True)
 
         def insert(connection: sqlite3.Connection) -> None:
             connection.execute("BEGIN IMMEDIATE")
             try:
                 connection.executemany(f"INSERT OR IGNORE INTO queries ({COLUMNS}) VALUES ({marks})", rows)
+                stored = _attributed(connection, [row[0] for row in charged])  # a batch written again
+                connection.executemany(f"INSERT OR IGNORE INTO charges ({CHARGE_COLUMNS}) VALUES "
+                                       f"({', '.join('?' * len(CHARGE_FIELDS))})", charged)
+                connection.executemany(f"INSERT INTO attributions ({ATTRIBUTION_COLUMNS}) VALUES "
+                                       f"({', '.join('?' * len(ATTRIBUTION_FIELDS))})",
+                                       [a for a in attributed if a[0] not in stored])
                 connection.execute("COMMIT")
             except BaseException:
                 connection.execute("ROLLBACK")
@@ -185,10 +205,39 @@ class SQLiteStore(AuditStore):
 
         return await self._run(purge)
 
+    async def charges(self, start: str, end: str) -> list[dict[str, Any]]:
+        rows = await self._run(lambda c: c.execute(
+            f"SELECT {CHARGE_COLUMNS} FROM charges WHERE charged_at >= ? AND charged_at < ? ORDER BY charged_at",
+            (start, end)).fetchall())
+        return [charge_from_row(r, time=str) for r in rows]
+
+    async def attributions(self, start: str, end: str) -> list[dict[str, Any]]:
+        rows = await self._run(lambda c: c.execute(
+            f"SELECT {ATTRIBUTION_COLUMNS} FROM attributions WHERE charged_at >= ? AND charged_at < ? "
+            "ORDER BY charged_at", (start, end)).fetchall())
+        return [attribution_from_row(r, time=str) for r in rows]
+
+    async def spend(self, since: str) -> dict[str, float]:
+        rows = await self._run(lambda c: c.execute(
+            "SELECT cost_center, sum(cost) FROM charges WHERE charged_at >= ? GROUP BY cost_center",
+            (since,)).fetchall())
+        return {r[0]: float(r[1] or 0.0) for r in rows}
+
     def backend(self, name: str) -> Backend:
         from gateway.backends.sqlite import SQLiteBackend
 
-        return SQLiteBackend(name=name, path=self.path, schema="audit", tables=audit_tables("audit", time_type=VARCHAR))
+        return SQLiteBackend(name=name, path=self.path, schema="audit",
+                             tables=[*audit_tables("audit", time_type=VARCHAR), *billing_tables(time_type=VARCHAR)])
+
+
+def _attributed(connection: sqlite3.Connection, events: Sequence[str]) -> set[str]:
+    """Of `events`, those whose attributions are already stored."""
+    if not events:
+        return set()
+    marks = ", ".join("?" * len(events))
+    rows = connection.execute(f"SELECT DISTINCT event_id FROM attributions WHERE event_id IN ({marks})",
+                              list(events)).fetchall()
+    return {r[0] for r in rows}
 
 
 def _page(connection: sqlite3.Connection, *, after: int, batch: int) -> list[Any]:
