@@ -380,3 +380,17 @@ def test_bad_claim_shapes_fail_closed() -> None:
                                ClaimSettings(attributes={"nations": "nations"}))
     assert odd.groups == frozenset()
     assert "nations" not in odd.attributes
+
+
+def test_identity_carries_kid_and_jti_for_the_audit_trail_but_not_as_identity(idp: IdP) -> None:
+    from gateway.identity import Authenticator, Credentials
+
+    authenticator = Authenticator(mode="jwt", jwt=verifier(idp))
+
+    def identity(**claims: Any) -> Any:
+        token = idp.token("rsa-1", **claims)
+        return asyncio.run(authenticator.authenticate(Credentials(scheme="bearer", secret=token)))
+
+    first, second = identity(jti="token-1"), identity(jti="token-2")
+    assert (first.token_kid, first.token_jti) == ("rsa-1", "token-1")
+    assert first == second and hash(first) == hash(second)  # the same caller: plans and caches are shared

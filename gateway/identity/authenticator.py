@@ -12,6 +12,7 @@ address with too many recent failures gets `retry_after` set without its credent
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 
 from gateway.config import ClaimSettings
@@ -19,7 +20,7 @@ from gateway.errors import AuthenticationFailed
 from gateway.identity.api_keys import ApiKeys
 from gateway.identity.claims import identity_from_claims
 from gateway.identity.failures import FailureLimiter
-from gateway.identity.jwt_verify import JwtVerifier
+from gateway.identity.jwt_verify import JwtVerifier, unverified_header
 from gateway.identity.model import Credentials, Identity
 
 
@@ -89,7 +90,11 @@ class Authenticator:
     async def _verify(self, credentials: Credentials) -> Identity:
         secret = credentials.secret or ""
         if credentials.scheme == "bearer" and self._jwt is not None:
-            return identity_from_claims(await self._jwt.verify(secret), self._claims)
+            claims = await self._jwt.verify(secret)
+            kid, jti = unverified_header(secret).get("kid"), claims.get("jti")
+            return dataclasses.replace(identity_from_claims(claims, self._claims),
+                                       token_kid=kid if isinstance(kid, str) else None,
+                                       token_jti=jti if isinstance(jti, str) else None)
         if credentials.scheme == "basic" and self._api_keys is not None:
             return await self._api_keys.authenticate(credentials.username, secret)
         raise AuthenticationFailed("wrong_scheme", f"{(credentials.scheme or '').capitalize()} authentication "

@@ -31,6 +31,9 @@ class Identity:
     cost_center: str | None = None
     auth_method: str = "dev"
     principal: str | None = None
+    # Which token it came from, for the audit trail; not part of who it is (plans and caches ignore them).
+    token_kid: str | None = field(default=None, compare=False)
+    token_jti: str | None = field(default=None, compare=False)
 
     @classmethod
     def create(
