@@ -19,16 +19,25 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from gateway import __version__
+from gateway.audit.record import format_time
 from gateway.audit.setup import AUDIT_CATALOG, build_trail
+from gateway.audit.stores import StoreUnavailable
 from gateway.backends.base import Backend
 from gateway.backends.duckdb import DuckDBBackend
 from gateway.cache.stage import CacheStage
 from gateway.cache.store import ResultCache
 from gateway.config import BackendSettings, Settings
+from gateway.cost.alerts import AlertSink
+from gateway.cost.budgets import Budgets, period_bounds
+from gateway.cost.meter import Meter
+from gateway.cost.model import Charge
+from gateway.cost.shared import ClusterAlerts, SharedSpend
+from gateway.cost.store import CostStore
 from gateway.demo import build_demo_database
 from gateway.errors import GatewayError
 from gateway.frontends.api import AuditApi
 from gateway.frontends.cache_api import CacheApi
+from gateway.frontends.chargeback_api import ChargebackApi
 from gateway.frontends.ops import OpsEndpoints
 from gateway.frontends.queries_api import QueriesApi
 from gateway.frontends.trino_http import TrinoFrontend
@@ -41,6 +50,7 @@ from gateway.pipeline import Pipeline
 from gateway.planner import Planner
 from gateway.policy.load import load_dev_users
 from gateway.policy.store import PolicyStore
+from gateway.workload.budget import BudgetHook
 from gateway.workload.manager import WorkloadManager
 from gateway.workload.redis_slots import RedisSlots
 from gateway.workload.slots import LocalSlots, SlotPool
@@ -62,7 +72,7 @@ def build_authenticator(settings: Settings, metrics: Metrics) -> Authenticator:
                           on_jwks_fetch=lambda outcome: metrics.jwks_fetches.labels(outcome).inc())
 
 
-def build_workload(settings: Settings, metrics: Metrics) -> WorkloadManager:
+def build_workload(settings: Settings, metrics: Metrics, budget: BudgetHook | None = None) -> WorkloadManager:
     """Resource groups from the policies directory; slots counted per process, or in Redis when configured."""
     store = WorkloadStore(settings.policies.dir, metrics)
     store.load()  # invalid workload.yaml: the gateway does not start (PolicyError, file:line)
@@ -73,7 +83,8 @@ def build_workload(settings: Settings, metrics: Metrics) -> WorkloadManager:
                            lease_seconds=config.lease_seconds, poll_seconds=config.poll_seconds,
                            retry_seconds=config.retry_seconds, timeout_seconds=config.redis_timeout_seconds,
                            metrics=metrics)
-    return WorkloadManager(store=store, slots=slots, metrics=metrics, admin_groups=frozenset(config.admin_groups))
+    return WorkloadManager(store=store, slots=slots, metrics=metrics, admin_groups=frozenset(config.admin_groups),
+                           budget=budget)
 
 
 def build_cache(settings: Settings, metrics: Metrics) -> ResultCache | None:
@@ -111,23 +122,51 @@ class Gateway:
         self.catalog = CatalogService(catalogs, self.metrics)
         self.policies = PolicyStore(settings.policies.dir, self.metrics)
         self.policies.load()  # invalid policies: the gateway does not start (PolicyError, file:line)
-        self.workload = build_workload(settings, self.metrics)
+        self.costs = CostStore(settings.policies.dir, self.metrics)
+        self.costs.load()  # invalid cost.yaml: the gateway does not start (PolicyError, file:line)
+        cost = settings.cost
+        self.alerts = AlertSink(metrics=self.metrics, webhook_url=cost.webhook_url,
+                                timeout_seconds=cost.webhook_timeout_seconds, max_attempts=cost.webhook_attempts,
+                                backoff_seconds=cost.webhook_backoff_seconds)
+        self.budgets = Budgets(costs=lambda: self.costs.current, alerts=self.alerts, metrics=self.metrics)
+        self.shared_spend: SharedSpend | None = None
+        if cost.enabled and cost.redis is not None:
+            self.shared_spend = SharedSpend(redis_url=cost.redis, prefix=cost.redis_prefix, budgets=self.budgets,
+                                            costs=lambda: self.costs.current, metrics=self.metrics,
+                                            sync_seconds=cost.sync_seconds)
+            self.budgets.alerts = ClusterAlerts(self.alerts, self.shared_spend.redis, cost.redis_prefix,
+                                                self.metrics)
+        self.workload = build_workload(settings, self.metrics, self.budgets if cost.enabled else None)
+        meter = None
+        if cost.enabled:
+            types = {b.name: b.type for b in settings.backends} | {AUDIT_CATALOG: self.audit_backend.dialect}
+            meter = Meter(costs=lambda: self.costs.current, tables=lambda: self.policies.current,
+                          backend_types=types, on_charge=self._charged)
         planner = Planner(backends=catalogs,
                           default_catalog=settings.default_catalog, version=__version__, metrics=self.metrics)
         self.cache = build_cache(settings, self.metrics)
         self.pipeline = Pipeline(authenticator=build_authenticator(settings, self.metrics), catalog=self.catalog,
                                  policies=self.policies, planner=planner, backends=catalogs,
                                  metrics=self.metrics, audit=self.audit, workload=self.workload,
-                                 cache=CacheStage(self.cache, default_ttl=settings.cache.ttl_seconds))
+                                 cache=CacheStage(self.cache, default_ttl=settings.cache.ttl_seconds), meter=meter)
         self.registry = QueryRegistry(settings.protocol, self.metrics)
         self.draining = False
         self._tasks: list[asyncio.Task[None]] = []
+
+    def _charged(self, charge: Charge) -> None:
+        self.budgets.add(charge)
+        if self.shared_spend is not None:
+            self.shared_spend.record(charge)
 
     def is_draining(self) -> bool:
         return self.draining
 
     async def start(self) -> None:
         await self.audit.start()  # first: every attempt from now on has somewhere to go
+        seeded = await self._seed_budgets()
+        await self.budgets.alerts.start()
+        if self.shared_spend is not None:
+            await self.shared_spend.start(seeded)
         await self.pipeline.authenticator.start()
         for backend in self.backends.values():
             await backend.start()
@@ -139,6 +178,22 @@ class Gateway:
         self.registry.start_reaper()
         self._tasks = [asyncio.create_task(self._refresh_catalog_forever(), name="catalog-refresh"),
                        asyncio.create_task(self._reload_policies_forever(), name="policy-reload")]
+
+    async def _seed_budgets(self) -> dict[tuple[str, str], float]:
+        """This period's spend per cost center from the ledger, so budgets hold across restarts; the
+        (cost center, period key) totals it seeded."""
+        if not self.settings.cost.enabled or not self.costs.current.budgets:
+            return {}
+        now = self.budgets.now()
+        try:
+            daily = await self.audit.store.spend(format_time(period_bounds("daily", now)[0]))
+            monthly = await self.audit.store.spend(format_time(period_bounds("monthly", now)[0]))
+        except StoreUnavailable as error:
+            log.error("budget counters start at 0: the ledger is unavailable (%s)", error)
+            return {}
+        self.budgets.seed(daily=daily, monthly=monthly)
+        return {**{(center, period_bounds("daily", now)[2]): total for center, total in daily.items()},
+                **{(center, period_bounds("monthly", now)[2]): total for center, total in monthly.items()}}
 
     async def _refresh_catalog_forever(self) -> None:
         while True:
@@ -153,6 +208,7 @@ class Gateway:
             await asyncio.sleep(self.settings.policies.reload_seconds)
             self.policies.reload_if_changed()
             self.workload.store.reload_if_changed()
+            self.costs.reload_if_changed()
 
     async def drain(self, grace_seconds: float) -> None:
         """Stop taking new queries; let running ones finish for up to `grace_seconds`, then cancel them."""
@@ -176,6 +232,9 @@ class Gateway:
             await backend.close()
         await self.pipeline.authenticator.close()
         await self.audit_backend.close()
+        if self.shared_spend is not None:
+            await self.shared_spend.close()
+        await self.budgets.alerts.stop()
         self.catalog.close()
         await self.audit.stop()  # last: the records of the queries cancelled above are flushed
 
@@ -194,7 +253,10 @@ class Gateway:
         api = AuditApi(pipeline=self.pipeline, store=self.audit.store)
         queries = QueriesApi(pipeline=self.pipeline)
         cache = CacheApi(pipeline=self.pipeline, cache=self.cache, admin_groups=self.settings.cache.admin_groups)
-        return Starlette(routes=[*trino.routes(), *ops.routes(), *api.routes(), *queries.routes(), *cache.routes()],
+        chargeback = ChargebackApi(pipeline=self.pipeline, store=self.audit.store,
+                                   finance_groups=self.settings.cost.finance_groups)
+        return Starlette(routes=[*trino.routes(), *ops.routes(), *api.routes(), *queries.routes(), *cache.routes(),
+                                 *chargeback.routes()],
                          lifespan=self.lifespan,
                          exception_handlers={Exception: _internal_error, 404: _not_found, 405: _not_allowed})
 

@@ -1,4 +1,4 @@
-"""`gateway` command line: serve (more subcommands arrive with their capabilities)."""
+"""`gateway` command line: serve, config, policy, explain, keys, audit, queries, cache, chargeback."""
 
 from __future__ import annotations
 
@@ -61,6 +61,10 @@ def _parser() -> argparse.ArgumentParser:
     from gateway.cache.cli import add_parser as add_cache_parser
 
     add_cache_parser(commands)
+
+    from gateway.cost.cli import add_parser as add_chargeback_parser
+
+    add_chargeback_parser(commands)
     return parser
 
 
@@ -105,6 +109,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from gateway.cache.cli import run as cache
 
         return cache(args)
+    if args.command == "chargeback":
+        from gateway.cost.cli import run as chargeback
+
+        return chargeback(_load(args.config), args)
     return 2
 
 

@@ -197,6 +197,26 @@ class CacheSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class CostSettings:
+    """Cost metering, budgets and chargeback (gateway/cost/); rates and budgets are in policies/cost.yaml."""
+
+    enabled: bool = True  # meter queries into the ledger and apply budgets
+    webhook_url: str | None = None  # budget alerts are POSTed here as JSON
+    webhook_timeout_seconds: float = 5.0
+    webhook_attempts: int = 6  # tries per alert, with exponential backoff from webhook_backoff_seconds
+    webhook_backoff_seconds: float = 0.5
+    finance_groups: tuple[str, ...] = ("finance", "admins")  # may read /api/chargeback
+    redis: str | None = None  # redis://host:port/db: budget counters shared by every replica
+    redis_prefix: str = "gateway:cost:"
+    sync_seconds: float = 1.0  # how often a replica pushes its charges and reads the cluster's totals
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={_mask_url(v) if k in ('webhook_url', 'redis') else v!r}"
+                           for k, v in vars(self).items())
+        return f"CostSettings({fields})"
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     source: str = "<defaults>"
     server: ServerSettings = field(default_factory=ServerSettings)
@@ -209,6 +229,7 @@ class Settings:
     audit: AuditSettings = field(default_factory=AuditSettings)
     workload: WorkloadSettings = field(default_factory=WorkloadSettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
+    cost: CostSettings = field(default_factory=CostSettings)
 
     @property
     def default_catalog(self) -> str:
@@ -684,8 +705,35 @@ def _cache(r: _Reader, data: Mapping[str, Any]) -> CacheSettings:
     )
 
 
+def _webhook_url(value: Any) -> str | None:
+    if isinstance(value, str) and value.startswith(("http://", "https://")):
+        return None
+    return "must be an http:// or https:// URL (or null for no webhook)"
+
+
+def _cost(r: _Reader, data: Mapping[str, Any]) -> CostSettings:
+    p = ("cost",)
+    s = r.section(data, p, {"enabled", "webhook_url",
+                            "webhook_timeout_seconds", "webhook_attempts", "webhook_backoff_seconds",
+                            "finance_groups", "redis", "redis_prefix", "sync_seconds"})
+    d = CostSettings()
+    return CostSettings(
+        enabled=r.get(s, (*p, "enabled"), bool, d.enabled),
+        webhook_url=r.get(s, (*p, "webhook_url"), str, None, _webhook_url),
+        webhook_timeout_seconds=r.get(s, (*p, "webhook_timeout_seconds"), float, d.webhook_timeout_seconds,
+                                      _positive),
+        webhook_attempts=r.get(s, (*p, "webhook_attempts"), int, d.webhook_attempts, _positive),
+        webhook_backoff_seconds=r.get(s, (*p, "webhook_backoff_seconds"), float, d.webhook_backoff_seconds,
+                                      _positive),
+        finance_groups=_strings(r, s, (*p, "finance_groups"), d.finance_groups),
+        redis=r.get(s, (*p, "redis"), str, None, _redis_url),
+        redis_prefix=r.get(s, (*p, "redis_prefix"), str, d.redis_prefix),
+        sync_seconds=r.get(s, (*p, "sync_seconds"), float, d.sync_seconds, _positive),
+    )
+
+
 SECTIONS = {"server", "protocol", "backends", "policies", "identity", "logging", "metadata", "audit", "workload",
-            "cache"}
+            "cache", "cost"}
 
 
 def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -716,6 +764,7 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
         audit=_audit(reader, data),
         workload=_workload(reader, data),
         cache=_cache(reader, data),
+        cost=_cost(reader, data),
     )
     if errors:
         raise ConfigError(errors)

@@ -125,3 +125,22 @@ class Metrics:
         self.workload_local_admissions = Counter("gateway_workload_local_admissions",
                                                  "Queries admitted with per-process limits because Redis failed",
                                                  registry=r)
+        # cost metering and budgets (gateway/cost/)
+        self.cost_charged = Counter("gateway_cost_charged", "Cost charged to each consumer cost center (rates in "
+                                    "policies/cost.yaml)", ["cost_center"], registry=r)
+        self.cost_budget_used = Gauge("gateway_cost_budget_used_ratio",
+                                      "Spend of the current period over the budget's amount (1 = 100%)",
+                                      ["cost_center", "period"], registry=r)
+        self.cost_redis_errors = Counter("gateway_cost_redis_errors",
+                                         "Failed Redis operations of the shared budget counters", registry=r)
+        self.cost_budget_alerts = Counter("gateway_cost_budget_alerts",
+                                          "Budget alerts raised by kind (threshold, forecast)",
+                                          ["cost_center", "period", "kind"], registry=r)
+        self.cost_budget_actions = Counter("gateway_cost_budget_actions",
+                                           "Queries throttled or blocked by an exceeded budget",
+                                           ["cost_center", "action"], registry=r)
+        self.cost_webhook_deliveries = Counter("gateway_cost_webhook_deliveries",
+                                               "Budget alert webhook POSTs by outcome (delivered, retried, failed, "
+                                               "dropped)", ["outcome"], registry=r)
+        self.cost_reloads = Counter("gateway_cost_reloads", "Cost policy reloads by outcome (loaded, invalid)",
+                                    ["outcome"], registry=r)

@@ -9,6 +9,9 @@
     execute     on the target backend, or the gateway's metadata engine        backends.*
     finish      exactly once per attempt: metrics, one log line, one audit     QueryRun._finish
                 record (journaled before the frontend sends the final response)
+    meter       inside finish: a query that ran on a backend (or was a cache     cost.Meter
+                hit, cost 0) is priced; the charge rides with its audit record
+                into the ledger and counts against its cost center's budgets
 
 Frontends authenticate the request with `Pipeline.authenticate` (failures never become queries; they are
 reported through `Pipeline.record_rejected_attempt`), create a `QueryRun` per statement with
@@ -30,6 +33,8 @@ from gateway.audit.trail import AuditTrail
 from gateway.backends.base import Backend, Column, Execution, ExecutionStats, Row
 from gateway.cache.stage import CacheStage, Lease, from_cache
 from gateway.cache.store import CachedResult
+from gateway.cost.meter import Meter
+from gateway.cost.model import Charge
 from gateway.errors import AuthenticationFailed, GatewayError, InternalError, PermissionDenied, QueryCanceled
 from gateway.identity import Authenticator, Credentials, Identity
 from gateway.metadata import CatalogService
@@ -61,8 +66,9 @@ class QueryState(StrEnum):
 class Pipeline:
     def __init__(self, *, authenticator: Authenticator, catalog: CatalogService, policies: PolicyStore,
                  planner: Planner, backends: dict[str, Backend], metrics: Metrics, audit: AuditTrail,
-                 workload: WorkloadManager, cache: CacheStage) -> None:
+                 workload: WorkloadManager, cache: CacheStage, meter: Meter | None = None) -> None:
         self.authenticator = authenticator
+        self.meter = meter
         self.cache = cache
         self.workload = workload
         self.audit = audit
@@ -339,9 +345,29 @@ class QueryRun:
         if log.isEnabledFor(logging.INFO):
             log.info("query", extra={"query": self._log_fields(kind, error)})
         try:
-            self.pipeline.audit.append(self._audit_record(kind, error))
+            record = self._audit_record(kind, error)
         except Exception:  # a bug in building the record; the attempt still ends
             log.exception("query %s: building its audit record failed", self.query_id)
+            return
+        charge = self._charge(record)
+        self.pipeline.audit.append(record, charge)
+        if charge is not None and self.pipeline.meter is not None and self.pipeline.meter.on_charge is not None:
+            self.pipeline.meter.on_charge(charge)
+
+    def _charge(self, record: AuditRecord) -> Charge | None:
+        """The ledger charge of a query that ran on a backend or was answered from the cache (cost 0)."""
+        meter = self.pipeline.meter
+        if meter is None or (self.target is None and not self.cache_hit):
+            return None
+        try:
+            charge = meter.charge(record, identity=self.identity or self.principal, stats=self.stats,
+                                  catalog=self.target or (self.plan.target if self.plan is not None else None),
+                                  cache_hit=self.cache_hit, client_info=self.session.client_info)
+        except Exception:  # a bug in metering: the record is still kept, uncharged, and the bug is loud
+            log.exception("query %s: metering failed", self.query_id)
+            return None
+        record.cost, record.cost_center = charge.cost, charge.cost_center
+        return charge
 
     def _audit_record(self, kind: str, error: GatewayError | None) -> AuditRecord:
         stats = self.stats

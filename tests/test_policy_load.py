@@ -33,7 +33,7 @@ def test_shipped_policies_load() -> None:
 
 def test_shipped_dev_users_load() -> None:
     users = load_dev_users(POLICIES / "dev_users.yaml")
-    assert set(users) == {"alice", "bob", "sam", "admin", "audrey"}
+    assert set(users) == {"alice", "bob", "sam", "admin", "audrey", "fiona"}
     assert users["alice"].groups == frozenset({"analysts"})
     assert users["alice"].attributes["nations"] == (1, 2, 3)
     assert users["admin"].cost_center == "CC-9000"

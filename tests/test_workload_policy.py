@@ -28,7 +28,7 @@ def errors_of(text: str, **others: str) -> list[str]:
 
 def test_the_demo_workload_loads_and_routes_bi_tools_first() -> None:
     policy = load_workload(POLICIES)
-    assert [g.name for g in policy.groups] == ["dashboards", "adhoc", "default"]
+    assert [g.name for g in policy.groups] == ["dashboards", "adhoc", "default", "throttled"]
     assert policy.max_total_concurrency == 10
     dashboards = policy.groups[0]
     assert (dashboards.priority, dashboards.max_concurrency, dashboards.max_queued) == (10, 8, 200)

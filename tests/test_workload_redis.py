@@ -83,9 +83,12 @@ def test_two_replicas_share_a_groups_concurrency_and_priority(prefix: str) -> No
                 await pool.acquire(ticket)
                 order.append(ticket.id)
 
-            tasks = [asyncio.create_task(wait(pool, Ticket(id=name, user="u", group=g, total_limit=2)))
-                     for pool, name, g in ((a, "low-a", low), (b, "low-b", low), (a, "high-a", high))]
-            await asyncio.sleep(0.3)
+            tasks = []
+            for pool, name, g in ((a, "low-a", low), (b, "low-b", low), (a, "high-a", high)):
+                # one at a time, so their order of arrival in Redis is the order FIFO is checked against
+                tasks.append(asyncio.create_task(wait(pool, Ticket(id=name, user="u", group=g, total_limit=2))))
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(0.2)
             assert order == []
             clusterwide = await a.cluster()
             assert clusterwide is not None and sorted(e.state for e in clusterwide) == ["QUEUED"] * 3 + ["RUNNING"] * 2

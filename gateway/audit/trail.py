@@ -1,7 +1,11 @@
 """AuditTrail: the one object the query path talks to. On the path: seal + journal, nothing else.
 
-    append(record)   on the event loop, when an attempt finishes: chain it, write(2) it to the journal,
-                     queue it. ~20 µs; after it returns the record survives SIGKILL.
+    append(record, charge)
+                     on the event loop, when an attempt finishes: chain it, write(2) it to the journal,
+                     queue it. ~20 µs; after it returns the record survives SIGKILL. Its cost-ledger charge,
+                     if any, rides along: on the same journal line (key `charge`, outside the hashed record)
+                     and into the store in the same transaction as the record, so the ledger never lacks
+                     a charge whose record the trail kept.
     admit()          before a query runs: with on_failure=deny, refuses while records cannot reach the store;
                      in every mode, refuses when the journal cannot be written or the spool is full.
     writer task      off the path: batches of up to `batch_size`, at the latest `flush_interval_seconds`
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections import deque
@@ -26,6 +31,7 @@ from gateway.audit.chain import Chain, Checkpoint
 from gateway.audit.journal import Journal, orphans
 from gateway.audit.record import AuditRecord, utc_now
 from gateway.audit.stores.base import AuditStore, StoreUnavailable
+from gateway.cost.model import Charge
 from gateway.errors import GatewayError
 from gateway.metrics import Metrics
 
@@ -61,6 +67,7 @@ class AuditTrail:
         self.chain = Chain(stream)
         self.journal = Journal(options.spool_dir, self.chain.stream)
         self._pending: deque[AuditRecord] = deque()
+        self._charges: dict[str, Charge] = {}  # event id -> the charge of a pending record
         self._arrived = asyncio.Event()
         self._full = asyncio.Event()
         self._oldest = 0.0
@@ -96,8 +103,11 @@ class AuditTrail:
             raise AuditUnavailable("The audit spool is full (the audit store has been unavailable too long); "
                                    "no query runs")
 
-    def append(self, record: AuditRecord) -> None:
+    def append(self, record: AuditRecord, charge: Charge | None = None) -> None:
         line = self.chain.seal(record)
+        if charge is not None:
+            line = f'{line[:-1]},"charge":{json.dumps(charge.to_dict(), separators=(",", ":"), default=str)}}}'
+            self._charges[record.event_id] = charge
         try:
             self.journal.append(line, record.sequence_number)
             self._journal_ok = True
@@ -190,8 +200,9 @@ class AuditTrail:
     async def _flush(self) -> bool:
         batch = [self._pending[i] for i in range(min(len(self._pending), self.options.batch_size))]
         began = time.perf_counter()
+        charges = [self._charges[r.event_id] for r in batch if r.event_id in self._charges]
         try:
-            await self.store.write(batch)
+            await self.store.write(batch, charges)
         except StoreUnavailable as error:
             await self._failed(error)
             return False
@@ -200,8 +211,9 @@ class AuditTrail:
             await self._failed(StoreUnavailable(f"{type(error).__name__}: {error}"))
             return False
         self.metrics.audit_flush_duration.observe(time.perf_counter() - began)
-        for _ in batch:
+        for record in batch:
             self._pending.popleft()
+            self._charges.pop(record.event_id, None)
         if self._pending:
             self._oldest = time.monotonic()
         self.metrics.audit_records.labels("stored").inc(len(batch))
@@ -238,14 +250,16 @@ class AuditTrail:
 
     async def _replay_orphans(self) -> None:
         for orphan in orphans(self.options.spool_dir, self.stream):
-            records = [AuditRecord.from_dict(r) for r in orphan.records()]
+            lines = orphan.records()
+            records = [AuditRecord.from_dict(r) for r in lines]
+            charges = {r["event_id"]: Charge.from_dict(r["charge"]) for r in lines if r.get("charge")}
             log.warning("replaying %d audit records left in %s by a gateway that stopped", len(records), orphan.path)
             delay = RETRY_MIN_SECONDS
             for start in range(0, len(records), self.options.batch_size):
                 batch = records[start:start + self.options.batch_size]
                 while True:
                     try:
-                        await self.store.write(batch)
+                        await self.store.write(batch, [charges[r.event_id] for r in batch if r.event_id in charges])
                         break
                     except StoreUnavailable as error:
                         await self._failed(error)

@@ -6,7 +6,6 @@
     meter     a finished query + its backend's figures -> Charge (pure)
     ledger    the billing tables in the audit store (schema, rows, the gateway.billing catalog view)
     budgets   spend counters per cost center and period; the workload BudgetHook; alerts on crossings
-    shared    the counters shared across replicas through Redis
     alerts    alert delivery: log, metric, webhook with retries
     report    ledger rows -> chargeback totals
     cli       `gateway chargeback`

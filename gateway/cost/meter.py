@@ -103,6 +103,7 @@ class Meter:
     def charge(self, record: AuditRecord, *, identity: Identity, stats: ExecutionStats, catalog: str | None,
                cache_hit: bool, client_info: str | None) -> Charge:
         policy = self._costs()
+        figures: dict[str, Any]
         if cache_hit:
             cost, figures = 0.0, {"cache_hit": True}
         else:

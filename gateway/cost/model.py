@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from types import MappingProxyType
 from typing import Any
 
@@ -30,7 +30,10 @@ class Rate:
     location: str = ""
 
     def terms(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k != "location" and v not in (0.0, None, {})}
+        """The rate's non-zero terms, as kept with each charge's figures."""
+        values: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "location"}
+        values["credits_per_hour"] = dict(self.credits_per_hour)
+        return {k: v for k, v in values.items() if v not in (0.0, None, {})}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -300,4 +300,5 @@ class PostgresStore(AuditStore):
 
         time_type = timestamp(6, with_time_zone=True)
         return PostgresBackend(name=name, dsn=self.url,
-                               tables=[*audit_tables("audit", time_type=time_type), *billing_tables(time_type=time_type)])
+                               tables=[*audit_tables("audit", time_type=time_type),
+                                       *billing_tables(time_type=time_type)])

@@ -1,0 +1,84 @@
+"""GET /api/chargeback — cost totals from the ledger, for finance.
+
+    GET /api/chargeback?from=2026-11-01&to=2026-12-01&by=cost_center|owner|user|table
+
+`from` is inclusive, `to` exclusive (dates are midnight UTC; ISO 8601 times are accepted). Readable by the
+groups in `cost.finance_groups` (default finance, admins); others get 403. Every call is audited (frontend
+`api`), allowed or not. The body is `gateway.cost.report.Report.to_dict()`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection
+from datetime import UTC, datetime
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from gateway.audit.record import DENIED, FAILED, SUCCESS, AuditRecord, utc_now
+from gateway.audit.stores import AuditStore, StoreUnavailable
+from gateway.cost.cli import report_from
+from gateway.cost.report import ReportError, parse_bound
+from gateway.frontends.api_common import authenticated, json_error
+from gateway.identity import Identity
+from gateway.pipeline import Pipeline
+
+_PARAMS = {"from", "to", "by"}
+
+
+class ChargebackApi:
+    def __init__(self, *, pipeline: Pipeline, store: AuditStore, finance_groups: Collection[str]) -> None:
+        self.pipeline = pipeline
+        self.store = store
+        self.finance_groups = frozenset(finance_groups)
+
+    def routes(self) -> list[Route]:
+        return [Route("/api/chargeback", self.chargeback, methods=["GET"])]
+
+    async def chargeback(self, request: Request) -> Response:
+        identity = await authenticated(request, self.pipeline)
+        if isinstance(identity, Response):
+            return identity
+        started = datetime.now(UTC)
+        record = AuditRecord(event_id=uuid.uuid4().hex, received_at=utc_now(), finished_at="",
+                             user_name=identity.user, user_groups=sorted(identity.groups),
+                             auth_method=identity.auth_method,
+                             client_address=request.client.host if request.client else None,
+                             source=request.headers.get("x-trino-source"), frontend="api",
+                             sql=f"GET /api/chargeback?{request.url.query}", statement_type="chargeback_api",
+                             cost_center=identity.cost_center)
+        response = await self._answer(request, identity, record)
+        record.finished_at = utc_now()
+        record.execution_ms = round((datetime.now(UTC) - started).total_seconds() * 1000, 3)
+        self.pipeline.audit.append(record)
+        return response
+
+    async def _answer(self, request: Request, identity: Identity, record: AuditRecord) -> Response:
+        if not identity.groups & self.finance_groups:
+            message = (f"Access Denied: /api/chargeback is for the groups {', '.join(sorted(self.finance_groups))} "
+                       "(cost.finance_groups)")
+            record.decision, record.reason, record.error_name, record.error_message = (
+                DENIED, message, "PERMISSION_DENIED", message)
+            return json_error(403, "PERMISSION_DENIED", message)
+        params = request.query_params
+        try:
+            unknown = set(params) - _PARAMS
+            if unknown:
+                raise ReportError(f"unknown parameter(s): {', '.join(sorted(unknown))}")
+            if "from" not in params or "to" not in params:
+                raise ReportError("from and to are required (dates like 2026-11-01)")
+            start, end = parse_bound(params["from"], "from"), parse_bound(params["to"], "to")
+            report = await report_from(self.store, by=params.get("by", "cost_center"), start=start, end=end)
+        except ReportError as error:
+            record.decision, record.reason, record.error_name, record.error_message = (
+                FAILED, str(error), "INVALID_FUNCTION_ARGUMENT", str(error))
+            return json_error(400, "INVALID_FUNCTION_ARGUMENT", str(error))
+        except StoreUnavailable:
+            message = "The audit store (which holds the cost ledger) is unavailable"
+            record.decision, record.reason, record.error_name, record.error_message = (
+                FAILED, message, "AUDIT_UNAVAILABLE", message)
+            return json_error(503, "AUDIT_UNAVAILABLE", message)
+        record.decision, record.reason, record.row_count = SUCCESS, "finance group", len(report.lines)
+        return JSONResponse(report.to_dict())
