@@ -4,6 +4,8 @@
                 (JWT, API key, dev), then the session user is resolved,        Pipeline.session_identity
                 impersonation only where policy grants it
     plan        classify, resolve, authorize + rewrite, generate (no I/O)      planner.Planner
+    cache       a cached or coalesced answer (identity-safe key), else the    cache.CacheStage
+                lease to run it and keep the result; hits skip admission
     admit       resource group, budget, scan estimate; wait for a slot        workload.WorkloadManager
                 (QUEUED meanwhile); time and row caps while it runs            (backend queries only)
     execute     on the target backend, or the gateway's metadata engine        backends.*
