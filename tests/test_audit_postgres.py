@@ -265,3 +265,25 @@ def test_verify_detects_tampering_in_postgres(pg_gateway: GatewayProcess, databa
     database.sql(f"SET session_replication_role = replica; DELETE FROM audit.queries WHERE id = {ids[4]}")
     deleted = verify()
     assert "DELETED" in deleted.stdout
+
+
+def test_the_ledger_lives_in_postgres_with_its_audit_record(pg_gateway: GatewayProcess, database: Database) -> None:
+    run(pg_gateway, "SELECT count(*) FROM lineitem", source="pg-ledger")
+    assert wait_count(database, "pg-ledger", 1) == 1
+    deadline = time.monotonic() + 20
+    while not (linked := database.sql(
+            "SELECT c.cost = q.cost, c.cost_center, c.cost > 0 FROM billing.charges c JOIN audit.queries q "
+            "ON q.event_id = c.event_id WHERE q.source = 'pg-ledger'")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert linked == "t|CC-2001|t"  # alice's cost center, the same cost as her audit record
+    shares = database.sql("SELECT sum(a.cost) = max(c.cost), count(*) FROM billing.attributions a JOIN "
+                          "billing.charges c USING (event_id) JOIN audit.queries q USING (event_id) "
+                          "WHERE q.source = 'pg-ledger'")
+    assert shares == "t|1"  # one table read: one attribution, the whole cost
+    with pytest.raises(RuntimeError, match="permission denied"):
+        database.sql("DELETE FROM billing.charges", user=database.role)
+    rows = run(pg_gateway, "SELECT user_name, cost_center FROM gateway.billing.charges WHERE user_name = 'alice'",
+               user="fiona", source="pg-finance")
+    assert ["alice", "CC-2001"] in [list(r) for r in rows]
+    with pytest.raises(trino.exceptions.TrinoUserError, match="PERMISSION_DENIED"):
+        run(pg_gateway, "SELECT count(*) FROM gateway.billing.charges", source="pg-nosy-billing")
