@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from gateway.units import parse_size
+
 BACKEND_TYPES = ("duckdb",)
 IDENTITY_MODES = ("dev", "jwt", "api_keys")
 # Asymmetric only: keys come from a JWKS, and an HMAC "key" there would be public (key confusion, CVE-2022-29217).
@@ -670,23 +672,16 @@ def _workload(r: _Reader, data: Mapping[str, Any]) -> WorkloadSettings:
     )
 
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?B?)\s*$", re.IGNORECASE)
-_SIZE_UNITS = {"": 1, "B": 1, "K": 1 << 10, "KB": 1 << 10, "M": 1 << 20, "MB": 1 << 20, "G": 1 << 30, "GB": 1 << 30,
-               "T": 1 << 40, "TB": 1 << 40}
-
-
 def _bytes(r: _Reader, data: Mapping[str, Any], path: tuple[str, ...], default: int) -> int:
     """A size: a number of bytes, or text like 256MB / 1.5GB (binary units)."""
     value = data.get(path[-1])
     if value is None:
         return default
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    match = _SIZE.match(value) if isinstance(value, str) else None
-    if match is None or float(match.group(1)) <= 0:
+    size = parse_size(value)
+    if size is None:
         r.fail(path, f"must be a size such as 1048576, 64MB or 1GB, not {value!r}")
         return default
-    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).upper()])
+    return size
 
 
 def _cache(r: _Reader, data: Mapping[str, Any]) -> CacheSettings:

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from gateway.policy.load import PolicyError, load_policies
-from gateway.workload.load import load_workload, parse_duration, parse_size, parse_workload
+from gateway.units import parse_duration, parse_size
+from gateway.workload.load import load_workload, parse_workload
 from gateway.workload.model import UNLIMITED
 from gateway.workload.select import QueryFacts, select_group
 

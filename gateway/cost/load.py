@@ -34,9 +34,8 @@ from types import MappingProxyType
 import yaml
 
 from gateway.cost.model import ACTIONS, NO_COSTS, PERIODS, SOURCES, Budget, CostPolicy, GroupMapping, Rate
-from gateway.policy.load import PolicyError
-from gateway.policy.load import _Reader as NodeReader
-from gateway.workload.load import _content_hash, _scalar
+from gateway.policy.load import NodeReader, collect_sections, read_policy_texts
+from gateway.workload.load import _scalar
 
 SECTIONS = ("rates", "cost_center_from", "cost_centers", "budgets")
 
@@ -46,42 +45,18 @@ _BUDGET_KEYS = {"cost_center", "period", "amount", "thresholds", "action", "thro
 
 
 def load_costs(directory: Path) -> CostPolicy:
-    files = sorted(directory.glob("*.yaml")) if directory.is_dir() else []
-    try:
-        texts = {str(f): f.read_text(encoding="utf-8") for f in files}
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PolicyError([f"{directory}: cannot read: {exc}"]) from exc
-    return parse_costs(texts)
+    return parse_costs(read_policy_texts(directory) if directory.is_dir() else {})
 
 
 def parse_costs(texts: Mapping[str, str]) -> CostPolicy:
     """The pure half of `load_costs`: file name -> YAML text."""
-    readers: list[NodeReader] = []
-    found: dict[str, tuple[NodeReader, yaml.Node]] = {}
-    owners: dict[str, str] = {}
-    for file, text in texts.items():
-        reader = NodeReader(file)
-        readers.append(reader)
-        root = reader.document(text)
-        if not isinstance(root, yaml.MappingNode):
-            continue
-        for key_node, value_node in root.value:
-            section = key_node.value
-            if section not in SECTIONS:
-                continue
-            if section in found:
-                first_reader, first_node = found[section]
-                reader.error(key_node, f"{section!r} is already defined at {first_reader.location(first_node)}")
-                continue
-            found[section] = (reader, value_node)
-            owners[file] = text
+    sections = collect_sections(texts, SECTIONS)
+    found = sections.found
     policy = NO_COSTS
     if found:
         policy = CostPolicy(rates=_rates(found), cost_center_from=_sources(found), cost_centers=_mappings(found),
-                            budgets=_budgets(found), version=_content_hash(owners))
-    errors = [error for reader in readers for error in reader.errors]
-    if errors:
-        raise PolicyError(errors)
+                            budgets=_budgets(found), version=sections.version)
+    sections.raise_errors()
     return policy
 
 

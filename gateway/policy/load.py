@@ -52,22 +52,68 @@ class PolicyError(Exception):
         self.errors = tuple(errors)
 
 
-def load_policies(path: str | Path, *, foreign_sections: Collection[str] = FOREIGN_SECTIONS) -> PolicySet:
-    """Load a policy file, or every `*.yaml` file of a directory (in name order) merged into one set."""
+def read_policy_texts(path: str | Path) -> dict[str, str]:
+    """file name -> text of a policy file, or of every `*.yaml` file of a directory, in name order."""
     root = Path(path)
-    files = sorted(root.glob("*.yaml")) if root.is_dir() else [root]
+    files = sorted(root.glob("*.yaml")) if root.is_dir() else [root] if root.exists() else []
     try:
-        texts = {str(f): f.read_text(encoding="utf-8") for f in files}
+        return {str(f): f.read_text(encoding="utf-8") for f in files}
     except (OSError, UnicodeDecodeError) as exc:
         raise PolicyError([f"{path}: cannot read: {exc}"]) from exc
-    return parse_policies(texts, foreign_sections=foreign_sections)
+
+
+def load_policies(path: str | Path, *, foreign_sections: Collection[str] = FOREIGN_SECTIONS) -> PolicySet:
+    """Load a policy file, or every `*.yaml` file of a directory (in name order) merged into one set."""
+    if not Path(path).exists():
+        raise PolicyError([f"{path}: cannot read: no such file or directory"])
+    return parse_policies(read_policy_texts(path), foreign_sections=foreign_sections)
+
+
+@dataclass
+class Sections:
+    """The top-level sections one loader owns, gathered from all policy files: each section may be defined in
+    one file only. Other loaders' sections are left to them."""
+
+    found: dict[str, tuple[NodeReader, yaml.Node]]  # section -> the reader of its file, its node
+    owners: dict[str, str]  # file -> text, for the files that define any of the sections (the version hash)
+    readers: list[NodeReader]
+
+    def raise_errors(self) -> None:
+        errors = [error for reader in self.readers for error in reader.errors]
+        if errors:
+            raise PolicyError(errors)
+
+    @property
+    def version(self) -> str:
+        return content_hash(self.owners)
+
+
+def collect_sections(texts: Mapping[str, str], sections: Collection[str]) -> Sections:
+    collected = Sections(found={}, owners={}, readers=[])
+    for file, text in texts.items():
+        reader = NodeReader(file)
+        collected.readers.append(reader)
+        root = reader.document(text)  # a YAML error anywhere is an error here too: never silently ignored
+        if not isinstance(root, yaml.MappingNode):
+            continue
+        for key_node, value_node in root.value:
+            section = key_node.value
+            if section not in sections:
+                continue
+            if section in collected.found:
+                first_reader, first_node = collected.found[section]
+                reader.error(key_node, f"{section!r} is already defined at {first_reader.location(first_node)}")
+                continue
+            collected.found[section] = (reader, value_node)
+            collected.owners[file] = text
+    return collected
 
 
 def parse_policies(texts: Mapping[str, str], *, foreign_sections: Collection[str] = FOREIGN_SECTIONS) -> PolicySet:
     """The pure half of `load_policies`: file name -> YAML text, merged in the given order."""
     merged = _Merged()
     for file, text in texts.items():
-        reader = _Reader(file)
+        reader = NodeReader(file)
         root = reader.document(text)
         if root is not None:
             _read_file(reader, root, merged, foreign_sections)
@@ -84,7 +130,7 @@ def parse_policies(texts: Mapping[str, str], *, foreign_sections: Collection[str
         tables=tables,
         masks=MappingProxyType(masks),
         classification_masks=MappingProxyType(classification_masks),
-        version=_content_hash(texts),
+        version=content_hash(texts),
         impersonation=tuple(merged.impersonation),
     )
 
@@ -96,7 +142,7 @@ def load_dev_users(path: str | Path) -> dict[str, Identity]:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise PolicyError([f"{file}: cannot read: {exc}"]) from exc
-    reader = _Reader(file)
+    reader = NodeReader(file)
     users: dict[str, Identity] = {}
     root = reader.document(text)
     top = reader.mapping(root, "dev users file", {"users"}, required={"users"}) if root else None
@@ -134,7 +180,7 @@ class _Merged:
     impersonation: list[ImpersonationRule] = field(default_factory=list)  # in file order, then rule order
 
 
-def _read_file(reader: _Reader, root: yaml.Node, merged: _Merged, foreign_sections: Collection[str]) -> None:
+def _read_file(reader: NodeReader, root: yaml.Node, merged: _Merged, foreign_sections: Collection[str]) -> None:
     top = reader.mapping(root, "policy file", POLICY_SECTIONS | set(foreign_sections))
     if top is None:
         return
@@ -173,7 +219,7 @@ def _read_file(reader: _Reader, root: yaml.Node, merged: _Merged, foreign_sectio
             merged.impersonation.append(rule)
 
 
-def _read_impersonation(reader: _Reader, node: yaml.Node) -> ImpersonationRule | None:
+def _read_impersonation(reader: NodeReader, node: yaml.Node) -> ImpersonationRule | None:
     """`- {when: {...}, new_user: "regex", allow: true}`; `when` matches the authenticated principal."""
     fields = reader.mapping(node, "impersonation rule", {"when", "new_user", "allow"}, required={"new_user"})
     if fields is None or "new_user" not in fields:
@@ -193,7 +239,7 @@ def _read_impersonation(reader: _Reader, node: yaml.Node) -> ImpersonationRule |
 _TABLE_KEYS = {"name", "owner", "cost_center", "classification", "access", "row_filters", "columns"}
 
 
-def _read_table(reader: _Reader, node: yaml.Node) -> _RawTable | None:
+def _read_table(reader: NodeReader, node: yaml.Node) -> _RawTable | None:
     fields = reader.mapping(node, "table entry", _TABLE_KEYS, required={"name"})
     if fields is None or "name" not in fields:
         return None
@@ -258,7 +304,7 @@ def _read_table(reader: _Reader, node: yaml.Node) -> _RawTable | None:
     return _RawTable(policy, mask_names)
 
 
-def _when_of(reader: _Reader, fields: dict[str, yaml.Node]) -> When:
+def _when_of(reader: NodeReader, fields: dict[str, yaml.Node]) -> When:
     return reader.when(fields["when"]) if "when" in fields else When()
 
 
@@ -314,7 +360,7 @@ def _replace_mask(column: ColumnPolicy, mask: MaskRef) -> ColumnPolicy:
     return ColumnPolicy(column.name, column.classification, mask, column.unmask_when, column.location)
 
 
-def _content_hash(texts: Mapping[str, str]) -> str:
+def content_hash(texts: Mapping[str, str]) -> str:
     digest = hashlib.sha256()
     for file, text in texts.items():
         for chunk in (Path(file).name, text):
@@ -327,7 +373,7 @@ def _content_hash(texts: Mapping[str, str]) -> str:
 # --- YAML nodes with line numbers ------------------------------------------------------------------------
 
 
-class _Reader:
+class NodeReader:
     """Typed accessors over YAML nodes that record `file:line: message` instead of raising."""
 
     def __init__(self, file: str) -> None:

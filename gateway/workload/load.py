@@ -21,7 +21,6 @@ the directory may hold them, never two. No `resource_groups` anywhere means no l
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -29,8 +28,8 @@ from typing import TypeVar
 
 import yaml
 
-from gateway.policy.load import PolicyError
-from gateway.policy.load import _Reader as NodeReader  # the table-policy loader's YAML-node accessors
+from gateway.policy.load import NodeReader, collect_sections, read_policy_texts
+from gateway.units import parse_duration, parse_size
 from gateway.workload.model import (
     KNOWN_QUERY_TYPES,
     MAX_PRIORITY,
@@ -48,54 +47,26 @@ _GROUP_KEYS = {"name", "priority", "max_concurrency", "max_queued", "queue_timeo
                "max_result_rows", "max_concurrency_per_user", "max_scan_bytes", "cache_ttl", "selectors"}
 _SELECTOR_KEYS = {"user", "groups", "source", "client_tags", "query_type"}
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|PB)\s*$", re.IGNORECASE)
-_SIZE_UNITS = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4, "PB": 1024**5}
 
 
 def load_workload(directory: Path) -> WorkloadPolicy:
     """The workload sections of the `*.yaml` files in `directory` (PolicyError lists every problem)."""
-    files = sorted(directory.glob("*.yaml")) if directory.is_dir() else []
-    try:
-        texts = {str(f): f.read_text(encoding="utf-8") for f in files}
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PolicyError([f"{directory}: cannot read: {exc}"]) from exc
-    return parse_workload(texts)
+    return parse_workload(read_policy_texts(directory) if directory.is_dir() else {})
 
 
 def parse_workload(texts: Mapping[str, str]) -> WorkloadPolicy:
     """The pure half of `load_workload`: file name -> YAML text."""
-    readers: list[NodeReader] = []
-    found: dict[str, tuple[NodeReader, yaml.Node]] = {}  # section -> where it is
-    owners: dict[str, str] = {}
-    for file, text in texts.items():
-        reader = NodeReader(file)
-        readers.append(reader)
-        root = reader.document(text)  # a YAML error anywhere is an error here too: never silently unlimited
-        if not isinstance(root, yaml.MappingNode):
-            continue
-        for key_node, value_node in root.value:
-            section = key_node.value
-            if section not in SECTIONS:
-                continue
-            if section in found:
-                first_reader, first_node = found[section]
-                reader.error(key_node, f"{section!r} is already defined at {first_reader.location(first_node)}")
-                continue
-            found[section] = (reader, value_node)
-            owners[file] = text
+    sections = collect_sections(texts, SECTIONS)
+    found = sections.found
     policy = UNLIMITED
     if "resource_groups" in found:
         reader, node = found["resource_groups"]
         policy = WorkloadPolicy(groups=tuple(_groups(reader, node)), max_total_concurrency=_capacity(found),
-                                version=_content_hash(owners))
+                                version=sections.version)
     elif "capacity" in found:
         reader, node = found["capacity"]
         reader.error(node, "capacity without resource_groups")
-    errors = [error for reader in readers for error in reader.errors]
-    if errors:
-        raise PolicyError(errors)
+    sections.raise_errors()
     return policy
 
 
@@ -221,28 +192,6 @@ def _integer(reader: NodeReader, node: yaml.Node, what: str, *, minimum: int,
     return value
 
 
-def parse_duration(value: object) -> float | None:
-    """'500ms', '30s', '2m', '1h', '1d' or a number of seconds -> seconds (> 0); None if not a duration."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
-    elif isinstance(value, str) and (match := _DURATION.match(value)):
-        seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-    else:
-        return None
-    return seconds if seconds > 0 else None
-
-
-def parse_size(value: object) -> int | None:
-    """'10GB', '512MB', '1.5TB' (powers of 1024) or a number of bytes -> bytes (> 0); None if not a size."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        size = value
-    elif isinstance(value, str) and (match := _SIZE.match(value)):
-        size = int(float(match.group(1)) * _SIZE_UNITS[match.group(2).upper()])
-    else:
-        return None
-    return size if size > 0 else None
-
-
 def _duration(reader: NodeReader, node: yaml.Node, what: str) -> float | None:
     seconds = parse_duration(_scalar(node))
     if seconds is None:
@@ -256,12 +205,3 @@ def _size(reader: NodeReader, node: yaml.Node, what: str) -> int | None:
         reader.error(node, f"{what} must be a positive size like 512MB, 10GB or a number of bytes")
     return size
 
-
-def _content_hash(texts: Mapping[str, str]) -> str:
-    digest = hashlib.sha256()
-    for file, text in texts.items():
-        for chunk in (Path(file).name, text):
-            data = chunk.encode("utf-8")
-            digest.update(len(data).to_bytes(8, "big"))
-            digest.update(data)
-    return digest.hexdigest()
