@@ -23,7 +23,7 @@ from gateway.audit.record import DENIED, FAILED, SUCCESS, AuditRecord, utc_now
 from gateway.audit.search import Search, SearchError, parse_time
 from gateway.audit.setup import AUDIT_CATALOG
 from gateway.audit.stores import AuditStore, StoreUnavailable
-from gateway.frontends.api_common import authenticated, json_error
+from gateway.frontends.api_common import authenticated, refuse
 from gateway.identity import Identity
 from gateway.pipeline import Pipeline
 from gateway.policy.decide import decide_table
@@ -63,21 +63,15 @@ class AuditApi:
         decision = decide_table(self.pipeline.policies.current, AUDIT_TABLE, identity, source)
         if not decision.allowed:
             message = f"Access Denied: Cannot select from table {AUDIT_TABLE}"
-            record.decision, record.reason, record.error_name, record.error_message = (
-                DENIED, message, "PERMISSION_DENIED", message)
-            return json_error(403, "PERMISSION_DENIED", message)
+            return refuse(record, 403, "PERMISSION_DENIED", message, decision=DENIED)
         try:
             search = _search(request)
             rows = await self.store.search(search)
         except SearchError as error:
-            record.decision, record.reason, record.error_name, record.error_message = (
-                FAILED, str(error), "INVALID_FUNCTION_ARGUMENT", str(error))
-            return json_error(400, "INVALID_FUNCTION_ARGUMENT", str(error))
+            return refuse(record, 400, "INVALID_FUNCTION_ARGUMENT", str(error), decision=FAILED)
         except StoreUnavailable:
             message = "The audit store is unavailable"
-            record.decision, record.reason, record.error_name, record.error_message = (
-                FAILED, message, "AUDIT_UNAVAILABLE", message)
-            return json_error(503, "AUDIT_UNAVAILABLE", message)
+            return refuse(record, 503, "AUDIT_UNAVAILABLE", message, decision=FAILED)
         record.decision, record.reason, record.row_count = SUCCESS, "allowed by policy", len(rows)
         body: dict[str, Any] = {"records": [{"id": row_id, **fields} for row_id, fields in rows], "next": None}
         if len(rows) == search.limit:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from gateway.audit.record import FAILED, AuditRecord
 from gateway.errors import AuthenticationFailed
 from gateway.frontends.trino_headers import credentials_from_headers
 from gateway.identity import Identity
@@ -14,6 +15,12 @@ from gateway.pipeline import Pipeline
 
 def json_error(status: int, name: str, message: str) -> Response:
     return JSONResponse({"error": {"message": message, "errorName": name}}, status_code=status)
+
+
+def refuse(record: AuditRecord, status: int, name: str, message: str, *, decision: str = FAILED) -> Response:
+    """Answer an audited API call with an error, and say so in its audit record."""
+    record.decision, record.reason, record.error_name, record.error_message = decision, message, name, message
+    return json_error(status, name, message)
 
 
 async def authenticated(request: Request, pipeline: Pipeline) -> Identity | Response:

@@ -21,7 +21,7 @@ from gateway.audit.record import DENIED, FAILED, SUCCESS, AuditRecord, utc_now
 from gateway.audit.stores import AuditStore, StoreUnavailable
 from gateway.cost.cli import report_from
 from gateway.cost.report import ReportError, parse_bound
-from gateway.frontends.api_common import authenticated, json_error
+from gateway.frontends.api_common import authenticated, refuse
 from gateway.identity import Identity
 from gateway.pipeline import Pipeline
 
@@ -59,9 +59,7 @@ class ChargebackApi:
         if not identity.groups & self.finance_groups:
             message = (f"Access Denied: /api/chargeback is for the groups {', '.join(sorted(self.finance_groups))} "
                        "(cost.finance_groups)")
-            record.decision, record.reason, record.error_name, record.error_message = (
-                DENIED, message, "PERMISSION_DENIED", message)
-            return json_error(403, "PERMISSION_DENIED", message)
+            return refuse(record, 403, "PERMISSION_DENIED", message, decision=DENIED)
         params = request.query_params
         try:
             unknown = set(params) - _PARAMS
@@ -72,13 +70,9 @@ class ChargebackApi:
             start, end = parse_bound(params["from"], "from"), parse_bound(params["to"], "to")
             report = await report_from(self.store, by=params.get("by", "cost_center"), start=start, end=end)
         except ReportError as error:
-            record.decision, record.reason, record.error_name, record.error_message = (
-                FAILED, str(error), "INVALID_FUNCTION_ARGUMENT", str(error))
-            return json_error(400, "INVALID_FUNCTION_ARGUMENT", str(error))
+            return refuse(record, 400, "INVALID_FUNCTION_ARGUMENT", str(error), decision=FAILED)
         except StoreUnavailable:
             message = "The audit store (which holds the cost ledger) is unavailable"
-            record.decision, record.reason, record.error_name, record.error_message = (
-                FAILED, message, "AUDIT_UNAVAILABLE", message)
-            return json_error(503, "AUDIT_UNAVAILABLE", message)
+            return refuse(record, 503, "AUDIT_UNAVAILABLE", message, decision=FAILED)
         record.decision, record.reason, record.row_count = SUCCESS, "finance group", len(report.lines)
         return JSONResponse(report.to_dict())
