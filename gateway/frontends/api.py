@@ -10,8 +10,6 @@ Every call is itself audited (frontend `api`), allowed or not.
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -19,11 +17,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.audit.record import DENIED, FAILED, SUCCESS, AuditRecord, utc_now
+from gateway.audit.record import DENIED, FAILED, SUCCESS, AuditRecord
 from gateway.audit.search import Search, SearchError, parse_time
 from gateway.audit.setup import AUDIT_CATALOG
 from gateway.audit.stores import AuditStore, StoreUnavailable
-from gateway.frontends.api_common import authenticated, refuse
+from gateway.frontends.api_common import audited, authenticated, refuse
 from gateway.identity import Identity
 from gateway.pipeline import Pipeline
 from gateway.policy.decide import decide_table
@@ -40,23 +38,14 @@ class AuditApi:
         return [Route("/api/audit", self.audit, methods=["GET"])]
 
     async def audit(self, request: Request) -> Response:
-        client = request.client.host if request.client else None
-        source = request.headers.get("x-trino-source")
         identity = await authenticated(request, self.pipeline)
         if isinstance(identity, Response):
             return identity
-        started = datetime.now(UTC)
-        record = AuditRecord(event_id=uuid.uuid4().hex, received_at=utc_now(), finished_at="",
-                             user_name=identity.user, user_groups=sorted(identity.groups),
-                             auth_method=identity.auth_method, client_address=client, source=source, frontend="api",
-                             sql=f"GET /api/audit?{request.url.query}", statement_type="audit_api",
+        source = request.headers.get("x-trino-source")
+        return await audited(request, self.pipeline, identity, statement_type="audit_api",
+                             answer=lambda record: self._answer(request, identity, source, record),
                              tables_read=[AUDIT_TABLE], columns_read={AUDIT_TABLE: []},
-                             policy_version=self.pipeline.policies.current.version, cost_center=identity.cost_center)
-        response = await self._answer(request, identity, source, record)
-        record.finished_at = utc_now()
-        record.execution_ms = round((datetime.now(UTC) - started).total_seconds() * 1000, 3)
-        self.pipeline.audit.append(record)  # journaled before the response leaves
-        return response
+                             policy_version=self.pipeline.policies.current.version)
 
     async def _answer(self, request: Request, identity: Identity, source: str | None,
                       record: AuditRecord) -> Response:

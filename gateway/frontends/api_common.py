@@ -1,12 +1,17 @@
-"""What every JSON admin endpoint shares: authenticating the caller as the Trino endpoint does, and one
-error body shape."""
+"""What every JSON admin endpoint shares: authenticating the caller as the Trino endpoint does, auditing the
+call, and one error body shape."""
 
 from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from gateway.audit.record import FAILED, AuditRecord
+from gateway.audit.record import FAILED, AuditRecord, utc_now
 from gateway.errors import AuthenticationFailed
 from gateway.frontends.trino_headers import credentials_from_headers
 from gateway.identity import Identity
@@ -30,3 +35,22 @@ async def authenticated(request: Request, pipeline: Pipeline) -> Identity | Resp
         return await pipeline.authenticate(credentials_from_headers(request.headers, client_address=client))
     except AuthenticationFailed as failure:
         return json_error(401, "PERMISSION_DENIED", failure.message)
+
+
+async def audited(request: Request, pipeline: Pipeline, identity: Identity, *, statement_type: str,
+                  answer: Callable[[AuditRecord], Awaitable[Response]], **fields: Any) -> Response:
+    """Run `answer` for an authenticated API call and journal its audit record (before the response leaves).
+    `answer` fills in the outcome; `fields` are record fields known up front (tables read, ...)."""
+    started = datetime.now(UTC)
+    record = AuditRecord(event_id=uuid.uuid4().hex, received_at=utc_now(), finished_at="",
+                         user_name=identity.user, user_groups=sorted(identity.groups),
+                         auth_method=identity.auth_method,
+                         client_address=request.client.host if request.client else None,
+                         source=request.headers.get("x-trino-source"), frontend="api",
+                         sql=f"{request.method} {request.url.path}?{request.url.query}",
+                         statement_type=statement_type, cost_center=identity.cost_center, **fields)
+    response = await answer(record)
+    record.finished_at = utc_now()
+    record.execution_ms = round((datetime.now(UTC) - started).total_seconds() * 1000, 3)
+    pipeline.audit.append(record)
+    return response

@@ -9,19 +9,17 @@ groups in `cost.finance_groups` (default finance, admins); others get 403. Every
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Collection
-from datetime import UTC, datetime
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.audit.record import DENIED, FAILED, SUCCESS, AuditRecord, utc_now
+from gateway.audit.record import DENIED, FAILED, SUCCESS, AuditRecord
 from gateway.audit.stores import AuditStore, StoreUnavailable
 from gateway.cost.cli import report_from
 from gateway.cost.report import ReportError, parse_bound
-from gateway.frontends.api_common import authenticated, refuse
+from gateway.frontends.api_common import audited, authenticated, refuse
 from gateway.identity import Identity
 from gateway.pipeline import Pipeline
 
@@ -41,19 +39,8 @@ class ChargebackApi:
         identity = await authenticated(request, self.pipeline)
         if isinstance(identity, Response):
             return identity
-        started = datetime.now(UTC)
-        record = AuditRecord(event_id=uuid.uuid4().hex, received_at=utc_now(), finished_at="",
-                             user_name=identity.user, user_groups=sorted(identity.groups),
-                             auth_method=identity.auth_method,
-                             client_address=request.client.host if request.client else None,
-                             source=request.headers.get("x-trino-source"), frontend="api",
-                             sql=f"GET /api/chargeback?{request.url.query}", statement_type="chargeback_api",
-                             cost_center=identity.cost_center)
-        response = await self._answer(request, identity, record)
-        record.finished_at = utc_now()
-        record.execution_ms = round((datetime.now(UTC) - started).total_seconds() * 1000, 3)
-        self.pipeline.audit.append(record)
-        return response
+        return await audited(request, self.pipeline, identity, statement_type="chargeback_api",
+                             answer=lambda record: self._answer(request, identity, record))
 
     async def _answer(self, request: Request, identity: Identity, record: AuditRecord) -> Response:
         if not identity.groups & self.finance_groups:
