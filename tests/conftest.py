@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,15 @@ from typing import Any
 import duckdb
 import httpx
 import pytest
+import redis
+import sqlglot
 import yaml
+from sqlglot import exp
+from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
+from sqlglot.optimizer.qualify_tables import qualify_tables
 
 from gateway.demo import TPCH_TABLES, build_demo_database
+from tests.idp import IdP
 
 
 def free_port() -> int:
@@ -107,6 +114,47 @@ def tpch_in_memory(database: Path) -> tuple[duckdb.DuckDBPyConnection, dict[str,
     for catalog, db, table, column, data_type in rows:
         schema.setdefault(catalog, {}).setdefault(db, {}).setdefault(table, {})[column] = data_type
     return connection, schema
+
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def redis_available() -> bool:
+    try:
+        with redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1) as client:
+            return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+
+needs_redis = pytest.mark.skipif(not redis_available(), reason="needs Redis on 127.0.0.1:6379")
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    """A key prefix of this test's own in the shared Redis; its keys are deleted afterwards."""
+    prefix = f"test:{uuid.uuid4().hex}:"
+    yield prefix
+    with redis.Redis.from_url(REDIS_URL) as client:
+        keys = list(client.scan_iter(match=prefix + "*"))
+        if keys:
+            client.delete(*keys)
+
+
+def prepare(sql: str) -> exp.Expr:
+    """What the gateway does before rewriting: parse, normalize, qualify to the session's catalog/schema."""
+    tree = normalize_identifiers(sqlglot.parse_one(sql, read="trino"), dialect="trino")
+    return qualify_tables(tree, catalog="demo", db="tpch", dialect="trino")
+
+
+@pytest.fixture(scope="module")
+def idp() -> Iterator[IdP]:
+    """A local identity provider serving a JWKS with an RSA key (rsa-1) and an EC key (ec-1)."""
+    provider = IdP()
+    provider.add_key("rsa-1", "rsa")
+    provider.add_key("ec-1", "ec")
+    yield provider
+    provider.close()
 
 
 @pytest.fixture(scope="session")

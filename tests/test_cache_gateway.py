@@ -9,13 +9,11 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 import trino
 import yaml
 
@@ -39,17 +37,6 @@ def hits(gateway: GatewayProcess) -> float:
 
 def backend_runs(gateway: GatewayProcess) -> float:
     return gateway.metric("gateway_backend_execution_seconds_count", 'backend="demo"')
-
-
-@pytest.fixture
-def redis_prefix() -> Iterator[str]:
-    prefix = f"test:{uuid.uuid4().hex}:"
-    yield prefix
-    client = redis.Redis()
-    keys = list(client.scan_iter(match=prefix + "*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 @pytest.fixture

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-import redis
 import sqlglot
 
 from gateway import types as t
@@ -18,20 +15,15 @@ from gateway.cache.codec import decode_result, encode_result
 from gateway.cache.key import cache_key, is_deterministic
 from gateway.cache.store import ResultCache
 from gateway.metrics import Metrics
+from tests.conftest import REDIS_URL
 
-REDIS = "redis://127.0.0.1:6379/0"
+REDIS = REDIS_URL
 COLUMNS = (Column("k", t.BIGINT), Column("v", t.VARCHAR))
 
 
 @pytest.fixture
-def prefix() -> AsyncIterator[str]:
-    value = f"test:{uuid.uuid4().hex}:"
-    yield value  # type: ignore[misc]
-    client = redis.Redis.from_url(REDIS)
-    keys = list(client.scan_iter(match=value + "*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
+def prefix(redis_prefix: str) -> str:
+    return redis_prefix
 
 
 def run(coroutine):  # type: ignore[no-untyped-def]

@@ -10,7 +10,6 @@ import shutil
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -354,10 +353,9 @@ budgets:
 """
 
 
-def test_budget_counters_and_alerts_are_shared_across_replicas(demo_database: Path, tmp_path: Path) -> None:
-    import redis as redis_client
-
-    prefix = f"test:cost:{uuid.uuid4().hex}:"
+def test_budget_counters_and_alerts_are_shared_across_replicas(demo_database: Path, tmp_path: Path,
+                                                              redis_prefix: str) -> None:
+    prefix = redis_prefix
     policies = tmp_path / "policies"
     shutil.copytree(POLICIES, policies)
     (policies / "cost.yaml").write_text(SHARED_COSTS)
@@ -391,8 +389,3 @@ def test_budget_counters_and_alerts_are_shared_across_replicas(demo_database: Pa
         for replica in replicas:
             replica.stop()
         webhook.close()
-        client = redis_client.Redis()
-        keys = list(client.scan_iter(match=prefix + "*"))
-        if keys:
-            client.delete(*keys)
-        client.close()

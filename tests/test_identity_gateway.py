@@ -23,15 +23,6 @@ from tests.idp import AUDIENCE, ISSUER, IdP, self_signed_cert
 
 
 @pytest.fixture(scope="module")
-def idp() -> Iterator[IdP]:
-    provider = IdP()
-    provider.add_key("rsa-1", "rsa")
-    provider.add_key("ec-1", "ec")
-    yield provider
-    provider.close()
-
-
-@pytest.fixture(scope="module")
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("identity")
 

@@ -7,7 +7,6 @@ import asyncio
 import base64
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import jwt
@@ -19,15 +18,6 @@ from gateway.identity.claims import claim, identity_from_claims
 from gateway.identity.jwks import JwksUnavailable, JwksUrl, parse_jwks
 from gateway.identity.jwt_verify import JwtVerifier
 from tests.idp import AUDIENCE, ISSUER, IdP, public_pem
-
-
-@pytest.fixture(scope="module")
-def idp() -> Iterator[IdP]:
-    provider = IdP()
-    provider.add_key("rsa-1", "rsa")
-    provider.add_key("ec-1", "ec")
-    yield provider
-    provider.close()
 
 
 def verifier(idp: IdP, **options: Any) -> JwtVerifier:

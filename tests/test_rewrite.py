@@ -17,14 +17,13 @@ import duckdb
 import pytest
 import sqlglot
 from sqlglot import exp
-from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
 from sqlglot.optimizer.qualify_tables import qualify_tables
 
 from gateway.errors import NotSupported, PermissionDenied
 from gateway.identity import Identity
 from gateway.policy import PolicySet, parse_policies
 from gateway.sql.rewrite import Catalog, RewriteResult, SecureViews, secure_rewrite
-from tests.conftest import tpch_in_memory
+from tests.conftest import prepare, tpch_in_memory
 
 TPCH_DIR = Path(__file__).resolve().parent / "tpch"
 TABLES = ("customer", "orders", "lineitem", "nation", "region", "part", "partsupp", "supplier")
@@ -123,12 +122,6 @@ class Warehouse:
             return self.con.execute(sqlglot.transpile(sql, read="trino", write="duckdb")[0]).fetchall()
         finally:
             self.con.execute("USE memory")
-
-
-def prepare(sql: str) -> exp.Expr:
-    """What the gateway does before rewriting: parse, normalize, qualify to the session's catalog/schema."""
-    tree = normalize_identifiers(sqlglot.parse_one(sql, read="trino"), dialect="trino")
-    return qualify_tables(tree, catalog="demo", db="tpch", dialect="trino")
 
 
 @pytest.fixture(scope="module")

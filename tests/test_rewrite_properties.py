@@ -22,17 +22,13 @@ from typing import Any
 
 import duckdb
 import pytest
-import sqlglot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlglot import exp
-from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
-from sqlglot.optimizer.qualify_tables import qualify_tables
 
 from gateway.identity import Identity
 from gateway.policy import PolicySet, load_dev_users, load_policies
 from gateway.sql.rewrite import Catalog, SecureViews, secure_rewrite
-from tests.conftest import tpch_in_memory
+from tests.conftest import prepare, tpch_in_memory
 
 POLICIES = Path(__file__).resolve().parent.parent / "policies"
 TABLES = ("customer", "orders", "nation", "region")
@@ -64,11 +60,6 @@ class Warehouse:
     raw_phones: tuple[str, ...]
     raw_names: tuple[str, ...]
     raw_acctbals: tuple[Decimal, ...]
-
-
-def prepare(sql: str) -> exp.Expr:
-    tree = normalize_identifiers(sqlglot.parse_one(sql, read="trino"), dialect="trino")
-    return qualify_tables(tree, catalog="demo", db="tpch", dialect="trino")
 
 
 @pytest.fixture(scope="module")

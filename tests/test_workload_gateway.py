@@ -9,17 +9,15 @@ import shutil
 import signal
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import redis
 import trino
 
-from tests.conftest import POLICIES, GatewayProcess, demo_config
+from tests.conftest import POLICIES, REDIS_URL, GatewayProcess, demo_config, needs_redis
 
 _unique = itertools.count(1)
 
@@ -34,7 +32,6 @@ def fast_sql() -> str:
     return f"SELECT count(*) FROM nation WHERE n_nationkey > -{next(_unique)}"
 
 
-REDIS = "redis://127.0.0.1:6379/0"
 
 WORKLOAD = """
 resource_groups:
@@ -280,30 +277,9 @@ def test_a_free_slot_goes_to_the_highest_priority_waiter(demo_database: Path, tm
 # --- two replicas sharing Redis ----------------------------------------------------------------------------
 
 
-def redis_available() -> bool:
-    try:
-        with redis.Redis.from_url(REDIS, socket_connect_timeout=1) as client:
-            return bool(client.ping())
-    except redis.RedisError:
-        return False
-
-
-needs_redis = pytest.mark.skipif(not redis_available(), reason="needs Redis on 127.0.0.1:6379")
-
-
-@pytest.fixture
-def redis_prefix() -> Iterator[str]:
-    prefix = f"test:workload:{uuid.uuid4().hex[:8]}:"
-    yield prefix
-    with redis.Redis.from_url(REDIS) as client:
-        keys = list(client.scan_iter(f"{prefix}*"))
-        if keys:
-            client.delete(*keys)
-
-
 def replica(workdir: Path, database: Path, prefix: str, lease: float = 10.0) -> GatewayProcess:
     return start_gateway(workdir, database, SHARED, protocol={"max_wait_seconds": 0.2},
-                         workload={"redis": REDIS, "key_prefix": prefix, "lease_seconds": lease,
+                         workload={"redis": REDIS_URL, "key_prefix": prefix, "lease_seconds": lease,
                                    "poll_seconds": 0.02})
 
 

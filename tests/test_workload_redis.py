@@ -9,26 +9,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import pytest
-import redis
 
 from gateway.errors import InsufficientResources
 from gateway.metrics import Metrics
 from gateway.workload.model import ResourceGroup, Selector
 from gateway.workload.redis_slots import RedisSlots
 from gateway.workload.slots import Ticket
+from tests.conftest import REDIS_URL, needs_redis
 
-REDIS = "redis://127.0.0.1:6379/0"
-
-
-def redis_available() -> bool:
-    try:
-        with redis.Redis.from_url(REDIS, socket_connect_timeout=1) as client:
-            return bool(client.ping())
-    except redis.RedisError:
-        return False
-
-
-pytestmark = pytest.mark.skipif(not redis_available(), reason="needs Redis on 127.0.0.1:6379")
+REDIS = REDIS_URL
+pytestmark = needs_redis
 
 
 def group(name: str, *, priority: int = 0, concurrency: int = 1, queued: int = 10) -> ResourceGroup:
@@ -37,13 +27,8 @@ def group(name: str, *, priority: int = 0, concurrency: int = 1, queued: int = 1
 
 
 @pytest.fixture
-def prefix() -> object:
-    value = f"test:workload:{uuid.uuid4().hex[:8]}:"
-    yield value
-    with redis.Redis.from_url(REDIS) as client:
-        keys = list(client.scan_iter(f"{value}*"))
-        if keys:
-            client.delete(*keys)
+def prefix(redis_prefix: str) -> str:
+    return redis_prefix
 
 
 @asynccontextmanager
