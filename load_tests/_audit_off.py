@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import sys
 
+from gateway.audit.record import AuditRecord
 from gateway.audit.trail import AuditTrail
+from gateway.cost.model import Charge
 from gateway.cli import main
 
 
-def _skip(self: AuditTrail, record: object) -> None:
+def _skip(self: AuditTrail, record: AuditRecord, charge: Charge | None = None) -> None:
     return None
 
 

@@ -2,99 +2,22 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import duckdb
-import httpx
 import pytest
 import redis
 import sqlglot
-import yaml
 from sqlglot import exp
 from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
 from sqlglot.optimizer.qualify_tables import qualify_tables
 
 from gateway.demo import TPCH_TABLES, build_demo_database
+from gateway.testing import GatewayProcess
 from tests.idp import IdP
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class GatewayProcess:
-    """`gateway serve` in a subprocess, with its own config file and log."""
-
-    def __init__(self, workdir: Path, config: dict[str, Any], env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
-        self.host = "127.0.0.1"
-        config = {**config, "server": {"host": self.host, "port": self.port, **config.get("server", {})}}
-        self.scheme = "https" if config["server"].get("tls") else "http"
-        self.config_path = workdir / f"gateway-{self.port}.yaml"
-        self.config_path.write_text(yaml.safe_dump(config))
-        self.log_path = workdir / f"gateway-{self.port}.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "serve", "--config", str(self.config_path)],
-            stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
-        )
-        self._wait_ready()
-
-    @property
-    def url(self) -> str:
-        return f"{self.scheme}://{self.host}:{self.port}"
-
-    def _wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"gateway exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                if httpx.get(f"{self.url}/health/ready", timeout=1, verify=False).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"gateway did not become ready:\n{self.log()}")
-
-    def log(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def metric(self, name: str, labels: str = "") -> float:
-        """Sum of a metric's samples whose label text contains `labels`."""
-        text = httpx.get(f"{self.url}/metrics", timeout=5, verify=False).text
-        total = 0.0
-        found = False
-        for line in text.splitlines():
-            if line.startswith(name) and (line[len(name)] in " {") and labels in line:
-                total += float(line.rsplit(" ", 1)[1])
-                found = True
-        if not found:
-            raise KeyError(f"metric {name}{{{labels}}} not exposed")
-        return total
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
-        return self.process.returncode
 
 
 def tpch_in_memory(database: Path) -> tuple[duckdb.DuckDBPyConnection, dict[str, dict[str, dict[str, dict[str, str]]]]]:

@@ -17,7 +17,8 @@ import pytest
 import trino
 import yaml
 
-from tests.conftest import POLICIES, GatewayProcess, demo_config, free_port
+from gateway.testing import free_port
+from tests.conftest import POLICIES, GatewayProcess, demo_config
 
 SLOW = ("SELECT count(*) FROM lineitem a JOIN lineitem b ON a.l_suppkey = b.l_suppkey "
         "WHERE a.l_comment < b.l_comment")

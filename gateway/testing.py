@@ -1,0 +1,110 @@
+"""A real gateway in a subprocess on a free loopback port, for the test suite and the load tests.
+
+Like starlette's TestClient this ships with the package but is never imported by the server. Each process
+gets its own config file and log in `workdir`; `stop()` sends SIGTERM (a graceful drain) and kills only if
+the process does not exit in time.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+import httpx
+import yaml
+
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+class GatewayProcess:
+    def __init__(self, workdir: Path, config: dict[str, Any], *, env: dict[str, str] | None = None,
+                 module: str = "gateway.cli", cwd: Path | None = None, ready_timeout: float = 60.0) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.host = HOST
+        self.port = free_port()
+        config = {**config, "server": {**config.get("server", {}), "host": self.host, "port": self.port}}
+        self.scheme = "https" if config["server"].get("tls") else "http"
+        self.config_path = workdir / f"gateway-{self.port}.yaml"
+        self.config_path.write_text(yaml.safe_dump(config))
+        self.log_path = workdir / f"gateway-{self.port}.log"
+        self._log: IO[bytes] = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", module, "serve", "--config", str(self.config_path)],
+            stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=cwd,
+        )
+        try:
+            self._wait_ready(ready_timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{self.host}:{self.port}"
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gateway exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.url}/health/ready", timeout=1, verify=False).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"gateway did not become ready in {timeout:.0f}s:\n{self.log()}")
+
+    def version(self) -> str:
+        info = httpx.get(f"{self.url}/v1/info", timeout=5, verify=False).json()
+        return str(info["nodeVersion"]["version"])
+
+    def log(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def metric(self, name: str, labels: str = "") -> float:
+        """Sum of a metric's samples whose label text contains `labels`."""
+        text = httpx.get(f"{self.url}/metrics", timeout=5, verify=False).text
+        total = 0.0
+        found = False
+        for line in text.splitlines():
+            if line.startswith(name) and (line[len(name)] in " {") and labels in line:
+                total += float(line.rsplit(" ", 1)[1])
+                found = True
+        if not found:
+            raise KeyError(f"metric {name}{{{labels}}} not exposed")
+        return total
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if not self._log.closed:
+            self._log.close()
+        return self.process.returncode
+
+    def __enter__(self) -> GatewayProcess:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.stop()
