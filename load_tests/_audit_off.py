@@ -11,8 +11,8 @@ import sys
 
 from gateway.audit.record import AuditRecord
 from gateway.audit.trail import AuditTrail
-from gateway.cost.model import Charge
 from gateway.cli import main
+from gateway.cost.model import Charge
 
 
 def _skip(self: AuditTrail, record: AuditRecord, charge: Charge | None = None) -> None:
