@@ -44,6 +44,7 @@ from gateway.frontends.trino_http import TrinoFrontend
 from gateway.frontends.trino_queries import QueryRegistry
 from gateway.identity import Authenticator, Identity
 from gateway.identity.setup import build_authenticator as build_identity
+from gateway.mask_key import load_mask_key
 from gateway.metadata import CatalogService
 from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline
@@ -142,8 +143,9 @@ class Gateway:
             types = {b.name: b.type for b in settings.backends} | {AUDIT_CATALOG: self.audit_backend.dialect}
             meter = Meter(costs=lambda: self.costs.current, tables=lambda: self.policies.current,
                           backend_types=types, on_charge=self._charged)
-        planner = Planner(backends=catalogs,
-                          default_catalog=settings.default_catalog, version=__version__, metrics=self.metrics)
+        self.mask_key = load_mask_key(key_env=settings.masking.key_env, key_file=settings.masking.key_file)
+        planner = Planner(backends=catalogs, default_catalog=settings.default_catalog, version=__version__,
+                          metrics=self.metrics, mask_key=self.mask_key)
         self.cache = build_cache(settings, self.metrics)
         self.pipeline = Pipeline(authenticator=build_authenticator(settings, self.metrics), catalog=self.catalog,
                                  policies=self.policies, planner=planner, backends=catalogs,

@@ -12,6 +12,7 @@ from gateway import __version__
 from gateway.config import ConfigError, Settings, load_settings
 from gateway.identity.jwks import JwksUnavailable
 from gateway.logs import configure_logging
+from gateway.mask_key import MaskKeyError
 from gateway.policy.load import PolicyError
 
 log = logging.getLogger("gateway")
@@ -145,6 +146,9 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     except JwksUnavailable as error:
         print(f"refusing to start: identity.jwt.jwks_file: {error}", file=sys.stderr)
+        return 2
+    except MaskKeyError as error:
+        print(f"refusing to start: {error}", file=sys.stderr)
         return 2
     _announce(settings)
     draining_server.run()

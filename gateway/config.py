@@ -199,6 +199,14 @@ class CacheSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class MaskingSettings:
+    """Where the secret that keys hash masks comes from (gateway/mask_key.py). Never the secret itself."""
+
+    key_env: str | None = None  # name of an environment variable holding the key (wins over key_file)
+    key_file: Path = Path("data/mask.key")  # created with a random key (mode 0600) when missing
+
+
+@dataclass(frozen=True, kw_only=True)
 class CostSettings:
     """Cost metering, budgets and chargeback (gateway/cost/); rates and budgets are in policies/cost.yaml."""
 
@@ -232,6 +240,7 @@ class Settings:
     workload: WorkloadSettings = field(default_factory=WorkloadSettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
     cost: CostSettings = field(default_factory=CostSettings)
+    masking: MaskingSettings = field(default_factory=MaskingSettings)
 
     @property
     def default_catalog(self) -> str:
@@ -727,8 +736,22 @@ def _cost(r: _Reader, data: Mapping[str, Any]) -> CostSettings:
     )
 
 
+def _environment_name(value: Any) -> str | None:
+    return None if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value) else "must be an environment variable name"
+
+
+def _masking(r: _Reader, data: Mapping[str, Any]) -> MaskingSettings:
+    p = ("masking",)
+    s = r.section(data, p, {"key_env", "key_file"})
+    d = MaskingSettings()
+    return MaskingSettings(
+        key_env=r.get(s, (*p, "key_env"), str, None, _environment_name),
+        key_file=r.get(s, (*p, "key_file"), Path, r.base / d.key_file),
+    )
+
+
 SECTIONS = {"server", "protocol", "backends", "policies", "identity", "logging", "metadata", "audit", "workload",
-            "cache", "cost"}
+            "cache", "cost", "masking"}
 
 
 def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -760,6 +783,7 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
         workload=_workload(reader, data),
         cache=_cache(reader, data),
         cost=_cost(reader, data),
+        masking=_masking(reader, data),
     )
     if errors:
         raise ConfigError(errors)

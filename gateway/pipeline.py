@@ -276,7 +276,7 @@ class QueryRun:
                                    client_tags=self.session.client_tags,
                                    query_type=QUERY_TYPES.get(plan.statement_kind, "SELECT"), sql=self.sql)
         self.admission = workload.enter(request, self.cancel)
-        backend, sql = self.pipeline.backends[plan.target], plan.sql
+        backend, sql = self.pipeline.backends[plan.target], self.pipeline.planner.mask_key.reveal(plan.sql)
         await workload.admit(self.admission, lambda: backend.estimate_scan_bytes(sql))
 
     async def _execute(self, target: str, sql: str) -> Execution:
@@ -284,7 +284,8 @@ class QueryRun:
         if target == METADATA_TARGET:
             self._execution = self.pipeline.catalog.current.engine.execution(sql)
         else:
-            self._execution = self.pipeline.backends[target].execution(sql)
+            # The only place planned SQL becomes runnable: the mask key replaces its sentinel here.
+            self._execution = self.pipeline.backends[target].execution(self.pipeline.planner.mask_key.reveal(sql))
             self.target = target
             self.pipeline.metrics.backend_running.labels(target).inc()
         await self._execution.start()
@@ -327,6 +328,9 @@ class QueryRun:
             return
         self._finished = True
         self.finished_at = time.perf_counter()
+        if error is not None:
+            # A backend message may quote the SQL it ran, which holds the mask key.
+            error.message = self.pipeline.planner.mask_key.redact(error.message)
         self.error = error
         self.state = QueryState.FAILED if error is not None else QueryState.FINISHED
         if self.admission is not None:
@@ -395,7 +399,7 @@ class QueryRun:
             catalog_name=session.catalog,
             schema_name=session.schema,
             sql=redact_sql(self.sql) if redact else self.sql,
-            rewritten_sql=(redact_sql(plan.sql, dialect) if redact else plan.sql) if plan is not None else None,
+            rewritten_sql=self._shown_sql(plan, dialect, redact),
             statement_type=kind,
             tables_read=[str(t) for t in plan.tables] if plan is not None else tables_named(
                 self.sql, catalog=session.catalog, schema=session.schema) if error is not None and len(
@@ -417,6 +421,13 @@ class QueryRun:
             resource_group=self.admission.group.name if self.admission is not None else None,
             queue_wait_ms=round(self.admission.queued_seconds * 1000, 3) if self.admission is not None else None,
         )
+
+    def _shown_sql(self, plan: Plan | None, dialect: str, redact: bool) -> str | None:
+        """The planned SQL as audit records keep it: the mask key's sentinel named, never valid."""
+        if plan is None or plan.sql is None:
+            return None
+        shown = self.pipeline.planner.mask_key.display(plan.sql)
+        return redact_sql(shown, dialect) if redact else shown
 
     def _log_fields(self, kind: str, error: GatewayError | None) -> dict[str, object]:
         stats = self.stats

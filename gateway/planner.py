@@ -27,6 +27,7 @@ from gateway.cache.key import is_deterministic
 from gateway.catalog import CatalogSnapshot, TableName
 from gateway.errors import InternalError, NotFound, NotSupported, PermissionDenied, UserError
 from gateway.identity import Identity
+from gateway.mask_key import MaskKey
 from gateway.metrics import Metrics
 from gateway.policy.decide import decide_table
 from gateway.policy.model import PolicySet
@@ -79,8 +80,9 @@ class PolicyContext:
 
 class Planner:
     def __init__(self, *, backends: Mapping[str, Backend], default_catalog: str, version: str, metrics: Metrics,
-                 cache_size: int = 4096) -> None:
+                 mask_key: MaskKey, cache_size: int = 4096) -> None:
         self.backends = backends  # read for their dialect and catalog name only
+        self.mask_key = mask_key  # plans carry its sentinel, never the key (MaskKey.reveal at execution)
         self.default_catalog = default_catalog
         self.version = version
         self.metrics = metrics
@@ -199,6 +201,7 @@ class _Planning:
         deterministic = is_deterministic(resolved.tree)  # the user's SQL; policy SQL is the admin's
         rewritten = secure_rewrite(resolved.tree, identity=self.identity, policy=policy,
                                    schema=self.snapshot.column_types(), source=session.source, dialect=dialect,
+                                   hash_key=planner.mask_key.sentinel(policy.mask_key_version),
                                    views=self.policy.views, copy=False)  # this planning owns the tree
         sql = to_backend_sql(rewritten.tree, dialect=dialect, session=values, metadata=None,
                              backend_catalog=backend.sql_catalog, copy=False)

@@ -21,6 +21,7 @@ from gateway.catalog import CatalogSnapshot
 from gateway.config import Settings
 from gateway.errors import GatewayError
 from gateway.identity import Identity
+from gateway.mask_key import load_mask_key
 from gateway.metadata import build_metadata
 from gateway.metrics import Metrics
 from gateway.planner import Planner, PolicyContext
@@ -127,8 +128,9 @@ def explain(settings: Settings, args: argparse.Namespace) -> int:
     else:
         identity = known
     catalog = _catalog(settings)
+    mask_key = load_mask_key(key_env=settings.masking.key_env, key_file=settings.masking.key_file)
     planner = Planner(backends=catalog.backends, default_catalog=settings.default_catalog, version=__version__,
-                      metrics=Metrics())
+                      metrics=Metrics(), mask_key=mask_key)
     attributes = ", ".join(f"{k}={v!r}" for k, v in identity.attributes.items())
     print(f"identity: user={identity.user} groups={sorted(identity.groups)} attributes={{{attributes}}} "
           f"source={args.source}")
@@ -145,7 +147,7 @@ def explain(settings: Settings, args: argparse.Namespace) -> int:
     for rule in plan.rules:
         print(f"rule: {rule}")
     if plan.sql is not None:
-        print(f"target: {plan.target}\nsql: {plan.sql}")
+        print(f"target: {plan.target}\nsql: {mask_key.display(plan.sql)}")
     elif plan.change is not None:
         print(f"session change: {plan.change}")
     return 0

@@ -20,6 +20,7 @@ from gateway.backends.base import Table
 from gateway.backends.duckdb import DuckDBBackend
 from gateway.catalog import CatalogSnapshot
 from gateway.identity import Identity
+from gateway.mask_key import MaskKey
 from gateway.metadata import build_metadata
 from gateway.metrics import Metrics
 from gateway.planner import Planner, PolicyContext
@@ -94,7 +95,7 @@ def main() -> None:
 
     def planner(cache_size: int) -> Planner:
         return Planner(backends={"demo": backend}, default_catalog="demo", version=__version__, metrics=Metrics(),
-                       cache_size=cache_size)
+                       mask_key=MaskKey.generate(), cache_size=cache_size)
 
     print(f"gateway {__version__}: planning per TPC-H query for {args.user} "
           f"(groups {sorted(identity.groups)}), {args.repeat} runs each, times in ms")

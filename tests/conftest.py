@@ -16,6 +16,7 @@ from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
 from sqlglot.optimizer.qualify_tables import qualify_tables
 
 from gateway.demo import TPCH_TABLES, build_demo_database
+from gateway.mask_key import MaskKey
 from gateway.testing import GatewayProcess
 from tests.idp import IdP
 
@@ -114,3 +115,14 @@ def connect(gateway: GatewayProcess) -> Any:
         return trino.dbapi.connect(**options)
 
     return make
+
+
+def keyed_hash_sql(key: str, column: str) -> str:
+    """DuckDB SQL for the gateway's keyed hash mask of `column` with derived key `key` (gateway/sql/masks.py)."""
+    return f"sha256('{key}' || sha256('{key}' || CAST({column} AS VARCHAR)))"
+
+
+def gateway_hash_key(process: GatewayProcess, version: int = 1) -> str:
+    """The derived hash key of a test gateway, from the mask key file it created in its workdir."""
+    secret = (process.config_path.parent / "data" / "mask.key").read_bytes().strip()
+    return MaskKey(secret, source="test").derived_key(version)

@@ -19,7 +19,7 @@ import pytest
 import sqlglot
 from trino.exceptions import TrinoUserError
 
-from tests.conftest import POLICIES, GatewayProcess, demo_config
+from tests.conftest import POLICIES, GatewayProcess, demo_config, gateway_hash_key, keyed_hash_sql
 
 TPCH = sorted((Path(__file__).parent / "tpch").glob("q*.sql"))
 TABLES = ("customer", "orders", "lineitem", "nation", "region", "part", "partsupp", "supplier")
@@ -27,7 +27,7 @@ NATIONS = {"alice": "1, 2, 3", "bob": "6, 7", "sam": "1, 2, 3"}
 CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 
-def oracle_views(user: str) -> dict[str, str]:
+def oracle_views(user: str, key: str) -> dict[str, str]:
     """What policies/tables.yaml lets `user` see, as plain DuckDB views over demo.tpch."""
     if user == "admin":
         return {t: f"SELECT * FROM demo.tpch.{t}" for t in TABLES}
@@ -37,24 +37,26 @@ def oracle_views(user: str) -> dict[str, str]:
         f"'{'x' * len(CHARS)}') || right(c_phone, 4) ELSE c_phone END")
     views = {t: f"SELECT * FROM demo.tpch.{t}" for t in TABLES}
     views["customer"] = (
-        f"SELECT c_custkey, sha256(c_name) AS c_name, "
+        f"SELECT c_custkey, {keyed_hash_sql(key, 'c_name')} AS c_name, "
         f"translate(c_address, '{CHARS}', '{'x' * 52}{'n' * 10}') AS c_address, c_nationkey, {phone} AS c_phone, "
         f"CAST(round(c_acctbal, -3) AS DECIMAL(15,2)) AS c_acctbal, c_mktsegment, c_comment "
         f"FROM demo.tpch.customer WHERE c_nationkey IN ({nations})")
     views["orders"] = (
         "SELECT o_orderkey, o_custkey, o_orderstatus, o_totalprice, o_orderdate, o_orderpriority, "
-        "'Clerk#' || substr(md5(o_clerk), 1, 9) AS o_clerk, o_shippriority, o_comment FROM demo.tpch.orders "
+        f"'Clerk#' || substr({keyed_hash_sql(key, 'o_clerk')}, 1, 9) AS o_clerk, o_shippriority, o_comment "
+        "FROM demo.tpch.orders "
         f"WHERE o_custkey IN (SELECT c_custkey FROM demo.tpch.customer WHERE c_nationkey IN ({nations}))")
     return views
 
 
 @pytest.fixture(scope="module")
-def oracle(demo_database: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+def oracle(demo_database: Path, gateway: GatewayProcess) -> Iterator[duckdb.DuckDBPyConnection]:
+    key = gateway_hash_key(gateway)
     connection = duckdb.connect()
     connection.execute(f"ATTACH '{demo_database}' AS demo (READ_ONLY)")
     for user in ("alice", "bob", "sam", "admin"):
         connection.execute(f"CREATE SCHEMA oracle_{user}")
-        for table, select in oracle_views(user).items():
+        for table, select in oracle_views(user, key).items():
             connection.execute(f"CREATE VIEW oracle_{user}.{table} AS {select}")
     yield connection
     connection.close()

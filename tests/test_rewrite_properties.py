@@ -345,7 +345,7 @@ def run(warehouse: Warehouse, sql: str, user: str) -> list[tuple[Any, ...]]:
         schema=warehouse.schema,
         source=None,
         dialect="duckdb",
-        views=warehouse.views,
+        views=warehouse.views, hash_key="gwmaskkey1xtest",
     )
     return warehouse.con.execute(result.tree.sql(dialect="duckdb")).fetchall()
 

@@ -37,7 +37,7 @@ from gateway.policy.model import (
     When,
 )
 
-POLICY_SECTIONS = frozenset({"tables", "masks", "classification_masks", "impersonation"})
+POLICY_SECTIONS = frozenset({"tables", "masks", "classification_masks", "impersonation", "mask_key_version"})
 FOREIGN_SECTIONS = frozenset({"users", "resource_groups", "capacity", "rates", "budgets", "cost_centers",
                               "cost_center_from"})
 
@@ -132,6 +132,7 @@ def parse_policies(texts: Mapping[str, str], *, foreign_sections: Collection[str
         classification_masks=MappingProxyType(classification_masks),
         version=content_hash(texts),
         impersonation=tuple(merged.impersonation),
+        mask_key_version=merged.mask_key_version[0] if merged.mask_key_version else 1,
     )
 
 
@@ -178,6 +179,7 @@ class _Merged:
     masks: dict[str, tuple[str | MaskRef, str]] = field(default_factory=dict)
     classification_masks: dict[str, tuple[str | MaskRef, When | None, str]] = field(default_factory=dict)
     impersonation: list[ImpersonationRule] = field(default_factory=list)  # in file order, then rule order
+    mask_key_version: tuple[int, str] | None = None  # the version, where it is set
 
 
 def _read_file(reader: NodeReader, root: yaml.Node, merged: _Merged, foreign_sections: Collection[str]) -> None:
@@ -213,10 +215,26 @@ def _read_file(reader: NodeReader, root: yaml.Node, merged: _Merged, foreign_sec
         unmask = reader.when(fields["unmask_when"]) if "unmask_when" in fields else None
         if spec is not None:
             merged.classification_masks[tag] = (spec, unmask, reader.location(node))
+    if (version_node := top.get("mask_key_version")) is not None:
+        _read_mask_key_version(reader, version_node, merged)
     for node in reader.sequence(top.get("impersonation"), "impersonation"):
         rule = _read_impersonation(reader, node)
         if rule is not None:
             merged.impersonation.append(rule)
+
+
+def _read_mask_key_version(reader: NodeReader, node: yaml.Node, merged: _Merged) -> None:
+    """`mask_key_version: N`: which key, derived from the deployment's mask secret, keys the hash masks.
+    Raising it rotates every keyed mask's values, as a reviewed policy change."""
+    version = reader.number(node, "mask_key_version")
+    if version is None:
+        return
+    if version != int(version) or not 1 <= version <= 1_000_000:
+        reader.error(node, "mask_key_version must be a whole number from 1 to 1000000")
+    elif merged.mask_key_version is not None:
+        reader.error(node, f"mask_key_version is already set at {merged.mask_key_version[1]}")
+    else:
+        merged.mask_key_version = (int(version), reader.location(node))
 
 
 def _read_impersonation(reader: NodeReader, node: yaml.Node) -> ImpersonationRule | None:

@@ -128,3 +128,4 @@ class PolicySet:
     classification_masks: Mapping[str, ClassificationMask]
     version: str
     impersonation: tuple[ImpersonationRule, ...] = ()  # first rule matching principal and user decides
+    mask_key_version: int = 1  # which derived key keys the hash masks (raising it rotates them)

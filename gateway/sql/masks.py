@@ -5,20 +5,26 @@ Built-ins are modelled on Apache Ranger's mask types:
     redact        letters -> 'x', digits -> 'n', everything else kept          (strings)
     last4/first4  all but the last/first 4 letters and digits -> 'x'           (strings)
     email_domain  'xxxx@domain'; NULL when the value has no '@'                (strings)
-    hash          lower-case hex SHA-256 of the value                          (strings)
+    hash          keyed hash: lower-case hex sha256(k || sha256(k || value)), k   (strings)
+                  derived from the deployment's mask key (gateway/mask_key.py)
     year_only     truncated to 1 January of its year                           (date, timestamp)
     null          NULL                                                         (any type)
 
 A mask keeps the column's type, so clients see the same schema whether or not they are masked: every result
 is CAST back to the column type. Where a built-in cannot keep the type (`last4` of a bigint) it yields a
 typed NULL instead, which reveals nothing. `{sql: "..."}` templates are admin-written SQL in the backend
-dialect, with `{column}` standing for the column; `:name` placeholders in them are bound later, with the
-row filter's.
+dialect, with `{column}` standing for the column and `gateway_hash(x)` for the keyed hash of any value;
+`:name` placeholders in them are bound later, with the row filter's.
+
+Which masks resist a dictionary attack: `hash`, `gateway_hash(...)`, `redact`, `null` and `{sql}` masks that
+only use those. Not: `last4`, `first4`, `email_domain`, `year_only`, which show part of the value by design,
+and `{sql}` templates over unkeyed md5/sha (anyone can hash candidate values and compare).
 """
 
 from __future__ import annotations
 
 import string
+from collections.abc import Callable
 
 import sqlglot
 from sqlglot import exp
@@ -40,18 +46,19 @@ def parse_type(trino_type: str) -> exp.DataType:
 
 
 def mask_expression(
-    mask: MaskRef, column: exp.Expr, column_type: exp.DataType, *, dialect: str
+    mask: MaskRef, column: exp.Expr, column_type: exp.DataType, *, dialect: str, hash_key: str
 ) -> tuple[exp.Expr, str]:
-    """The masked value of `column`, CAST to `column_type`, and how it was masked (for "rules applied")."""
+    """The masked value of `column`, CAST to `column_type`, and how it was masked (for "rules applied").
+    `hash_key` is the text standing for the hash key in planned SQL (the mask key's sentinel)."""
     if mask.sql is not None:
-        return _cast(_template(mask.sql, column, dialect), column_type), "sql"
+        return _cast(_template(mask.sql, column, dialect, hash_key), column_type), "sql"
     name = mask.builtin or "null"
     if name == "null":
         return _null(column_type), name
     build = _BY_TYPE.get((name, _kind(column_type)))
     if build is None:
         return _null(column_type), f"{name} (null: not applicable to {column_type.sql('trino')})"
-    return _cast(build(column), column_type), name
+    return _cast(build(column, hash_key), column_type), name
 
 
 def _kind(column_type: exp.DataType) -> str:
@@ -94,26 +101,35 @@ def _email_domain(column: exp.Expr) -> exp.Expr:
     return exp.Case(ifs=[exp.If(this=exp.GT(this=at, expression=_number(0)), true=masked)])
 
 
-def _hash(column: exp.Expr) -> exp.Expr:
-    return exp.SHA2(this=column.copy(), length=_number(256))
+def keyed_hash(value: exp.Expr, hash_key: str) -> exp.Expr:
+    """sha256(k || sha256(k || value)) in lower-case hex; NULL stays NULL."""
+    def sha256_keyed(text: exp.Expr) -> exp.Expr:
+        keyed = exp.DPipe(this=exp.Literal.string(hash_key), expression=text)
+        return exp.SHA2(this=keyed, length=_number(256))
+
+    return sha256_keyed(sha256_keyed(exp.Cast(this=value.copy(), to=exp.DataType.build("varchar"))))
 
 
 def _year(column: exp.Expr) -> exp.Expr:
     return exp.TimestampTrunc(this=column.copy(), unit=exp.var("YEAR"))
 
 
-_BY_TYPE = {
-    ("redact", "string"): _redact,
-    ("last4", "string"): _last4,
-    ("first4", "string"): _first4,
-    ("email_domain", "string"): _email_domain,
-    ("hash", "string"): _hash,
-    ("year_only", "date"): _year,
-    ("year_only", "timestamp"): _year,
+def _unkeyed(build: Callable[[exp.Expr], exp.Expr]) -> Callable[[exp.Expr, str], exp.Expr]:
+    return lambda column, _hash_key: build(column)
+
+
+_BY_TYPE: dict[tuple[str, str], Callable[[exp.Expr, str], exp.Expr]] = {
+    ("redact", "string"): _unkeyed(_redact),
+    ("last4", "string"): _unkeyed(_last4),
+    ("first4", "string"): _unkeyed(_first4),
+    ("email_domain", "string"): _unkeyed(_email_domain),
+    ("hash", "string"): keyed_hash,
+    ("year_only", "date"): _unkeyed(_year),
+    ("year_only", "timestamp"): _unkeyed(_year),
 }
 
 
-def _template(sql: str, column: exp.Expr, dialect: str) -> exp.Expr:
+def _template(sql: str, column: exp.Expr, dialect: str, hash_key: str) -> exp.Expr:
     # The column goes in as a node, not as text, so quoting in the column name cannot change the template.
     try:
         template = sqlglot.parse_one(sql.replace("{column}", _COLUMN_SENTINEL), read=dialect)
@@ -121,11 +137,21 @@ def _template(sql: str, column: exp.Expr, dialect: str) -> exp.Expr:
         raise MaskError(f"mask template {sql!r} does not parse: {exc}") from exc
     if isinstance(template, exp.Query | exp.Command | exp.DDL | exp.DML):
         raise MaskError(f"mask template {sql!r} must be an expression")
+    if hash_key in sql or "gwmaskkey" in sql.lower():
+        raise MaskError("mask templates cannot name the mask key")
     for ref in list(template.find_all(exp.Column)):
         if ref.name == _COLUMN_SENTINEL and not ref.table:
             ref.replace(column.copy())
     if isinstance(template, exp.Column) and template.name == _COLUMN_SENTINEL:
         return column.copy()
+    for call in list(template.find_all(exp.Anonymous)):
+        if call.name.lower() == "gateway_hash":
+            if len(call.expressions) != 1:
+                raise MaskError("gateway_hash takes one argument")
+            hashed = keyed_hash(call.expressions[0], hash_key)
+            if call is template:
+                return hashed
+            call.replace(hashed)
     return template
 
 

@@ -41,6 +41,7 @@ from gateway.identity import AttributeValue, Identity
 from gateway.policy.decide import TableDecision, decide_table
 from gateway.policy.model import PolicySet
 from gateway.sql.analyze import base_tables, table_name
+from gateway.sql.barrier import fenced, fenced_source, is_reserved
 from gateway.sql.masks import MaskError, mask_expression, parse_type
 
 # catalog -> schema -> table -> {column: Trino type text}, columns in table order
@@ -101,12 +102,13 @@ class SecureViews:
         self._templates: _Lru[_Template] = _Lru(max_entries)
         self._views: _Lru[_View] = _Lru(max_entries)
 
-    def _view(self, decision: TableDecision, schema: Catalog, identity: Identity, dialect: str) -> _View:
+    def _view(self, decision: TableDecision, schema: Catalog, identity: Identity, dialect: str,
+              hash_key: str) -> _View:
         columns = _columns(schema, decision.table)
-        template_key = (decision, columns, dialect)
+        template_key = (decision, columns, dialect, hash_key)
         template = self._templates.get(template_key)
         if template is None:
-            template = _build_template(decision, columns, schema, dialect)
+            template = _build_template(decision, columns, schema, dialect, hash_key)
             self._templates.put(template_key, template)
         facts = tuple((name, _typed(identity.attributes.get(name))) for name in template.attributes)
         view_key = (template_key, facts)
@@ -145,6 +147,7 @@ def secure_rewrite(
     schema: Catalog,
     source: str | None,
     dialect: str,
+    hash_key: str,
     views: SecureViews | None = None,
     copy: bool = True,
 ) -> RewriteResult:
@@ -153,7 +156,8 @@ def secure_rewrite(
     `tree` is a parsed query whose base tables the caller has qualified to catalog.schema.table with
     normalized identifiers; it is not modified unless `copy=False` (for a caller that owns the tree: copying
     is the largest part of a rewrite). `schema` lists the backend's columns; `source` is the client
-    application; `dialect` is the backend dialect, in which policy SQL is written. Raises `PermissionDenied`
+    application; `dialect` is the backend dialect, in which policy SQL is written; `hash_key` is the text
+standing for the mask key in planned SQL (`MaskKey.sentinel`). Raises `PermissionDenied`
     or `NotSupported`; never returns a partially protected query.
     """
     if not isinstance(tree, exp.Query):
@@ -176,7 +180,7 @@ def secure_rewrite(
             rules.append(f"access {name}: {decision.reason}")
         if decision.unrestricted:
             continue
-        view = views._view(decision, schema, identity, dialect)
+        view = views._view(decision, schema, identity, dialect, hash_key)
         for rule in view.rules:
             if rule not in rules:
                 rules.append(rule)
@@ -204,7 +208,7 @@ def _place(view: _View, table: exp.Table) -> exp.Subquery:
         raise NotSupported(f"{', '.join(sorted(extra))} on protected table {table_name(table)} is not supported")
     select = view.select.copy()
     if sample := table.args.get("sample"):
-        select.args["from_"].this.set("sample", sample.copy())
+        fenced_source(select).set("sample", sample.copy())
     alias = table.args.get("alias")
     # No alias means the table's own name qualifies its columns above, so the view takes that name.
     alias = alias.copy() if alias is not None else exp.TableAlias(this=table.this.copy())
@@ -224,7 +228,7 @@ def _columns(schema: Catalog, name: str) -> tuple[tuple[str, str], ...]:
 
 
 def _build_template(
-    decision: TableDecision, columns: tuple[tuple[str, str], ...], schema: Catalog, dialect: str
+    decision: TableDecision, columns: tuple[tuple[str, str], ...], schema: Catalog, dialect: str, hash_key: str
 ) -> _Template:
     catalog, db, name = decision.table.split(".")
     rules: list[str] = []
@@ -235,18 +239,22 @@ def _build_template(
         # The policy masks a column the table lacks: renamed? Deny rather than guess what is unprotected.
         raise PermissionDenied(f"policy for {decision.table} masks unknown column(s) {', '.join(unknown)}")
 
-    projections: list[exp.Expr] = []
+    projections: list[tuple[str, exp.Expr]] = []
     for column, trino_type in columns:
+        if is_reserved(column):
+            raise PermissionDenied(f"Cannot select from table {decision.table}: column {column} has a name "
+                                   "the gateway reserves")
         ref = exp.column(exp.to_identifier(column, quoted=True))
         mask = masks.get(column.lower())
         if mask is None:
-            projections.append(ref)
+            projections.append((column, ref))
             continue
         try:
-            masked, how = mask_expression(mask.mask, ref, parse_type(trino_type), dialect=dialect)
+            masked, how = mask_expression(mask.mask, ref, parse_type(trino_type), dialect=dialect,
+                                           hash_key=hash_key)
         except (MaskError, ParseError) as exc:
             raise PermissionDenied(f"mask for {decision.table}.{column} is invalid: {exc}") from exc
-        projections.append(exp.alias_(masked, exp.to_identifier(column, quoted=True)))
+        projections.append((column, masked))
         rules.append(f"mask {decision.table}.{column}:{how}")
 
     inner = exp.Table(
@@ -254,13 +262,14 @@ def _build_template(
         db=exp.to_identifier(db, quoted=True),
         catalog=exp.to_identifier(catalog, quoted=True),
     )
-    select = exp.select(*projections).from_(inner)
+    visible: exp.Expr | None = None
     if decision.no_rows:
-        select = select.where(exp.false())
+        visible = exp.false()
         rules.append(f"row_filter {decision.table}: no rule matches, no rows")
     elif decision.row_filter is not None:
-        select = select.where(_policy_sql(decision.row_filter.filter, dialect, decision.table))
+        visible = _policy_sql(decision.row_filter.filter, dialect, decision.table)
         rules.append(f"row_filter {decision.table} #{decision.row_filter_index}")
+    select = fenced(inner, [column for column, _ in columns], projections, visible)
 
     # Fully qualified, so a CTE the user names like a table in the filter cannot stand in for it.
     select = qualify_tables(select, catalog=catalog, db=db, dialect=dialect)
@@ -351,4 +360,7 @@ def _reject_forbidden(tree: exp.Expr) -> None:
 def check_view(decision: TableDecision, schema: Catalog, dialect: str) -> None:
     """Build the secure view `decision` describes, raising PermissionDenied for anything that would deny it
     at query time (unparseable filter, unknown column, mask not applicable). For `gateway policy check`."""
-    _build_template(decision, _columns(schema, decision.table), schema, dialect)
+    _build_template(decision, _columns(schema, decision.table), schema, dialect, CHECK_HASH_KEY)
+
+
+CHECK_HASH_KEY = "gwmaskkey0xpolicycheck"  # stands for the key where no query runs (policy check)

@@ -1,0 +1,134 @@
+"""The deployment secret that keys hash masks, and the only code that ever handles it.
+
+An unkeyed hash mask (`sha256(value)`, `md5(value)`) is reversible by dictionary: anyone can hash candidate
+values and join. So `hash` and `gateway_hash(...)` in mask templates are keyed:
+`sha256(k || sha256(k || value))` with `k` derived from the secret and the policies' `mask_key_version`
+(HMAC-SHA256), which no one without the secret can compute, and which the double hash keeps from length
+extension.
+
+The key must reach the backend inside the SQL (the only channel every engine has), yet the SQL is shown in
+EXPLAIN, `gateway explain`, audit records, logs and, in some engines, error messages. Planning therefore
+puts a *sentinel* in its place: a token that is itself derived from the secret (so no client can write one
+into a literal and have it replaced), carries the key version, and is unique to the key. Only the execute
+stage `reveal`s it, right before the SQL goes to the backend; everything that displays SQL shows
+`display`; any message coming back from the backend is passed through `redact`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+import secrets
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+
+_SENTINEL = re.compile(r"gwmaskkey(\d{1,7})x([0-9a-f]{24})")
+SHOWN_AS = "<mask key v{version}>"
+
+
+class MaskKey:
+    """Holds the secret; never printed (repr, str and logs show only a fingerprint)."""
+
+    def __init__(self, secret: bytes, *, source: str) -> None:
+        if len(secret) < 16:
+            raise ValueError("the mask key must be at least 16 bytes")
+        self._secret = secret
+        self.source = source  # where it came from (a file path, an environment variable name): for the log
+        self._revealed: dict[int, str] = {}  # version -> derived key, for redacting backend messages
+        self._lock = threading.Lock()
+
+    @classmethod
+    def generate(cls, *, source: str = "generated") -> MaskKey:
+        return cls(secrets.token_bytes(32), source=source)
+
+    @property
+    def fingerprint(self) -> str:
+        return hmac.new(self._secret, b"fingerprint", hashlib.sha256).hexdigest()[:12]
+
+    def __repr__(self) -> str:
+        return f"MaskKey(fingerprint={self.fingerprint!r}, source={self.source!r})"
+
+    __str__ = __repr__
+
+    def sentinel(self, version: int) -> str:
+        """What planning writes where the key of `version` goes."""
+        return f"gwmaskkey{version}x{self._tag(version)}"
+
+    def reveal(self, sql: str) -> str:
+        """`sql` as the backend must run it: every genuine sentinel replaced by its key."""
+        if "gwmaskkey" not in sql:
+            return sql
+        return _SENTINEL.sub(lambda m: self._key_for(m) or m.group(0), sql)
+
+    def display(self, text: str) -> str:
+        """`text` (planned SQL) as it may be shown: sentinels named, never valid, never the key."""
+        if "gwmaskkey" not in text:
+            return text
+        return _SENTINEL.sub(lambda m: SHOWN_AS.format(version=m.group(1)), text)
+
+    def redact(self, text: str) -> str:
+        """`text` (a backend message, which may quote the SQL it ran) with every key it could hold removed."""
+        text = self.display(text)
+        with self._lock:
+            revealed = dict(self._revealed)
+        for version, key in revealed.items():
+            if key in text:
+                text = text.replace(key, SHOWN_AS.format(version=version))
+            # A message may quote a truncated stretch of the SQL: no 16-character run of the key survives.
+            for start in range(0, len(key) - 15, 8):
+                text = text.replace(key[start:start + 16], SHOWN_AS.format(version=version))
+        return text
+
+    def _tag(self, version: int) -> str:
+        return hmac.new(self._secret, f"sentinel:{version}".encode(), hashlib.sha256).hexdigest()[:24]
+
+    def _key_for(self, match: re.Match[str]) -> str | None:
+        version = int(match.group(1))
+        if not hmac.compare_digest(match.group(2), self._tag(version)):
+            return None  # not ours: left as it is (a client's own text)
+        key = hmac.new(self._secret, f"mask-key:{version}".encode(), hashlib.sha256).hexdigest()
+        with self._lock:
+            self._revealed[version] = key
+        return key
+
+    def derived_key(self, version: int) -> str:
+        """The key of `version` itself: for tests that check a masked value against its definition."""
+        match = _SENTINEL.fullmatch(self.sentinel(version))
+        assert match is not None
+        key = self._key_for(match)
+        assert key is not None
+        return key
+
+
+class MaskKeyError(Exception):
+    """The configured mask key cannot be read: the gateway does not start (never runs unkeyed)."""
+
+
+def load_mask_key(*, key_env: str | None, key_file: Path, environ: Mapping[str, str] | None = None) -> MaskKey:
+    """The key from `key_env` when set, else from `key_file`, which is created with a new random key (mode
+    0600) when it does not exist, so a single gateway keeps its masked values stable across restarts.
+    Replicas must share one key: give them the same file or variable."""
+    environ = os.environ if environ is None else environ
+    if key_env is not None:
+        value = environ.get(key_env)
+        if not value:
+            raise MaskKeyError(f"masking.key_env: environment variable {key_env} is not set")
+        return _checked(value.strip().encode(), f"${key_env}")
+    try:
+        if not key_file.exists():
+            key_file.parent.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w") as out:
+                out.write(secrets.token_hex(32) + "\n")
+        return _checked(key_file.read_bytes().strip(), str(key_file))
+    except OSError as exc:
+        raise MaskKeyError(f"masking.key_file: cannot read or create {key_file}: {exc.strerror}") from exc
+
+
+def _checked(secret: bytes, source: str) -> MaskKey:
+    if len(secret) < 16:
+        raise MaskKeyError(f"the mask key in {source} is shorter than 16 bytes")
+    return MaskKey(secret, source=source)
