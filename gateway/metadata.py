@@ -76,6 +76,13 @@ def local_name(name: TableName) -> tuple[str, str | None]:
     return f"{name.schema}_{name.table}", None
 
 
+def local_columns(name: TableName) -> list[str]:
+    """The columns of the metadata engine's table for `name`, in order."""
+    if name.schema == INFORMATION_SCHEMA:
+        return [column for column, _ in INFORMATION_SCHEMA_TABLES[name.table]]
+    return [column for column, _ in SYSTEM_TABLES[(name.schema, name.table)]]
+
+
 def catalog_column(name: TableName) -> str | None:
     return CATALOG_COLUMN.get(name.table) if name.schema == INFORMATION_SCHEMA else None
 

@@ -36,7 +36,7 @@ from gateway.sql import statements as st
 from gateway.sql.columns import columns_read
 from gateway.sql.functions import check_functions
 from gateway.sql.generate import SessionValues, Visibility, to_backend_sql
-from gateway.sql.parameters import bind_parameters
+from gateway.sql.parameters import bind_parameters, number_placeholders
 from gateway.sql.parse import TOO_DEEP
 from gateway.sql.resolve import METADATA_TARGET, resolve_query
 from gateway.sql.rewrite import SecureViews, secure_rewrite
@@ -156,7 +156,7 @@ class _Planning:
             return self.query(tree, "show")
         if isinstance(statement, st.Execute):
             text = self._prepared_text(statement.name) if statement.name is not None else statement.sql or ""
-            inner = st.classify(text)
+            inner = st.classify(number_placeholders(text))
             if not isinstance(inner, st.QueryStatement):
                 raise NotSupported("only queries can be executed as prepared statements")
             return self.query(bind_parameters(inner.tree, statement.parameters), "execute")

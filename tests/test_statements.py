@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import pytest
+import sqlglot
+from hypothesis import given
+from hypothesis import strategies as st_h
 from sqlglot import exp
 
 from gateway.backends.base import Column, Table
 from gateway.catalog import CatalogSnapshot, TableName
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, UserError
 from gateway.sql import statements as st
 from gateway.sql.generate import SessionValues, to_backend_sql
-from gateway.sql.parameters import bind_parameters
+from gateway.sql.parameters import bind_parameters, number_placeholders
 from gateway.sql.resolve import resolve_query
 from gateway.types import BIGINT, VARCHAR
 
@@ -78,10 +81,39 @@ def test_refused_statements(sql: str, name: str) -> None:
 def test_parameters_are_bound_in_textual_order_as_nodes() -> None:
     statement = st.classify("EXECUTE IMMEDIATE 'SELECT ? AS a FROM t WHERE x = ? AND y IN (?)' USING 1, 'it''s', 3")
     assert isinstance(statement, st.Execute) and statement.sql is not None
-    tree = st.classify(statement.sql)
+    tree = st.classify(number_placeholders(statement.sql))
     assert isinstance(tree, st.QueryStatement)
     bound = bind_parameters(tree.tree, statement.parameters)
     assert bound.sql(dialect="trino") == "SELECT 1 AS a FROM t WHERE x = 'it''s' AND y IN (3)"
+
+
+@given(st_h.lists(st_h.sampled_from(["select", "where", "limit", "offset", "having", "order"]), min_size=1,
+                  max_size=6, unique=True))
+def test_parameters_go_where_they_stand_in_the_text(places: list[str]) -> None:
+    # The regression: `WHERE n_regionkey = ? LIMIT ?` with (1, 2) bound 1 to LIMIT.
+    slots = {place: "?" if place in places else "" for place in ["select", "where", "limit", "offset", "having",
+                                                                 "order"]}
+    sql = (f"SELECT a{', ? AS p' if slots['select'] else ''} FROM t"
+           f"{' WHERE x = ?' if slots['where'] else ''} GROUP BY a"
+           f"{' HAVING count(*) > ?' if slots['having'] else ''}"
+           f"{' ORDER BY a + ?' if slots['order'] else ''}"
+           f"{' OFFSET ?' if slots['offset'] else ''}{' LIMIT ?' if slots['limit'] else ''}")
+    count = sql.count("?")
+    values = [exp.Literal.number(1000 + i) for i in range(count)]
+    tree = st.classify(number_placeholders(sql))
+    assert isinstance(tree, st.QueryStatement)
+    bound = bind_parameters(tree.tree, values).sql(dialect="trino")
+    expected = sql
+    for i in range(count):
+        expected = expected.replace("?", str(1000 + i), 1)
+    assert sqlglot.parse_one(bound, read="trino") == sqlglot.parse_one(expected, read="trino")
+
+
+def test_placeholder_names_cannot_be_forged() -> None:
+    tree = st.classify(number_placeholders("SELECT ? AS a, :__gw_param_0 AS b"))
+    assert isinstance(tree, st.QueryStatement)
+    with pytest.raises(UserError, match="named parameters"):
+        bind_parameters(tree.tree, [exp.Literal.number(1), exp.Literal.number(2)])
 
 
 def test_resolve_qualifies_and_generates_backend_names() -> None:
@@ -93,7 +125,7 @@ def test_resolve_qualifies_and_generates_backend_names() -> None:
 def test_a_cte_cannot_hide_a_qualified_table() -> None:
     tables, sql = resolve("WITH nation AS (SELECT 1 AS n_name) SELECT * FROM nation, tpch.nation AS real")
     assert tables == [TableName("demo", "tpch", "nation")]
-    assert "FROM nation, tpch.nation AS real" in sql
+    assert "FROM __gw_cte_0 AS nation, tpch.nation AS real" in sql
 
 
 def test_quoted_mixed_case_names_fold_to_lower_case() -> None:

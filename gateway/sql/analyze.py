@@ -15,12 +15,26 @@ from sqlglot.optimizer.scope import Scope, traverse_scope
 from gateway.errors import NotSupported, PermissionDenied
 
 
-def base_tables(tree: exp.Expr) -> list[exp.Table]:
-    """Every base-table reference in `tree`, in scope order (may repeat a table, e.g. self-joins)."""
+def traverse(tree: exp.Expr) -> list[Scope]:
     try:
-        scopes = traverse_scope(tree)
+        return traverse_scope(tree)
     except OptimizeError as exc:
         raise NotSupported(f"query structure not supported: {exc}") from exc
+
+
+def cte_of(scope: Scope, table: exp.Table) -> exp.CTE | None:
+    """The CTE that `table` refers to in `scope`, or None for anything else."""
+    source = scope.sources.get(table.alias_or_name)
+    if not isinstance(source, Scope) or not _is_cte_reference(table, source):
+        return None
+    node = source.expression
+    return node if isinstance(node, exp.CTE) else node.find_ancestor(exp.CTE)
+
+
+def base_tables(tree: exp.Expr, scopes: list[Scope] | None = None) -> list[exp.Table]:
+    """Every base-table reference in `tree`, in scope order (may repeat a table, e.g. self-joins). `scopes`:
+    the tree's scopes, when the caller has them already."""
+    scopes = traverse(tree) if scopes is None else scopes
 
     found: list[exp.Table] = []
     classified: set[int] = set()

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from sqlglot import exp
 
 from gateway.catalog import INFORMATION_SCHEMA, TableName
-from gateway.metadata import catalog_column, local_name
+from gateway.metadata import catalog_column, local_columns, local_name
+from gateway.sql.barrier import fenced
 
 
 @dataclass(frozen=True)
@@ -117,13 +118,18 @@ def _rename_tables(tree: exp.Expr, *, metadata: Visibility | None, backend_catal
             return node
         local, restrict_to = local_name(name)
         alias = node.alias or name.table
-        inner = exp.select("*").from_(exp.to_table(local))
+        conditions: list[exp.Expr] = []
         column = catalog_column(name)
         if restrict_to is not None and column is not None:
-            inner = inner.where(exp.column(column).eq(exp.Literal.string(restrict_to)))
+            conditions.append(exp.column(column).eq(exp.Literal.string(restrict_to)))
         visible = _visible_rows(name, metadata)
         if visible is not None:
-            inner = inner.where(visible)
+            conditions.append(visible)
+        # Rows about tables the caller may not see are hidden behind the same barrier as filtered rows.
+        columns = local_columns(name)
+        inner = fenced(exp.to_table(local), columns, [(c, exp.column(exp.to_identifier(c, quoted=True)))
+                                                      for c in columns],
+                       exp.and_(*conditions) if conditions else None)
         return exp.Subquery(this=inner, alias=exp.TableAlias(this=exp.to_identifier(alias)))
 
     return tree.transform(rename, copy=False)
