@@ -150,7 +150,8 @@ class Gateway:
         self.pipeline = Pipeline(authenticator=build_authenticator(settings, self.metrics), catalog=self.catalog,
                                  policies=self.policies, planner=planner, backends=catalogs,
                                  metrics=self.metrics, audit=self.audit, workload=self.workload,
-                                 cache=CacheStage(self.cache, default_ttl=settings.cache.ttl_seconds), meter=meter)
+                                 cache=CacheStage(self.cache, default_ttl=settings.cache.ttl_seconds,
+                                                  live_catalogs=frozenset({AUDIT_CATALOG})), meter=meter)
         self.registry = QueryRegistry(settings.protocol, self.metrics)
         self.draining = False
         self._tasks: list[asyncio.Task[None]] = []

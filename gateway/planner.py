@@ -70,6 +70,7 @@ class Plan:
     columns_read: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # table -> columns (for audit)
     deterministic: bool = False  # the same statement gives the same answer (no now(), random(), ...): cacheable
     kill: KillQuery | None = None  # CALL system.runtime.kill_query
+    restricted: bool = False  # a table read has a row filter or column mask for this identity (or it is metadata)
 
 
 @dataclass(frozen=True)
@@ -173,6 +174,12 @@ class _Planning:
             if statement.options:
                 raise NotSupported(f"EXPLAIN ({', '.join(statement.options)}) is not supported; use plain EXPLAIN")
             planned = self.query(statement.query.tree, "explain")
+            if planned.restricted:
+                # Engine plans show cardinalities and, through pruning, the range of values a filter removes.
+                return Plan("explain", columns=(Column("Query Plan", VARCHAR),),
+                            rows=((gateway_plan(planned, self.planner.mask_key),),), tables=planned.tables,
+                            rules=planned.rules, policy_version=planned.policy_version,
+                            columns_read=planned.columns_read, restricted=True)
             return Plan("explain", target=planned.target, sql=f"EXPLAIN {planned.sql}", tables=planned.tables,
                         rules=planned.rules, policy_version=planned.policy_version,
                         columns_read=planned.columns_read)
@@ -194,7 +201,8 @@ class _Planning:
             visible = planner.visibility(self.identity, session.source, self.snapshot, policy)
             sql = to_backend_sql(resolved.tree, dialect="duckdb", session=values, metadata=visible, copy=False)
             return Plan(kind, target=resolved.target, sql=sql, tables=resolved.tables,
-                        rules=("metadata restricted to readable tables",), policy_version=policy.version)
+                        rules=("metadata restricted to readable tables",), policy_version=policy.version,
+                        restricted=True)
         backend = planner.backends[resolved.target]
         dialect = backend.dialect
         columns = columns_read(resolved.tree, self.snapshot.column_types())  # before the rewrite changes the tree
@@ -206,7 +214,8 @@ class _Planning:
         sql = to_backend_sql(rewritten.tree, dialect=dialect, session=values, metadata=None,
                              backend_catalog=backend.sql_catalog, copy=False)
         return Plan(kind, target=resolved.target, sql=sql, tables=resolved.tables, rules=rewritten.rules_applied,
-                    policy_version=rewritten.policy_version, columns_read=columns, deterministic=deterministic)
+                    policy_version=rewritten.policy_version, columns_read=columns, deterministic=deterministic,
+                    restricted=rewritten.restricted)
 
     def describe_output(self, name: str) -> Plan:
         inner = st.classify(self._prepared_text(name))
@@ -270,6 +279,20 @@ class _Planning:
             return Plan("transaction", update_type="COMMIT" if statement.commit else "ROLLBACK",
                         change=SessionChange(clear_transaction=True))
         raise InternalError(f"no plan for {type(statement).__name__}")
+
+
+def gateway_plan(planned: Plan, mask_key: MaskKey) -> str:
+    """EXPLAIN for an identity with row filters or masks: what the gateway decided and what it will run,
+    never the engine's plan or statistics. It depends only on the statement, the identity's facts and the
+    policy, so two statements that differ in a literal get plans that differ in that literal alone."""
+    lines = ["Gateway plan (engine plans and statistics are not shown where row filters or column masks apply)",
+             f"target: {planned.target}",
+             *(f"table: {table}" for table in planned.tables),
+             *(f"rule: {rule}" for rule in planned.rules),
+             f"policy version: {(planned.policy_version or '')[:12]}"]
+    if planned.sql is not None:
+        lines.append(f"sql: {mask_key.display(planned.sql)}")
+    return "\n".join(lines)
 
 
 def kill_query(call: st.Call) -> KillQuery:

@@ -43,12 +43,15 @@ def wants_cache(session: Session) -> bool:
 
 
 class CacheStage:
-    def __init__(self, cache: ResultCache | None, *, default_ttl: float = 300.0) -> None:
+    def __init__(self, cache: ResultCache | None, *, default_ttl: float = 300.0,
+                 live_catalogs: frozenset[str] = frozenset()) -> None:
         self.cache = cache
         self.default_ttl = default_ttl
+        # The gateway's own tables (audit records, the cost ledger): always read live, never copied to a cache.
+        self.live_catalogs = live_catalogs | {METADATA_TARGET}
 
     def key_for(self, plan: Plan, session: Session) -> str | None:
-        if (self.cache is None or plan.sql is None or plan.target is None or plan.target == METADATA_TARGET
+        if (self.cache is None or plan.sql is None or plan.target is None or plan.target in self.live_catalogs
                 or not plan.deterministic or plan.describe_output or not wants_cache(session)):
             return None
         return cache_key(backend_sql=plan.sql, target=plan.target, policy_version=plan.policy_version or "",

@@ -89,6 +89,7 @@ class RewriteResult:
     tables: tuple[str, ...]  # base tables read, catalog.schema.table, first-seen order
     rules_applied: tuple[str, ...]  # e.g. "row_filter demo.tpch.customer #2", "mask ...c_phone:last4"
     policy_version: str
+    restricted: bool = False  # a table read has a row filter or a column mask for this identity
 
 
 class SecureViews:
@@ -114,7 +115,7 @@ class SecureViews:
         view_key = (template_key, facts)
         view = self._views.get(view_key)
         if view is None:
-            view = _View(_bind(template.select, identity, decision.table), template.rules)
+            view = _View(_bind(template.select, identity, decision.table), template.rules, template.restricted)
             self._views.put(view_key, view)
         return view
 
@@ -169,6 +170,7 @@ standing for the mask key in planned SQL (`MaskKey.sentinel`). Raises `Permissio
 
     decisions: dict[str, TableDecision] = {}
     rules: list[str] = []
+    restricted = False
     for table in base_tables(tree):
         name = table_name(table)
         decision = decisions.get(name)
@@ -181,11 +183,13 @@ standing for the mask key in planned SQL (`MaskKey.sentinel`). Raises `Permissio
         if decision.unrestricted:
             continue
         view = views._view(decision, schema, identity, dialect, hash_key)
+        restricted = restricted or view.restricted
         for rule in view.rules:
             if rule not in rules:
                 rules.append(rule)
         table.replace(_place(view, table))
-    return RewriteResult(tree=tree, tables=tuple(decisions), rules_applied=tuple(rules), policy_version=policy.version)
+    return RewriteResult(tree=tree, tables=tuple(decisions), rules_applied=tuple(rules), policy_version=policy.version,
+                         restricted=restricted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,12 +197,14 @@ class _Template:
     select: exp.Select  # the view with :name placeholders still in it
     attributes: tuple[str, ...]  # the placeholder names, i.e. the identity facts this view reads
     rules: tuple[str, ...]
+    restricted: bool  # hides rows or values (not an admin's `filter: "true"` without masks)
 
 
 @dataclass(frozen=True, slots=True)
 class _View:
     select: exp.Select
     rules: tuple[str, ...]
+    restricted: bool
 
 
 def _place(view: _View, table: exp.Table) -> exp.Subquery:
@@ -269,6 +275,8 @@ def _build_template(
     elif decision.row_filter is not None:
         visible = _policy_sql(decision.row_filter.filter, dialect, decision.table)
         rules.append(f"row_filter {decision.table} #{decision.row_filter_index}")
+        if visible == exp.true():
+            visible = None  # `filter: "true"` (an admin's rule): every row, so nothing to fence
     select = fenced(inner, [column for column, _ in columns], projections, visible)
 
     # Fully qualified, so a CTE the user names like a table in the filter cannot stand in for it.
@@ -277,7 +285,8 @@ def _build_template(
     placeholders = [p.name for p in select.find_all(exp.Placeholder)]
     if any(not name for name in placeholders):
         raise PermissionDenied(f"policy for {decision.table} uses an unnamed placeholder")
-    return _Template(select, tuple(dict.fromkeys(placeholders)), tuple(rules))
+    restricted = visible is not None or bool(masks)
+    return _Template(select, tuple(dict.fromkeys(placeholders)), tuple(rules), restricted)
 
 
 def _policy_sql(sql: str, dialect: str, table: str) -> exp.Expr:
