@@ -21,9 +21,11 @@ hidden column is not projected, so the user cannot name it. What remains observa
 PostgreSQL: that hidden rows exist at all (an error raised on an all-NULL row) and timing.
 
 The price is that a condition on a guarded column cannot be pushed into the scan (zone maps, indexes) by
-the engine. `leakproof_pushdown` gives that back for the conditions that cannot fail or reveal anything
-(comparisons of a column with constants, IS NULL, IN lists): it copies them inside the barrier, onto the
-raw columns, as PostgreSQL pushes LEAKPROOF quals into a security-barrier view.
+the engine. Copying "leak-proof" conditions (a column compared with a constant) inside the barrier, as
+PostgreSQL pushes LEAKPROOF quals, would give that back but is not safe here: the pushed condition would
+decide which hidden rows reach the user's expressions as all-NULL rows, so `o_orderkey = 1 AND <fails on
+NULL>` would tell a hidden order 1 from a missing one. The barrier therefore leaves every user condition
+above it (load_tests/barrier.py measures what that costs).
 """
 
 from __future__ import annotations
