@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 from collections.abc import Callable, Sequence
+from functools import partial
 from unittest import mock
 
 import duckdb
@@ -37,6 +38,10 @@ def unfenced(source: exp.Table, raw_columns: Sequence[str], projections: Sequenc
     """The secure view before the barrier: the filter in WHERE, nothing guarding the columns."""
     select = exp.select(*[exp.alias_(e, exp.to_identifier(n, quoted=True)) for n, e in projections]).from_(source)
     return select.where(visible) if visible is not None else select
+
+
+def run(connection: duckdb.DuckDBPyConnection, sql: str) -> list[tuple[object, ...]]:
+    return connection.execute(sql).fetchall()
 
 
 def main() -> None:
@@ -84,10 +89,10 @@ def main() -> None:
         old_sql = reference_sql[query.stem]
         assert connection.execute(new_sql).fetchall() == connection.execute(old_sql).fetchall(), query.stem
         with mock.patch.object(rewrite, "fenced", unfenced):
-            plan_ref = timed(lambda s=sql: reference_plan(s), args.repeat)
-        plan_new = timed(lambda s=sql: fenced_plan(s), args.repeat)
-        exec_ref = timed(lambda s=old_sql: connection.execute(s).fetchall(), args.repeat)
-        exec_new = timed(lambda s=new_sql: connection.execute(s).fetchall(), args.repeat)
+            plan_ref = timed(partial(reference_plan, sql), args.repeat)
+        plan_new = timed(partial(fenced_plan, sql), args.repeat)
+        exec_ref = timed(partial(run, connection, old_sql), args.repeat)
+        exec_new = timed(partial(run, connection, new_sql), args.repeat)
         for name, samples in zip(totals, (plan_ref, plan_new, exec_ref, exec_new), strict=True):
             totals[name] += samples
         print(f"{query.stem:<6} {percentile(plan_ref, .5):9.2f} {percentile(plan_new, .5):9.2f} "
