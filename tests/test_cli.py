@@ -66,3 +66,22 @@ def test_explain_shows_decision_rules_and_sql(tmp_path: Path, demo_database: Pat
     assert denied.returncode == 3
     assert "decision: DENY (PERMISSION_DENIED)" in denied.stdout
     assert "Cannot select from table demo.tpch.orders" in denied.stdout
+
+
+def test_check_warns_of_unkeyed_digest_masks_and_explain_hides_the_key(tmp_path: Path, demo_database: Path) -> None:
+    policies = tmp_path / "policies"
+    shutil.copytree(POLICIES, policies)
+    (policies / "extra.yaml").write_text("tables:\n"
+                                         "  - name: tpch.supplier\n"
+                                         "    access: [{when: {groups: [analysts]}}]\n"
+                                         "    columns:\n"
+                                         "      s_phone: {mask: {sql: \"substr(md5({column}), 1, 8)\"}}\n")
+    config = str(config_file(tmp_path, demo_database, policies))
+    result = gateway_cli("policy", "check", "--config", config)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert any(line.startswith(f"{policies / 'extra.yaml'}:5: warning:") and "unkeyed digest" in line
+               for line in result.stdout.splitlines())
+    result = gateway_cli("explain", "--config", config, "--user", "alice", "--sql", "SELECT c_name FROM customer")
+    assert result.returncode == 0, result.stderr
+    assert "<mask key v1>" in result.stdout and "gwmaskkey" not in result.stdout
+    assert (tmp_path / "data" / "mask.key").read_text().strip() not in result.stdout

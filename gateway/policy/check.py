@@ -8,6 +8,7 @@ for the same table are reported (a tie denies the table). Pure: the catalog arri
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -30,9 +31,10 @@ class Finding:
 def check_policies(policy: PolicySet, catalog: Catalog | None, *, dialects: Mapping[str, str]) -> list[Finding]:
     """Problems in `policy` against `catalog` (catalog -> schema -> table -> columns); `dialects` gives each
     catalog's backend dialect. Without a catalog only catalog-independent checks run."""
+    findings: list[Finding] = _unkeyed_digests(policy)
     if catalog is None:
-        return []
-    findings: list[Finding] = []
+        return findings
+
     covered: dict[str, list[str]] = {}
     for name in _catalog_tables(catalog):
         entries = equally_specific(policy, name)
@@ -52,6 +54,18 @@ def check_policies(policy: PolicySet, catalog: Catalog | None, *, dialects: Mapp
             dialect = dialects.get(table.split(".", 1)[0], "duckdb")
             findings.extend(_check_entry(policy, entry, table, catalog, dialect))
     return sorted(set(findings))
+
+
+_UNKEYED_DIGEST = re.compile(r"\b(md5|sha1|sha2|sha256|sha512|hash|xxhash\w*|murmur\w*)\s*\(", re.IGNORECASE)
+
+
+def _unkeyed_digests(policy: PolicySet) -> list[Finding]:
+    """`{sql}` masks that hash without the key: anyone can hash candidate values and join (dictionary)."""
+    masks = [(rule.mask, rule.location) for entry in policy.tables for rule in entry.columns.values()]
+    masks += [(m.mask, m.location) for m in policy.classification_masks.values()]
+    return [Finding(location, f"mask {mask.sql!r} uses an unkeyed digest, which a dictionary reverses; use "
+                              "gateway_hash(...) or the hash mask (keyed with the deployment's mask key)", "warning")
+            for mask, location in masks if mask is not None and mask.sql and _UNKEYED_DIGEST.search(mask.sql)]
 
 
 def _catalog_tables(catalog: Catalog) -> list[str]:
