@@ -40,10 +40,13 @@ from gateway.cost.model import Charge
 from gateway.errors import AuthenticationFailed, GatewayError, InternalError, PermissionDenied, QueryCanceled
 from gateway.identity import Authenticator, Credentials, Identity
 from gateway.metadata import CatalogService
+from gateway.metadata_live import CursorSetup, cursor_setup, live_rows, reads_live_tables
 from gateway.metrics import Metrics
+from gateway.node import NodeInfo
 from gateway.planner import Plan, Planner, PolicyContext, describe_output_rows
 from gateway.policy.decide import decide_impersonation
 from gateway.policy.store import PolicyStore
+from gateway.query_history import QueryHistory
 from gateway.query_id import QueryIdGenerator
 from gateway.session import Session, SessionChange
 from gateway.sql.columns import tables_named
@@ -68,8 +71,11 @@ class QueryState(StrEnum):
 class Pipeline:
     def __init__(self, *, authenticator: Authenticator, catalog: CatalogService, policies: PolicyStore,
                  planner: Planner, backends: dict[str, Backend], metrics: Metrics, audit: AuditTrail,
-                 workload: WorkloadManager, cache: CacheStage, meter: Meter | None = None) -> None:
+                 workload: WorkloadManager, cache: CacheStage, meter: Meter | None = None,
+                 history: QueryHistory | None = None, node: NodeInfo | None = None) -> None:
         self.authenticator = authenticator
+        self.history = history or QueryHistory(admin_groups=workload.admin_groups)
+        self.node = node or NodeInfo(version=planner.version, environment="gateway", uri="")
         self.meter = meter
         self.cache = cache
         self.workload = workload
@@ -136,7 +142,9 @@ class Pipeline:
         return principal.acting_as(session.user)
 
     def submit(self, sql: str, session: Session, principal: Identity) -> QueryRun:
-        return QueryRun(self, self.query_ids.next(), sql, session, principal)
+        run = QueryRun(self, self.query_ids.next(), sql, session, principal)
+        self.history.add(run)
+        return run
 
     async def plan(self, sql: str, session: Session, identity: Identity) -> Plan:
         """Planning is CPU work: small statements (nearly all) are planned inline, which is cheaper than a
@@ -282,13 +290,21 @@ class QueryRun:
     async def _execute(self, target: str, sql: str) -> Execution:
         """Start `sql` on `target`. The execution is reachable by `cancel` before it starts running."""
         if target == METADATA_TARGET:
-            self._execution = self.pipeline.catalog.current.engine.execution(sql)
+            self._execution = self.pipeline.catalog.current.engine.execution(sql, setup=self._live_tables())
         else:
             self._execution = self.pipeline.backends[target].execution(sql)
             self.target = target
             self.pipeline.metrics.backend_running.labels(target).inc()
         await self._execution.start()
         return self._execution
+
+    def _live_tables(self) -> CursorSetup | None:
+        """system.runtime.* tables read by this metadata query, filled with what its identity may see."""
+        tables = self.plan.tables if self.plan is not None else ()
+        if not reads_live_tables(tables) or self.identity is None:
+            return None
+        pipeline = self.pipeline
+        return cursor_setup(live_rows(tables, history=pipeline.history, viewer=self.identity, node=pipeline.node))
 
     async def fetch(self, max_rows: int) -> Sequence[Row] | None:
         """The next rows, or None when there are no more (the run is then finished)."""

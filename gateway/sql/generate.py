@@ -56,6 +56,11 @@ _VISIBILITY_COLUMNS: dict[tuple[str, str], tuple[str, ...]] = {
     ("jdbc", "columns"): ("table_cat", "table_schem", "table_name"),
     ("metadata", "catalogs"): ("catalog_name",),
     ("metadata", "table_comments"): ("catalog_name", "schema_name", "table_name"),
+    ("metadata", "materialized_views"): ("catalog_name", "schema_name", "name"),
+    ("metadata", "table_properties"): ("catalog_name",),
+    ("metadata", "column_properties"): ("catalog_name",),
+    ("metadata", "schema_properties"): ("catalog_name",),
+    ("metadata", "materialized_view_properties"): ("catalog_name",),
 }
 
 
