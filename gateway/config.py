@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from gateway.examples import EXAMPLE_POLICIES
 from gateway.units import parse_size
 
 BACKEND_TYPES = ("duckdb",)
@@ -73,6 +74,7 @@ class BackendSettings:
 class PolicySettings:
     dir: Path = Path("policies")
     reload_seconds: float = 2.0  # how often the directory is checked for changed files
+    shipped: bool = False  # `dir` is the example set inside the package (no policies.dir, no ./policies)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -482,9 +484,12 @@ def _backends(r: _Reader, data: Mapping[str, Any], base: Path) -> tuple[BackendS
 def _policies(r: _Reader, data: Mapping[str, Any]) -> PolicySettings:
     p = ("policies",)
     s = r.section(data, p, {"dir", "reload_seconds"})
+    default = r.base / "policies"
+    shipped = s.get("dir") is None and not default.is_dir()
     return PolicySettings(
-        dir=r.get(s, (*p, "dir"), Path, r.base / "policies"),
+        dir=EXAMPLE_POLICIES if shipped else r.get(s, (*p, "dir"), Path, default),
         reload_seconds=r.get(s, (*p, "reload_seconds"), float, 2.0, _positive),
+        shipped=shipped,
     )
 
 

@@ -50,8 +50,11 @@ from gateway.query_history import QueryHistory
 from gateway.query_id import QueryIdGenerator
 from gateway.session import Session, SessionChange
 from gateway.sql.columns import tables_named
+from gateway.sql.explain_io import COLUMN as IO_PLAN_COLUMN
+from gateway.sql.explain_io import IoExplain, from_duckdb_plan
 from gateway.sql.resolve import METADATA_TARGET
 from gateway.static_result import StaticExecution
+from gateway.types import VARCHAR
 from gateway.workload.manager import Admission, AdmissionRequest, WorkloadManager
 from gateway.workload.model import QUERY_TYPES
 
@@ -244,6 +247,8 @@ class QueryRun:
                     columns, rows = describe_output_rows(execution.columns)
                     await execution.cancel()
                     self._execution = StaticExecution(columns=columns, rows=rows)
+                elif plan.io_explain is not None:
+                    self._execution = await io_explain_answer(plan.io_explain, execution)
             if self._finished:
                 return  # cancelled while starting
             if self._execution is not None:
@@ -460,3 +465,11 @@ class QueryRun:
             "policy_version": (plan.policy_version or "")[:12] if plan is not None else None,
             "sql": self.sql[:2000],
         }
+
+
+async def io_explain_answer(explain: IoExplain, execution: Execution) -> StaticExecution:
+    """The one-row answer, from the backend's EXPLAIN (FORMAT JSON) rows (explain_key, explain_value)."""
+    text = ""
+    while (rows := await execution.fetch(1024)) is not None:
+        text += "".join(str(row[-1]) for row in rows)
+    return StaticExecution(columns=(Column(IO_PLAN_COLUMN, VARCHAR),), rows=((from_duckdb_plan(explain, text),),))

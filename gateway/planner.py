@@ -28,11 +28,13 @@ from gateway.catalog import CatalogSnapshot, TableName
 from gateway.errors import InternalError, NotFound, NotSupported, PermissionDenied, UserError
 from gateway.identity import Identity
 from gateway.metrics import Metrics
+from gateway.planner_more import SHOW_FORMS, plan_explain, plan_show
 from gateway.policy.decide import decide_table
 from gateway.policy.model import PolicySet
 from gateway.session import Session, SessionChange
 from gateway.sql import statements as st
 from gateway.sql.columns import columns_read
+from gateway.sql.explain_io import IoExplain
 from gateway.sql.functions import check_functions
 from gateway.sql.generate import SessionValues, Visibility, to_backend_sql
 from gateway.sql.parameters import bind_parameters
@@ -69,6 +71,7 @@ class Plan:
     columns_read: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # table -> columns (for audit)
     deterministic: bool = False  # the same statement gives the same answer (no now(), random(), ...): cacheable
     kill: KillQuery | None = None  # CALL system.runtime.kill_query
+    io_explain: IoExplain | None = None  # `sql` is the backend's EXPLAIN: answer Trino's IO plan from it
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,8 @@ class _Planning:
         if isinstance(statement, st.QueryStatement):
             return self.query(statement.tree, "select")
         if isinstance(statement, st.Show):
+            if statement.what in SHOW_FORMS:
+                return plan_show(self, statement)
             if statement.what == "SESSION":
                 return _show_session(session)
             if statement.what == "COLUMNS":
@@ -168,8 +173,8 @@ class _Planning:
         if isinstance(statement, st.Call):
             return Plan("call", update_type="CALL", kill=kill_query(statement))
         if isinstance(statement, st.Explain):
-            if statement.options:
-                raise NotSupported(f"EXPLAIN ({', '.join(statement.options)}) is not supported; use plain EXPLAIN")
+            if (statement.options or statement.analyze) and (variant := plan_explain(self, statement)) is not None:
+                return variant
             planned = self.query(statement.query.tree, "explain")
             return Plan("explain", target=planned.target, sql=f"EXPLAIN {planned.sql}", tables=planned.tables,
                         rules=planned.rules, policy_version=planned.policy_version,
@@ -215,6 +220,22 @@ class _Planning:
         planned = self.query(exp.select("*").from_(tree.subquery("q")).limit(0), "describe")
         return Plan("describe", target=planned.target, sql=planned.sql, describe_output=True, tables=planned.tables,
                     rules=planned.rules, policy_version=planned.policy_version)
+
+    # -- what planner_more needs ---------------------------------------------------------------------------
+
+    def answer(self, kind: str, columns: tuple[Column, ...], rows: tuple[Row, ...], *,
+               based_on: Plan | None = None) -> Plan:
+        """A result the gateway answers itself; `based_on` the plan of the query it stands for (audit)."""
+        if based_on is None:
+            return Plan(kind, columns=columns, rows=rows)
+        return Plan(kind, columns=columns, rows=rows, tables=based_on.tables, rules=based_on.rules,
+                    policy_version=based_on.policy_version, columns_read=based_on.columns_read)
+
+    def visible_tables(self) -> frozenset[TableName]:
+        return self.planner.visibility(self.identity, self.session.source, self.snapshot, self.policy.policy).tables
+
+    def dialect_of(self, target: str) -> str:
+        return self.planner.backends[target].dialect
 
     def _require_visible(self, name: TableName, message: str) -> None:
         if name.is_metadata:
