@@ -206,7 +206,7 @@ class _Planning:
                                    schema=self.snapshot.column_types(), source=session.source, dialect=dialect,
                                    views=self.policy.views, copy=False)  # this planning owns the tree
         sql = to_backend_sql(rewritten.tree, dialect=dialect, session=values, metadata=None,
-                             backend_catalog=backend.sql_catalog, copy=False)
+                             backend_catalog=backend.sql_catalog, copy=False, schema=self.snapshot.column_types())
         return Plan(kind, target=resolved.target, sql=sql, tables=resolved.tables, rules=rewritten.rules_applied,
                     policy_version=rewritten.policy_version, columns_read=columns, deterministic=deterministic)
 

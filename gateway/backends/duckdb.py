@@ -22,6 +22,7 @@ import duckdb
 
 from gateway import types as t
 from gateway.backends.base import Backend, Column, Execution, ExecutionStats, Row, Table
+from gateway.backends.duckdb_messages import trino_message
 from gateway.errors import BackendError, GatewayError, NotFound, QueryCanceled, UserError
 
 T = TypeVar("T")
@@ -108,6 +109,9 @@ def translate_error(error: duckdb.Error) -> GatewayError:
         message = _redact_values(message)
     if isinstance(error, duckdb.InterruptException):
         return QueryCanceled("Query was canceled")
+    name, message = trino_message(message)
+    if name is not None:
+        return UserError(message, error_name=name)
     if isinstance(error, duckdb.CatalogException):
         return NotFound(message, error_name="TABLE_NOT_FOUND" if "Table" in message else "NOT_FOUND")
     if isinstance(error, duckdb.BinderException):

@@ -6,17 +6,21 @@ Pure tree transformations, in order:
   the caller may read;
 - functions whose answer is the gateway's, not the engine's (version(), current_user, current_catalog, ...)
   become literals;
+- `/` gets Trino's semantics on DuckDB (integer division, DIVISION_BY_ZERO; sql/trino_semantics.py);
 - unnamed output columns get Trino's names (_col0, _col1, ...), so clients see what Trino would send.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from sqlglot import exp
 
 from gateway.catalog import INFORMATION_SCHEMA, TableName
 from gateway.metadata import catalog_column, local_name
+from gateway.sql.trino_semantics import trino_arithmetic
 
 
 @dataclass(frozen=True)
@@ -65,11 +69,14 @@ _VISIBILITY_COLUMNS: dict[tuple[str, str], tuple[str, ...]] = {
 
 
 def to_backend_sql(tree: exp.Query, *, dialect: str, session: SessionValues, metadata: Visibility | None,
-                   backend_catalog: str | None = None, copy: bool = True) -> str:
+                   backend_catalog: str | None = None, copy: bool = True,
+                   schema: Mapping[str, Any] | None = None) -> str:
     """`metadata` is None for a backend query, else the caller's visibility for a metadata query.
     `backend_catalog` is the engine's own name for the table's catalog (None: leave it out). With
     `copy=False` the tree is transformed in place (for a caller that owns it)."""
     result: exp.Expr = tree.copy() if copy else tree
+    if dialect == "duckdb":  # first: operands are typed by the catalog's (gateway) table names
+        result = trino_arithmetic(result, schema=schema)
     result = _rename_tables(result, metadata=metadata, backend_catalog=backend_catalog)
     result = _session_functions(result, session)
     result = name_output_columns(result)

@@ -15,7 +15,7 @@ from sqlglot.dialects.trino import Trino
 from sqlglot.tokenizer_core import Token, TokenType
 
 from gateway.errors import NotSupported, SqlSyntaxError
-from gateway.sql.parse import parse_one_statement
+from gateway.sql.parse import STATEMENT_STARTS, not_a_statement, parse_one_statement
 
 
 @dataclass(frozen=True)
@@ -297,8 +297,10 @@ def _classify_tokens(sql: str) -> Statement:
         return SetSession(name, _literal_text(tokens.rest()))
     if tokens.accept("CALL"):
         return _call(tokens)
-    first = tokens.word() or "statement"
-    raise NotSupported(f"{first} statements are not supported by the gateway")
+    first = tokens.peek()
+    if first is not None and first.text.upper() not in STATEMENT_STARTS:
+        raise not_a_statement(first)
+    raise NotSupported(f"{tokens.word() or 'statement'} statements are not supported by the gateway")
 
 
 def _show(tokens: _Tokens) -> Statement:
