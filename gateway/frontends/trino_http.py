@@ -49,6 +49,8 @@ from gateway.pipeline import Pipeline, QueryState
 log = logging.getLogger("gateway.trino")
 
 JSON_TYPE = "application/json"
+# One answer for unknown, expired and other users' queries: it must not tell them apart.
+NOT_FOUND_MESSAGE = "Query not found (it finished, was cancelled, or the URI is wrong)"
 
 
 def protocol_error_response(error: ProtocolError) -> Response:
@@ -223,12 +225,11 @@ class TrinoFrontend:
 
     def _not_found_for(self, request: Request, viewer: Identity, query_id: str) -> Response:
         """Unknown, expired and other users' queries get the same answer; the attempt is audited."""
-        message = f"Query not found: {query_id[:64]}"
         self.pipeline.record_refused_request(
             client_address=request.client.host if request.client else None, user=viewer.user,
-            auth_method=viewer.auth_method, error_name="NOT_FOUND", message=message,
+            auth_method=viewer.auth_method, error_name="NOT_FOUND", message=f"Query not found: {query_id[:64]}",
             reason=f"{request.method} {request.url.path[:200]}: not a query of the caller's (HTTP 404)")
-        return self._not_found(request, message)
+        return self._not_found(request)
 
     async def _authenticate(self, request: Request) -> Identity:
         client = request.client.host if request.client else None
@@ -285,7 +286,7 @@ class TrinoFrontend:
 
     def _not_found(self, request: Request, message: str | None = None) -> Response:
         self.metrics.protocol_errors.labels("404").inc()
-        text = message or "Query not found (it finished, was cancelled, or the URI is wrong)"
+        text = message or NOT_FOUND_MESSAGE
         return protocol_error_response(ProtocolError(404, text, error_name="NOT_FOUND"))
 
     def _respond(self, request: Request, query: TrinoQuery, token: int) -> Response:

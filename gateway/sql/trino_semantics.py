@@ -54,6 +54,8 @@ def _is_integer(node: exp.Expr) -> bool:
 
 
 def _is_floating(node: exp.Expr) -> bool:
+    while isinstance(node, exp.Neg | exp.Paren):
+        node = node.this
     if isinstance(node, exp.Literal) and not node.is_string:
         return "e" in node.name.lower()  # 1.5 is a decimal in Trino, 1.5e0 a double
     return _kind(node) in _FLOATING
