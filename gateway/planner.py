@@ -156,7 +156,8 @@ class _Planning:
                                        snapshot=self.snapshot)
                 self._require_visible(name, f"Cannot show columns of table {name}")
             tree = show_query(statement, catalog=session.catalog, schema=session.schema, snapshot=self.snapshot)
-            return self.query(tree, "show")
+            # Trino's SHOW columns are capitalised (Catalog, Table, Column); clients read them by name.
+            return self.query(tree, "show", output_names=tuple(p.alias_or_name for p in tree.selects))
         if isinstance(statement, st.Execute):
             text = self._prepared_text(statement.name) if statement.name is not None else statement.sql or ""
             inner = st.classify(text)
@@ -181,7 +182,7 @@ class _Planning:
                         columns_read=planned.columns_read)
         return self.session_change(statement)
 
-    def query(self, tree: exp.Query, kind: str) -> Plan:
+    def query(self, tree: exp.Query, kind: str, *, output_names: tuple[str, ...] | None = None) -> Plan:
         if tree.find(exp.Placeholder) is not None:
             raise UserError("the statement has ? parameters but no values for them; use PREPARE and "
                             "EXECUTE ... USING", error_name="GENERIC_USER_ERROR")
@@ -195,7 +196,8 @@ class _Planning:
         policy = self.policy.policy
         if resolved.target == METADATA_TARGET:
             visible = planner.visibility(self.identity, session.source, self.snapshot, policy)
-            sql = to_backend_sql(resolved.tree, dialect="duckdb", session=values, metadata=visible, copy=False)
+            sql = to_backend_sql(resolved.tree, dialect="duckdb", session=values, metadata=visible, copy=False,
+                                 output_names=output_names)
             return Plan(kind, target=resolved.target, sql=sql, tables=resolved.tables,
                         rules=("metadata restricted to readable tables",), policy_version=policy.version)
         backend = planner.backends[resolved.target]

@@ -70,7 +70,7 @@ _VISIBILITY_COLUMNS: dict[tuple[str, str], tuple[str, ...]] = {
 
 def to_backend_sql(tree: exp.Query, *, dialect: str, session: SessionValues, metadata: Visibility | None,
                    backend_catalog: str | None = None, copy: bool = True,
-                   schema: Mapping[str, Any] | None = None) -> str:
+                   schema: Mapping[str, Any] | None = None, output_names: tuple[str, ...] | None = None) -> str:
     """`metadata` is None for a backend query, else the caller's visibility for a metadata query.
     `backend_catalog` is the engine's own name for the table's catalog (None: leave it out). With
     `copy=False` the tree is transformed in place (for a caller that owns it)."""
@@ -80,6 +80,8 @@ def to_backend_sql(tree: exp.Query, *, dialect: str, session: SessionValues, met
     result = _rename_tables(result, metadata=metadata, backend_catalog=backend_catalog)
     result = _session_functions(result, session)
     result = name_output_columns(result)
+    if output_names is not None:
+        result = _rename_outputs(result, output_names)
     return result.sql(dialect=dialect, comments=False, copy=False)  # the generator copies by default
 
 
@@ -164,6 +166,17 @@ def _session_functions(tree: exp.Expr, session: SessionValues) -> exp.Expr:
         return node
 
     return tree.transform(replace, copy=False)
+
+
+def _rename_outputs(tree: exp.Expr, names: tuple[str, ...]) -> exp.Expr:
+    """The result columns under exactly `names` (quoted: identifier normalisation lowercased the aliases)."""
+    select = tree
+    while isinstance(select, exp.SetOperation):
+        select = select.this
+    if isinstance(select, exp.Select) and len(select.expressions) == len(names):
+        select.set("expressions", [exp.alias_(p.unalias() if isinstance(p, exp.Alias) else p, name, quoted=True)
+                                   for p, name in zip(select.expressions, names, strict=True)])
+    return tree
 
 
 def name_output_columns(tree: exp.Expr) -> exp.Expr:
