@@ -153,3 +153,21 @@ def test_runtime_queries_lists_only_the_callers_queries(gateway: GatewayProcess)
     assert seen_by("alice") == {"alice"}  # only the listing query itself
     assert seen_by("bob") == {"bob"}
     assert seen_by("admin") == {"alice", "bob", "admin"}
+
+
+@pytest.mark.slow
+def test_query_history_stays_within_its_bounds(demo_database: Path, tmp_path: Path) -> None:
+    """Many queries through a gateway with a small history: the oldest ended queries are forgotten (404, as
+    for any unknown query), the newest kept, and system.runtime.queries never lists more than the bound."""
+    config = demo_config(demo_database, protocol={"query_history_max": 50, "query_history_seconds": 600})
+    with GatewayProcess(tmp_path, config) as gateway, httpx.Client(timeout=30) as http:
+        ids = []
+        for n in range(400):
+            first = http.post(f"{gateway.url}/v1/statement", content=f"SELECT {n}", headers=headers("alice"))
+            ids.append(follow_statement(first, headers=headers("alice"), client=http)["id"])
+        assert http.get(f"{gateway.url}/v1/query/{ids[0]}", headers=headers("alice")).status_code == 404
+        assert http.get(f"{gateway.url}/v1/query/{ids[-1]}", headers=headers("alice")).json()["state"] == "FINISHED"
+        listed = follow_statement(http.post(f"{gateway.url}/v1/statement", headers=headers("admin"),
+                                            content="SELECT count(*) FROM system.runtime.queries"),
+                                  headers=headers("admin"), client=http)["data"][0][0]
+        assert listed <= 51  # the bound, plus the listing query itself while it runs
