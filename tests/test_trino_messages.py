@@ -119,3 +119,17 @@ def test_integer_division_and_double_infinity(engine: duckdb.DuckDBPyConnection)
     assert value("SELECT 7 / 2") == 3 and value("SELECT -7 / 2") == -3  # truncated, as Trino
     assert value("SELECT 1e0 / 0") == float("inf")  # double: IEEE, as Trino
     assert value("SELECT 7.0 / 2") == 3.5
+
+
+@settings(max_examples=80, deadline=None)
+@given(kind=st.sampled_from(["integer", "bigint"]), whole=st.integers(-10**6, 10**6),
+       fraction=st.integers(1, 99), padded=st.booleans())
+def test_string_to_integer_casts_follow_trino(engine: duckdb.DuckDBPyConnection, kind: str, whole: int,
+                                              fraction: int, padded: bool) -> None:
+    """An integer literal casts (spaces around it allowed); a fractional one fails where DuckDB would round."""
+    pad = " " if padded else ""
+    tree = trino_arithmetic(sqlglot.parse_one(f"SELECT CAST(s AS {kind}) FROM (VALUES ('{pad}{whole}{pad}')) t(s)",
+                                              read="trino"))
+    assert engine.execute(tree.sql(dialect="duckdb")).fetchone() == (whole,)
+    error = duckdb_error(engine, f"SELECT CAST(s AS {kind}) FROM (VALUES ('{whole}.{fraction:02d}')) t(s)")
+    assert (error.error_name, error.message) == ("INVALID_CAST_ARGUMENT", f"Cannot cast '…' to {kind}")

@@ -36,6 +36,7 @@ _RULES: list[tuple[re.Pattern[str], str, str]] = [
     (re.compile(r"Division by zero"), "DIVISION_BY_ZERO", "Division by zero"),
     (re.compile(r"Overflow in (?P<op>addition|subtraction|multiplication) of (?P<type>\w+)"),
      "NUMERIC_VALUE_OUT_OF_RANGE", "{type} {op} overflow"),
+    (re.compile(r"^Cannot cast (?P<rest>.*)$"), "INVALID_CAST_ARGUMENT", "Cannot cast {rest}"),
     (re.compile(r"Could not convert string (?P<v>'[^']*') to (?P<type>\w+)"), "INVALID_CAST_ARGUMENT",
      "Cannot cast {v} to {type}"),
     (re.compile(r"Could not convert (?P<what>.+?) to (?P<type>\w+)"), "INVALID_CAST_ARGUMENT",
