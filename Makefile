@@ -22,11 +22,24 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check gateway tests load_tests
 	$(VENV)/bin/mypy
 
+# The JavaScript Trino clients the tests run (tests/test_js_clients.py), pinned by tests/js/package-lock.json.
+JS_CLIENTS := tests/js/node_modules/.installed-stamp
+$(JS_CLIENTS): tests/js/package-lock.json
+	npm ci --prefix tests/js --no-audit --no-fund --silent
+	touch $(JS_CLIENTS)
+
+# dbt-trino, in an environment of its own (its pins conflict with the dev tools'); tests/test_python_clients.py.
+DBT := .venv-clients/.installed-stamp
+$(DBT): tests/clients/requirements.txt
+	test -x .venv-clients/bin/python || python3 -m venv .venv-clients
+	.venv-clients/bin/python -m pip install --quiet -r tests/clients/requirements.txt
+	touch $(DBT)
+
 # Long soak tests are marked @pytest.mark.slow and skipped here; run them with `make test-slow`.
-test: lint
+test: lint $(JS_CLIENTS) $(DBT)
 	$(PY) -m pytest -q -m "not slow" $(ARGS)
 
-test-slow: $(STAMP)
+test-slow: $(STAMP) $(JS_CLIENTS) $(DBT)
 	$(PY) -m pytest -q -m slow $(ARGS)
 
 bench: $(STAMP)
@@ -36,4 +49,4 @@ bench-workload: $(STAMP)
 	$(PY) -m load_tests.workload $(ARGS)
 
 clean:
-	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-clients tests/js/node_modules data .pytest_cache .mypy_cache .ruff_cache

@@ -47,10 +47,12 @@ from gateway.identity.setup import build_authenticator as build_identity
 from gateway.mask_key import load_mask_key
 from gateway.metadata import CatalogService
 from gateway.metrics import Metrics
+from gateway.node import NodeInfo
 from gateway.pipeline import Pipeline
 from gateway.planner import Planner
 from gateway.policy.load import load_dev_users
 from gateway.policy.store import PolicyStore
+from gateway.query_history import QueryHistory
 from gateway.workload.budget import BudgetHook
 from gateway.workload.manager import WorkloadManager
 from gateway.workload.redis_slots import RedisSlots
@@ -151,7 +153,13 @@ class Gateway:
                                  policies=self.policies, planner=planner, backends=catalogs,
                                  metrics=self.metrics, audit=self.audit, workload=self.workload,
                                  cache=CacheStage(self.cache, default_ttl=settings.cache.ttl_seconds,
-                                                  live_catalogs=frozenset({AUDIT_CATALOG})), meter=meter)
+                                                  live_catalogs=frozenset({AUDIT_CATALOG})), meter=meter,
+                                 history=QueryHistory(max_entries=settings.protocol.query_history_max,
+                                                      keep_seconds=settings.protocol.query_history_seconds,
+                                                      admin_groups=frozenset(settings.workload.admin_groups)),
+                                 node=NodeInfo(version=__version__, environment=settings.server.environment,
+                                               uri=f"{'https' if settings.server.tls_cert else 'http'}://"
+                                                   f"{settings.server.host}:{settings.server.port}"))
         self.registry = QueryRegistry(settings.protocol, self.metrics)
         self.draining = False
         self._tasks: list[asyncio.Task[None]] = []

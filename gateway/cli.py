@@ -26,6 +26,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", type=Path, help="gateway.yaml (default: the embedded demo)")
     serve.add_argument("--host", help="override server.host")
     serve.add_argument("--port", type=int, help="override server.port")
+    init = commands.add_parser("init", help="write an editable copy of the example policies and a gateway.yaml "
+                                            "into DIR")
+    init.add_argument("dir", type=Path)
     check = commands.add_parser("config", help="validate a gateway.yaml and print the effective settings")
     check.add_argument("--config", type=Path)
 
@@ -82,6 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "init":
+        return _init(args.dir)
     if args.command == "config":
         settings = _load(args.config)
         print(settings)
@@ -155,6 +160,41 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+INIT_CONFIG = """\
+# gateway serve --config gateway.yaml; every key is optional (README.md, "Configuration").
+backends:
+  demo: {type: duckdb, path: data/demo.duckdb, schema: tpch, tpch_scale: 0.01}
+policies: {dir: policies}
+"""
+
+
+def _init(target: Path) -> int:
+    """`gateway init DIR`: the shipped example policies and a minimal gateway.yaml, never overwriting."""
+    import shutil
+
+    from gateway.examples import EXAMPLE_POLICIES
+
+    policies = target / "policies"
+    config = target / "gateway.yaml"
+    existing = [p for p in (policies, config) if p.exists()]
+    if existing:
+        print(f"refusing to overwrite {', '.join(map(str, existing))}", file=sys.stderr)
+        return 2
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(EXAMPLE_POLICIES, policies)
+    config.write_text(INIT_CONFIG)
+    print(f"wrote {policies}/ and {config}; run: gateway serve --config {config}")
+    return 0
+
+
+def _policies_line(settings: Settings) -> str:
+    where = settings.policies.dir
+    if settings.policies.shipped:
+        return (f"  policies  : {where} (the examples shipped with the gateway: no ./policies here; "
+                f"`gateway init DIR` writes an editable copy)\n")
+    return f"  policies  : {where}\n"
+
+
 def _announce(settings: Settings) -> None:
     host, port = settings.server.host, settings.server.port
     catalog = settings.backends[0]
@@ -162,7 +202,8 @@ def _announce(settings: Settings) -> None:
     scheme = "https" if settings.server.tls_cert else "http"
     if settings.identity.mode != "dev":
         print(f"gateway {__version__} starting on {scheme}://{host}:{port} (catalog '{catalog.name}', schema "
-              f"'{schema}'); identity.mode '{settings.identity.mode}': clients must authenticate", flush=True)
+              f"'{schema}'); identity.mode '{settings.identity.mode}': clients must authenticate\n"
+              f"{_policies_line(settings)}", end="", flush=True)
         return
     print(
         f"gateway {__version__} starting on {scheme}://{host}:{port} (catalog '{catalog.name}', schema '{schema}')\n"
@@ -171,8 +212,9 @@ def _announce(settings: Settings) -> None:
         f"catalog='{catalog.name}', schema='{schema}')\n"
         f"  SQLAlchemy: create_engine('trino://alice@{host}:{port}/{catalog.name}/{schema}')\n"
         f"  JDBC      : jdbc:trino://{host}:{port}/{catalog.name}/{schema}?user=alice\n"
-        f"  metrics   : http://{host}:{port}/metrics   health: http://{host}:{port}/health/ready",
-        flush=True,
+        f"  metrics   : http://{host}:{port}/metrics   health: http://{host}:{port}/health/ready\n"
+        f"{_policies_line(settings)}",
+        end="", flush=True,
     )
 
 

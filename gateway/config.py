@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from gateway.examples import EXAMPLE_POLICIES
 from gateway.units import parse_size
 
 BACKEND_TYPES = ("duckdb",)
@@ -54,6 +55,9 @@ class ProtocolSettings:
     page_bytes: int = 1024 * 1024  # and about this many bytes of JSON
     max_wait_seconds: float = 1.0  # how long one poll waits for new rows before answering RUNNING
     client_timeout_seconds: float = 300.0  # a query nobody polls for this long is cancelled (Trino: 5m)
+    inline_first_page: bool = False  # answer POST /v1/statement with the first rows (Trino: always QUEUED)
+    query_history_max: int = 1000  # ended queries kept for GET /v1/query/{id} and system.runtime.queries
+    query_history_seconds: float = 900.0  # and for at most this long after they ended
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,6 +74,7 @@ class BackendSettings:
 class PolicySettings:
     dir: Path = Path("policies")
     reload_seconds: float = 2.0  # how often the directory is checked for changed files
+    shipped: bool = False  # `dir` is the example set inside the package (no policies.dir, no ./policies)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -438,7 +443,8 @@ def _server(r: _Reader, data: Mapping[str, Any]) -> ServerSettings:
 
 def _protocol(r: _Reader, data: Mapping[str, Any]) -> ProtocolSettings:
     p = ("protocol",)
-    s = r.section(data, p, {"page_rows", "page_bytes", "max_wait_seconds", "client_timeout_seconds"})
+    s = r.section(data, p, {"page_rows", "page_bytes", "max_wait_seconds", "client_timeout_seconds",
+                            "inline_first_page", "query_history_max", "query_history_seconds"})
     d = ProtocolSettings()
     return ProtocolSettings(
         page_rows=r.get(s, (*p, "page_rows"), int, d.page_rows, _positive),
@@ -446,6 +452,10 @@ def _protocol(r: _Reader, data: Mapping[str, Any]) -> ProtocolSettings:
         max_wait_seconds=r.get(s, (*p, "max_wait_seconds"), float, d.max_wait_seconds, _positive),
         client_timeout_seconds=r.get(s, (*p, "client_timeout_seconds"), float, d.client_timeout_seconds,
                                      _positive),
+        inline_first_page=r.get(s, (*p, "inline_first_page"), bool, d.inline_first_page),
+        query_history_max=r.get(s, (*p, "query_history_max"), int, d.query_history_max, _positive),
+        query_history_seconds=r.get(s, (*p, "query_history_seconds"), float, d.query_history_seconds,
+                                    _positive),
     )
 
 
@@ -483,9 +493,12 @@ def _backends(r: _Reader, data: Mapping[str, Any], base: Path) -> tuple[BackendS
 def _policies(r: _Reader, data: Mapping[str, Any]) -> PolicySettings:
     p = ("policies",)
     s = r.section(data, p, {"dir", "reload_seconds"})
+    default = r.base / "policies"
+    shipped = s.get("dir") is None and not default.is_dir()
     return PolicySettings(
-        dir=r.get(s, (*p, "dir"), Path, r.base / "policies"),
+        dir=EXAMPLE_POLICIES if shipped else r.get(s, (*p, "dir"), Path, default),
         reload_seconds=r.get(s, (*p, "reload_seconds"), float, 2.0, _positive),
+        shipped=shipped,
     )
 
 

@@ -24,6 +24,9 @@ from gateway.types import SqlType
 
 V = "VARCHAR"
 B = "BIGINT"
+TZ = "TIMESTAMPTZ"
+PROPERTY_COLUMNS = [("catalog_name", V), ("property_name", V), ("default_value", V), ("type", V),
+                    ("description", V)]
 
 # local table -> its columns; the prefix before the first underscore-separated Trino name is the schema.
 INFORMATION_SCHEMA_TABLES: dict[str, list[tuple[str, str]]] = {
@@ -60,6 +63,23 @@ SYSTEM_TABLES: dict[tuple[str, str], list[tuple[str, str]]] = {
                         ("num_prec_radix", B)],
     ("metadata", "catalogs"): [("catalog_name", V), ("connector_id", V), ("connector_name", V)],
     ("metadata", "table_comments"): [("catalog_name", V), ("schema_name", V), ("table_name", V), ("comment", V)],
+    # The demo backends have no materialized views and no connector properties: these are empty, as in a
+    # Trino catalog without them, and exist because dbt-trino and DBeaver read them.
+    ("metadata", "materialized_views"): [("catalog_name", V), ("schema_name", V), ("name", V),
+                                         ("storage_catalog", V), ("storage_schema", V), ("storage_table", V),
+                                         ("freshness", V), ("last_fresh_time", TZ), ("owner", V), ("comment", V),
+                                         ("definition", V)],
+    ("metadata", "table_properties"): PROPERTY_COLUMNS,
+    ("metadata", "column_properties"): PROPERTY_COLUMNS,
+    ("metadata", "schema_properties"): PROPERTY_COLUMNS,
+    ("metadata", "materialized_view_properties"): PROPERTY_COLUMNS,
+    # Filled per query from the running process (metadata_live.py); empty in the shared engine.
+    ("runtime", "nodes"): [("node_id", V), ("http_uri", V), ("node_version", V), ("coordinator", "BOOLEAN"),
+                           ("state", V)],
+    ("runtime", "queries"): [("query_id", V), ("state", V), ("user", V), ("source", V), ("query", V),
+                             ("resource_group_id", "VARCHAR[]"), ("queued_time_ms", B), ("analysis_time_ms", B),
+                             ("planning_time_ms", B), ("created", TZ), ("started", TZ), ("last_heartbeat", TZ),
+                             ("end", TZ), ("error_type", V), ("error_code", V)],
 }
 
 # java.sql.Types codes, as Trino's JDBC metadata reports them

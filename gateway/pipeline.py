@@ -40,15 +40,21 @@ from gateway.cost.model import Charge
 from gateway.errors import AuthenticationFailed, GatewayError, InternalError, PermissionDenied, QueryCanceled
 from gateway.identity import Authenticator, Credentials, Identity
 from gateway.metadata import CatalogService
+from gateway.metadata_live import CursorSetup, cursor_setup, live_rows, reads_live_tables
 from gateway.metrics import Metrics
+from gateway.node import NodeInfo
 from gateway.planner import Plan, Planner, PolicyContext, describe_output_rows
 from gateway.policy.decide import decide_impersonation
 from gateway.policy.store import PolicyStore
+from gateway.query_history import QueryHistory
 from gateway.query_id import QueryIdGenerator
 from gateway.session import Session, SessionChange
 from gateway.sql.columns import tables_named
+from gateway.sql.explain_io import COLUMN as IO_PLAN_COLUMN
+from gateway.sql.explain_io import IoExplain, from_duckdb_plan
 from gateway.sql.resolve import METADATA_TARGET
 from gateway.static_result import StaticExecution
+from gateway.types import VARCHAR
 from gateway.workload.manager import Admission, AdmissionRequest, WorkloadManager
 from gateway.workload.model import QUERY_TYPES
 
@@ -68,8 +74,11 @@ class QueryState(StrEnum):
 class Pipeline:
     def __init__(self, *, authenticator: Authenticator, catalog: CatalogService, policies: PolicyStore,
                  planner: Planner, backends: dict[str, Backend], metrics: Metrics, audit: AuditTrail,
-                 workload: WorkloadManager, cache: CacheStage, meter: Meter | None = None) -> None:
+                 workload: WorkloadManager, cache: CacheStage, meter: Meter | None = None,
+                 history: QueryHistory | None = None, node: NodeInfo | None = None) -> None:
         self.authenticator = authenticator
+        self.history = history or QueryHistory(admin_groups=workload.admin_groups)
+        self.node = node or NodeInfo(version=planner.version, environment="gateway", uri="")
         self.meter = meter
         self.cache = cache
         self.workload = workload
@@ -136,7 +145,9 @@ class Pipeline:
         return principal.acting_as(session.user)
 
     def submit(self, sql: str, session: Session, principal: Identity) -> QueryRun:
-        return QueryRun(self, self.query_ids.next(), sql, session, principal)
+        run = QueryRun(self, self.query_ids.next(), sql, session, principal)
+        self.history.add(run)
+        return run
 
     async def plan(self, sql: str, session: Session, identity: Identity) -> Plan:
         """Planning is CPU work: small statements (nearly all) are planned inline, which is cheaper than a
@@ -236,6 +247,8 @@ class QueryRun:
                     columns, rows = describe_output_rows(execution.columns)
                     await execution.cancel()
                     self._execution = StaticExecution(columns=columns, rows=rows)
+                elif plan.io_explain is not None:
+                    self._execution = await io_explain_answer(plan.io_explain, execution)
             if self._finished:
                 return  # cancelled while starting
             if self._execution is not None:
@@ -282,7 +295,7 @@ class QueryRun:
     async def _execute(self, target: str, sql: str) -> Execution:
         """Start `sql` on `target`. The execution is reachable by `cancel` before it starts running."""
         if target == METADATA_TARGET:
-            self._execution = self.pipeline.catalog.current.engine.execution(sql)
+            self._execution = self.pipeline.catalog.current.engine.execution(sql, setup=self._live_tables())
         else:
             # The only place planned SQL becomes runnable: the mask key replaces its sentinel here.
             self._execution = self.pipeline.backends[target].execution(self.pipeline.planner.mask_key.reveal(sql))
@@ -290,6 +303,14 @@ class QueryRun:
             self.pipeline.metrics.backend_running.labels(target).inc()
         await self._execution.start()
         return self._execution
+
+    def _live_tables(self) -> CursorSetup | None:
+        """system.runtime.* tables read by this metadata query, filled with what its identity may see."""
+        tables = self.plan.tables if self.plan is not None else ()
+        if not reads_live_tables(tables) or self.identity is None:
+            return None
+        pipeline = self.pipeline
+        return cursor_setup(live_rows(tables, history=pipeline.history, viewer=self.identity, node=pipeline.node))
 
     async def fetch(self, max_rows: int) -> Sequence[Row] | None:
         """The next rows, or None when there are no more (the run is then finished)."""
@@ -455,3 +476,11 @@ class QueryRun:
             "policy_version": (plan.policy_version or "")[:12] if plan is not None else None,
             "sql": self.sql[:2000],
         }
+
+
+async def io_explain_answer(explain: IoExplain, execution: Execution) -> StaticExecution:
+    """The one-row answer, from the backend's EXPLAIN (FORMAT JSON) rows (explain_key, explain_value)."""
+    text = ""
+    while (rows := await execution.fetch(1024)) is not None:
+        text += "".join(str(row[-1]) for row in rows)
+    return StaticExecution(columns=(Column(IO_PLAN_COLUMN, VARCHAR),), rows=((from_duckdb_plan(explain, text),),))

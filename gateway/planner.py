@@ -29,11 +29,13 @@ from gateway.errors import InternalError, NotFound, NotSupported, PermissionDeni
 from gateway.identity import Identity
 from gateway.mask_key import MaskKey
 from gateway.metrics import Metrics
+from gateway.planner_more import SHOW_FORMS, plan_explain, plan_show
 from gateway.policy.decide import decide_table
 from gateway.policy.model import PolicySet
 from gateway.session import Session, SessionChange
 from gateway.sql import statements as st
 from gateway.sql.columns import columns_read
+from gateway.sql.explain_io import IoExplain
 from gateway.sql.functions import check_functions
 from gateway.sql.generate import SessionValues, Visibility, to_backend_sql
 from gateway.sql.parameters import bind_parameters, number_placeholders
@@ -71,6 +73,7 @@ class Plan:
     deterministic: bool = False  # the same statement gives the same answer (no now(), random(), ...): cacheable
     kill: KillQuery | None = None  # CALL system.runtime.kill_query
     restricted: bool = False  # a table read has a row filter or column mask for this identity (or it is metadata)
+    io_explain: IoExplain | None = None  # `sql` is the backend's EXPLAIN: answer Trino's IO plan from it
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,8 @@ class _Planning:
         if isinstance(statement, st.QueryStatement):
             return self.query(statement.tree, "select")
         if isinstance(statement, st.Show):
+            if statement.what in SHOW_FORMS:
+                return plan_show(self, statement)
             if statement.what == "SESSION":
                 return _show_session(session)
             if statement.what == "COLUMNS":
@@ -154,7 +159,8 @@ class _Planning:
                                        snapshot=self.snapshot)
                 self._require_visible(name, f"Cannot show columns of table {name}")
             tree = show_query(statement, catalog=session.catalog, schema=session.schema, snapshot=self.snapshot)
-            return self.query(tree, "show")
+            # Trino's SHOW columns are capitalised (Catalog, Table, Column); clients read them by name.
+            return self.query(tree, "show", output_names=tuple(p.alias_or_name for p in tree.selects))
         if isinstance(statement, st.Execute):
             text = self._prepared_text(statement.name) if statement.name is not None else statement.sql or ""
             inner = st.classify(number_placeholders(text))
@@ -171,8 +177,8 @@ class _Planning:
         if isinstance(statement, st.Call):
             return Plan("call", update_type="CALL", kill=kill_query(statement))
         if isinstance(statement, st.Explain):
-            if statement.options:
-                raise NotSupported(f"EXPLAIN ({', '.join(statement.options)}) is not supported; use plain EXPLAIN")
+            if (statement.options or statement.analyze) and (variant := plan_explain(self, statement)) is not None:
+                return variant
             planned = self.query(statement.query.tree, "explain")
             if planned.restricted:
                 # Engine plans show cardinalities and, through pruning, the range of values a filter removes.
@@ -185,7 +191,7 @@ class _Planning:
                         columns_read=planned.columns_read)
         return self.session_change(statement)
 
-    def query(self, tree: exp.Query, kind: str) -> Plan:
+    def query(self, tree: exp.Query, kind: str, *, output_names: tuple[str, ...] | None = None) -> Plan:
         if tree.find(exp.Placeholder) is not None:
             raise UserError("the statement has ? parameters but no values for them; use PREPARE and "
                             "EXECUTE ... USING", error_name="GENERIC_USER_ERROR")
@@ -199,7 +205,8 @@ class _Planning:
         policy = self.policy.policy
         if resolved.target == METADATA_TARGET:
             visible = planner.visibility(self.identity, session.source, self.snapshot, policy)
-            sql = to_backend_sql(resolved.tree, dialect="duckdb", session=values, metadata=visible, copy=False)
+            sql = to_backend_sql(resolved.tree, dialect="duckdb", session=values, metadata=visible, copy=False,
+                                 output_names=output_names)
             return Plan(kind, target=resolved.target, sql=sql, tables=resolved.tables,
                         rules=("metadata restricted to readable tables",), policy_version=policy.version,
                         restricted=True)
@@ -212,7 +219,7 @@ class _Planning:
                                    hash_key=planner.mask_key.sentinel(policy.mask_key_version),
                                    views=self.policy.views, copy=False)  # this planning owns the tree
         sql = to_backend_sql(rewritten.tree, dialect=dialect, session=values, metadata=None,
-                             backend_catalog=backend.sql_catalog, copy=False)
+                             backend_catalog=backend.sql_catalog, copy=False, schema=self.snapshot.column_types())
         return Plan(kind, target=resolved.target, sql=sql, tables=resolved.tables, rules=rewritten.rules_applied,
                     policy_version=rewritten.policy_version, columns_read=columns, deterministic=deterministic,
                     restricted=rewritten.restricted)
@@ -227,6 +234,22 @@ class _Planning:
         planned = self.query(exp.select("*").from_(tree.subquery("q")).limit(0), "describe")
         return Plan("describe", target=planned.target, sql=planned.sql, describe_output=True, tables=planned.tables,
                     rules=planned.rules, policy_version=planned.policy_version)
+
+    # -- what planner_more needs ---------------------------------------------------------------------------
+
+    def answer(self, kind: str, columns: tuple[Column, ...], rows: tuple[Row, ...], *,
+               based_on: Plan | None = None) -> Plan:
+        """A result the gateway answers itself; `based_on` the plan of the query it stands for (audit)."""
+        if based_on is None:
+            return Plan(kind, columns=columns, rows=rows)
+        return Plan(kind, columns=columns, rows=rows, tables=based_on.tables, rules=based_on.rules,
+                    policy_version=based_on.policy_version, columns_read=based_on.columns_read)
+
+    def visible_tables(self) -> frozenset[TableName]:
+        return self.planner.visibility(self.identity, self.session.source, self.snapshot, self.policy.policy).tables
+
+    def dialect_of(self, target: str) -> str:
+        return self.planner.backends[target].dialect
 
     def _require_visible(self, name: TableName, message: str) -> None:
         if name.is_metadata:

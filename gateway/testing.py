@@ -108,3 +108,25 @@ class GatewayProcess:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  traceback: TracebackType | None) -> None:
         self.stop()
+
+
+def follow_statement(first: httpx.Response, *, headers: dict[str, str] | None = None,
+                     client: httpx.Client | None = None, timeout: float = 30.0) -> dict[str, Any]:
+    """Follow a POST /v1/statement answer's nextUri to the end, as a Trino client does, sending `headers`
+    on every poll. The last response, with `columns` from whichever response had them and every row under
+    `data`."""
+    http = client or httpx.Client(timeout=timeout, verify=False)
+    try:
+        body: dict[str, Any] = first.json()
+        columns, data = body.get("columns"), list(body.get("data", []))
+        while "nextUri" in body and "error" not in body:
+            body = http.get(body["nextUri"], headers=headers or {}).json()
+            columns = columns or body.get("columns")
+            data += body.get("data", [])
+        result = {**body, "data": data}
+        if columns is not None:
+            result["columns"] = columns
+        return result
+    finally:
+        if client is None:
+            http.close()

@@ -23,7 +23,9 @@ def demo_database(scale: float, schema: str = "tpch") -> Path:
 
 
 def demo_config(database: Path, schema: str = "tpch", **sections: Any) -> dict[str, Any]:
-    """The demo backend with the repository's example policies and dev users."""
+    """The demo backend with the repository's example policies and dev users. The raw-HTTP scenarios send one
+    POST per query and read its answer, so the first response carries the first page
+    (`protocol.inline_first_page`); a scenario may pass its own `protocol` section."""
     return {"backends": {"demo": {"type": "duckdb", "path": str(database), "schema": schema}},
-            "policies": {"dir": str(REPO / "policies")}, **sections}
+            "policies": {"dir": str(REPO / "policies")}, "protocol": {"inline_first_page": True}, **sections}
 

@@ -63,7 +63,7 @@ def test_prepare_keeps_the_text_and_checks_it() -> None:
 
 
 @pytest.mark.parametrize(("sql", "name"), [
-    ("SHOW FUNCTIONS", "NOT_SUPPORTED"),
+    ("SHOW TRANSACTIONS", "NOT_SUPPORTED"),
     ("CALL system.runtime.kill_query(query_id => 'x'", "SYNTAX_ERROR"),
     ("CALL system.runtime.kill_query(query_id => x)", "SYNTAX_ERROR"),
     ("COMMENT ON TABLE nation IS 'x'", "NOT_SUPPORTED"),

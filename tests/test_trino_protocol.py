@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from gateway.testing import follow_statement
 from tests.conftest import GatewayProcess
 
 HEADERS = {"X-Trino-User": "alice", "X-Trino-Catalog": "demo", "X-Trino-Schema": "tpch"}
@@ -16,6 +17,11 @@ HEADERS = {"X-Trino-User": "alice", "X-Trino-Catalog": "demo", "X-Trino-Schema":
 
 def post(gateway: GatewayProcess, sql: str | bytes, headers: dict[str, str] | None = None) -> httpx.Response:
     return httpx.post(f"{gateway.url}/v1/statement", content=sql, headers=headers or HEADERS, timeout=30)
+
+
+def answer(gateway: GatewayProcess, sql: str | bytes, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """The query's outcome as a client sees it after following every nextUri."""
+    return follow_statement(post(gateway, sql, headers), headers=headers or HEADERS)
 
 
 def run_all(gateway: GatewayProcess, sql: str, headers: dict[str, str] | None = None) -> list[dict[str, Any]]:
@@ -52,11 +58,14 @@ def test_query_id_has_trino_shape(gateway: GatewayProcess) -> None:
     assert re.fullmatch(r"\d{8}_\d{6}_\d{5}_[a-z0-9]{5}", pages[0]["id"])
 
 
-def test_small_result_arrives_in_the_first_response(gateway: GatewayProcess) -> None:
-    body = post(gateway, "SELECT n_name FROM nation WHERE n_nationkey = 1").json()
-    assert body["data"] == [["ARGENTINA"]]
-    assert body["stats"]["state"] == "FINISHED"
-    assert "nextUri" not in body
+def test_first_response_is_queued_with_next_uri_as_trino(gateway: GatewayProcess) -> None:
+    """trino-js-client reads rows only after the first response; presto-client requires its nextUri."""
+    first = post(gateway, "SELECT n_name FROM nation WHERE n_nationkey = 1").json()
+    assert first["stats"]["state"] == "QUEUED" and first["stats"]["queued"] is True
+    assert "data" not in first and "columns" not in first
+    assert first["nextUri"].startswith(gateway.url) and first["infoUri"].endswith(first["id"])
+    body = answer(gateway, "SELECT n_name FROM nation WHERE n_nationkey = 1")
+    assert body["data"] == [["ARGENTINA"]] and body["stats"]["state"] == "FINISHED"
 
 
 def test_missing_or_plain_text_content_type_is_accepted(gateway: GatewayProcess) -> None:
@@ -69,7 +78,7 @@ def test_missing_or_plain_text_content_type_is_accepted(gateway: GatewayProcess)
             request.headers.pop("Content-Type", None)
         with httpx.Client() as client:
             response = client.send(request)
-        assert response.json()["data"] == [[42]]
+        assert follow_statement(response, headers=HEADERS)["data"] == [[42]]
 
 
 def test_retrying_a_page_returns_the_same_page(gateway: GatewayProcess) -> None:
@@ -102,8 +111,8 @@ def test_finished_query_uri_is_gone(gateway: GatewayProcess) -> None:
 
 
 def test_column_type_signatures(gateway: GatewayProcess) -> None:
-    body = post(gateway, "SELECT c_name, c_acctbal, CAST(c_name AS varchar(10)) AS short, "
-                         "CAST('2024-01-01 10:00:00' AS timestamp(3)) AS ts, c_custkey FROM customer LIMIT 1").json()
+    body = answer(gateway, "SELECT c_name, c_acctbal, CAST(c_name AS varchar(10)) AS short, "
+                           "CAST('2024-01-01 10:00:00' AS timestamp(3)) AS ts, c_custkey FROM customer LIMIT 1")
     columns = {c["name"]: c for c in body["columns"]}
     assert columns["c_name"]["typeSignature"] == {"rawType": "varchar",
                                                   "arguments": [{"kind": "LONG", "value": 2147483647}]}
@@ -138,7 +147,7 @@ def test_values_are_encoded_as_trino_does(gateway: GatewayProcess) -> None:
 
 
 def test_stats_fields(gateway: GatewayProcess) -> None:
-    stats = post(gateway, "SELECT count(*) FROM orders").json()["stats"]
+    stats = answer(gateway, "SELECT count(*) FROM orders")["stats"]
     for key in ("state", "queued", "scheduled", "nodes", "totalSplits", "queuedSplits", "runningSplits",
                 "completedSplits", "cpuTimeMillis", "wallTimeMillis", "queuedTimeMillis", "elapsedTimeMillis",
                 "processedRows", "processedBytes", "physicalInputBytes", "peakMemoryBytes", "spilledBytes"):
@@ -160,7 +169,7 @@ def test_head_statement_for_connection_checks(gateway: GatewayProcess) -> None:
 
 
 def test_errors_have_trino_fields_and_location(gateway: GatewayProcess) -> None:
-    body = post(gateway, "SELECT * FROM").json()
+    body = answer(gateway, "SELECT * FROM")
     error = body["error"]
     assert body["stats"]["state"] == "FAILED"
     assert error["errorName"] == "SYNTAX_ERROR" and error["errorCode"] == 1 and error["errorType"] == "USER_ERROR"
@@ -183,13 +192,13 @@ def test_errors_have_trino_fields_and_location(gateway: GatewayProcess) -> None:
 def test_query_errors_are_reported_as_failed_queries(gateway: GatewayProcess, sql: str, name: str) -> None:
     response = post(gateway, sql)
     assert response.status_code == 200
-    body = response.json()
+    body = follow_statement(response, headers=HEADERS)
     assert body["error"]["errorName"] == name, body["error"]
     assert body["stats"]["state"] == "FAILED"
 
 
 def test_unqualified_table_without_session_schema(gateway: GatewayProcess) -> None:
-    body = post(gateway, "SELECT * FROM nation", {"X-Trino-User": "alice"}).json()
+    body = answer(gateway, "SELECT * FROM nation", {"X-Trino-User": "alice"})
     assert body["error"]["errorName"] == "MISSING_SCHEMA_NAME"
 
 
@@ -217,7 +226,7 @@ def test_body_over_the_limit_is_refused(gateway: GatewayProcess) -> None:
     assert response.status_code == 413
     assert response.json()["error"]["errorName"] == "QUERY_TEXT_TOO_LARGE"
     # and the gateway keeps serving
-    assert post(gateway, "SELECT 1").json()["data"] == [[1]]
+    assert answer(gateway, "SELECT 1")["data"] == [[1]]
 
 
 def test_unknown_endpoint_is_a_json_404(gateway: GatewayProcess) -> None:

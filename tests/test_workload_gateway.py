@@ -157,7 +157,7 @@ def test_queued_queries_are_visible_cancellable_and_bounded(wl: GatewayProcess) 
     # the queue holds max_queued (2); the next query is refused at once
     waiting = [post(wl, fast_sql(), tags="serial") for _ in range(2)]
     began = time.monotonic()
-    refused = post(wl, fast_sql(), tags="serial")
+    refused = follow(post(wl, fast_sql(), tags="serial"))  # refused on its first poll, never queued
     assert refused["stats"]["state"] == "FAILED" and time.monotonic() - began < 1
     assert refused["error"]["errorName"] == "QUERY_QUEUE_FULL" and refused["error"]["errorCode"] == 0x20002
     assert "'serial'" in refused["error"]["message"] and refused["error"]["errorType"] == "INSUFFICIENT_RESOURCES"
@@ -211,19 +211,22 @@ def test_execution_time_cap_stops_the_backend_query(wl: GatewayProcess) -> None:
 
 
 def test_result_row_cap_is_an_error_never_a_cut(wl: GatewayProcess) -> None:
-    exactly = follow(post(wl, "SELECT l_orderkey FROM lineitem LIMIT 100", user="admin", tags="rows"))
+    exactly = follow(post(wl, "SELECT l_orderkey FROM lineitem LIMIT 100", user="admin", tags="rows"),
+                     user="admin")
     assert "error" not in exactly and len(exactly["rows"]) == 100
-    over = follow(post(wl, "SELECT l_orderkey FROM lineitem", user="admin", tags="rows"))
+    over = follow(post(wl, "SELECT l_orderkey FROM lineitem", user="admin", tags="rows"), user="admin")
     assert over["error"]["errorName"] == "EXCEEDED_RESULT_ROWS_LIMIT"
     assert "maximum of 100 result rows of resource group 'rows'" in over["error"]["message"]
     assert wl.metric("gateway_workload_kills_total", 'group="rows",reason="result_rows"') == 1
 
 
 def test_scan_estimate_over_max_scan_bytes_is_refused_before_running(wl: GatewayProcess) -> None:
-    refused = follow(post(wl, "SELECT l_comment, l_orderkey FROM lineitem", user="admin", tags="scan"))
+    refused = follow(post(wl, "SELECT l_comment, l_orderkey FROM lineitem", user="admin", tags="scan"),
+                     user="admin")
     assert refused["error"]["errorName"] == "EXCEEDED_SCAN_LIMIT"
     assert "max_scan_bytes of resource group 'scan'" in refused["error"]["message"]
-    assert follow(post(wl, "SELECT n_name FROM nation", user="admin", tags="scan"))["rows"][0] == ["ALGERIA"]
+    nations = follow(post(wl, "SELECT n_name FROM nation", user="admin", tags="scan"), user="admin")
+    assert nations["rows"][0] == ["ALGERIA"]
 
 
 def test_admin_api_shows_own_queries_to_users_and_everything_to_admins(wl: GatewayProcess) -> None:

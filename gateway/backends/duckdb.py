@@ -22,6 +22,7 @@ import duckdb
 
 from gateway import types as t
 from gateway.backends.base import Backend, Column, Execution, ExecutionStats, Row, Table
+from gateway.backends.duckdb_messages import trino_message
 from gateway.errors import BackendError, GatewayError, NotFound, QueryCanceled, UserError
 
 T = TypeVar("T")
@@ -108,6 +109,9 @@ def translate_error(error: duckdb.Error) -> GatewayError:
         message = _redact_values(message)
     if isinstance(error, duckdb.InterruptException):
         return QueryCanceled("Query was canceled")
+    name, message = trino_message(message)
+    if name is not None:
+        return UserError(message, error_name=name)
     if isinstance(error, duckdb.CatalogException):
         return NotFound(message, error_name="TABLE_NOT_FOUND" if "Table" in message else "NOT_FOUND")
     if isinstance(error, duckdb.BinderException):
@@ -155,8 +159,10 @@ class DuckDBEngine:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._tracked, function)
 
-    def execution(self, sql: str) -> DuckDBExecution:
-        return DuckDBExecution(self, sql, f"{self._label}-{next(self._ids)}")
+    def execution(self, sql: str, *,
+                  setup: Callable[[duckdb.DuckDBPyConnection], None] | None = None) -> DuckDBExecution:
+        """`setup` runs first on the query's own cursor (e.g. to create its temporary tables)."""
+        return DuckDBExecution(self, sql, f"{self._label}-{next(self._ids)}", setup=setup)
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         return self._connection.cursor()
@@ -174,9 +180,11 @@ class DuckDBExecution(Execution):
     """One query on its own cursor. Calls into DuckDB run on worker threads; `cancel` interrupts a running
     call, and the cursor is closed by whichever side finishes last (DuckDB refuses to close a busy cursor)."""
 
-    def __init__(self, engine: DuckDBEngine, sql: str, query_id: str) -> None:
+    def __init__(self, engine: DuckDBEngine, sql: str, query_id: str, *,
+                 setup: Callable[[duckdb.DuckDBPyConnection], None] | None = None) -> None:
         self._engine = engine
         self._sql = sql
+        self._setup = setup
         self._cursor: duckdb.DuckDBPyConnection | None = None
         self._lock = threading.Lock()
         self._closed = False
@@ -221,6 +229,8 @@ class DuckDBExecution(Execution):
         # The first rows are fetched in the same worker hop as the execution: a small result (most
         # dashboard queries) then costs one thread round trip instead of three.
         def run(cursor: duckdb.DuckDBPyConnection) -> None:
+            if self._setup is not None:
+                self._setup(cursor)
             cursor.execute(self._sql)
             self.columns = tuple(Column(name=d[0], type=to_sql_type(d[1])) for d in cursor.description or [])
             if cursor.description:

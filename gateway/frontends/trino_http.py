@@ -1,11 +1,13 @@
 """The Trino client protocol over HTTP: what unmodified Trino clients (JDBC, trino-python-client, CLI) need.
 
-    POST   /v1/statement                                      submit; first page (or QUEUED/RUNNING)
+    POST   /v1/statement                                      submit -> QUEUED with nextUri, as Trino
+                                                              (protocol.inline_first_page: first rows)
     GET    /v1/statement/executing/{id}/{slug}/{token}        next page (long-polls up to max_wait)
     DELETE /v1/statement/executing/{id}/{slug}/{token}        cancel -> 204
     HEAD   /v1/statement                                      connection check (JDBC validateConnection)
-    GET    /v1/info, /v1/info/state                           server information
-    GET    /v1/query/{id}                                     infoUri: state and stats of one query
+    GET    /v1/info, /v1/info/state, /v1/status, /v1/node     server information
+    GET    /v1/query/{id}                                     infoUri: QueryInfo, also after it ended
+    DELETE /v1/query/{id}                                     cancel (trino-js-client, presto-client) -> 204
 
 Query failures are answered as Trino answers them: HTTP 200 with state FAILED and an `error` object.
 Requests that cannot become a query (bad body, bad headers, unknown nextUri) get an HTTP error status and a
@@ -13,8 +15,11 @@ JSON body naming the problem. Nothing here knows about policies or backends.
 
 Authentication comes first on POST and HEAD /v1/statement: failures answer 401 with `WWW-Authenticate` (the
 accepted schemes) and a JSON error saying what was wrong, or 429 with `Retry-After` while the client address
-is slowed after repeated failures. The paging URIs are not re-authenticated: their random slug makes them a
-capability only the submitting client holds.
+is slowed after repeated failures. Every per-query request (polls, cancels, /v1/query/{id}) is for the
+query's owner only (the principal that submitted it) or members of `workload.admin_groups`: anyone else
+is told "Query not found", so nobody learns that another user's query exists, and the refusal is audited.
+In dev mode a poll without X-Trino-User (presto-client sends none on nextUri) relies on the URI's random
+slug, a capability only the submitting client holds; in every other mode each request authenticates.
 """
 
 from __future__ import annotations
@@ -34,30 +39,18 @@ from gateway.config import Settings
 from gateway.errors import AuthenticationFailed, GatewayError, InternalError, ProtocolError
 from gateway.frontends.trino_headers import change_headers, credentials_from_headers, session_from_headers
 from gateway.frontends.trino_queries import Page, QueryRegistry, TrinoQuery
+from gateway.frontends.trino_query_info import error_json, node_json, query_info_json, status_json
 from gateway.frontends.trino_values import column_json
 from gateway.identity import Identity
 from gateway.metrics import Metrics
+from gateway.node import duration_text
 from gateway.pipeline import Pipeline, QueryState
 
 log = logging.getLogger("gateway.trino")
 
 JSON_TYPE = "application/json"
-
-
-def error_json(error: GatewayError) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "message": error.message if not isinstance(error, InternalError) else "Internal error in the gateway",
-        "errorCode": error.error.code,
-        "errorName": error.error.name,
-        "errorType": error.error.type,
-        "failureInfo": {"type": "io.trino.spi.TrinoException", "message": error.message, "suppressed": [],
-                        "stack": []},
-    }
-    if isinstance(error, InternalError):
-        body["failureInfo"]["message"] = body["message"]
-    if error.line is not None:
-        body["errorLocation"] = {"lineNumber": error.line, "columnNumber": error.column or 1}
-    return body
+# One answer for unknown, expired and other users' queries: it must not tell them apart.
+NOT_FOUND_MESSAGE = "Query not found (it finished, was cancelled, or the URI is wrong)"
 
 
 def protocol_error_response(error: ProtocolError) -> Response:
@@ -85,7 +78,10 @@ class TrinoFrontend:
             Route("/v1/statement/executing/{query_id}/{slug}/{token:int}", self.cancel, methods=["DELETE"]),
             Route("/v1/info", self.info, methods=["GET"]),
             Route("/v1/info/state", self.info_state, methods=["GET"]),
+            Route("/v1/status", self.status, methods=["GET"]),
+            Route("/v1/node", self.nodes, methods=["GET"]),
             Route("/v1/query/{query_id}", self.query_info, methods=["GET"]),
+            Route("/v1/query/{query_id}", self.kill, methods=["DELETE"]),
         ]
 
     # -- endpoints -----------------------------------------------------------------------------------------
@@ -113,13 +109,25 @@ class TrinoFrontend:
                            metrics=self.metrics)
         self.registry.add(query)
         query.start()
+        if not self.protocol.inline_first_page:
+            return self._queued(request, query)
         await query.wait(self.protocol.max_wait_seconds)
         return self._respond(request, query, 0)
+
+    def _queued(self, request: Request, query: TrinoQuery) -> Response:
+        """Trino's first answer: accepted, nothing run yet; the rows come from the nextUri polls."""
+        body = self._envelope(request, query, state=QueryState.QUEUED.value, next_token=1)
+        page = Page(0, json.dumps(body, separators=(",", ":")).encode(), [])
+        query.last_page = page
+        return Response(page.body, media_type=JSON_TYPE)
 
     async def get_page(self, request: Request) -> Response:
         query = self._find(request)
         if query is None:
             return self._not_found(request)
+        if (refused := await self._refuse_unless_owner(request, query.run.principal.user, query.query_id,
+                                                       holds_slug=True)) is not None:
+            return refused
         query.last_polled = time.monotonic()
         token = int(request.path_params["token"])
         last = query.last_page
@@ -134,6 +142,9 @@ class TrinoFrontend:
         query = self._find(request)
         if query is None:
             return self._not_found(request)
+        if (refused := await self._refuse_unless_owner(request, query.run.principal.user, query.query_id,
+                                                       holds_slug=True)) is not None:
+            return refused
         await query.cancel()
         self.registry.mark_finished(query)
         return Response(status_code=204)
@@ -153,22 +164,72 @@ class TrinoFrontend:
             "environment": self.settings.server.environment,
             "coordinator": True,
             "starting": False,
-            "uptime": _duration(time.monotonic() - self.started),
+            "uptime": duration_text(time.monotonic() - self.started),
         })
 
     async def info_state(self, request: Request) -> Response:
         return JSONResponse("SHUTTING_DOWN" if self._is_draining() else "ACTIVE")
 
+    async def status(self, request: Request) -> Response:
+        return JSONResponse(status_json(self.pipeline.node, draining=self._is_draining()))
+
+    async def nodes(self, request: Request) -> Response:
+        return JSONResponse(node_json(self.pipeline.node))
+
     async def query_info(self, request: Request) -> Response:
+        """QueryInfo of a running or recently ended query, for its owner (or an admin) only."""
         query_id = request.path_params["query_id"]
-        for query in self.registry.running():
-            if query.query_id == query_id:
-                run = query.run
-                return JSONResponse({"queryId": run.query_id, "state": run.state.value,
-                                     "self": str(request.url), "stats": self._stats(query)})
-        return self._not_found(request, f"query {query_id} is not running here")
+        viewer = await self._viewer(request)
+        if isinstance(viewer, Response):
+            return viewer
+        summary = self.pipeline.history.get(query_id, viewer)
+        if summary is None:
+            return self._not_found_for(request, viewer, query_id)
+        return JSONResponse(query_info_json(summary, self_uri=str(request.url)))
+
+    async def kill(self, request: Request) -> Response:
+        """DELETE /v1/query/{id}: what trino-js-client's cancel and presto-client's kill call."""
+        query_id = request.path_params["query_id"]
+        viewer = await self._viewer(request)
+        if isinstance(viewer, Response):
+            return viewer
+        query = self.registry.by_id(query_id)
+        if query is None or not self.pipeline.history.may_see_owner(viewer, query.run.principal.user):
+            return self._not_found_for(request, viewer, query_id)
+        await query.cancel()
+        self.registry.mark_finished(query)
+        return Response(status_code=204)
 
     # -- helpers -------------------------------------------------------------------------------------------
+
+    async def _viewer(self, request: Request) -> Identity | Response:
+        """The authenticated caller of a per-query request, or the 401/429 answer."""
+        client = request.client.host if request.client else None
+        try:
+            return await self.pipeline.authenticate(credentials_from_headers(request.headers, client_address=client))
+        except AuthenticationFailed as failure:
+            return self._unauthorized(failure)
+
+    async def _refuse_unless_owner(self, request: Request, owner: str, query_id: str, *,
+                                   holds_slug: bool) -> Response | None:
+        """None when the caller may act on the query; else the answer (401, or 404 as if it did not exist)."""
+        if holds_slug and not self.pipeline.authenticator.requires_credentials \
+                and request.headers.get("x-trino-user") is None:
+            return None  # dev mode, and the caller holds the URI's random slug
+        viewer = await self._viewer(request)
+        if isinstance(viewer, Response):
+            return viewer
+        if self.pipeline.history.may_see_owner(viewer, owner):
+            return None
+        return self._not_found_for(request, viewer, query_id)
+
+    def _not_found_for(self, request: Request, viewer: Identity, query_id: str) -> Response:
+        """Unknown, expired and other users' queries get the same answer; the attempt is audited."""
+        self.pipeline.record_refused_request(
+            client_address=request.client.host if request.client else None, user=viewer.user,
+            auth_method=viewer.auth_method, error_name="NOT_FOUND", message=f"Query not found: {query_id[:64]}",
+            reason=f"{request.method} {request.url.path[:200]}: not a query of the caller's (HTTP 404)")
+        return self._not_found(request)
 
     async def _authenticate(self, request: Request) -> Identity:
         client = request.client.host if request.client else None
@@ -225,7 +286,7 @@ class TrinoFrontend:
 
     def _not_found(self, request: Request, message: str | None = None) -> Response:
         self.metrics.protocol_errors.labels("404").inc()
-        text = message or "Query not found (it finished, was cancelled, or the URI is wrong)"
+        text = message or NOT_FOUND_MESSAGE
         return protocol_error_response(ProtocolError(404, text, error_name="NOT_FOUND"))
 
     def _respond(self, request: Request, query: TrinoQuery, token: int) -> Response:
@@ -305,13 +366,4 @@ class TrinoFrontend:
             "spilledBytes": 0,
         }
 
-
-def _duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.2f}s"
-    if seconds < 3600:
-        return f"{seconds / 60:.2f}m"
-    if seconds < 86400:
-        return f"{seconds / 3600:.2f}h"
-    return f"{seconds / 86400:.2f}d"
 

@@ -170,6 +170,10 @@ class QueryRegistry:
             return None
         return query
 
+    def by_id(self, query_id: str) -> TrinoQuery | None:
+        """For requests authorized by identity instead of the URI's slug (DELETE /v1/query/{id})."""
+        return self._queries.get(query_id)
+
     def running(self) -> list[TrinoQuery]:
         """Queries still executing on a backend."""
         return [q for q in self._queries.values() if not q.run.done]

@@ -324,3 +324,25 @@ def _sql_name(node: exp.Expr) -> str:
 
 def _qualified(dot: exp.Dot, node: exp.Expr) -> str:
     return f"{dot.this.sql()[:60]}.{_name(node)}"
+
+
+def callable_functions(*, dialect: str) -> list[tuple[str, str]]:
+    """(name, "scalar" | "aggregate" | "window") of every function `check_functions` lets a query call in
+    `dialect`: what SHOW FUNCTIONS lists. Modeled functions go by sqlglot's name for them, which is the
+    common SQL name (lower, abs, date_trunc, ...)."""
+    found: dict[str, str] = {}
+    for cls, kind in list(_KINDS.items()):
+        if kind is not _Kind.MODELED or not issubclass(cls, exp.Func):
+            continue
+        try:
+            names = cls.sql_names()
+        except NotImplementedError:
+            continue
+        category = "aggregate" if issubclass(cls, exp.AggFunc) else "window" if issubclass(cls, exp.Window) else \
+            "scalar"
+        for name in names:
+            if name.isidentifier():
+                found.setdefault(name.lower(), category)
+    for name in _ALLOWED.get(dialect.lower(), _COMMON_ALLOWED):
+        found.setdefault(name, "scalar")
+    return sorted(found.items())

@@ -6,18 +6,22 @@ Pure tree transformations, in order:
   the caller may read;
 - functions whose answer is the gateway's, not the engine's (version(), current_user, current_catalog, ...)
   become literals;
+- `/` gets Trino's semantics on DuckDB (integer division, DIVISION_BY_ZERO; sql/trino_semantics.py);
 - unnamed output columns get Trino's names (_col0, _col1, ...), so clients see what Trino would send.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from sqlglot import exp
 
 from gateway.catalog import INFORMATION_SCHEMA, TableName
 from gateway.metadata import catalog_column, local_columns, local_name
 from gateway.sql.barrier import fenced
+from gateway.sql.trino_semantics import trino_arithmetic
 
 
 @dataclass(frozen=True)
@@ -57,18 +61,28 @@ _VISIBILITY_COLUMNS: dict[tuple[str, str], tuple[str, ...]] = {
     ("jdbc", "columns"): ("table_cat", "table_schem", "table_name"),
     ("metadata", "catalogs"): ("catalog_name",),
     ("metadata", "table_comments"): ("catalog_name", "schema_name", "table_name"),
+    ("metadata", "materialized_views"): ("catalog_name", "schema_name", "name"),
+    ("metadata", "table_properties"): ("catalog_name",),
+    ("metadata", "column_properties"): ("catalog_name",),
+    ("metadata", "schema_properties"): ("catalog_name",),
+    ("metadata", "materialized_view_properties"): ("catalog_name",),
 }
 
 
 def to_backend_sql(tree: exp.Query, *, dialect: str, session: SessionValues, metadata: Visibility | None,
-                   backend_catalog: str | None = None, copy: bool = True) -> str:
+                   backend_catalog: str | None = None, copy: bool = True,
+                   schema: Mapping[str, Any] | None = None, output_names: tuple[str, ...] | None = None) -> str:
     """`metadata` is None for a backend query, else the caller's visibility for a metadata query.
     `backend_catalog` is the engine's own name for the table's catalog (None: leave it out). With
     `copy=False` the tree is transformed in place (for a caller that owns it)."""
     result: exp.Expr = tree.copy() if copy else tree
+    if dialect == "duckdb":  # first: operands are typed by the catalog's (gateway) table names
+        result = trino_arithmetic(result, schema=schema)
     result = _rename_tables(result, metadata=metadata, backend_catalog=backend_catalog)
     result = _session_functions(result, session)
     result = name_output_columns(result)
+    if output_names is not None:
+        result = _rename_outputs(result, output_names)
     return result.sql(dialect=dialect, comments=False, copy=False)  # the generator copies by default
 
 
@@ -158,6 +172,17 @@ def _session_functions(tree: exp.Expr, session: SessionValues) -> exp.Expr:
         return node
 
     return tree.transform(replace, copy=False)
+
+
+def _rename_outputs(tree: exp.Expr, names: tuple[str, ...]) -> exp.Expr:
+    """The result columns under exactly `names` (quoted: identifier normalisation lowercased the aliases)."""
+    select = tree
+    while isinstance(select, exp.SetOperation):
+        select = select.this
+    if isinstance(select, exp.Select) and len(select.expressions) == len(names):
+        select.set("expressions", [exp.alias_(p.unalias() if isinstance(p, exp.Alias) else p, name, quoted=True)
+                                   for p, name in zip(select.expressions, names, strict=True)])
+    return tree
 
 
 def name_output_columns(tree: exp.Expr) -> exp.Expr:

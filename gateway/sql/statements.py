@@ -15,7 +15,7 @@ from sqlglot.dialects.trino import Trino
 from sqlglot.tokenizer_core import Token, TokenType
 
 from gateway.errors import NotSupported, SqlSyntaxError
-from gateway.sql.parse import parse_one_statement
+from gateway.sql.parse import STATEMENT_STARTS, not_a_statement, parse_one_statement
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,8 @@ class EndTransaction:
 
 @dataclass(frozen=True)
 class Show:
-    """SHOW CATALOGS | SCHEMAS | TABLES | COLUMNS | SESSION, and DESCRIBE (= SHOW COLUMNS)."""
+    """SHOW CATALOGS | SCHEMAS | TABLES | COLUMNS | SESSION | FUNCTIONS | CREATE TABLE | STATS | GRANTS | ROLES |
+    CURRENT ROLES, and DESCRIBE (= SHOW COLUMNS)."""
 
     what: str
     target: tuple[str, ...] = ()  # catalog / [catalog.]schema / [catalog.][schema.]table
@@ -96,6 +97,7 @@ class DescribeInput:
 class Explain:
     query: QueryStatement
     options: tuple[str, ...] = field(default_factory=tuple)
+    analyze: bool = False
 
 
 @dataclass(frozen=True)
@@ -278,11 +280,14 @@ def _classify_tokens(sql: str) -> Statement:
         name = tokens.identifier()
         return Execute(name=name, sql=None, parameters=_using(tokens))
     if tokens.accept("EXPLAIN"):
+        analyze = tokens.accept("ANALYZE")
+        if analyze:
+            tokens.accept("VERBOSE")
         options = _explain_options(tokens)
         inner = classify(tokens.rest())
         if not isinstance(inner, QueryStatement):
             raise NotSupported("EXPLAIN is supported for queries only")
-        return Explain(inner, options)
+        return Explain(inner, options, analyze)
     if tokens.accept("SET", "SESSION"):
         # sqlglot parses most SET SESSION forms itself; this handles the ones it falls back on.
         name = ".".join(tokens.qualified_name())
@@ -292,8 +297,10 @@ def _classify_tokens(sql: str) -> Statement:
         return SetSession(name, _literal_text(tokens.rest()))
     if tokens.accept("CALL"):
         return _call(tokens)
-    first = tokens.word() or "statement"
-    raise NotSupported(f"{first} statements are not supported by the gateway")
+    first = tokens.peek()
+    if first is not None and first.text.upper() not in STATEMENT_STARTS:
+        raise not_a_statement(first)
+    raise NotSupported(f"{tokens.word() or 'statement'} statements are not supported by the gateway")
 
 
 def _show(tokens: _Tokens) -> Statement:
@@ -312,6 +319,32 @@ def _show(tokens: _Tokens) -> Statement:
         return _with_like(tokens, Show("COLUMNS", target))
     if tokens.accept("SESSION"):
         return _with_like(tokens, Show("SESSION"))
+    if tokens.accept("FUNCTIONS"):
+        if tokens.accept("FROM") or tokens.accept("IN"):
+            tokens.qualified_name()  # Trino's function namespaces (catalog.schema): all functions are global here
+        return _with_like(tokens, Show("FUNCTIONS"))
+    if tokens.accept("CREATE", "TABLE") or tokens.accept("CREATE", "VIEW"):
+        target = tokens.qualified_name()
+        tokens.done()
+        return Show("CREATE TABLE", target)
+    if tokens.accept("STATS", "FOR"):
+        if (token := tokens.peek()) is not None and token.token_type == TokenType.L_PAREN:
+            raise NotSupported("SHOW STATS FOR (query) is not supported by the gateway; use SHOW STATS FOR table")
+        target = tokens.qualified_name()
+        tokens.done()
+        return Show("STATS", target)
+    if tokens.accept("GRANTS"):
+        on: tuple[str, ...] = ()
+        if tokens.accept("ON"):
+            tokens.accept("TABLE")
+            on = tokens.qualified_name()
+        tokens.done()
+        return Show("GRANTS", on)
+    if tokens.accept("CURRENT", "ROLES") or tokens.accept("ROLE", "GRANTS") or tokens.accept("ROLES"):
+        if tokens.accept("FROM") or tokens.accept("IN"):
+            tokens.identifier()  # roles are the caller's groups, the same in every catalog
+        tokens.done()
+        return Show("ROLES")
     what = tokens.word() or ""
     raise NotSupported(f"SHOW {what} is not supported by the gateway".replace("  ", " "))
 

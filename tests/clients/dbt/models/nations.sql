@@ -1,0 +1,1 @@
+select n_nationkey, n_name from {{ source('tpch', 'nation') }} where n_regionkey = 1
