@@ -115,14 +115,14 @@ def test_table_statements_need_read_access(gateway: GatewayProcess, sql: str) ->
 
 
 # TPC-H tables and who reads them through a row filter or a mask (policies/tables.yaml): customer and orders
-# are filtered for everyone but admins, and carry masks; the rest of tpch is open to analysts, support, admins.
+# are filtered and masked for everyone but admins (whose rule is `filter: "true"` without masks: every row,
+# every value); the rest of tpch is open to analysts, support, admins.
 TABLES = ("nation", "region", "part", "supplier", "partsupp", "customer", "orders", "lineitem")
 READERS = ("alice", "bob", "sam", "admin")
 
 
 def _restricted(user: str, table: str) -> bool:
-    # admins' filter is `true`, still a rule: the gateway does not reason about what a filter keeps
-    return table in ("customer", "orders")
+    return table in ("customer", "orders") and user != "admin"
 
 
 @settings(max_examples=24, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
