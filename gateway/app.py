@@ -50,6 +50,7 @@ from gateway.pipeline import Pipeline
 from gateway.planner import Planner
 from gateway.policy.load import load_dev_users
 from gateway.policy.store import PolicyStore
+from gateway.sql.limits import StatementLimits
 from gateway.workload.budget import BudgetHook
 from gateway.workload.manager import WorkloadManager
 from gateway.workload.redis_slots import RedisSlots
@@ -101,7 +102,8 @@ def build_backend(settings: BackendSettings) -> Backend:
         prepare = None
         if settings.tpch_scale is not None:
             prepare = partial(build_demo_database, settings.path, schema=settings.schema, scale=settings.tpch_scale)
-        return DuckDBBackend(name=settings.name, path=settings.path, threads=settings.threads, prepare=prepare)
+        return DuckDBBackend(name=settings.name, path=settings.path, threads=settings.threads,
+                             memory_limit=settings.memory_limit, prepare=prepare)
     raise ValueError(f"unknown backend type {settings.type!r}")
 
 
@@ -142,13 +144,20 @@ class Gateway:
             types = {b.name: b.type for b in settings.backends} | {AUDIT_CATALOG: self.audit_backend.dialect}
             meter = Meter(costs=lambda: self.costs.current, tables=lambda: self.policies.current,
                           backend_types=types, on_charge=self._charged)
+        limits = settings.limits
         planner = Planner(backends=catalogs,
-                          default_catalog=settings.default_catalog, version=__version__, metrics=self.metrics)
+                          default_catalog=settings.default_catalog, version=__version__, metrics=self.metrics,
+                          limits=StatementLimits(max_bytes=limits.max_statement_bytes,
+                                                 max_tokens=limits.max_statement_tokens,
+                                                 max_depth=limits.max_nesting_depth,
+                                                 max_boolean_terms=limits.max_boolean_terms),
+                          failed_cache_size=limits.failed_plan_cache_entries)
         self.cache = build_cache(settings, self.metrics)
         self.pipeline = Pipeline(authenticator=build_authenticator(settings, self.metrics), catalog=self.catalog,
                                  policies=self.policies, planner=planner, backends=catalogs,
                                  metrics=self.metrics, audit=self.audit, workload=self.workload,
-                                 cache=CacheStage(self.cache, default_ttl=settings.cache.ttl_seconds), meter=meter)
+                                 cache=CacheStage(self.cache, default_ttl=settings.cache.ttl_seconds), meter=meter,
+                                 planning_threads=limits.planning_threads, max_result_bytes=limits.max_result_bytes)
         self.registry = QueryRegistry(settings.protocol, self.metrics)
         self.draining = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -231,6 +240,7 @@ class Gateway:
         for backend in self.backends.values():
             await backend.close()
         await self.pipeline.authenticator.close()
+        self.pipeline.close()
         await self.audit_backend.close()
         if self.shared_spend is not None:
             await self.shared_spend.close()

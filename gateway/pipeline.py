@@ -28,6 +28,7 @@ import logging
 import time
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from enum import StrEnum
 
 from gateway.audit.record import DENIED, REJECTED, AuditRecord, decision_for, redact_message, redact_sql, utc_now
@@ -37,7 +38,14 @@ from gateway.cache.stage import CacheStage, Lease, from_cache
 from gateway.cache.store import CachedResult
 from gateway.cost.meter import Meter
 from gateway.cost.model import Charge
-from gateway.errors import AuthenticationFailed, GatewayError, InternalError, PermissionDenied, QueryCanceled
+from gateway.errors import (
+    AuthenticationFailed,
+    GatewayError,
+    InsufficientResources,
+    InternalError,
+    PermissionDenied,
+    QueryCanceled,
+)
 from gateway.identity import Authenticator, Credentials, Identity
 from gateway.metadata import CatalogService
 from gateway.metrics import Metrics
@@ -68,8 +76,10 @@ class QueryState(StrEnum):
 class Pipeline:
     def __init__(self, *, authenticator: Authenticator, catalog: CatalogService, policies: PolicyStore,
                  planner: Planner, backends: dict[str, Backend], metrics: Metrics, audit: AuditTrail,
-                 workload: WorkloadManager, cache: CacheStage, meter: Meter | None = None) -> None:
+                 workload: WorkloadManager, cache: CacheStage, meter: Meter | None = None,
+                 planning_threads: int = 2, max_result_bytes: int = 1024**3) -> None:
         self.authenticator = authenticator
+        self.max_result_bytes = max_result_bytes  # per query, unless its resource group sets its own
         self.meter = meter
         self.cache = cache
         self.workload = workload
@@ -80,6 +90,11 @@ class Pipeline:
         self.backends = backends
         self.metrics = metrics
         self.query_ids = QueryIdGenerator()
+        # Its own few threads: large statements queue here instead of taking every default-executor thread.
+        self._planning = ThreadPoolExecutor(max_workers=planning_threads, thread_name_prefix="planning")
+
+    def close(self) -> None:
+        self._planning.shutdown(wait=False, cancel_futures=True)
 
     async def authenticate(self, credentials: Credentials) -> Identity:
         """The authenticated principal; raises AuthenticationFailed after reporting it."""
@@ -140,13 +155,16 @@ class Pipeline:
 
     async def plan(self, sql: str, session: Session, identity: Identity) -> Plan:
         """Planning is CPU work: small statements (nearly all) are planned inline, which is cheaper than a
-        thread hop; large ones on a worker thread, so a 1 MB IN list never stalls other clients."""
+        thread hop; large ones on a planning thread, so a 1 MB IN list never stalls other clients. Size counts
+        every text planning may parse: the body (EXECUTE IMMEDIATE's text is inside it) and the session's
+        prepared statements (X-Trino-Prepared-Statement)."""
         snapshot = self.catalog.current.snapshot
         policy = PolicyContext(self.policies.current, self.policies.views)
-        if len(sql) <= INLINE_PLANNING_LIMIT:
+        size = len(sql) + sum(len(text) for text in session.prepared_statements.values())
+        if size <= INLINE_PLANNING_LIMIT:
             return self.planner.plan(sql, session=session, identity=identity, snapshot=snapshot, policy=policy)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, lambda: self.planner.plan(
+        return await loop.run_in_executor(self._planning, lambda: self.planner.plan(
             sql, session=session, identity=identity, snapshot=snapshot, policy=policy))
 
 
@@ -174,6 +192,7 @@ class QueryRun:
         self.cache_hit = False
         self._lease: Lease | None = None  # while it runs a query identical ones may wait for
         self._rows_out = 0
+        self._bytes_out = 0
         pipeline.metrics.queries_in_flight.inc()
 
     # -- what frontends read -------------------------------------------------------------------------------
@@ -311,6 +330,23 @@ class QueryRun:
                 await self.cancel(self.pipeline.workload.result_rows_exceeded(self.admission))
                 return None
         return rows
+
+    def count_result_bytes(self, size: int) -> None:
+        """The frontend reports the encoded size of the rows it is about to send; past the query's cap (its
+        resource group's `max_result_bytes`, else `limits.max_result_bytes`) this raises, and the frontend ends
+        the query with the error. Only this client is affected."""
+        self._bytes_out += size
+        group = self.admission.group if self.admission is not None else None
+        limit = group.max_result_bytes if group is not None and group.max_result_bytes is not None \
+            else self.pipeline.max_result_bytes
+        if self._bytes_out <= limit:
+            return
+        if group is not None:
+            self.pipeline.metrics.workload_kills.labels(group.name, "result_bytes").inc()
+        where = f"of resource group '{group.name}' (max_result_bytes)" if group is not None and \
+            group.max_result_bytes is not None else "(limits.max_result_bytes)"
+        raise InsufficientResources(f"Query exceeded the maximum of {limit} result bytes {where}; add a LIMIT, "
+                                    f"aggregate, or select fewer columns", error_name="EXCEEDED_RESULT_BYTES_LIMIT")
 
     async def cancel(self, error: GatewayError | None = None) -> None:
         if self._finished:

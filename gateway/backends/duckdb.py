@@ -22,7 +22,7 @@ import duckdb
 
 from gateway import types as t
 from gateway.backends.base import Backend, Column, Execution, ExecutionStats, Row, Table
-from gateway.errors import BackendError, GatewayError, NotFound, QueryCanceled, UserError
+from gateway.errors import BackendError, GatewayError, InsufficientResources, NotFound, QueryCanceled, UserError
 
 T = TypeVar("T")
 
@@ -108,6 +108,10 @@ def translate_error(error: duckdb.Error) -> GatewayError:
         message = _redact_values(message)
     if isinstance(error, duckdb.InterruptException):
         return QueryCanceled("Query was canceled")
+    if isinstance(error, duckdb.OutOfMemoryException):
+        return InsufficientResources("The query needs more memory than the backend's memory_limit allows; "
+                                     "filter or aggregate more, or ask for a larger limit",
+                                     error_name="EXCEEDED_LOCAL_MEMORY_LIMIT")
     if isinstance(error, duckdb.CatalogException):
         return NotFound(message, error_name="TABLE_NOT_FOUND" if "Table" in message else "NOT_FOUND")
     if isinstance(error, duckdb.BinderException):
@@ -203,6 +207,12 @@ class DuckDBExecution(Execution):
             with self._lock:
                 self._closed = True
             raise translate_error(error) from None
+        except (OverflowError, ValueError) as error:  # a value DuckDB cannot turn into a Python object
+            with self._lock:
+                self._closed = True
+            raise UserError(f"A value in the result is outside the range Trino clients can read "
+                            f"({type(error).__name__}); filter it out or cast it to varchar",
+                            error_name="NUMERIC_VALUE_OUT_OF_RANGE") from None
         finally:
             self._cpu += time.thread_time() - began
             with self._lock:
@@ -310,11 +320,12 @@ def describe_tables(cursor: duckdb.DuckDBPyConnection, *, database: str) -> list
 class DuckDBBackend(Backend):
     dialect = "duckdb"
 
-    def __init__(self, *, name: str, path: Path, threads: int | None = None,
+    def __init__(self, *, name: str, path: Path, threads: int | None = None, memory_limit: int | None = None,
                  prepare: Callable[[], None] | None = None) -> None:
         super().__init__(name=name)
         self._path = path
         self._threads = threads
+        self._memory_limit = memory_limit
         self._prepare = prepare
         self._engine: DuckDBEngine | None = None
         self._database: str | None = None
@@ -337,6 +348,11 @@ class DuckDBBackend(Backend):
         config: dict[str, Any] = dict(LOCKED_DOWN)
         if self._threads:
             config["threads"] = self._threads
+        if self._memory_limit:
+            # One buffer pool for every query of this backend (DuckDB has no per-query limit); a query that
+            # needs more fails with EXCEEDED_LOCAL_MEMORY_LIMIT. Planning memory is outside it, which is why
+            # statements are bounded before they reach the engine (gateway/sql/limits.py).
+            config["memory_limit"] = f"{self._memory_limit // 1024}KiB"
         try:
             connection = duckdb.connect(str(self._path), read_only=True, config=config)
         except duckdb.Error as error:
