@@ -156,7 +156,8 @@ class Gateway:
         self.pipeline = Pipeline(authenticator=build_authenticator(settings, self.metrics), catalog=self.catalog,
                                  policies=self.policies, planner=planner, backends=catalogs,
                                  metrics=self.metrics, audit=self.audit, workload=self.workload,
-                                 cache=CacheStage(self.cache, default_ttl=settings.cache.ttl_seconds), meter=meter,
+                                 cache=CacheStage(self.cache, default_ttl=settings.cache.ttl_seconds,
+                                                  stall_seconds=settings.cache.coalesce_stall_seconds), meter=meter,
                                  planning_threads=limits.planning_threads, max_result_bytes=limits.max_result_bytes)
         self.registry = QueryRegistry(settings.protocol, self.metrics)
         self.draining = False

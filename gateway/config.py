@@ -208,6 +208,7 @@ class CacheSettings:
     max_bytes: int = 256 * 1024 * 1024  # in-process tier bound (accepts 256MB, 1GB, ...)
     max_entry_bytes: int = 8 * 1024 * 1024  # larger results are streamed, not cached
     ttl_seconds: float = 300.0  # default; a resource group's cache_ttl overrides it
+    coalesce_stall_seconds: float = 2.0  # followers stop waiting for a leader idle on its client this long
     redis: str | None = None  # redis://host:port/db: the tier shared by all replicas
     redis_prefix: str = "gateway:cache:"
     admin_groups: tuple[str, ...] = ("admins",)  # may purge through /api/cache/purge
@@ -731,14 +732,16 @@ def _limits(r: _Reader, data: Mapping[str, Any]) -> LimitSettings:
 
 def _cache(r: _Reader, data: Mapping[str, Any]) -> CacheSettings:
     p = ("cache",)
-    s = r.section(data, p, {"enabled", "max_bytes", "max_entry_bytes", "ttl_seconds", "redis", "redis_prefix",
-                            "admin_groups"})
+    s = r.section(data, p, {"enabled", "max_bytes", "max_entry_bytes", "ttl_seconds", "coalesce_stall_seconds",
+                            "redis", "redis_prefix", "admin_groups"})
     d = CacheSettings()
     return CacheSettings(
         enabled=r.get(s, (*p, "enabled"), bool, d.enabled),
         max_bytes=_bytes(r, s, (*p, "max_bytes"), d.max_bytes),
         max_entry_bytes=_bytes(r, s, (*p, "max_entry_bytes"), d.max_entry_bytes),
         ttl_seconds=r.get(s, (*p, "ttl_seconds"), float, d.ttl_seconds, _positive),
+        coalesce_stall_seconds=r.get(s, (*p, "coalesce_stall_seconds"), float, d.coalesce_stall_seconds,
+                                     _positive),
         redis=r.get(s, (*p, "redis"), str, None, _redis_url),
         redis_prefix=r.get(s, (*p, "redis_prefix"), str, d.redis_prefix),
         admin_groups=_strings(r, s, (*p, "admin_groups"), d.admin_groups),

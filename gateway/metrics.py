@@ -86,6 +86,10 @@ class Metrics:
         self.cache_lookups = Counter("gateway_cache_lookups", "Result cache lookups by result (hit, miss) and tier",
                                      ["result", "tier"], registry=r)
         self.cache_bytes = Gauge("gateway_cache_bytes", "Bytes held by the in-process result cache", registry=r)
+        self.cache_coalesce_released = Counter(
+            "gateway_cache_coalesce_released", "Coalesced queries released to run themselves: the identical query "
+            "they waited for failed (not by its statement's fault) or stalled on its client", ["reason"],
+            registry=r)
         self.cache_evictions = Counter("gateway_cache_evictions", "Entries evicted from the in-process cache",
                                        registry=r)
         self.cache_coalesced = Counter("gateway_cache_coalesced",

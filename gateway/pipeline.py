@@ -27,9 +27,10 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from enum import StrEnum
+from typing import TypeVar
 
 from gateway.audit.record import DENIED, REJECTED, AuditRecord, decision_for, redact_message, redact_sql, utc_now
 from gateway.audit.trail import AuditTrail
@@ -59,6 +60,8 @@ from gateway.sql.resolve import METADATA_TARGET
 from gateway.static_result import StaticExecution
 from gateway.workload.manager import Admission, AdmissionRequest, WorkloadManager
 from gateway.workload.model import QUERY_TYPES
+
+T = TypeVar("T")
 
 log = logging.getLogger("gateway.query")
 auth_log = logging.getLogger("gateway.auth")
@@ -276,12 +279,27 @@ class QueryRun:
         key = cache.key_for(plan, self.session)
         if key is None:
             return None
-        outcome = await cache.obtain(key)
+        outcome = await cache.obtain(key, self._wait_queued)
+        if outcome is None:
+            return None
         if isinstance(outcome, Lease):
             self._lease = outcome
             return None
         self.cache_hit = True
         return outcome
+
+    async def _wait_queued(self, waiting: Awaitable[T]) -> T:
+        """Waiting for an identical query's result is queueing: in the statement's resource group, listed as
+        QUEUED and bounded by the group's queue_timeout (the admission is kept if it must run after all)."""
+        workload = self.pipeline.workload
+        self.admission = admission = workload.enter(self._admission_request(), self.cancel)
+        return await workload.wait(admission, waiting)
+
+    def _admission_request(self) -> AdmissionRequest:
+        assert self.identity is not None and self.plan is not None
+        return AdmissionRequest(query_id=self.query_id, identity=self.identity, source=self.session.source,
+                                client_tags=self.session.client_tags,
+                                query_type=QUERY_TYPES.get(self.plan.statement_kind, "SELECT"), sql=self.sql)
 
     def _cache_ttl(self) -> float:
         group_ttl = self.admission.group.cache_ttl if self.admission is not None else None
@@ -291,10 +309,8 @@ class QueryRun:
         """Wait in the statement's resource group until it may run on its backend."""
         assert self.identity is not None and plan.target is not None and plan.sql is not None
         workload = self.pipeline.workload
-        request = AdmissionRequest(query_id=self.query_id, identity=self.identity, source=self.session.source,
-                                   client_tags=self.session.client_tags,
-                                   query_type=QUERY_TYPES.get(plan.statement_kind, "SELECT"), sql=self.sql)
-        self.admission = workload.enter(request, self.cancel)
+        if self.admission is None:  # else it entered its group already, waiting for an identical query
+            self.admission = workload.enter(self._admission_request(), self.cancel)
         backend, sql = self.pipeline.backends[plan.target], plan.sql
         await workload.admit(self.admission, lambda: backend.estimate_scan_bytes(sql))
 
@@ -367,8 +383,8 @@ class QueryRun:
         self.state = QueryState.FAILED if error is not None else QueryState.FINISHED
         if self.admission is not None:
             self.pipeline.workload.leave(self.admission)
-        if self._lease is not None:
-            self.pipeline.cache.release(self._lease)  # no-op once the result was cached
+        if self._lease is not None:  # no-op once the result was cached; followers get a statement error
+            self.pipeline.cache.release(self._lease, error)
         metrics = self.pipeline.metrics
         kind = self.plan.statement_kind if self.plan is not None else "unplanned"
         outcome = "canceled" if isinstance(error, QueryCanceled) else ("failed" if error else "finished")
