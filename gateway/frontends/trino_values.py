@@ -20,6 +20,7 @@ from datetime import date, datetime, timedelta, tzinfo
 from datetime import time as time_of_day
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from gateway.errors import UserError
@@ -164,6 +165,15 @@ def _varbinary(value: bytes) -> str:
     return base64.b64encode(value).decode("ascii")
 
 
+def _uuid(value: Any) -> str:
+    if isinstance(value, UUID):
+        return str(value)
+    try:
+        return str(UUID(str(value)))
+    except ValueError:
+        raise _refuse("uuid", value) from None
+
+
 def _text(value: Any) -> str:
     return str(value)
 
@@ -201,7 +211,9 @@ def encoder_for(kind: SqlType, zone: tzinfo | None = None) -> Encoder | None:
     if name == "row":
         fields = [encoder_for(c, zone) or _identity for c in kind.children]
         return lambda value: [None if v is None else f(v) for f, v in zip(fields, _row_values(value), strict=True)]
-    return _text  # uuid, json, and anything else textual
+    if name == "uuid":
+        return _uuid
+    return _text  # json, and anything else textual
 
 
 def _identity(value: Any) -> Any:
