@@ -115,8 +115,8 @@ def test_every_value_is_json_the_trino_client_reads_or_a_clear_refusal(case: tup
 
 
 @settings(max_examples=500, deadline=None)
-@given(rows=st.lists(st.tuples(st.dates(), st.text(max_size=5), st.decimals(allow_nan=False, allow_infinity=False, places=2)),
-                     max_size=20))
+@given(rows=st.lists(st.tuples(st.dates(), st.text(max_size=5),
+                               st.decimals(allow_nan=False, allow_infinity=False, places=2)), max_size=20))
 def test_well_formed_rows_always_encode(rows: list[tuple[date, str, Decimal]]) -> None:
     encode = row_encoder([t.DATE, t.VARCHAR, t.decimal(38, 2)])
     text = json.dumps([encode(r) for r in rows], allow_nan=False)
