@@ -144,7 +144,7 @@ class LimitSettings:
     max_statement_bytes: int = 256 * 1024  # any statement text: body, prepared statement, EXECUTE IMMEDIATE
     max_statement_tokens: int = 50_000  # counted before parsing: bounds the syntax tree's size
     max_nesting_depth: int = 100  # parentheses inside each other, counted before parsing
-    max_boolean_terms: int = 1_000  # AND/OR conditions in one statement (DuckDB's optimizer is quadratic in them)
+    max_boolean_terms: int = 500  # AND/OR conditions in one statement (DuckDB's optimizer is quadratic in them)
     max_result_bytes: int = 1024**3  # JSON bytes of one query's result; a resource group may set its own
     planning_threads: int = 2  # large statements are planned on these threads, off the event loop
     failed_plan_cache_entries: int = 1024  # statements that failed to plan, answered again without planning

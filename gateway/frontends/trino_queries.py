@@ -39,6 +39,7 @@ from gateway.pipeline import QueryRun
 log = logging.getLogger("gateway.trino")
 
 FETCH_ROWS = 1024
+VARIABLE_WIDTH = frozenset({"varchar", "char", "varbinary", "json"})  # values whose size is their length
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class TrinoQuery:
         self._room.set()
         self._producer: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._wide: list[int] = []  # columns of VARIABLE_WIDTH types
         self.columns_sent = False
         self.rows_sent = 0
 
@@ -102,6 +104,7 @@ class TrinoQuery:
         assert run.columns is not None
         zone: tzinfo | None = ZoneInfo(run.session.time_zone) if run.session.time_zone else None
         encode = row_encoder([c.type for c in run.columns], zone)
+        self._wide = [i for i, c in enumerate(run.columns) if c.type.name in VARIABLE_WIDTH]
         limit = self.settings.page_rows * 2
         batch = min(FETCH_ROWS, self.settings.page_rows)
         while not run.done:
@@ -120,6 +123,8 @@ class TrinoQuery:
         """Encode `rows` into chunks of at most a page (rows and bytes); their size in bytes."""
         step = self.settings.page_rows
         total = 0
+        if self._wide:
+            self._refuse_huge_values(rows)
         for start in range(0, len(rows), step):
             part = rows[start:start + step]
             text = _json([encode(r) for r in part])[1:-1]
@@ -129,10 +134,7 @@ class TrinoQuery:
                 chunks = self._split([_json(encode(r)) for r in part])
             for chunk in chunks:
                 if len(chunk.json) > self.settings.page_bytes:
-                    raise InsufficientResources(
-                        f"A row of the result is {len(chunk.json)} bytes, more than the page limit of "
-                        f"{self.settings.page_bytes} (protocol.page_bytes); select less of it (substr, LIMIT)",
-                        error_name="EXCEEDED_RESULT_BYTES_LIMIT")
+                    raise self._too_wide(len(chunk.json))
                 self.run.count_result_bytes(len(chunk.json))
                 self._chunks.append(chunk)
                 self._buffered_rows += chunk.rows
@@ -140,6 +142,21 @@ class TrinoQuery:
                 total += len(chunk.json)
         self._arrived.set()
         return total
+
+    def _refuse_huge_values(self, rows: Sequence[Row]) -> None:
+        """A text or binary value longer than a page fails the query before it is encoded: JSON-encoding a
+        300 MB string first would cost another 300 MB (and seconds) only to refuse it."""
+        limit = self.settings.page_bytes
+        for row in rows:
+            for index in self._wide:
+                value = row[index]
+                if value is not None and len(value) > limit:
+                    raise self._too_wide(len(value))
+
+    def _too_wide(self, size: int) -> InsufficientResources:
+        return InsufficientResources(
+            f"A row of the result is {size} bytes or more, more than the page limit of {self.settings.page_bytes} "
+            f"(protocol.page_bytes); select less of it (substr, LIMIT)", error_name="EXCEEDED_RESULT_BYTES_LIMIT")
 
     def _split(self, rows: list[str]) -> list[Chunk]:
         """Consecutive encoded rows grouped into chunks of at most `page_bytes` (a larger row stands alone)."""
