@@ -142,7 +142,7 @@ class LimitSettings:
     """Bounds on what one statement may cost the gateway (gateway/sql/limits.py checks the statement ones)."""
 
     max_statement_bytes: int = 256 * 1024  # any statement text: body, prepared statement, EXECUTE IMMEDIATE
-    max_statement_tokens: int = 50_000  # counted before parsing: bounds the syntax tree's size
+    max_statement_tokens: int = 100_000  # counted before parsing: bounds the syntax tree's size
     max_nesting_depth: int = 100  # parentheses inside each other, counted before parsing
     max_boolean_terms: int = 500  # AND/OR conditions in one statement (DuckDB's optimizer is quadratic in them)
     max_result_bytes: int = 1024**3  # JSON bytes of one query's result; a resource group may set its own

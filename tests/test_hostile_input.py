@@ -150,8 +150,8 @@ def oversized(kind: str, n: int) -> tuple[str, str]:
     """A statement over one bound, and the error it must get."""
     if kind == "terms":  # over max_boolean_terms (500), under every other bound
         return and_terms(501 + n), "QUERY_REJECTED"
-    if kind == "tokens":  # over max_statement_tokens (50,000) in under 256 KB
-        return "SELECT 1 FROM nation WHERE n_nationkey IN (" + ",".join("1" for _ in range(25_000 + n)) + ")", \
+    if kind == "tokens":  # over max_statement_tokens (100,000) in under 256 KB
+        return "SELECT 1 FROM nation WHERE n_nationkey IN (" + ",".join("1" for _ in range(50_000 + n)) + ")", \
             "QUERY_REJECTED"
     if kind == "depth":  # over max_nesting_depth (100)
         depth = 101 + n

@@ -26,7 +26,7 @@ from gateway.errors import UserError
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StatementLimits:
     max_bytes: int = 256 * 1024
-    max_tokens: int = 50_000
+    max_tokens: int = 100_000
     max_depth: int = 100
     max_boolean_terms: int = 500
 
