@@ -70,6 +70,7 @@ class ConnectionGuard:
                             f"(server.max_connections); retry shortly")
                 return False
             oldest, _ = self.waiting.popitem(last=False)
+            self.open.discard(oldest)  # its socket closes in this loop iteration; count it gone now
             self.closed(oldest, "evicted", 408, "Request Timeout",
                         "Connection closed: the gateway is at its connection limit and this connection had "
                         "not sent a complete request")
