@@ -259,9 +259,12 @@ def test_eight_unencodable_queries_neither_starve_their_group_nor_escape_the_aud
 
 
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(channel=st.sampled_from(["body", "prepared", "immediate"]), values=st.integers(min_value=4000, max_value=8000))
+@given(channel=st.sampled_from(["body", "prepared", "immediate"]),
+       values=st.integers(min_value=4000, max_value=38000))
 def test_large_statements_are_planned_off_the_event_loop_and_failures_are_cached(
         hostile: GatewayProcess, channel: str, values: int) -> None:
+    if channel == "prepared":
+        values = min(values, 8000)  # header values stay under 64 KB
     table = f"no_such_table_{next(_unique)}"
     sql = f"SELECT count(*) FROM {table} WHERE l_orderkey IN ({','.join(str(i) for i in range(values))})"
     body, extra = through(channel, sql)
@@ -273,6 +276,7 @@ def test_large_statements_are_planned_off_the_event_loop_and_failures_are_cached
     assert error_name(first) == error_name(second) == "TABLE_NOT_FOUND"
     assert hostile.metric("gateway_plan_cache_total", 'result="failed"') == failed_before + 1
     assert probe.worst < 0.5, f"/health/live waited {probe.worst:.2f}s while a {len(sql)}-byte statement planned"
+    print(f"\n{len(sql)}-byte statement via {channel}: /health/live at worst {probe.worst * 1000:.0f} ms")
 
 
 def _has(gateway: GatewayProcess, name: str, labels: str) -> bool:
