@@ -49,6 +49,7 @@ class ServerSettings:
     body_timeout_seconds: float = 30.0  # from the end of the headers to the end of the body
     keep_alive_timeout_seconds: float = 5.0  # an idle keep-alive connection is closed after this long
     max_connections: int = 4096  # open connections at once; beyond it the oldest stalled one is dropped
+    max_header_bytes: int = 256 * 1024  # request line and headers together
     tls_cert: Path | None = None  # server.tls.cert / server.tls.key: PEM files; both set -> HTTPS
     tls_key: Path | None = None
 
@@ -429,7 +430,7 @@ def _server(r: _Reader, data: Mapping[str, Any]) -> ServerSettings:
     p = ("server",)
     s = r.section(data, p, {"host", "port", "environment", "max_request_bytes", "shutdown_grace_seconds", "tls",
                             "header_timeout_seconds", "body_timeout_seconds", "keep_alive_timeout_seconds",
-                            "max_connections"})
+                            "max_connections", "max_header_bytes"})
     d = ServerSettings()
     tls = r.section(s, (*p, "tls"), {"cert", "key"})
     cert = r.get(tls, (*p, "tls", "cert"), Path, None)
@@ -451,6 +452,7 @@ def _server(r: _Reader, data: Mapping[str, Any]) -> ServerSettings:
         keep_alive_timeout_seconds=r.get(s, (*p, "keep_alive_timeout_seconds"), float,
                                          d.keep_alive_timeout_seconds, _positive),
         max_connections=r.get(s, (*p, "max_connections"), int, d.max_connections, _positive),
+        max_header_bytes=_bytes(r, s, (*p, "max_header_bytes"), d.max_header_bytes),
         tls_cert=cert,
         tls_key=key,
     )

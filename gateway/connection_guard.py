@@ -6,6 +6,8 @@ then sends nothing, or sends its headers or body a byte at a time: 20,000 of tho
 descriptors and every legitimate request failed. `guarded_protocol` wraps uvicorn's httptools protocol:
 
     header timeout    from connect (or from the first byte of a keep-alive request) to the end of the headers
+    header bytes      the request line and headers together (each X-Trino-* value is also capped at 64 KB by
+                      the frontend; this bounds how many there are): beyond it, 431
     body timeout      from the end of the headers to the end of the body
     max connections   at the cap, a new connection evicts the oldest one still waiting for its headers (a
                       slow client is always waiting; a legitimate one waits milliseconds); with none to
@@ -32,7 +34,7 @@ from gateway.metrics import Metrics
 log = logging.getLogger("gateway.connections")
 
 LOG_EVERY_SECONDS = 10.0
-REASONS = ("header_timeout", "body_timeout", "evicted", "refused")
+REASONS = ("header_timeout", "header_bytes", "body_timeout", "evicted", "refused")
 
 
 def _response(status: int, reason: str, message: str) -> bytes:
@@ -48,8 +50,9 @@ class ConnectionGuard:
     closed. One per server (never process-wide), handed to the protocol class built by `guarded_protocol`."""
 
     def __init__(self, *, header_timeout: float, body_timeout: float, max_connections: int,
-                 metrics: Metrics) -> None:
+                 metrics: Metrics, max_header_bytes: int = 256 * 1024) -> None:
         self.header_timeout = header_timeout
+        self.max_header_bytes = max_header_bytes
         self.body_timeout = body_timeout
         self.max_connections = max_connections
         self.metrics = metrics
@@ -104,6 +107,7 @@ class GuardedProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._deadline: asyncio.TimerHandle | None = None
         self._aborted = False
+        self._header_bytes = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -121,10 +125,30 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._header_bytes = 0
         if self._deadline is None:  # a keep-alive request: its header deadline starts with its first byte
             self._await_headers()
 
+    def on_url(self, url: bytes) -> None:
+        self._count_header_bytes(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_header_bytes(len(name) + len(value) + 4)
+        if not self._aborted:
+            super().on_header(name, value)
+
+    def _count_header_bytes(self, size: int) -> None:
+        self._header_bytes += size
+        if self._header_bytes > self.guard.max_header_bytes and not self._aborted:
+            self.guard.waiting.pop(self, None)
+            self.guard.closed(self, "header_bytes", 431, "Request Header Fields Too Large",
+                              f"The request line and headers are larger than {self.guard.max_header_bytes} bytes "
+                              f"(server.max_header_bytes)")
+
     def on_headers_complete(self) -> None:
+        if self._aborted:
+            return
         self._disarm()
         self.guard.waiting.pop(self, None)
         super().on_headers_complete()
@@ -132,9 +156,14 @@ class GuardedProtocol(HttpToolsProtocol):
                   f"The request body did not arrive within {self.guard.body_timeout:g}s "
                   f"(server.body_timeout_seconds)")
 
+    def on_body(self, body: bytes) -> None:
+        if not self._aborted:  # the parser finishes the data it was fed after an abort
+            super().on_body(body)
+
     def on_message_complete(self) -> None:
         self._disarm()
-        super().on_message_complete()
+        if not self._aborted:
+            super().on_message_complete()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()

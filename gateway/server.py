@@ -74,7 +74,8 @@ def build_server(settings: Settings, *, sock: socket.socket | None = None) -> Dr
     gateway = Gateway(settings)
     server = settings.server
     guard = ConnectionGuard(header_timeout=server.header_timeout_seconds, body_timeout=server.body_timeout_seconds,
-                            max_connections=server.max_connections, metrics=gateway.metrics)
+                            max_connections=server.max_connections, max_header_bytes=server.max_header_bytes,
+                            metrics=gateway.metrics)
     config = uvicorn.Config(
         gateway.asgi(),
         host=settings.server.host,

@@ -452,3 +452,24 @@ def test_slow_clients_are_timed_out_and_never_lock_out_legitimate_ones(demo_data
         assert "closed client connections since the last report" in gateway.log()
         body_timeouts = audit_records(tmp_path, "slowbody", expect=1)
         assert body_timeouts and body_timeouts[0]["decision"] == "rejected"
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(count=st.integers(min_value=1, max_value=600), size=st.sampled_from([100, 1000, 4000]))
+def test_the_request_line_and_headers_together_are_bounded(hostile: GatewayProcess, count: int, size: int) -> None:
+    padding = "".join(f"X-Pad-{i}: {'p' * size}\r\n" for i in range(count))
+    request = (f"POST /v1/statement HTTP/1.1\r\nHost: x\r\nX-Trino-User: alice\r\nContent-Length: 8\r\n"
+               f"Connection: close\r\n{padding}\r\nSELECT 1").encode()
+    refused = hostile.metric("gateway_http_connections_closed_total", 'reason="header_bytes"')
+    with socket.create_connection((hostile.host, hostile.port), timeout=30) as connection:
+        try:
+            connection.sendall(request)
+            reply = closed_by_server(connection)
+        except (ConnectionResetError, BrokenPipeError):  # closed while we were still sending
+            reply = b"reset"
+    if len(request) > 256 * 1024 + 100:
+        assert reply == b"reset" or (reply.startswith(b"HTTP/1.1 431 ") and b"server.max_header_bytes" in reply)
+        assert hostile.metric("gateway_http_connections_closed_total", 'reason="header_bytes"') == refused + 1
+    elif len(request) < 256 * 1024 - 100:
+        assert reply.startswith(b"HTTP/1.1 200 "), reply[:200]
+    assert httpx.get(f"{hostile.url}/health/live", timeout=5).status_code == 200

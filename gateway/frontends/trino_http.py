@@ -114,7 +114,7 @@ class TrinoFrontend:
         self.registry.add(query)
         query.start()
         await query.wait(self.protocol.max_wait_seconds)
-        return self._respond(request, query, 0)
+        return await self._respond(request, query, 0)
 
     async def get_page(self, request: Request) -> Response:
         query = self._find(request)
@@ -128,7 +128,7 @@ class TrinoFrontend:
         if last is None or token != last.token + 1 or query.finished_sent:
             return self._not_found(request, f"page {token} of query {query.query_id} is not available")
         await query.wait(self.protocol.max_wait_seconds)
-        return self._respond(request, query, token)
+        return await self._respond(request, query, token)
 
     async def cancel(self, request: Request) -> Response:
         query = self._find(request)
@@ -232,12 +232,13 @@ class TrinoFrontend:
         text = message or "Query not found (it finished, was cancelled, or the URI is wrong)"
         return protocol_error_response(ProtocolError(404, text, error_name="NOT_FOUND"))
 
-    def _respond(self, request: Request, query: TrinoQuery, token: int) -> Response:
+    async def _respond(self, request: Request, query: TrinoQuery, token: int) -> Response:
         try:
             page = self._page(request, query, token)
         except Exception:  # a bug in page building must not become a 500 with a stack trace
             log.exception("building page %s of %s failed", token, query.query_id)
             error = InternalError("internal error while building the response")
+            await query.cancel(error)  # the query ends here too: its slot freed, its one audit record written
             body = self._envelope(request, query, state=QueryState.FAILED.value, error=error)
             page = Page(token, json.dumps(body).encode(), [])
             query.finished_sent = True
