@@ -3,9 +3,11 @@
     identity    who is asking: the frontend authenticates first               Pipeline.authenticate
                 (JWT, API key, dev), then the session user is resolved,        Pipeline.session_identity
                 impersonation only where policy grants it
-    plan        classify, resolve, authorize + rewrite, generate (no I/O)      planner.Planner
+    plan        bounds (limits.py), classify, resolve, authorize + rewrite,    planner.Planner
+                generate (no I/O); large statements on planning threads
     cache       a cached or coalesced answer (identity-safe key), else the    cache.CacheStage
-                lease to run it and keep the result; hits skip admission
+                lease to run it and keep the result; hits skip admission;
+                waiting for an identical query is queueing in its group
     admit       resource group, budget, scan estimate; wait for a slot        workload.WorkloadManager
                 (QUEUED meanwhile); time and row caps while it runs            (backend queries only)
     execute     on the target backend, or the gateway's metadata engine        backends.*
@@ -286,6 +288,8 @@ class QueryRun:
             self._lease = outcome
             return None
         self.cache_hit = True
+        if self.admission is not None:  # it waited for an identical query: no longer queued while it streams
+            self.pipeline.workload.leave(self.admission)
         return outcome
 
     async def _wait_queued(self, waiting: Awaitable[T]) -> T:

@@ -193,6 +193,8 @@ class WorkloadManager:
             admission.timer.cancel()
         if admission.state == "RUNNING":
             self.metrics.workload_running.labels(admission.group.name).dec()
+        if admission.ticket.admitted_at is None:  # it never ran: its queue wait ends now
+            admission.ticket.admitted_at = time.monotonic()
         admission.state = "DONE"
         self.slots.release(admission.ticket)
         self._admissions.pop(admission.request.query_id, None)
