@@ -27,6 +27,8 @@ from gateway.errors import BackendError, GatewayError, InsufficientResources, No
 T = TypeVar("T")
 
 PREFETCH_ROWS = 1024
+PREFETCH_PROBE_ROWS = 16  # read first, to size the rest of the prefetch by bytes
+PREFETCH_BYTES = 4 * 1024 * 1024  # the prefetch stops short of 1024 rows when they would be larger than this
 
 LOCKED_DOWN = {
     "enable_external_access": False,
@@ -234,10 +236,20 @@ class DuckDBExecution(Execution):
             cursor.execute(self._sql)
             self.columns = tuple(Column(name=d[0], type=to_sql_type(d[1])) for d in cursor.description or [])
             if cursor.description:
-                self._prefetched = self._fetch_rows(cursor, PREFETCH_ROWS)
+                self._prefetched = self._prefetch(cursor)
 
         await self._engine.run(lambda: self._call(run))
         self._update_stats()
+
+    def _prefetch(self, cursor: duckdb.DuckDBPyConnection) -> list[Row] | None:
+        """The first rows: up to PREFETCH_ROWS, unless a few of them show that many would be wide (a thousand
+        1 MB rows would be a gigabyte of Python objects before the frontend could refuse them)."""
+        rows = self._fetch_rows(cursor, PREFETCH_PROBE_ROWS)
+        if rows is None or len(rows) < PREFETCH_PROBE_ROWS:
+            return rows
+        if _size_of(rows) * PREFETCH_ROWS <= PREFETCH_BYTES * PREFETCH_PROBE_ROWS:
+            rows.extend(self._fetch_rows(cursor, PREFETCH_ROWS - PREFETCH_PROBE_ROWS) or ())
+        return rows
 
     def _fetch_rows(self, cursor: duckdb.DuckDBPyConnection, max_rows: int) -> list[Row] | None:
         rows = cursor.fetchmany(max_rows)
@@ -277,6 +289,11 @@ class DuckDBExecution(Execution):
             cursor.interrupt()  # thread-safe: the worker's call ends with InterruptException, then closes
         else:
             await self._engine.run(self._close_cursor)
+
+
+def _size_of(rows: Sequence[Row]) -> int:
+    """Roughly the bytes of `rows`: text and binary by length, anything else as 8."""
+    return sum(len(v) if isinstance(v, str | bytes) else 8 for row in rows for v in row)
 
 
 def describe_tables(cursor: duckdb.DuckDBPyConnection, *, database: str) -> list[Table]:
