@@ -117,6 +117,14 @@ class GatewayError(Exception):
     def error_name(self) -> str:
         return self.error.name
 
+    def detached(self) -> GatewayError:
+        """The same error without its traceback and chained exceptions: safe to keep (a cache of failed plans)
+        or to raise in several queries, without holding the frames (and syntax trees) of the first."""
+        clone = type(self).__new__(type(self))
+        clone.args = self.args
+        clone.__dict__.update(self.__dict__)
+        return clone
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.error.name}: {self.message})"
 

@@ -108,7 +108,7 @@ class Planner:
             failed = self._failures.get(failure_key)
         if failed is not None:
             self.metrics.plan_cache.labels("failed").inc()
-            raise failed.with_traceback(None)
+            raise failed.detached()
         self.metrics.plan_cache.labels("miss").inc()
         planning = _Planning(self, session=session, identity=identity, snapshot=snapshot, policy=policy)
         try:
@@ -119,7 +119,7 @@ class Planner:
         except GatewayError as error:
             if error.error.type == USER_ERROR:  # the statement's own fault: the same key fails the same way
                 with self._lock:
-                    self._failures[failure_key] = error
+                    self._failures[failure_key] = error.detached()
             raise
         if plan.sql is not None and plan.change is None:
             with self._lock:

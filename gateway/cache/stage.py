@@ -76,7 +76,7 @@ class CacheStage:
             if isinstance(outcome, CachedResult):
                 return outcome
             if isinstance(outcome, GatewayError):
-                raise outcome.with_traceback(None)
+                raise outcome.detached()
             current = cache.leader_for(key)
             if current is not None and current is not leader:
                 return None  # another released follower leads now: run alongside it, never wait twice
