@@ -260,25 +260,47 @@ def test_eight_unencodable_queries_neither_starve_their_group_nor_escape_the_aud
 # -- 4. planning never freezes the event loop; failures are remembered --------------------------------------
 
 
+@pytest.fixture(scope="module")
+def roomy(demo_database: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    """Statement bounds raised far enough that planning one statement takes seconds."""
+    workdir = tmp_path_factory.mktemp("roomy")
+    config = hostile_config(demo_database, workdir, server={"max_request_bytes": 8 * 1024**2})
+    config["limits"] = {"max_statement_bytes": "8MB", "max_statement_tokens": 2_000_000}
+    process = GatewayProcess(workdir, config)
+    yield process
+    process.stop()
+
+
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(channel=st.sampled_from(["body", "prepared", "immediate"]),
-       values=st.integers(min_value=4000, max_value=38000))
+       values=st.integers(min_value=150_000, max_value=300_000))
 def test_large_statements_are_planned_off_the_event_loop_and_failures_are_cached(
-        hostile: GatewayProcess, channel: str, values: int) -> None:
+        roomy: GatewayProcess, channel: str, values: int) -> None:
     if channel == "prepared":
-        values = min(values, 8000)  # header values stay under 64 KB
+        values = values // 30  # a header value stays under 64 KB
     table = f"no_such_table_{next(_unique)}"
     sql = f"SELECT count(*) FROM {table} WHERE l_orderkey IN ({','.join(str(i) for i in range(values))})"
     body, extra = through(channel, sql)
-    failed_before = hostile.metric("gateway_plan_cache_total", 'result="failed"') if _has(
-        hostile, "gateway_plan_cache_total", 'result="failed"') else 0.0
-    with LivenessProbe(hostile) as probe:
-        first = run(hostile, body, **extra)
-        second = run(hostile, body, **extra)
+    failed_before = roomy.metric("gateway_plan_cache_total", 'result="failed"') if _has(
+        roomy, "gateway_plan_cache_total", 'result="failed"') else 0.0
+    with LivenessProbe(roomy) as probe:
+        began = time.monotonic()
+        first = run(roomy, body, **extra)
+        planned = time.monotonic() - began
+        began = time.monotonic()
+        second = run(roomy, body, **extra)
+        remembered = time.monotonic() - began
     assert error_name(first) == error_name(second) == "TABLE_NOT_FOUND"
-    assert hostile.metric("gateway_plan_cache_total", 'result="failed"') == failed_before + 1
-    assert probe.worst < 0.5, f"/health/live waited {probe.worst:.2f}s while a {len(sql)}-byte statement planned"
-    print(f"\n{len(sql)}-byte statement via {channel}: /health/live at worst {probe.worst * 1000:.0f} ms")
+    assert roomy.metric("gateway_plan_cache_total", 'result="failed"') == failed_before + 1
+    print(f"\n{len(sql)}-byte statement via {channel}: planned in {planned * 1000:.0f} ms, answered again in "
+          f"{remembered * 1000:.0f} ms; /health/live at worst {probe.worst * 1000:.0f} ms")
+    if channel != "prepared":  # seconds of planning: inline, /health/live would wait all of it
+        assert planned > 1.0 and remembered < planned / 2
+        # sqlglot's compiled parser holds the GIL in stretches (measured: about a quarter of planning time at
+        # 1-2 MB, ~0.1 s at the default 256 KB bound), so the bound is half, not zero.
+        assert probe.worst < planned / 2, f"/health/live waited {probe.worst:.2f}s during {planned:.2f}s"
+    else:
+        assert probe.worst < 1.0
 
 
 def _has(gateway: GatewayProcess, name: str, labels: str) -> bool:
