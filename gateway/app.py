@@ -53,6 +53,7 @@ from gateway.planner import Planner
 from gateway.policy.load import load_dev_users
 from gateway.policy.store import PolicyStore
 from gateway.query_history import QueryHistory
+from gateway.sql.limits import StatementLimits
 from gateway.workload.budget import BudgetHook
 from gateway.workload.manager import WorkloadManager
 from gateway.workload.redis_slots import RedisSlots
@@ -104,7 +105,8 @@ def build_backend(settings: BackendSettings) -> Backend:
         prepare = None
         if settings.tpch_scale is not None:
             prepare = partial(build_demo_database, settings.path, schema=settings.schema, scale=settings.tpch_scale)
-        return DuckDBBackend(name=settings.name, path=settings.path, threads=settings.threads, prepare=prepare)
+        return DuckDBBackend(name=settings.name, path=settings.path, threads=settings.threads,
+                             memory_limit=settings.memory_limit, prepare=prepare)
     raise ValueError(f"unknown backend type {settings.type!r}")
 
 
@@ -146,14 +148,23 @@ class Gateway:
             meter = Meter(costs=lambda: self.costs.current, tables=lambda: self.policies.current,
                           backend_types=types, on_charge=self._charged)
         self.mask_key = load_mask_key(key_env=settings.masking.key_env, key_file=settings.masking.key_file)
-        planner = Planner(backends=catalogs, default_catalog=settings.default_catalog, version=__version__,
-                          metrics=self.metrics, mask_key=self.mask_key)
+        limits = settings.limits
+        planner = Planner(backends=catalogs,
+                          default_catalog=settings.default_catalog, version=__version__, metrics=self.metrics,
+                          mask_key=self.mask_key,
+                          limits=StatementLimits(max_bytes=limits.max_statement_bytes,
+                                                 max_tokens=limits.max_statement_tokens,
+                                                 max_depth=limits.max_nesting_depth,
+                                                 max_boolean_terms=limits.max_boolean_terms),
+                          failed_cache_size=limits.failed_plan_cache_entries)
         self.cache = build_cache(settings, self.metrics)
         self.pipeline = Pipeline(authenticator=build_authenticator(settings, self.metrics), catalog=self.catalog,
                                  policies=self.policies, planner=planner, backends=catalogs,
                                  metrics=self.metrics, audit=self.audit, workload=self.workload,
                                  cache=CacheStage(self.cache, default_ttl=settings.cache.ttl_seconds,
-                                                  live_catalogs=frozenset({AUDIT_CATALOG})), meter=meter,
+                                                  live_catalogs=frozenset({AUDIT_CATALOG}),
+                                                  stall_seconds=settings.cache.coalesce_stall_seconds), meter=meter,
+                                 planning_threads=limits.planning_threads, max_result_bytes=limits.max_result_bytes,
                                  history=QueryHistory(max_entries=settings.protocol.query_history_max,
                                                       keep_seconds=settings.protocol.query_history_seconds,
                                                       admin_groups=frozenset(settings.workload.admin_groups)),
@@ -242,6 +253,7 @@ class Gateway:
         for backend in self.backends.values():
             await backend.close()
         await self.pipeline.authenticator.close()
+        self.pipeline.close()
         await self.audit_backend.close()
         if self.shared_spend is not None:
             await self.shared_spend.close()

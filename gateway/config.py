@@ -45,6 +45,12 @@ class ServerSettings:
     environment: str = "gateway"
     max_request_bytes: int = 1024 * 1024
     shutdown_grace_seconds: float = 30.0
+    # Connection bounds (gateway/connection_guard.py): a slow or silent client never holds a socket for long.
+    header_timeout_seconds: float = 10.0  # from connect (or the end of the last response) to a request's headers
+    body_timeout_seconds: float = 30.0  # from the end of the headers to the end of the body
+    keep_alive_timeout_seconds: float = 5.0  # an idle keep-alive connection is closed after this long
+    max_connections: int = 4096  # open connections at once; beyond it the oldest stalled one is dropped
+    max_header_bytes: int = 256 * 1024  # request line and headers together
     tls_cert: Path | None = None  # server.tls.cert / server.tls.key: PEM files; both set -> HTTPS
     tls_key: Path | None = None
 
@@ -67,7 +73,8 @@ class BackendSettings:
     path: Path | None = None
     schema: str = "main"
     tpch_scale: float | None = None  # generate TPC-H into `schema` at first start when the file is missing
-    threads: int | None = None
+    threads: int | None = None  # DuckDB worker threads; None: one per core
+    memory_limit: int = 2 * 1024**3  # DuckDB's memory_limit (the engine's buffer pool, for all its queries)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -137,6 +144,19 @@ class LoggingSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class LimitSettings:
+    """Bounds on what one statement may cost the gateway (gateway/sql/limits.py checks the statement ones)."""
+
+    max_statement_bytes: int = 256 * 1024  # any statement text: body, prepared statement, EXECUTE IMMEDIATE
+    max_statement_tokens: int = 100_000  # counted before parsing: bounds the syntax tree's size
+    max_nesting_depth: int = 100  # parentheses inside each other, counted before parsing
+    max_boolean_terms: int = 500  # AND/OR conditions in one statement (DuckDB's optimizer is quadratic in them)
+    max_result_bytes: int = 1024**3  # JSON bytes of one query's result; a resource group may set its own
+    planning_threads: int = 2  # large statements are planned on these threads, off the event loop
+    failed_plan_cache_entries: int = 1024  # statements that failed to plan, answered again without planning
+
+
+@dataclass(frozen=True, kw_only=True)
 class MetadataSettings:
     refresh_seconds: float = 60.0
 
@@ -194,6 +214,7 @@ class CacheSettings:
     max_bytes: int = 256 * 1024 * 1024  # in-process tier bound (accepts 256MB, 1GB, ...)
     max_entry_bytes: int = 8 * 1024 * 1024  # larger results are streamed, not cached
     ttl_seconds: float = 300.0  # default; a resource group's cache_ttl overrides it
+    coalesce_stall_seconds: float = 2.0  # followers stop waiting for a leader idle on its client this long
     redis: str | None = None  # redis://host:port/db: the tier shared by all replicas
     redis_prefix: str = "gateway:cache:"
     admin_groups: tuple[str, ...] = ("admins",)  # may purge through /api/cache/purge
@@ -241,6 +262,7 @@ class Settings:
     identity: IdentitySettings = field(default_factory=IdentitySettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     metadata: MetadataSettings = field(default_factory=MetadataSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
     workload: WorkloadSettings = field(default_factory=WorkloadSettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
@@ -420,7 +442,9 @@ def _identifier(value: Any) -> str | None:
 
 def _server(r: _Reader, data: Mapping[str, Any]) -> ServerSettings:
     p = ("server",)
-    s = r.section(data, p, {"host", "port", "environment", "max_request_bytes", "shutdown_grace_seconds", "tls"})
+    s = r.section(data, p, {"host", "port", "environment", "max_request_bytes", "shutdown_grace_seconds", "tls",
+                            "header_timeout_seconds", "body_timeout_seconds", "keep_alive_timeout_seconds",
+                            "max_connections", "max_header_bytes"})
     d = ServerSettings()
     tls = r.section(s, (*p, "tls"), {"cert", "key"})
     cert = r.get(tls, (*p, "tls", "cert"), Path, None)
@@ -436,6 +460,13 @@ def _server(r: _Reader, data: Mapping[str, Any]) -> ServerSettings:
         environment=r.get(s, (*p, "environment"), str, d.environment),
         max_request_bytes=r.get(s, (*p, "max_request_bytes"), int, d.max_request_bytes, _positive),
         shutdown_grace_seconds=r.get(s, (*p, "shutdown_grace_seconds"), float, d.shutdown_grace_seconds),
+        header_timeout_seconds=r.get(s, (*p, "header_timeout_seconds"), float, d.header_timeout_seconds,
+                                     _positive),
+        body_timeout_seconds=r.get(s, (*p, "body_timeout_seconds"), float, d.body_timeout_seconds, _positive),
+        keep_alive_timeout_seconds=r.get(s, (*p, "keep_alive_timeout_seconds"), float,
+                                         d.keep_alive_timeout_seconds, _positive),
+        max_connections=r.get(s, (*p, "max_connections"), int, d.max_connections, _positive),
+        max_header_bytes=_bytes(r, s, (*p, "max_header_bytes"), d.max_header_bytes),
         tls_cert=cert,
         tls_key=key,
     )
@@ -470,7 +501,7 @@ def _backends(r: _Reader, data: Mapping[str, Any], base: Path) -> tuple[BackendS
         if (problem := _identifier(name)) is not None or name in ("system", "gateway"):
             r.fail(p, problem or f"catalog name {name!r} is reserved")
             continue
-        s = r.section(raw, p, {"type", "path", "schema", "tpch_scale", "threads"})
+        s = r.section(raw, p, {"type", "path", "schema", "tpch_scale", "threads", "memory_limit"})
         kind = r.get(s, (*p, "type"), str, None, _one_of(BACKEND_TYPES, "backend"))
         if kind is None:
             if "type" not in s:
@@ -486,6 +517,7 @@ def _backends(r: _Reader, data: Mapping[str, Any], base: Path) -> tuple[BackendS
             schema=r.get(s, (*p, "schema"), str, "main", _identifier),
             tpch_scale=r.get(s, (*p, "tpch_scale"), float, None, _positive),
             threads=r.get(s, (*p, "threads"), int, None, _positive),
+            memory_limit=_bytes(r, s, (*p, "memory_limit"), BackendSettings.memory_limit),
         ))
     return tuple(result)
 
@@ -706,16 +738,34 @@ def _bytes(r: _Reader, data: Mapping[str, Any], path: tuple[str, ...], default: 
     return size
 
 
+def _limits(r: _Reader, data: Mapping[str, Any]) -> LimitSettings:
+    p = ("limits",)
+    d = LimitSettings()
+    s = r.section(data, p, set(d.__dataclass_fields__))
+    return LimitSettings(
+        max_statement_bytes=_bytes(r, s, (*p, "max_statement_bytes"), d.max_statement_bytes),
+        max_statement_tokens=r.get(s, (*p, "max_statement_tokens"), int, d.max_statement_tokens, _positive),
+        max_nesting_depth=r.get(s, (*p, "max_nesting_depth"), int, d.max_nesting_depth, _positive),
+        max_boolean_terms=r.get(s, (*p, "max_boolean_terms"), int, d.max_boolean_terms, _positive),
+        max_result_bytes=_bytes(r, s, (*p, "max_result_bytes"), d.max_result_bytes),
+        planning_threads=r.get(s, (*p, "planning_threads"), int, d.planning_threads, _positive),
+        failed_plan_cache_entries=r.get(s, (*p, "failed_plan_cache_entries"), int, d.failed_plan_cache_entries,
+                                        _positive),
+    )
+
+
 def _cache(r: _Reader, data: Mapping[str, Any]) -> CacheSettings:
     p = ("cache",)
-    s = r.section(data, p, {"enabled", "max_bytes", "max_entry_bytes", "ttl_seconds", "redis", "redis_prefix",
-                            "admin_groups"})
+    s = r.section(data, p, {"enabled", "max_bytes", "max_entry_bytes", "ttl_seconds", "coalesce_stall_seconds",
+                            "redis", "redis_prefix", "admin_groups"})
     d = CacheSettings()
     return CacheSettings(
         enabled=r.get(s, (*p, "enabled"), bool, d.enabled),
         max_bytes=_bytes(r, s, (*p, "max_bytes"), d.max_bytes),
         max_entry_bytes=_bytes(r, s, (*p, "max_entry_bytes"), d.max_entry_bytes),
         ttl_seconds=r.get(s, (*p, "ttl_seconds"), float, d.ttl_seconds, _positive),
+        coalesce_stall_seconds=r.get(s, (*p, "coalesce_stall_seconds"), float, d.coalesce_stall_seconds,
+                                     _positive),
         redis=r.get(s, (*p, "redis"), str, None, _redis_url),
         redis_prefix=r.get(s, (*p, "redis_prefix"), str, d.redis_prefix),
         admin_groups=_strings(r, s, (*p, "admin_groups"), d.admin_groups),
@@ -763,8 +813,8 @@ def _masking(r: _Reader, data: Mapping[str, Any]) -> MaskingSettings:
     )
 
 
-SECTIONS = {"server", "protocol", "backends", "policies", "identity", "logging", "metadata", "audit", "workload",
-            "cache", "cost", "masking"}
+SECTIONS = {"server", "protocol", "backends", "policies", "identity", "logging", "metadata", "limits", "audit",
+            "workload", "cache", "cost", "masking"}
 
 
 def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -792,6 +842,7 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
         identity=_identity(reader, data),
         logging=_logging(reader, data),
         metadata=_metadata(reader, data),
+        limits=_limits(reader, data),
         audit=_audit(reader, data),
         workload=_workload(reader, data),
         cache=_cache(reader, data),

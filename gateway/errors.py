@@ -80,9 +80,11 @@ ERROR_CODES: dict[str, ErrorCode] = _codes(
     ("QUERY_QUEUE_FULL", 131074, INSUFFICIENT_RESOURCES),
     ("EXCEEDED_TIME_LIMIT", 131075, INSUFFICIENT_RESOURCES),
     ("EXCEEDED_CPU_LIMIT", 131077, INSUFFICIENT_RESOURCES),
+    ("EXCEEDED_LOCAL_MEMORY_LIMIT", 131079, INSUFFICIENT_RESOURCES),
     ("EXCEEDED_SCAN_LIMIT", 131081, INSUFFICIENT_RESOURCES),
     # Trino has no code for "too many result rows"; the gateway's own, above Trino's INSUFFICIENT_RESOURCES codes.
     ("EXCEEDED_RESULT_ROWS_LIMIT", 131328, INSUFFICIENT_RESOURCES),
+    ("EXCEEDED_RESULT_BYTES_LIMIT", 131329, INSUFFICIENT_RESOURCES),
     # EXTERNAL codes start at 0x1000000; the gateway uses one for "the backend failed".
     ("BACKEND_ERROR", 16777216, EXTERNAL),
     ("AUDIT_UNAVAILABLE", 16777217, EXTERNAL),  # audit records cannot be made durable: fail closed
@@ -114,6 +116,14 @@ class GatewayError(Exception):
     @property
     def error_name(self) -> str:
         return self.error.name
+
+    def detached(self) -> GatewayError:
+        """The same error without its traceback and chained exceptions: safe to keep (a cache of failed plans)
+        or to raise in several queries, without holding the frames (and syntax trees) of the first."""
+        clone = type(self).__new__(type(self))
+        clone.args = self.args
+        clone.__dict__.update(self.__dict__)
+        return clone
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.error.name}: {self.message})"

@@ -67,6 +67,13 @@ class Metrics:
                                          ["outcome"], registry=r)
         self.catalog_tables = Gauge("gateway_catalog_tables", "Tables known per catalog", ["catalog"],
                                     registry=r)
+        # HTTP connections (gateway/connection_guard.py)
+        self.http_connections_open = Gauge("gateway_http_connections_open", "Open client connections", registry=r)
+        self.http_connections_closed = Counter(
+            "gateway_http_connections_closed",
+            "Connections the gateway closed: header_timeout, body_timeout, evicted (oldest waiting for headers "
+            "when max_connections was reached), refused (at max_connections, none to evict)", ["reason"],
+            registry=r)
         # Trino protocol frontend
         self.result_pages = Counter("gateway_trino_result_pages", "Result pages served", registry=r)
         self.result_rows = Counter("gateway_trino_result_rows", "Result rows served", registry=r)
@@ -79,6 +86,10 @@ class Metrics:
         self.cache_lookups = Counter("gateway_cache_lookups", "Result cache lookups by result (hit, miss) and tier",
                                      ["result", "tier"], registry=r)
         self.cache_bytes = Gauge("gateway_cache_bytes", "Bytes held by the in-process result cache", registry=r)
+        self.cache_coalesce_released = Counter(
+            "gateway_cache_coalesce_released", "Coalesced queries released to run themselves: the identical query "
+            "they waited for failed (not by its statement's fault) or stalled on its client", ["reason"],
+            registry=r)
         self.cache_evictions = Counter("gateway_cache_evictions", "Entries evicted from the in-process cache",
                                        registry=r)
         self.cache_coalesced = Counter("gateway_cache_coalesced",

@@ -3,9 +3,11 @@
     identity    who is asking: the frontend authenticates first               Pipeline.authenticate
                 (JWT, API key, dev), then the session user is resolved,        Pipeline.session_identity
                 impersonation only where policy grants it
-    plan        classify, resolve, authorize + rewrite, generate (no I/O)      planner.Planner
+    plan        bounds (limits.py), classify, resolve, authorize + rewrite,    planner.Planner
+                generate (no I/O); large statements on planning threads
     cache       a cached or coalesced answer (identity-safe key), else the    cache.CacheStage
-                lease to run it and keep the result; hits skip admission
+                lease to run it and keep the result; hits skip admission;
+                waiting for an identical query is queueing in its group
     admit       resource group, budget, scan estimate; wait for a slot        workload.WorkloadManager
                 (QUEUED meanwhile); time and row caps while it runs            (backend queries only)
     execute     on the target backend, or the gateway's metadata engine        backends.*
@@ -27,8 +29,10 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from enum import StrEnum
+from typing import TypeVar
 
 from gateway.audit.record import DENIED, REJECTED, AuditRecord, decision_for, redact_message, redact_sql, utc_now
 from gateway.audit.trail import AuditTrail
@@ -37,7 +41,14 @@ from gateway.cache.stage import CacheStage, Lease, from_cache
 from gateway.cache.store import CachedResult
 from gateway.cost.meter import Meter
 from gateway.cost.model import Charge
-from gateway.errors import AuthenticationFailed, GatewayError, InternalError, PermissionDenied, QueryCanceled
+from gateway.errors import (
+    AuthenticationFailed,
+    GatewayError,
+    InsufficientResources,
+    InternalError,
+    PermissionDenied,
+    QueryCanceled,
+)
 from gateway.identity import Authenticator, Credentials, Identity
 from gateway.metadata import CatalogService
 from gateway.metadata_live import CursorSetup, cursor_setup, live_rows, reads_live_tables
@@ -58,6 +69,8 @@ from gateway.types import VARCHAR
 from gateway.workload.manager import Admission, AdmissionRequest, WorkloadManager
 from gateway.workload.model import QUERY_TYPES
 
+T = TypeVar("T")
+
 log = logging.getLogger("gateway.query")
 auth_log = logging.getLogger("gateway.auth")
 
@@ -75,10 +88,12 @@ class Pipeline:
     def __init__(self, *, authenticator: Authenticator, catalog: CatalogService, policies: PolicyStore,
                  planner: Planner, backends: dict[str, Backend], metrics: Metrics, audit: AuditTrail,
                  workload: WorkloadManager, cache: CacheStage, meter: Meter | None = None,
-                 history: QueryHistory | None = None, node: NodeInfo | None = None) -> None:
+                 history: QueryHistory | None = None, node: NodeInfo | None = None,
+                 planning_threads: int = 2, max_result_bytes: int = 1024**3) -> None:
         self.authenticator = authenticator
         self.history = history or QueryHistory(admin_groups=workload.admin_groups)
         self.node = node or NodeInfo(version=planner.version, environment="gateway", uri="")
+        self.max_result_bytes = max_result_bytes  # per query, unless its resource group sets its own
         self.meter = meter
         self.cache = cache
         self.workload = workload
@@ -89,6 +104,11 @@ class Pipeline:
         self.backends = backends
         self.metrics = metrics
         self.query_ids = QueryIdGenerator()
+        # Its own few threads: large statements queue here instead of taking every default-executor thread.
+        self._planning = ThreadPoolExecutor(max_workers=planning_threads, thread_name_prefix="planning")
+
+    def close(self) -> None:
+        self._planning.shutdown(wait=False, cancel_futures=True)
 
     async def authenticate(self, credentials: Credentials) -> Identity:
         """The authenticated principal; raises AuthenticationFailed after reporting it."""
@@ -151,13 +171,16 @@ class Pipeline:
 
     async def plan(self, sql: str, session: Session, identity: Identity) -> Plan:
         """Planning is CPU work: small statements (nearly all) are planned inline, which is cheaper than a
-        thread hop; large ones on a worker thread, so a 1 MB IN list never stalls other clients."""
+        thread hop; large ones on a planning thread, so a 1 MB IN list never stalls other clients. Size counts
+        every text planning may parse: the body (EXECUTE IMMEDIATE's text is inside it) and the session's
+        prepared statements (X-Trino-Prepared-Statement)."""
         snapshot = self.catalog.current.snapshot
         policy = PolicyContext(self.policies.current, self.policies.views)
-        if len(sql) <= INLINE_PLANNING_LIMIT:
+        size = len(sql) + sum(len(text) for text in session.prepared_statements.values())
+        if size <= INLINE_PLANNING_LIMIT:
             return self.planner.plan(sql, session=session, identity=identity, snapshot=snapshot, policy=policy)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, lambda: self.planner.plan(
+        return await loop.run_in_executor(self._planning, lambda: self.planner.plan(
             sql, session=session, identity=identity, snapshot=snapshot, policy=policy))
 
 
@@ -185,6 +208,7 @@ class QueryRun:
         self.cache_hit = False
         self._lease: Lease | None = None  # while it runs a query identical ones may wait for
         self._rows_out = 0
+        self._bytes_out = 0
         pipeline.metrics.queries_in_flight.inc()
 
     # -- what frontends read -------------------------------------------------------------------------------
@@ -270,12 +294,29 @@ class QueryRun:
         key = cache.key_for(plan, self.session)
         if key is None:
             return None
-        outcome = await cache.obtain(key)
+        outcome = await cache.obtain(key, self._wait_queued)
+        if outcome is None:
+            return None
         if isinstance(outcome, Lease):
             self._lease = outcome
             return None
         self.cache_hit = True
+        if self.admission is not None:  # it waited for an identical query: no longer queued while it streams
+            self.pipeline.workload.leave(self.admission)
         return outcome
+
+    async def _wait_queued(self, waiting: Awaitable[T]) -> T:
+        """Waiting for an identical query's result is queueing: in the statement's resource group, listed as
+        QUEUED and bounded by the group's queue_timeout (the admission is kept if it must run after all)."""
+        workload = self.pipeline.workload
+        self.admission = admission = workload.enter(self._admission_request(), self.cancel)
+        return await workload.wait(admission, waiting)
+
+    def _admission_request(self) -> AdmissionRequest:
+        assert self.identity is not None and self.plan is not None
+        return AdmissionRequest(query_id=self.query_id, identity=self.identity, source=self.session.source,
+                                client_tags=self.session.client_tags,
+                                query_type=QUERY_TYPES.get(self.plan.statement_kind, "SELECT"), sql=self.sql)
 
     def _cache_ttl(self) -> float:
         group_ttl = self.admission.group.cache_ttl if self.admission is not None else None
@@ -285,10 +326,8 @@ class QueryRun:
         """Wait in the statement's resource group until it may run on its backend."""
         assert self.identity is not None and plan.target is not None and plan.sql is not None
         workload = self.pipeline.workload
-        request = AdmissionRequest(query_id=self.query_id, identity=self.identity, source=self.session.source,
-                                   client_tags=self.session.client_tags,
-                                   query_type=QUERY_TYPES.get(plan.statement_kind, "SELECT"), sql=self.sql)
-        self.admission = workload.enter(request, self.cancel)
+        if self.admission is None:  # else it entered its group already, waiting for an identical query
+            self.admission = workload.enter(self._admission_request(), self.cancel)
         backend, sql = self.pipeline.backends[plan.target], self.pipeline.planner.mask_key.reveal(plan.sql)
         await workload.admit(self.admission, lambda: backend.estimate_scan_bytes(sql))
 
@@ -334,6 +373,23 @@ class QueryRun:
                 return None
         return rows
 
+    def count_result_bytes(self, size: int) -> None:
+        """The frontend reports the encoded size of the rows it is about to send; past the query's cap (its
+        resource group's `max_result_bytes`, else `limits.max_result_bytes`) this raises, and the frontend ends
+        the query with the error. Only this client is affected."""
+        self._bytes_out += size
+        group = self.admission.group if self.admission is not None else None
+        limit = group.max_result_bytes if group is not None and group.max_result_bytes is not None \
+            else self.pipeline.max_result_bytes
+        if self._bytes_out <= limit:
+            return
+        if group is not None:
+            self.pipeline.metrics.workload_kills.labels(group.name, "result_bytes").inc()
+        where = f"of resource group '{group.name}' (max_result_bytes)" if group is not None and \
+            group.max_result_bytes is not None else "(limits.max_result_bytes)"
+        raise InsufficientResources(f"Query exceeded the maximum of {limit} result bytes {where}; add a LIMIT, "
+                                    f"aggregate, or select fewer columns", error_name="EXCEEDED_RESULT_BYTES_LIMIT")
+
     async def cancel(self, error: GatewayError | None = None) -> None:
         if self._finished:
             return
@@ -356,8 +412,8 @@ class QueryRun:
         self.state = QueryState.FAILED if error is not None else QueryState.FINISHED
         if self.admission is not None:
             self.pipeline.workload.leave(self.admission)
-        if self._lease is not None:
-            self.pipeline.cache.release(self._lease)  # no-op once the result was cached
+        if self._lease is not None:  # no-op once the result was cached; followers get a statement error
+            self.pipeline.cache.release(self._lease, error)
         metrics = self.pipeline.metrics
         kind = self.plan.statement_kind if self.plan is not None else "unplanned"
         outcome = "canceled" if isinstance(error, QueryCanceled) else ("failed" if error else "finished")

@@ -14,6 +14,7 @@ uses the same planner as the server.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import uuid
 from collections.abc import Mapping
@@ -25,7 +26,7 @@ from sqlglot import exp
 from gateway.backends.base import Backend, Column, Row
 from gateway.cache.key import is_deterministic
 from gateway.catalog import CatalogSnapshot, TableName
-from gateway.errors import InternalError, NotFound, NotSupported, PermissionDenied, UserError
+from gateway.errors import USER_ERROR, GatewayError, InternalError, NotFound, NotSupported, PermissionDenied, UserError
 from gateway.identity import Identity
 from gateway.mask_key import MaskKey
 from gateway.metrics import Metrics
@@ -38,6 +39,7 @@ from gateway.sql.columns import columns_read
 from gateway.sql.explain_io import IoExplain
 from gateway.sql.functions import check_functions
 from gateway.sql.generate import SessionValues, Visibility, to_backend_sql
+from gateway.sql.limits import StatementLimits
 from gateway.sql.parameters import bind_parameters, number_placeholders
 from gateway.sql.parse import TOO_DEEP
 from gateway.sql.resolve import METADATA_TARGET, resolve_query
@@ -84,13 +86,18 @@ class PolicyContext:
 
 class Planner:
     def __init__(self, *, backends: Mapping[str, Backend], default_catalog: str, version: str, metrics: Metrics,
-                 mask_key: MaskKey, cache_size: int = 4096) -> None:
+                 mask_key: MaskKey, cache_size: int = 4096, limits: StatementLimits | None = None,
+                 failed_cache_size: int = 1024) -> None:
         self.backends = backends  # read for their dialect and catalog name only
         self.mask_key = mask_key  # plans carry its sentinel, never the key (MaskKey.reveal at execution)
         self.default_catalog = default_catalog
         self.version = version
         self.metrics = metrics
+        self.limits = limits or StatementLimits()
         self._plans: LRUCache[tuple[object, ...], Plan] = LRUCache(maxsize=cache_size)
+        # Statements that failed to plan, by a digest of the same key: a repeated bad statement (or a client
+        # retrying one) is answered without parsing it again, and the cache holds no statement text.
+        self._failures: LRUCache[tuple[object, ...], GatewayError] = LRUCache(maxsize=failed_cache_size)
         self._visibility: LRUCache[tuple[object, ...], Visibility] = LRUCache(maxsize=1024)
         self._lock = threading.Lock()  # large statements are planned on worker threads
 
@@ -103,12 +110,24 @@ class Planner:
         if cached is not None:
             self.metrics.plan_cache.labels("hit").inc()
             return cached
+        failure_key = (hashlib.sha256(repr(key[:6]).encode("utf-8", "surrogatepass")).digest(), *key[6:])
+        with self._lock:
+            failed = self._failures.get(failure_key)
+        if failed is not None:
+            self.metrics.plan_cache.labels("failed").inc()
+            raise failed.detached()
         self.metrics.plan_cache.labels("miss").inc()
         planning = _Planning(self, session=session, identity=identity, snapshot=snapshot, policy=policy)
         try:
-            plan = planning.statement(st.classify(sql))
-        except RecursionError:
-            raise UserError(TOO_DEEP, error_name="QUERY_REJECTED") from None
+            try:
+                plan = planning.statement(planning.classify(sql))
+            except RecursionError:
+                raise UserError(TOO_DEEP, error_name="QUERY_REJECTED") from None
+        except GatewayError as error:
+            if error.error.type == USER_ERROR:  # the statement's own fault: the same key fails the same way
+                with self._lock:
+                    self._failures[failure_key] = error.detached()
+            raise
         if plan.sql is not None and plan.change is None:
             with self._lock:
                 self._plans[key] = plan
@@ -145,6 +164,12 @@ class _Planning:
         self.snapshot = snapshot
         self.policy = policy
 
+    def classify(self, text: str, *, parameters: bool = False) -> st.Statement:
+        """Every statement text passes here (body, prepared statement, EXECUTE IMMEDIATE): bounded first.
+        `parameters`: a prepared query, whose `?` are numbered by their place in the text before parsing."""
+        self.planner.limits.check_text(text)
+        return st.classify(number_placeholders(text) if parameters else text)
+
     def statement(self, statement: st.Statement) -> Plan:
         session = self.session
         if isinstance(statement, st.QueryStatement):
@@ -163,12 +188,12 @@ class _Planning:
             return self.query(tree, "show", output_names=tuple(p.alias_or_name for p in tree.selects))
         if isinstance(statement, st.Execute):
             text = self._prepared_text(statement.name) if statement.name is not None else statement.sql or ""
-            inner = st.classify(number_placeholders(text))
+            inner = self.classify(text, parameters=True)
             if not isinstance(inner, st.QueryStatement):
                 raise NotSupported("only queries can be executed as prepared statements")
             return self.query(bind_parameters(inner.tree, statement.parameters), "execute")
         if isinstance(statement, st.DescribeInput):
-            inner = st.classify(self._prepared_text(statement.name))
+            inner = self.classify(self._prepared_text(statement.name))
             count = len(list(inner.tree.find_all(exp.Placeholder))) if isinstance(inner, st.QueryStatement) else 0
             return Plan("describe", columns=(Column("Position", BIGINT), Column("Type", VARCHAR)),
                         rows=tuple((i, "unknown") for i in range(count)))
@@ -195,6 +220,7 @@ class _Planning:
         if tree.find(exp.Placeholder) is not None:
             raise UserError("the statement has ? parameters but no values for them; use PREPARE and "
                             "EXECUTE ... USING", error_name="GENERIC_USER_ERROR")
+        self.planner.limits.check_tree(tree)
         session = self.session
         planner = self.planner
         resolved = resolve_query(tree, catalog=session.catalog, schema=session.schema, snapshot=self.snapshot,
@@ -225,7 +251,7 @@ class _Planning:
                     restricted=rewritten.restricted)
 
     def describe_output(self, name: str) -> Plan:
-        inner = st.classify(self._prepared_text(name))
+        inner = self.classify(self._prepared_text(name))
         if not isinstance(inner, st.QueryStatement):
             raise NotSupported("DESCRIBE OUTPUT works for prepared queries only")
         tree = inner.tree.copy()

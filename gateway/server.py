@@ -11,6 +11,7 @@ import asyncio
 import gc
 import ipaddress
 import logging
+import math
 import socket
 from types import FrameType
 
@@ -18,6 +19,7 @@ import uvicorn
 
 from gateway.app import Gateway
 from gateway.config import Settings
+from gateway.connection_guard import ConnectionGuard, guarded_protocol
 
 log = logging.getLogger("gateway")
 
@@ -70,15 +72,20 @@ def is_loopback(host: str) -> bool:
 
 def build_server(settings: Settings, *, sock: socket.socket | None = None) -> DrainingServer:
     gateway = Gateway(settings)
+    server = settings.server
+    guard = ConnectionGuard(header_timeout=server.header_timeout_seconds, body_timeout=server.body_timeout_seconds,
+                            max_connections=server.max_connections, max_header_bytes=server.max_header_bytes,
+                            metrics=gateway.metrics)
     config = uvicorn.Config(
         gateway.asgi(),
         host=settings.server.host,
         port=settings.server.port,
         loop="uvloop",
-        http="httptools",
+        http=guarded_protocol(guard),
         lifespan="on",
         access_log=False,
         log_config=None,
+        timeout_keep_alive=max(1, math.ceil(server.keep_alive_timeout_seconds)),  # uvicorn takes whole seconds
         timeout_graceful_shutdown=5,
         proxy_headers=True,
         ssl_certfile=str(settings.server.tls_cert) if settings.server.tls_cert else None,

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from types import TracebackType
@@ -130,3 +131,45 @@ def follow_statement(first: httpx.Response, *, headers: dict[str, str] | None = 
     finally:
         if client is None:
             http.close()
+
+
+class RssWatchdog:
+    """Samples a process's resident memory every `interval` seconds and SIGKILLs it above `limit_bytes`: a
+    test that may use a lot of memory sets its own ceiling, and reads the peak it saw (`peak_bytes`)."""
+
+    def __init__(self, pid: int, *, limit_bytes: int, interval: float = 0.02) -> None:
+        self.pid = pid
+        self.limit_bytes = limit_bytes
+        self.interval = interval
+        self.peak_bytes = 0
+        self.killed = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name=f"rss-watchdog-{pid}", daemon=True)
+
+    def rss_bytes(self) -> int:
+        try:
+            with open(f"/proc/{self.pid}/status") as status:
+                for line in status:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        return 0
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.interval):
+            rss = self.rss_bytes()
+            self.peak_bytes = max(self.peak_bytes, rss)
+            if rss > self.limit_bytes and not self.killed:
+                self.killed = True
+                os.kill(self.pid, signal.SIGKILL)
+
+    def __enter__(self) -> RssWatchdog:
+        self.peak_bytes = self.rss_bytes()
+        self._thread.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self._stop.set()
+        self._thread.join()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -14,6 +15,7 @@ from gateway.backends.base import Column
 from gateway.cache.codec import decode_result, encode_result
 from gateway.cache.key import cache_key, is_deterministic
 from gateway.cache.store import ResultCache
+from gateway.errors import InsufficientResources, QueryCanceled, UserError
 from gateway.metrics import Metrics
 from tests.conftest import REDIS_URL
 
@@ -128,7 +130,7 @@ def test_coalescing_followers_wait_and_survive_their_own_cancel() -> None:
         cache = ResultCache(max_bytes=1 << 20, max_entry_bytes=1 << 20, metrics=Metrics())
         leader = cache.lead("k")
         assert cache.leader_for("k") is leader
-        followers = [asyncio.create_task(cache.follow(leader)) for _ in range(5)]
+        followers = [asyncio.create_task(cache.follow(leader, stall_seconds=5)) for _ in range(5)]
         await asyncio.sleep(0)
         followers[0].cancel()
         entry = await cache.put("k", columns=COLUMNS, rows=[(1, "a")], ttl_seconds=30, tables=())
@@ -137,9 +139,31 @@ def test_coalescing_followers_wait_and_survive_their_own_cancel() -> None:
         assert all(r is entry for r in results)
         assert cache.leader_for("k") is None
         failed = cache.lead("k2")
-        waiting = asyncio.create_task(cache.follow(failed))
+        waiting = asyncio.create_task(cache.follow(failed, stall_seconds=5))
         cache.finish_leading("k2", failed, None)  # the leader failed: followers run themselves
         assert await waiting is None
+        await cache.close()
+
+    run(scenario())
+
+
+def test_followers_get_the_statements_own_error_and_leave_a_stalled_leader() -> None:
+    async def scenario() -> None:
+        cache = ResultCache(max_bytes=1 << 20, max_entry_bytes=1 << 20, metrics=Metrics())
+        own = UserError("Division by zero", error_name="DIVISION_BY_ZERO")
+        circumstantial = InsufficientResources("too long", error_name="EXCEEDED_TIME_LIMIT")
+        for error, expected in ((own, own), (circumstantial, None), (QueryCanceled("gone"), None)):
+            leader = cache.lead("k")
+            waiting = asyncio.create_task(cache.follow(leader, stall_seconds=5))
+            await asyncio.sleep(0)
+            cache.finish_leading("k", leader, error)
+            assert await waiting is expected
+        stalled = cache.lead("s")
+        stalled.working(False)  # its backend work is done; its client does not read on
+        began = time.monotonic()
+        assert await cache.follow(stalled, stall_seconds=0.3) is None
+        assert 0.3 <= time.monotonic() - began < 2
+        assert not stalled.done.done()  # the stalled leader itself is left alone
         await cache.close()
 
     run(scenario())

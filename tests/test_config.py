@@ -90,3 +90,29 @@ def test_dev_mode_refuses_a_public_address(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "refusing to start" in result.stderr and "allow_dev_on_public_host" in result.stderr
+
+
+def test_resource_bounds_are_read_checked_and_defaulted_safely(tmp_path: Path) -> None:
+    defaults = load_settings(None, environ={})
+    assert defaults.backends[0].memory_limit == 2 * 1024**3
+    assert (defaults.server.header_timeout_seconds, defaults.server.body_timeout_seconds,
+            defaults.server.max_connections) == (10.0, 30.0, 4096)
+    assert (defaults.limits.max_statement_bytes, defaults.limits.max_boolean_terms) == (256 * 1024, 500)
+    path = write(tmp_path, "backends:\n  demo: {type: duckdb, path: d.duckdb, memory_limit: 512MB}\n"
+                           "limits: {max_statement_bytes: 64KB, max_result_bytes: 1GB, planning_threads: 4}\n"
+                           "server: {header_timeout_seconds: 2.5, max_connections: 100}\n"
+                           "cache: {coalesce_stall_seconds: 0.5}\n")
+    settings = load_settings(path, environ={})
+    assert settings.backends[0].memory_limit == 512 * 1024**2
+    assert (settings.limits.max_statement_bytes, settings.limits.max_result_bytes) == (64 * 1024, 1024**3)
+    assert settings.limits.planning_threads == 4
+    assert (settings.server.header_timeout_seconds, settings.server.max_connections) == (2.5, 100)
+    assert settings.cache.coalesce_stall_seconds == 0.5
+    bad = write(tmp_path, "backends:\n  demo: {type: duckdb, path: d.duckdb, memory_limit: lots}\n"
+                          "limits: {max_boolean_term: 10, max_nesting_depth: 0}\nserver: {max_connections: -1}\n")
+    with pytest.raises(ConfigError) as error:
+        load_settings(bad, environ={})
+    text = "\n".join(error.value.messages)
+    assert "backends.demo.memory_limit: must be a size such as 1048576, 64MB or 1GB, not 'lots'" in text
+    assert "limits.max_boolean_term: unknown key (did you mean 'max_boolean_terms'?)" in text
+    assert "limits.max_nesting_depth:" in text and "server.max_connections:" in text

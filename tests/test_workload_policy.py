@@ -133,3 +133,16 @@ def test_durations(text: object, seconds: float | None) -> None:
                                             ("1.5KB", 1536), ("0B", None), ("big", None)])
 def test_sizes(text: object, size: int | None) -> None:
     assert parse_size(text) == size
+
+
+def test_max_result_bytes_is_a_size_per_group() -> None:
+    policy = parse_workload({"w.yaml": """
+resource_groups:
+  - {name: a, max_concurrency: 1, max_queued: 1, max_result_bytes: 200KB, selectors: [{}]}
+  - {name: b, max_concurrency: 1, max_queued: 1, selectors: [{}]}
+"""})
+    assert [g.max_result_bytes for g in policy.groups] == [200 * 1024, None]  # None: limits.max_result_bytes
+    with pytest.raises(PolicyError) as error:
+        parse_workload({"w.yaml": "resource_groups:\n  - {name: a, max_concurrency: 1, max_queued: 1, "
+                                  "max_result_bytes: huge, selectors: [{}]}\n"})
+    assert "w.yaml:2:" in str(error.value) and "max_result_bytes" in str(error.value)

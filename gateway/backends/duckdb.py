@@ -23,11 +23,13 @@ import duckdb
 from gateway import types as t
 from gateway.backends.base import Backend, Column, Execution, ExecutionStats, Row, Table
 from gateway.backends.duckdb_messages import trino_message
-from gateway.errors import BackendError, GatewayError, NotFound, QueryCanceled, UserError
+from gateway.errors import BackendError, GatewayError, InsufficientResources, NotFound, QueryCanceled, UserError
 
 T = TypeVar("T")
 
 PREFETCH_ROWS = 1024
+PREFETCH_PROBE_ROWS = 16  # read first, to size the rest of the prefetch by bytes
+PREFETCH_BYTES = 4 * 1024 * 1024  # the prefetch stops short of 1024 rows when they would be larger than this
 
 LOCKED_DOWN = {
     "enable_external_access": False,
@@ -109,6 +111,10 @@ def translate_error(error: duckdb.Error) -> GatewayError:
         message = _redact_values(message)
     if isinstance(error, duckdb.InterruptException):
         return QueryCanceled("Query was canceled")
+    if isinstance(error, duckdb.OutOfMemoryException):
+        return InsufficientResources("The query needs more memory than the backend's memory_limit allows; "
+                                     "filter or aggregate more, or ask for a larger limit",
+                                     error_name="EXCEEDED_LOCAL_MEMORY_LIMIT")
     name, message = trino_message(message)
     if name is not None:
         return UserError(message, error_name=name)
@@ -211,6 +217,12 @@ class DuckDBExecution(Execution):
             with self._lock:
                 self._closed = True
             raise translate_error(error) from None
+        except (OverflowError, ValueError) as error:  # a value DuckDB cannot turn into a Python object
+            with self._lock:
+                self._closed = True
+            raise UserError(f"A value in the result is outside the range Trino clients can read "
+                            f"({type(error).__name__}); filter it out or cast it to varchar",
+                            error_name="NUMERIC_VALUE_OUT_OF_RANGE") from None
         finally:
             self._cpu += time.thread_time() - began
             with self._lock:
@@ -234,10 +246,20 @@ class DuckDBExecution(Execution):
             cursor.execute(self._sql)
             self.columns = tuple(Column(name=d[0], type=to_sql_type(d[1])) for d in cursor.description or [])
             if cursor.description:
-                self._prefetched = self._fetch_rows(cursor, PREFETCH_ROWS)
+                self._prefetched = self._prefetch(cursor)
 
         await self._engine.run(lambda: self._call(run))
         self._update_stats()
+
+    def _prefetch(self, cursor: duckdb.DuckDBPyConnection) -> list[Row] | None:
+        """The first rows: up to PREFETCH_ROWS, unless a few of them show that many would be wide (a thousand
+        1 MB rows would be a gigabyte of Python objects before the frontend could refuse them)."""
+        rows = self._fetch_rows(cursor, PREFETCH_PROBE_ROWS)
+        if rows is None or len(rows) < PREFETCH_PROBE_ROWS:
+            return rows
+        if _size_of(rows) * PREFETCH_ROWS <= PREFETCH_BYTES * PREFETCH_PROBE_ROWS:
+            rows.extend(self._fetch_rows(cursor, PREFETCH_ROWS - PREFETCH_PROBE_ROWS) or ())
+        return rows
 
     def _fetch_rows(self, cursor: duckdb.DuckDBPyConnection, max_rows: int) -> list[Row] | None:
         rows = cursor.fetchmany(max_rows)
@@ -277,6 +299,11 @@ class DuckDBExecution(Execution):
             cursor.interrupt()  # thread-safe: the worker's call ends with InterruptException, then closes
         else:
             await self._engine.run(self._close_cursor)
+
+
+def _size_of(rows: Sequence[Row]) -> int:
+    """Roughly the bytes of `rows`: text and binary by length, anything else as 8."""
+    return sum(len(v) if isinstance(v, str | bytes) else 8 for row in rows for v in row)
 
 
 def describe_tables(cursor: duckdb.DuckDBPyConnection, *, database: str) -> list[Table]:
@@ -320,11 +347,12 @@ def describe_tables(cursor: duckdb.DuckDBPyConnection, *, database: str) -> list
 class DuckDBBackend(Backend):
     dialect = "duckdb"
 
-    def __init__(self, *, name: str, path: Path, threads: int | None = None,
+    def __init__(self, *, name: str, path: Path, threads: int | None = None, memory_limit: int | None = None,
                  prepare: Callable[[], None] | None = None) -> None:
         super().__init__(name=name)
         self._path = path
         self._threads = threads
+        self._memory_limit = memory_limit
         self._prepare = prepare
         self._engine: DuckDBEngine | None = None
         self._database: str | None = None
@@ -347,6 +375,11 @@ class DuckDBBackend(Backend):
         config: dict[str, Any] = dict(LOCKED_DOWN)
         if self._threads:
             config["threads"] = self._threads
+        if self._memory_limit:
+            # One buffer pool for every query of this backend (DuckDB has no per-query limit); a query that
+            # needs more fails with EXCEEDED_LOCAL_MEMORY_LIMIT. Planning memory is outside it, which is why
+            # statements are bounded before they reach the engine (gateway/sql/limits.py).
+            config["memory_limit"] = f"{self._memory_limit // 1024}KiB"
         try:
             connection = duckdb.connect(str(self._path), read_only=True, config=config)
         except duckdb.Error as error:

@@ -3,8 +3,12 @@
     key_for(plan, session)     None when the query must not be cached: not deterministic, a metadata
                                query, DESCRIBE OUTPUT, or the client opted out (client tag `nocache` or
                                `SET SESSION result_cache = 'false'`)
-    obtain(key)                a cached result, or a lease to run the query as the leader of every identical
-                               query that arrives meanwhile (coalescing)
+    obtain(key, wait)          a cached result, or a lease to run the query as the leader of every identical
+                               query that arrives meanwhile (coalescing), or None: run it, uncoalesced.
+                               A follower waits through `wait` (the pipeline makes that a queued wait of its
+                               resource group), at most once: released by a failed or stalled leader it runs
+                               itself, leading only if nobody else does — so N released followers run at
+                               once, never one after another
     recording(...)             the backend execution, wrapped so the complete result is cached when its
                                last row has been read, and the followers get it
 
@@ -13,12 +17,13 @@ Only whole results are cached; one larger than `max_entry_bytes` is streamed thr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from gateway.backends.base import Execution, Row
 from gateway.cache.key import cache_key
 from gateway.cache.store import CachedResult, Leader, ResultCache, estimate_bytes
+from gateway.errors import GatewayError
 from gateway.planner import Plan
 from gateway.session import Session
 from gateway.sql.resolve import METADATA_TARGET
@@ -42,13 +47,18 @@ def wants_cache(session: Session) -> bool:
     return session.properties.get(BYPASS_PROPERTY, "true").strip().lower() not in ("false", "off", "0", "no")
 
 
+Outcome = CachedResult | GatewayError | None
+Wait = Callable[[Awaitable[Outcome]], Awaitable[Outcome]]
+
+
 class CacheStage:
     def __init__(self, cache: ResultCache | None, *, default_ttl: float = 300.0,
-                 live_catalogs: frozenset[str] = frozenset()) -> None:
+                 live_catalogs: frozenset[str] = frozenset(), stall_seconds: float = 2.0) -> None:
         self.cache = cache
         self.default_ttl = default_ttl
         # The gateway's own tables (audit records, the cost ledger): always read live, never copied to a cache.
         self.live_catalogs = live_catalogs | {METADATA_TARGET}
+        self.stall_seconds = stall_seconds  # a leader idle on its client this long releases its followers
 
     def key_for(self, plan: Plan, session: Session) -> str | None:
         if (self.cache is None or plan.sql is None or plan.target is None or plan.target in self.live_catalogs
@@ -57,26 +67,33 @@ class CacheStage:
         return cache_key(backend_sql=plan.sql, target=plan.target, policy_version=plan.policy_version or "",
                          properties=())
 
-    async def obtain(self, key: str) -> CachedResult | Lease:
-        """A cached (or coalesced) result, or a lease to run the query."""
-        assert self.cache is not None
-        while True:
-            leader = self.cache.leader_for(key)
-            if leader is not None:
-                result = await self.cache.follow(leader)
-                if result is not None:
-                    return result
-                continue  # the leader failed or was cancelled: lead, or follow a newer leader
-            # Lead before the first await, so identical queries arriving from now on wait for this one.
-            lease = Lease(key, self.cache.lead(key))
-            hit = await self.cache.get(key)
-            if hit is not None:
-                self.cache.finish_leading(key, lease.leader, hit)
-                return hit
-            return lease
+    async def obtain(self, key: str, wait: Wait) -> CachedResult | Lease | None:
+        """A cached (or coalesced) result, a lease to run the query, or None to run it uncoalesced; raises the
+        leader's error when that is the statement's own."""
+        cache = self.cache
+        assert cache is not None
+        leader = cache.leader_for(key)
+        if leader is not None:
+            outcome = await wait(cache.follow(leader, stall_seconds=self.stall_seconds))
+            if isinstance(outcome, CachedResult):
+                return outcome
+            if isinstance(outcome, GatewayError):
+                raise outcome.detached()
+            current = cache.leader_for(key)
+            if current is not None and current is not leader:
+                return None  # another released follower leads now: run alongside it, never wait twice
+        # Lead before the first await, so identical queries arriving from now on wait for this one (a stalled
+        # leader is replaced: its own result is still cached when it completes).
+        lease = Lease(key, cache.lead(key))
+        hit = await cache.get(key)
+        if hit is not None:
+            cache.finish_leading(key, lease.leader, hit)
+            return hit
+        return lease
 
-    def release(self, lease: Lease, result: CachedResult | None = None) -> None:
-        """Let the queries waiting on `lease` go (with the result, or to run themselves). Idempotent."""
+    def release(self, lease: Lease, result: CachedResult | GatewayError | None = None) -> None:
+        """Let the queries waiting on `lease` go (with the result or the error, or to run themselves).
+        Idempotent: the first release counts."""
         assert self.cache is not None
         self.cache.finish_leading(lease.key, lease.leader, result)
 
@@ -109,15 +126,25 @@ class RecordingExecution(Execution):
         self.stats = inner.stats  # the inner execution updates it in place
 
     async def start(self) -> None:
-        await self._inner.start()
+        try:
+            await self._inner.start()
+        finally:
+            self._lease.leader.working(False)
         self.columns = self._inner.columns
 
     async def fetch(self, max_rows: int) -> Sequence[Row] | None:
+        leader = self._lease.leader
+        leader.working(True)
         try:
             rows = await self._inner.fetch(max_rows)
+        except GatewayError as error:
+            self._release(error)
+            raise
         except BaseException:
             self._release(None)
             raise
+        finally:
+            leader.working(False)
         if rows is None:
             await self._complete()
             return None
@@ -137,7 +164,7 @@ class RecordingExecution(Execution):
                                            ttl_seconds=self._ttl, tables=self._tables)
         self._release(result)
 
-    def _release(self, result: CachedResult | None) -> None:
+    def _release(self, result: CachedResult | GatewayError | None) -> None:
         if not self._released:
             self._released = True
             self._stage.release(self._lease, result)

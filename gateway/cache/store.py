@@ -5,8 +5,10 @@ Tier 1 (cachetools TLRU): per-entry TTL, evicts least recently used beyond `max_
 Tier 2 (Redis, optional): entries encoded by `codec` (compressed), with the same TTL; a tier-2 hit fills
 tier 1. Redis failures are logged and counted, and the cache carries on with tier 1 only.
 Coalescing: the first query for a key leads; identical queries arriving while it runs wait for its result
-instead of running again. A waiting follower that is cancelled leaves the leader alone; a leader that fails
-or is cancelled lets the followers run for themselves.
+instead of running again. A waiting follower that is cancelled leaves the leader alone. A leader that fails
+hands its followers its error when the error is the statement's own (the same SQL fails the same way), else
+lets them run for themselves, all at once. A leader that stalls — its backend work done, waiting for its
+client to read on — releases them too (`Leader.stalled`).
 Purge: everything, or the entries that read a given table (each entry remembers its tables). With Redis,
 a purge is also published to every replica, which drops the same entries from its in-process tier.
 """
@@ -26,6 +28,7 @@ from redis.exceptions import RedisError
 
 from gateway.backends.base import Column, Row
 from gateway.cache.codec import decode_result, encode_result
+from gateway.errors import USER_ERROR, GatewayError
 from gateway.metrics import Metrics
 
 log = logging.getLogger("gateway.cache")
@@ -43,6 +46,16 @@ class CachedResult:
     tables: tuple[str, ...]
 
 
+# Failures that say nothing about the statement: the same SQL may well succeed for the next query.
+_CIRCUMSTANTIAL = frozenset({"USER_CANCELED", "ABANDONED_QUERY", "ADMINISTRATIVELY_KILLED"})
+
+
+def is_deterministic_failure(error: GatewayError) -> bool:
+    """The statement's own error (a division by zero, a value out of range): an identical query would fail
+    the same way. Resource limits, cancellations, backend and gateway faults are not."""
+    return error.error.type == USER_ERROR and error.error_name not in _CIRCUMSTANTIAL
+
+
 def estimate_bytes(rows: Sequence[Row]) -> int:
     """A cheap size estimate (sampled), for the byte bounds; exact sizes would cost more than they save."""
     if not rows:
@@ -53,9 +66,22 @@ def estimate_bytes(rows: Sequence[Row]) -> int:
 
 
 class Leader:
+    """The query running for a key. `busy` while it plans, queues, or works on its backend; otherwise it waits
+    for its own client to read on, and followers stop waiting for it once that lasts too long."""
+
     def __init__(self) -> None:
-        self.done: asyncio.Future[CachedResult | None] = asyncio.get_running_loop().create_future()
+        self.done: asyncio.Future[CachedResult | GatewayError | None] = asyncio.get_running_loop().create_future()
         self.followers = 0
+        self.busy = True
+        self.idle_since = time.monotonic()
+
+    def working(self, busy: bool) -> None:
+        self.busy = busy
+        if not busy:
+            self.idle_since = time.monotonic()
+
+    def stalled(self, seconds: float) -> bool:
+        return not self.busy and time.monotonic() - self.idle_since > seconds
 
 
 class ResultCache:
@@ -118,19 +144,31 @@ class ResultCache:
         """The running query identical to `key`, if any (to wait for instead of running again)."""
         return self._leaders.get(key)
 
-    async def follow(self, leader: Leader) -> CachedResult | None:
-        """The leader's result; None if it failed or was cancelled (then run yourself). Cancelling the
-        follower does not cancel the leader."""
+    async def follow(self, leader: Leader, *, stall_seconds: float) -> CachedResult | GatewayError | None:
+        """The leader's result, or its error when the error is the statement's own; None when the leader
+        failed otherwise, was cancelled or stalled (then run yourself). Cancelling the follower does not
+        cancel the leader."""
         leader.followers += 1
         self._metrics.cache_coalesced.inc()
-        return await asyncio.shield(leader.done)
+        check = min(0.25, stall_seconds / 4)
+        while not leader.done.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(leader.done), timeout=check)
+            if not leader.done.done() and leader.stalled(stall_seconds):
+                self._metrics.cache_coalesce_released.labels("stalled").inc()
+                return None
+        outcome = leader.done.result()
+        if isinstance(outcome, GatewayError) and not is_deterministic_failure(outcome):
+            self._metrics.cache_coalesce_released.labels("failed").inc()
+            return None
+        return outcome
 
     def lead(self, key: str) -> Leader:
         leader = Leader()
         self._leaders[key] = leader
         return leader
 
-    def finish_leading(self, key: str, leader: Leader, result: CachedResult | None) -> None:
+    def finish_leading(self, key: str, leader: Leader, result: CachedResult | GatewayError | None) -> None:
         if self._leaders.get(key) is leader:
             del self._leaders[key]
         if not leader.done.done():

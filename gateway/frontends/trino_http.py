@@ -30,7 +30,7 @@ import math
 import time
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -112,7 +112,7 @@ class TrinoFrontend:
         if not self.protocol.inline_first_page:
             return self._queued(request, query)
         await query.wait(self.protocol.max_wait_seconds)
-        return self._respond(request, query, 0)
+        return await self._respond(request, query, 0)
 
     def _queued(self, request: Request, query: TrinoQuery) -> Response:
         """Trino's first answer: accepted, nothing run yet; the rows come from the nextUri polls."""
@@ -136,7 +136,7 @@ class TrinoFrontend:
         if last is None or token != last.token + 1 or query.finished_sent:
             return self._not_found(request, f"page {token} of query {query.query_id} is not available")
         await query.wait(self.protocol.max_wait_seconds)
-        return self._respond(request, query, token)
+        return await self._respond(request, query, token)
 
     async def cancel(self, request: Request) -> Response:
         query = self._find(request)
@@ -268,11 +268,15 @@ class TrinoFrontend:
                 raise ProtocolError(413, f"The statement is larger than the limit of {limit} bytes",
                                     error_name="QUERY_TEXT_TOO_LARGE")
         body = bytearray()
-        async for chunk in request.stream():
-            body.extend(chunk)
-            if len(body) > limit:
-                raise ProtocolError(413, f"The statement is larger than the limit of {limit} bytes",
-                                    error_name="QUERY_TEXT_TOO_LARGE")
+        try:
+            async for chunk in request.stream():
+                body.extend(chunk)
+                if len(body) > limit:
+                    raise ProtocolError(413, f"The statement is larger than the limit of {limit} bytes",
+                                        error_name="QUERY_TEXT_TOO_LARGE")
+        except ClientDisconnect:  # gone, or closed by the body timeout (connection_guard): still an attempt
+            raise ProtocolError(408, "The request body did not arrive completely (the client disconnected or "
+                                "exceeded server.body_timeout_seconds)") from None
         try:
             sql = body.decode("utf-8")
         except UnicodeDecodeError as error:
@@ -289,12 +293,13 @@ class TrinoFrontend:
         text = message or NOT_FOUND_MESSAGE
         return protocol_error_response(ProtocolError(404, text, error_name="NOT_FOUND"))
 
-    def _respond(self, request: Request, query: TrinoQuery, token: int) -> Response:
+    async def _respond(self, request: Request, query: TrinoQuery, token: int) -> Response:
         try:
             page = self._page(request, query, token)
         except Exception:  # a bug in page building must not become a 500 with a stack trace
             log.exception("building page %s of %s failed", token, query.query_id)
             error = InternalError("internal error while building the response")
+            await query.cancel(error)  # the query ends here too: its slot freed, its one audit record written
             body = self._envelope(request, query, state=QueryState.FAILED.value, error=error)
             page = Page(token, json.dumps(body).encode(), [])
             query.finished_sent = True

@@ -5,6 +5,13 @@ A producer task per query pulls batches from the pipeline into a bounded buffer 
 client slows the backend fetch, never the gateway's memory). Each response is page `token`; the client asks
 for `token + 1` next, and may ask for the same token again (a retry after a network error) and gets the
 same page back.
+
+Bytes are bounded as well as rows: batches are fetched at about a page's worth of bytes (from the size of
+the rows so far), no chunk is larger than `page_bytes` (a single row larger than that fails the query:
+EXCEEDED_RESULT_BYTES_LIMIT, never a huge page), and the query's total is counted against its cap
+(`QueryRun.count_result_bytes`). Whatever fails in the producer — the backend, a value the encoder refuses,
+a cap, a bug — ends its query exactly once (`QueryRun.cancel`: the error to the client, the slot freed, one
+audit record).
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import secrets
 import time
 from collections import deque
@@ -23,12 +31,15 @@ from zoneinfo import ZoneInfo
 
 from gateway.backends.base import Row
 from gateway.config import ProtocolSettings
-from gateway.errors import GatewayError, QueryCanceled, UserError
+from gateway.errors import GatewayError, InsufficientResources, InternalError, QueryCanceled, UserError
 from gateway.frontends.trino_values import row_encoder
 from gateway.metrics import Metrics
 from gateway.pipeline import QueryRun
 
+log = logging.getLogger("gateway.trino")
+
 FETCH_ROWS = 1024
+VARIABLE_WIDTH = frozenset({"varchar", "char", "varbinary", "json"})  # values whose size is their length
 
 
 @dataclass(frozen=True)
@@ -57,11 +68,13 @@ class TrinoQuery:
         self.finished_sent = False
         self._chunks: deque[Chunk] = deque()
         self._buffered_rows = 0
+        self._buffered_bytes = 0
         self._arrived = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
         self._producer: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._wide: list[int] = []  # columns of VARIABLE_WIDTH types
         self.columns_sent = False
         self.rows_sent = 0
 
@@ -78,6 +91,11 @@ class TrinoQuery:
             await run.start()
             if run.columns is not None:
                 await self._fetch_all()
+        except GatewayError as error:
+            await run.cancel(error)
+        except Exception as error:  # a bug: the query still ends, once, with an error its client can read
+            log.exception("query %s: producing its result failed", self.query_id)
+            await run.cancel(InternalError(f"internal error ({type(error).__name__})"))
         finally:
             self._arrived.set()
 
@@ -86,30 +104,81 @@ class TrinoQuery:
         assert run.columns is not None
         zone: tzinfo | None = ZoneInfo(run.session.time_zone) if run.session.time_zone else None
         encode = row_encoder([c.type for c in run.columns], zone)
+        self._wide = [i for i, c in enumerate(run.columns) if c.type.name in VARIABLE_WIDTH]
         limit = self.settings.page_rows * 2
+        batch = min(FETCH_ROWS, self.settings.page_rows)
         while not run.done:
             await self._room.wait()
-            rows = await run.fetch(min(FETCH_ROWS, self.settings.page_rows))
+            rows = await run.fetch(batch)
             if rows is None:
                 break
-            self._push(rows, encode)
-            if self._buffered_rows >= limit:
+            size = self._push(rows, encode)
+            # About a page of bytes per fetch: wide rows come a few at a time, never a gigabyte at once.
+            per_row = max(1, size // len(rows))
+            batch = max(1, min(FETCH_ROWS, self.settings.page_rows, self.settings.page_bytes // per_row))
+            if self._buffered_rows >= limit or self._buffered_bytes >= 2 * self.settings.page_bytes:
                 self._room.clear()
 
-    def _push(self, rows: Sequence[Row], encode: Callable[[Sequence[Any]], list[Any]]) -> None:
-        step = self.settings.page_rows  # a chunk never exceeds a page
+    def _push(self, rows: Sequence[Row], encode: Callable[[Sequence[Any]], list[Any]]) -> int:
+        """Encode `rows` into chunks of at most a page (rows and bytes); their size in bytes."""
+        step = self.settings.page_rows
+        total = 0
+        if self._wide:
+            self._refuse_huge_values(rows)
         for start in range(0, len(rows), step):
             part = rows[start:start + step]
-            text = json.dumps([encode(r) for r in part], allow_nan=False, separators=(",", ":"), default=str)
-            self._chunks.append(Chunk(text[1:-1], len(part)))
-            self._buffered_rows += len(part)
+            text = _json([encode(r) for r in part])[1:-1]
+            if len(text) <= self.settings.page_bytes or len(part) == 1:
+                chunks = [Chunk(text, len(part))]
+            else:
+                chunks = self._split([_json(encode(r)) for r in part])
+            for chunk in chunks:
+                if len(chunk.json) > self.settings.page_bytes:
+                    raise self._too_wide(len(chunk.json))
+                self.run.count_result_bytes(len(chunk.json))
+                self._chunks.append(chunk)
+                self._buffered_rows += chunk.rows
+                self._buffered_bytes += len(chunk.json)
+                total += len(chunk.json)
         self._arrived.set()
+        return total
+
+    def _refuse_huge_values(self, rows: Sequence[Row]) -> None:
+        """A text or binary value longer than a page fails the query before it is encoded: JSON-encoding a
+        300 MB string first would cost another 300 MB (and seconds) only to refuse it."""
+        limit = self.settings.page_bytes
+        for row in rows:
+            for index in self._wide:
+                value = row[index]
+                if value is not None and len(value) > limit:
+                    raise self._too_wide(len(value))
+
+    def _too_wide(self, size: int) -> InsufficientResources:
+        return InsufficientResources(
+            f"A row of the result is {size} bytes or more, more than the page limit of {self.settings.page_bytes} "
+            f"(protocol.page_bytes); select less of it (substr, LIMIT)", error_name="EXCEEDED_RESULT_BYTES_LIMIT")
+
+    def _split(self, rows: list[str]) -> list[Chunk]:
+        """Consecutive encoded rows grouped into chunks of at most `page_bytes` (a larger row stands alone)."""
+        chunks: list[Chunk] = []
+        group: list[str] = []
+        size = 0
+        for row in rows:
+            if group and size + len(row) + 1 > self.settings.page_bytes:
+                chunks.append(Chunk(",".join(group), len(group)))
+                group, size = [], 0
+            group.append(row)
+            size += len(row) + 1
+        if group:
+            chunks.append(Chunk(",".join(group), len(group)))
+        return chunks
 
     async def wait(self, seconds: float) -> None:
         """Until a full page is buffered or no more rows will come, at most `seconds`. Waiting for a full
         page (not just the first rows) lets a small result travel in one response, with no nextUri."""
         deadline = asyncio.get_running_loop().time() + seconds
-        while self._producing and self._buffered_rows < self.settings.page_rows:
+        while (self._producing and self._buffered_rows < self.settings.page_rows
+               and self._buffered_bytes < self.settings.page_bytes):
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
                 return
@@ -129,12 +198,15 @@ class TrinoQuery:
             chunk = self._chunks[0]
             if pieces and rows + chunk.rows > self.settings.page_rows:
                 break
+            if pieces and size + len(chunk.json) > self.settings.page_bytes:
+                break
             self._chunks.popleft()
             pieces.append(chunk.json)
             rows += chunk.rows
             size += len(chunk.json)
         self._buffered_rows -= rows
-        if self._buffered_rows < self.settings.page_rows * 2:
+        self._buffered_bytes -= size
+        if self._buffered_rows < self.settings.page_rows * 2 and self._buffered_bytes < 2 * self.settings.page_bytes:
             self._room.set()
         return pieces, rows
 
@@ -149,6 +221,10 @@ class TrinoQuery:
         self._room.set()
         if self._producer is not None and not self._producer.done():
             self._producer.cancel()
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, allow_nan=False, separators=(",", ":"), default=str)
 
 
 class QueryRegistry:

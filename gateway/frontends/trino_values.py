@@ -3,6 +3,12 @@
 Values are encoded as Trino encodes them (clients parse them by type): decimals, dates, times and timestamps
 as strings, doubles as numbers or "NaN"/"Infinity"/"-Infinity", varbinary as base64, arrays as lists, maps
 as objects, rows as positional lists.
+
+Each encoder accepts only the Python value its type promises, within the range clients can read back (the
+Trino clients parse dates and timestamps with Python's `datetime` and Java's `java.time`: years 1 to 9999).
+Anything else — DuckDB hands out dates beyond year 9999 as text, times of 24:00:00, non-finite decimals —
+raises `ValueOutOfRange`, which ends the query with NUMERIC_VALUE_OUT_OF_RANGE instead of a page that
+clients cannot read (or a crashed producer).
 """
 
 from __future__ import annotations
@@ -14,11 +20,23 @@ from datetime import date, datetime, timedelta, tzinfo
 from datetime import time as time_of_day
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
+from gateway.errors import UserError
 from gateway.types import SqlType
 
 Encoder = Callable[[Any], Any]
+
+
+class ValueOutOfRange(UserError):
+    default_name = "NUMERIC_VALUE_OUT_OF_RANGE"
+
+
+def _refuse(kind: str, value: Any) -> ValueOutOfRange:
+    shown = str(value) if isinstance(value, str | int | float | Decimal | date | timedelta) else type(value).__name__
+    return ValueOutOfRange(f"A {kind} value in the result ({shown[:40]}) is outside the range Trino clients can "
+                           f"read; filter it out or cast it to varchar")
 
 
 def type_signature(kind: SqlType) -> dict[str, Any]:
@@ -42,6 +60,8 @@ def column_json(name: str, kind: SqlType) -> dict[str, Any]:
 
 
 def _double(value: float) -> float | str:
+    if not isinstance(value, float | int) or isinstance(value, bool):
+        raise _refuse("double", value)
     if math.isnan(value):
         return "NaN"
     if math.isinf(value):
@@ -58,21 +78,34 @@ def _fraction(microseconds: int, precision: int) -> str:
 
 def _timestamp(precision: int) -> Encoder:
     def encode(value: datetime) -> str:
-        return f"{value:%Y-%m-%d %H:%M:%S}{_fraction(value.microsecond, precision)}"
+        if not isinstance(value, datetime):
+            raise _refuse("timestamp", value)
+        return f"{_date_time(value)}{_fraction(value.microsecond, precision)}"
 
     return encode
 
 
 def _timestamp_with_zone(precision: int, zone: tzinfo | None) -> Encoder:
     def encode(value: datetime) -> str:
+        if not isinstance(value, datetime):
+            raise _refuse("timestamp with time zone", value)
         if value.tzinfo is None:
             value = value.replace(tzinfo=ZoneInfo("UTC"))
         if zone is not None:
-            value = value.astimezone(zone)
+            try:
+                value = value.astimezone(zone)
+            except OverflowError:  # the shift to the session zone leaves years 1..9999
+                raise _refuse("timestamp with time zone", value) from None
         name = _zone_name(value)
-        return f"{value:%Y-%m-%d %H:%M:%S}{_fraction(value.microsecond, precision)} {name}"
+        return f"{_date_time(value)}{_fraction(value.microsecond, precision)} {name}"
 
     return encode
+
+
+def _date_time(value: datetime) -> str:
+    # Not strftime: glibc writes year 5 as "5", and clients expect four digits.
+    return (f"{value.year:04d}-{value.month:02d}-{value.day:02d} "
+            f"{value.hour:02d}:{value.minute:02d}:{value.second:02d}")
 
 
 def _zone_name(value: datetime) -> str:
@@ -89,6 +122,8 @@ def _zone_name(value: datetime) -> str:
 
 def _time(precision: int) -> Encoder:
     def encode(value: time_of_day) -> str:
+        if not isinstance(value, time_of_day):
+            raise _refuse("time", value)
         text = f"{value:%H:%M:%S}{_fraction(value.microsecond, precision)}"
         if value.tzinfo is not None:
             offset = value.utcoffset() or timedelta(0)
@@ -100,6 +135,8 @@ def _time(precision: int) -> Encoder:
 
 
 def _interval_day_to_second(value: timedelta) -> str:
+    if not isinstance(value, timedelta):
+        raise _refuse("interval", value)
     negative = value < timedelta(0)
     value = -value if negative else value
     hours, rest = divmod(value.seconds, 3600)
@@ -109,15 +146,32 @@ def _interval_day_to_second(value: timedelta) -> str:
 
 
 def _decimal(value: Decimal | int) -> str:
-    return str(value) if isinstance(value, Decimal) else str(Decimal(value))
+    if isinstance(value, Decimal) and value.is_finite():
+        return format(value, "f")  # plain digits as Trino writes them, never 1E+5
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise _refuse("decimal", value)
 
 
 def _date(value: date) -> str:
+    if not isinstance(value, date):
+        raise _refuse("date", value)
     return value.isoformat()
 
 
 def _varbinary(value: bytes) -> str:
+    if not isinstance(value, bytes | bytearray | memoryview):
+        raise _refuse("varbinary", value)
     return base64.b64encode(value).decode("ascii")
+
+
+def _uuid(value: Any) -> str:
+    if isinstance(value, UUID):
+        return str(value)
+    try:
+        return str(UUID(str(value)))
+    except ValueError:
+        raise _refuse("uuid", value) from None
 
 
 def _text(value: Any) -> str:
@@ -157,7 +211,9 @@ def encoder_for(kind: SqlType, zone: tzinfo | None = None) -> Encoder | None:
     if name == "row":
         fields = [encoder_for(c, zone) or _identity for c in kind.children]
         return lambda value: [None if v is None else f(v) for f, v in zip(fields, _row_values(value), strict=True)]
-    return _text  # uuid, json, and anything else textual
+    if name == "uuid":
+        return _uuid
+    return _text  # json, and anything else textual
 
 
 def _identity(value: Any) -> Any:

@@ -13,6 +13,7 @@ the directory may hold them, never two. No `resource_groups` anywhere means no l
         queue_timeout: 30s                    # durations: 500ms, 30s, 2m, 1h, or a number of seconds
         max_execution_time: 60s
         max_result_rows: 100000
+        max_result_bytes: 256MB               # JSON bytes of one result (default: gateway.yaml limits.max_result_bytes)
         max_concurrency_per_user: 2
         max_scan_bytes: 10GB                  # sizes: B, KB, MB, GB, TB (powers of 1024) or a number of bytes
         cache_ttl: 5m
@@ -44,7 +45,8 @@ SECTIONS = ("resource_groups", "capacity")
 T = TypeVar("T")
 
 _GROUP_KEYS = {"name", "priority", "max_concurrency", "max_queued", "queue_timeout", "max_execution_time",
-               "max_result_rows", "max_concurrency_per_user", "max_scan_bytes", "cache_ttl", "selectors"}
+               "max_result_rows", "max_result_bytes", "max_concurrency_per_user", "max_scan_bytes", "cache_ttl",
+               "selectors"}
 _SELECTOR_KEYS = {"user", "groups", "source", "client_tags", "query_type"}
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -119,12 +121,14 @@ def _group(reader: NodeReader, node: yaml.Node) -> ResourceGroup | None:
     execution_time = _optional(fields, "max_execution_time", lambda n: _duration(reader, n, "max_execution_time"))
     result_rows = _optional(fields, "max_result_rows", lambda n: _integer(reader, n, "max_result_rows", minimum=1))
     scan_bytes = _optional(fields, "max_scan_bytes", lambda n: _size(reader, n, "max_scan_bytes"))
+    result_bytes = _optional(fields, "max_result_bytes", lambda n: _size(reader, n, "max_result_bytes"))
     cache_ttl = _optional(fields, "cache_ttl", lambda n: _duration(reader, n, "cache_ttl"))
     if name is None or concurrency is None or queued is None or priority is None:
         return None
     return ResourceGroup(name=name, priority=priority, max_concurrency=concurrency, max_queued=queued,
                          selectors=selectors, queue_timeout=queue_timeout, max_execution_time=execution_time,
-                         max_result_rows=result_rows, max_concurrency_per_user=per_user, max_scan_bytes=scan_bytes,
+                         max_result_rows=result_rows, max_result_bytes=result_bytes,
+                         max_concurrency_per_user=per_user, max_scan_bytes=scan_bytes,
                          cache_ttl=cache_ttl, location=reader.location(node))
 
 

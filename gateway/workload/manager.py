@@ -1,6 +1,7 @@
 """The `admit` stage: which resource group, may it run, when, and for how long.
 
     enter     select the group (first matching selector), then the budget hook     -> Admission
+    wait      wait for something else first (an identical query's result), as QUEUED, within queue_timeout
     admit     scan estimate vs max_scan_bytes; wait for a slot (queue_timeout); arm max_execution_time
     leave     exactly once per query, however it ends: free the slot or leave the queue
 
@@ -16,7 +17,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from gateway.errors import GatewayError, InsufficientResources, NotFound, PermissionDenied, UserError
 from gateway.identity import Identity
@@ -29,6 +30,7 @@ from gateway.workload.store import WorkloadStore
 
 log = logging.getLogger("gateway.workload")
 
+T = TypeVar("T")
 Kill = Callable[[GatewayError], Coroutine[Any, Any, None]]
 Estimate = Callable[[], Awaitable[int | None]]
 
@@ -123,6 +125,30 @@ class WorkloadManager:
         self._admissions[request.query_id] = admission
         return admission
 
+    async def wait(self, admission: Admission, waiting: Awaitable[T]) -> T:
+        """Await `waiting` (the result of an identical query running already) as a queued query of the
+        admission's group: listed as QUEUED, counted in `gateway_workload_queued`, and failed with
+        EXCEEDED_TIME_LIMIT after the group's `queue_timeout`. Holds no slot; `admit` may follow."""
+        group = admission.group
+        admission.state = "QUEUED"
+        queued = self.metrics.workload_queued.labels(group.name)
+        queued.inc()
+        try:
+            async with asyncio.timeout(group.queue_timeout):
+                return await waiting
+        except TimeoutError:
+            self.metrics.workload_rejections.labels(group.name, "queue_timeout").inc()
+            raise self._queue_timeout(group) from None
+        finally:
+            queued.dec()
+            if admission.state == "QUEUED":
+                admission.state = "NEW"
+
+    def _queue_timeout(self, group: ResourceGroup) -> InsufficientResources:
+        return InsufficientResources(
+            f"Query exceeded the queue timeout of {_seconds(group.queue_timeout or 0)} of resource group "
+            f"'{group.name}'", error_name="EXCEEDED_TIME_LIMIT")
+
     async def admit(self, admission: Admission, estimate: Estimate | None = None) -> None:
         """Return when the query may start; raise when it must not."""
         group = admission.group
@@ -143,9 +169,7 @@ class WorkloadManager:
                 await self.slots.acquire(admission.ticket)
         except TimeoutError:
             self.metrics.workload_rejections.labels(group.name, "queue_timeout").inc()
-            raise InsufficientResources(
-                f"Query exceeded the queue timeout of {_seconds(group.queue_timeout or 0)} of resource group "
-                f"'{group.name}'", error_name="EXCEEDED_TIME_LIMIT") from None
+            raise self._queue_timeout(group) from None
         except InsufficientResources:
             self.metrics.workload_rejections.labels(group.name, "queue_full").inc()
             raise
@@ -169,6 +193,8 @@ class WorkloadManager:
             admission.timer.cancel()
         if admission.state == "RUNNING":
             self.metrics.workload_running.labels(admission.group.name).dec()
+        if admission.ticket.admitted_at is None:  # it never ran: its queue wait ends now
+            admission.ticket.admitted_at = time.monotonic()
         admission.state = "DONE"
         self.slots.release(admission.ticket)
         self._admissions.pop(admission.request.query_id, None)

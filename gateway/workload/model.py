@@ -51,6 +51,7 @@ class ResourceGroup:
     queue_timeout: float | None = None
     max_execution_time: float | None = None
     max_result_rows: int | None = None
+    max_result_bytes: int | None = None  # None: the gateway-wide default (limits.max_result_bytes)
     max_concurrency_per_user: int | None = None
     max_scan_bytes: int | None = None
     cache_ttl: float | None = None  # read by the result cache
