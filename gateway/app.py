@@ -249,7 +249,8 @@ class Gateway:
     def asgi(self) -> Starlette:
         trino = TrinoFrontend(pipeline=self.pipeline, settings=self.settings, metrics=self.metrics,
                               registry=self.registry, is_draining=self.is_draining)
-        ops = OpsEndpoints(metrics=self.metrics, backends=self.backends, is_draining=self.is_draining)
+        ops = OpsEndpoints(metrics=self.metrics, backends=self.backends, is_draining=self.is_draining,
+                           audit_status=self.audit.status)
         api = AuditApi(pipeline=self.pipeline, store=self.audit.store)
         queries = QueriesApi(pipeline=self.pipeline)
         cache = CacheApi(pipeline=self.pipeline, cache=self.cache, admin_groups=self.settings.cache.admin_groups)

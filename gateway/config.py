@@ -154,6 +154,9 @@ class AuditSettings:
     checkpoint_seconds: float = 10.0
     redact_literals: bool = False
     retention_days: int | None = None  # what `gateway audit purge` deletes by default; never the gateway itself
+    store_timeout_seconds: float = 10.0  # each PostgreSQL connect and command (a write that hangs is an outage)
+    probe_interval_seconds: float = 1.0  # how often the store is probed with one round trip
+    probe_timeout_seconds: float = 2.0  # a probe unanswered this long marks the store down (deny engages)
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={_mask_url(v) if k.endswith('store') else v!r}" for k, v in vars(self).items())
@@ -627,7 +630,8 @@ def _audit(r: _Reader, data: Mapping[str, Any]) -> AuditSettings:
     p = ("audit",)
     s = r.section(data, p, {"store", "admin_store", "on_failure", "spool_dir", "spool_max_bytes", "batch_size",
                             "flush_interval_seconds", "checkpoint_records", "checkpoint_seconds", "redact_literals",
-                            "retention_days"})
+                            "retention_days", "store_timeout_seconds", "probe_interval_seconds",
+                            "probe_timeout_seconds"})
     d = AuditSettings()
     store = r.get(s, (*p, "store"), str, d.store, _store_url)
     if store.startswith("sqlite:///") and not Path(store[len("sqlite:///"):]).is_absolute():
@@ -647,6 +651,9 @@ def _audit(r: _Reader, data: Mapping[str, Any]) -> AuditSettings:
         checkpoint_seconds=r.get(s, (*p, "checkpoint_seconds"), float, d.checkpoint_seconds, _positive),
         redact_literals=r.get(s, (*p, "redact_literals"), bool, d.redact_literals),
         retention_days=r.get(s, (*p, "retention_days"), int, None, _positive),
+        store_timeout_seconds=r.get(s, (*p, "store_timeout_seconds"), float, d.store_timeout_seconds, _positive),
+        probe_interval_seconds=r.get(s, (*p, "probe_interval_seconds"), float, d.probe_interval_seconds, _positive),
+        probe_timeout_seconds=r.get(s, (*p, "probe_timeout_seconds"), float, d.probe_timeout_seconds, _positive),
     )
 
 

@@ -20,6 +20,8 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
+from gateway.audit.text import storable
+
 # decision values
 SUCCESS = "success"  # the statement ran and its result was delivered
 DENIED = "denied"  # policy or authentication refused it
@@ -108,6 +110,13 @@ class AuditRecord:
     def to_dict(self) -> dict[str, Any]:
         """The fields as a dict (shallow: lists are shared with the record)."""
         return {name: getattr(self, name) for name in FIELD_NAMES}
+
+    def make_storable(self) -> None:
+        """Escape what no store can keep (NUL, lone surrogates; see text.py), before the record is sealed."""
+        for name in FIELD_NAMES:
+            value = getattr(self, name)
+            if isinstance(value, str | list | dict):
+                setattr(self, name, storable(value))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AuditRecord:

@@ -25,7 +25,7 @@ import math
 import time
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -207,11 +207,15 @@ class TrinoFrontend:
                 raise ProtocolError(413, f"The statement is larger than the limit of {limit} bytes",
                                     error_name="QUERY_TEXT_TOO_LARGE")
         body = bytearray()
-        async for chunk in request.stream():
-            body.extend(chunk)
-            if len(body) > limit:
-                raise ProtocolError(413, f"The statement is larger than the limit of {limit} bytes",
-                                    error_name="QUERY_TEXT_TOO_LARGE")
+        try:
+            async for chunk in request.stream():
+                body.extend(chunk)
+                if len(body) > limit:
+                    raise ProtocolError(413, f"The statement is larger than the limit of {limit} bytes",
+                                        error_name="QUERY_TEXT_TOO_LARGE")
+        except ClientDisconnect:  # nobody reads the answer, but the attempt is audited like any refusal
+            raise ProtocolError(400, f"The client disconnected after sending {len(body)} bytes of the statement, "
+                                     "before its end") from None
         try:
             sql = body.decode("utf-8")
         except UnicodeDecodeError as error:

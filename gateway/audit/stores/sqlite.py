@@ -18,7 +18,15 @@ from typing import Any, TypeVar
 from gateway.audit.chain import Checkpoint
 from gateway.audit.record import FIELDS, AuditRecord
 from gateway.audit.search import Search
-from gateway.audit.stores.base import COLUMNS, AuditStore, StoreUnavailable, audit_tables, record_fields, row_values
+from gateway.audit.stores.base import (
+    COLUMNS,
+    AuditStore,
+    RecordsRefused,
+    StoreUnavailable,
+    audit_tables,
+    record_fields,
+    row_values,
+)
 from gateway.backends.base import Backend
 from gateway.cost.ledger import (
     ATTRIBUTION_COLUMNS,
@@ -35,6 +43,9 @@ from gateway.cost.model import Charge
 from gateway.types import VARCHAR
 
 T = TypeVar("T")
+
+# a value or constraint the store refuses (the same batch would be refused again): not an outage
+_REFUSALS = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.ProgrammingError, UnicodeError, OverflowError)
 
 SCHEMA_VERSION = 2  # 2: the cost ledger (charges, attributions)
 _TYPES = {"text": "TEXT", "int": "INTEGER", "float": "REAL", "bool": "BOOLEAN", "json": "TEXT", "time": "TEXT"}
@@ -145,7 +156,13 @@ class SQLiteStore(AuditStore):
                 connection.execute("ROLLBACK")
                 raise
 
-        await self._run(insert)
+        try:
+            await self._run(insert)
+        except _REFUSALS as error:
+            raise RecordsRefused(f"the SQLite audit store refused the records: {error}") from None
+
+    async def ping(self) -> None:
+        await self._run(lambda c: c.execute("SELECT 1").fetchone())
 
     async def write_checkpoint(self, checkpoint: Checkpoint) -> None:
         await self._run(lambda c: c.execute(
