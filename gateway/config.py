@@ -109,10 +109,13 @@ class ApiKeySettings:
 
 @dataclass(frozen=True, kw_only=True)
 class FailureLimitSettings:
-    """Failed authentications per client address: a token bucket of `burst`, refilled `per_minute`."""
+    """Failed authentications per client address and claimed principal: a token bucket of `burst`, refilled
+    `per_minute`; credentials that verified within `verified_cache_seconds` are still checked while slowed."""
 
     burst: int = 10
     per_minute: float = 30.0
+    verified_cache_entries: int = 10_000  # keyed hashes of recently verified credentials (never the secret)
+    verified_cache_seconds: float = 900.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -495,7 +498,8 @@ def _identity(r: _Reader, data: Mapping[str, Any]) -> IdentitySettings:
         r.fail((*p, "jwt"), "is required when identity.mode is 'jwt'")
     if mode == "api_keys" and api_keys is None:
         r.fail((*p, "api_keys"), "is required when identity.mode is 'api_keys'")
-    fl = r.section(s, (*p, "failure_limit"), {"burst", "per_minute"})
+    fl = r.section(s, (*p, "failure_limit"), {"burst", "per_minute", "verified_cache_entries",
+                                              "verified_cache_seconds"})
     fd = FailureLimitSettings()
     return IdentitySettings(
         mode=mode,
@@ -505,7 +509,11 @@ def _identity(r: _Reader, data: Mapping[str, Any]) -> IdentitySettings:
         api_keys=api_keys,
         failure_limit=FailureLimitSettings(
             burst=r.get(fl, (*p, "failure_limit", "burst"), int, fd.burst, _positive),
-            per_minute=r.get(fl, (*p, "failure_limit", "per_minute"), float, fd.per_minute, _positive)),
+            per_minute=r.get(fl, (*p, "failure_limit", "per_minute"), float, fd.per_minute, _positive),
+            verified_cache_entries=r.get(fl, (*p, "failure_limit", "verified_cache_entries"), int,
+                                         fd.verified_cache_entries, _positive),
+            verified_cache_seconds=r.get(fl, (*p, "failure_limit", "verified_cache_seconds"), float,
+                                         fd.verified_cache_seconds, _positive)),
     )
 
 
