@@ -23,7 +23,8 @@ from gateway.identity.authenticator import Authenticator
 from gateway.identity.failures import FailureLimiter, VerifiedCredentials, claimed_principal, limit_key
 from gateway.identity.key_stores import FileKeyStore
 from gateway.identity.model import Credentials
-from tests.conftest import GatewayProcess, demo_config
+from gateway.testing import GatewayProcess
+from tests.conftest import demo_config
 
 USERS = ("svc-a", "svc-b")
 ADDRESSES = ("10.0.0.1", "10.0.0.2")
