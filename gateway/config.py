@@ -44,6 +44,7 @@ class ServerSettings:
     environment: str = "gateway"
     max_request_bytes: int = 1024 * 1024
     shutdown_grace_seconds: float = 30.0
+    shutdown_delivery_seconds: float = 5.0  # then: how long cancelled queries' clients have to fetch the news
     tls_cert: Path | None = None  # server.tls.cert / server.tls.key: PEM files; both set -> HTTPS
     tls_key: Path | None = None
 
@@ -412,7 +413,8 @@ def _identifier(value: Any) -> str | None:
 
 def _server(r: _Reader, data: Mapping[str, Any]) -> ServerSettings:
     p = ("server",)
-    s = r.section(data, p, {"host", "port", "environment", "max_request_bytes", "shutdown_grace_seconds", "tls"})
+    s = r.section(data, p, {"host", "port", "environment", "max_request_bytes", "shutdown_grace_seconds",
+                            "shutdown_delivery_seconds", "tls"})
     d = ServerSettings()
     tls = r.section(s, (*p, "tls"), {"cert", "key"})
     cert = r.get(tls, (*p, "tls", "cert"), Path, None)
@@ -428,6 +430,8 @@ def _server(r: _Reader, data: Mapping[str, Any]) -> ServerSettings:
         environment=r.get(s, (*p, "environment"), str, d.environment),
         max_request_bytes=r.get(s, (*p, "max_request_bytes"), int, d.max_request_bytes, _positive),
         shutdown_grace_seconds=r.get(s, (*p, "shutdown_grace_seconds"), float, d.shutdown_grace_seconds),
+        shutdown_delivery_seconds=r.get(s, (*p, "shutdown_delivery_seconds"), float, d.shutdown_delivery_seconds,
+                                        _positive),
         tls_cert=cert,
         tls_key=key,
     )

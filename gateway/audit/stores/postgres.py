@@ -140,6 +140,8 @@ class PostgresStore(AuditStore):
         self._probe: Any = None  # the health probe's own connection, so a stuck write never hides a hang
 
     def _reason(self, error: BaseException) -> str:
+        if isinstance(error, asyncpg.PostgresError):  # the primary message only: DETAIL may quote the row
+            return str(error.message or type(error).__name__)
         return reason(error, self.timeout_seconds)
 
     async def _connect(self, dsn: str | None = None) -> Any:
