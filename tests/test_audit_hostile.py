@@ -246,6 +246,9 @@ def test_refused_record_is_quarantined_and_the_rest_flow(demo_database: Path, ow
             assert kept[0]["record"]["sql"] == f"SELECT '{pill}'" and kept[0]["record"]["record_hash"]
             assert "audit record quarantined" in gateway.log()
             assert statement(gateway, "SELECT 42", analyst, source)["stats"]["state"] == "FINISHED"  # deny: open
+        checked = verify(gateway)  # the store lacks the record, and says where it is
+        assert checked.returncode == 1 and "DELETED" in checked.stdout
+        assert "1 records the store refused are quarantined" in checked.stdout
     finally:
         database.sql(f"ALTER TABLE audit.queries DROP CONSTRAINT IF EXISTS quarantine_test_{suffix}")
 

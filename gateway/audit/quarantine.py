@@ -67,3 +67,17 @@ class Quarantine:
 
     def view(self) -> dict[str, Any]:
         return {"quarantined": self.count, "recent": [asdict(e) for e in self.recent]}
+
+
+def kept_in(directory: Path) -> list[tuple[str, int]]:
+    """(stream, sequence) of every quarantined record in `directory` (what `gateway audit verify` notes)."""
+    kept: list[tuple[str, int]] = []
+    for path in sorted(directory.glob("*.jsonl")) if directory.is_dir() else []:
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(entry, dict) and isinstance(entry.get("sequence_number"), int):
+                kept.append((str(entry.get("stream")), entry["sequence_number"]))
+    return kept
