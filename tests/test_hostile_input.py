@@ -10,6 +10,8 @@ import asyncio
 import base64
 import re
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -102,6 +104,9 @@ def target(demo_database: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
         fuzz.http.close()
         log = gateway.log()
     assert "Traceback" not in log, log[log.index("Traceback") - 2000:][:6000]
+    checked = subprocess.run([sys.executable, "-m", "gateway.cli", "audit", "verify", "--config",
+                              str(gateway.config_path)], capture_output=True, text=True, timeout=120)
+    assert checked.returncode == 0, checked.stdout[-3000:] + checked.stderr  # every hostile record verifies
 
 
 # header values the HTTP client can send (no CR, LF or NUL): printable ASCII, tab and Latin-1 bytes

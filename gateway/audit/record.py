@@ -120,6 +120,15 @@ class AuditRecord:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AuditRecord:
+        """A record from its journal line. Raises ValueError for a line whose fields are not a record's (a
+        corrupted journal): it is quarantined, never retried against the store."""
+        for name, kind in FIELDS:
+            value = data.get(name)
+            if value is not None and not _SHAPES[kind](value):
+                raise ValueError(f"field {name} is not {kind}")
+        for name in ("event_id", "stream", "received_at", "finished_at"):
+            if not data.get(name):
+                raise ValueError(f"field {name} is missing")
         return cls(**{name: data[name] for name in FIELD_NAMES if name in data})
 
 
@@ -134,6 +143,22 @@ KINDS: dict[str, str] = {
 }
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(AuditRecord))
 FIELDS: tuple[tuple[str, str], ...] = tuple((name, KINDS.get(name, "text")) for name in FIELD_NAMES)
+
+
+
+def _is_time(value: Any) -> bool:
+    try:
+        parse_time(value)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+_SHAPES: dict[str, Any] = {
+    "text": lambda v: isinstance(v, str), "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": lambda v: isinstance(v, int | float) and not isinstance(v, bool), "bool": lambda v: isinstance(v, bool),
+    "time": _is_time, "json": lambda v: isinstance(v, list | dict),
+}
 
 
 # -- literal redaction ---------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.audit.chain import Chain, Checkpoint
-from gateway.audit.journal import Journal, orphans
+from gateway.audit.journal import Journal, Orphan, orphans
 from gateway.audit.quarantine import Quarantine
 from gateway.audit.record import AuditRecord, utc_now
 from gateway.audit.stores.base import AuditStore, RecordsRefused, StoreUnavailable, reason
@@ -237,10 +237,6 @@ class AuditTrail:
         except StoreUnavailable as error:
             await self._failed(error)
             return False
-        except Exception as error:  # a driver error nobody translated: still an outage, never a dead writer
-            log.exception("audit store write failed unexpectedly")
-            await self._failed(StoreUnavailable(f"{type(error).__name__}: {error}"))
-            return False
         self.metrics.audit_flush_duration.observe(time.perf_counter() - began)
         for record in batch:
             self._pending.popleft()
@@ -270,22 +266,32 @@ class AuditTrail:
         if not batch:
             return
         try:
-            await self.store.write(batch, [charges[r.event_id] for r in batch if r.event_id in charges])
+            await self._write(batch, charges)
         except RecordsRefused as refusal:
-            if len(batch) > 1:
-                middle = len(batch) // 2
-                await self._store(batch[:middle], charges)
-                await self._store(batch[middle:], charges)
+            if len(batch) == 1:
+                self._quarantine(batch[0], charges.get(batch[0].event_id), refusal)
                 return
-            record = batch[0]
-            charge = charges.get(record.event_id)
-            line = {**record.to_dict(), **({"charge": charge.to_dict()} if charge is not None else {})}
-            try:
-                self.quarantine.keep(stream=record.stream, reason=str(refusal), line=line)
-            except OSError as error:
-                raise StoreUnavailable(f"{refusal}; and quarantining the record failed: {error}") from None
-            self._quarantined.add(record.event_id)
-            self.metrics.audit_quarantined.inc()
+            middle = len(batch) // 2
+            await self._store(batch[:middle], charges)
+            await self._store(batch[middle:], charges)
+
+    async def _write(self, batch: list[AuditRecord], charges: Mapping[str, Charge]) -> None:
+        try:
+            await self.store.write(batch, [charges[r.event_id] for r in batch if r.event_id in charges])
+        except (StoreUnavailable, RecordsRefused):
+            raise
+        except Exception as error:  # a driver error nobody translated: still an outage, never a dead writer
+            log.exception("audit store write failed unexpectedly")
+            raise StoreUnavailable(f"{type(error).__name__}: {error}") from None
+
+    def _quarantine(self, record: AuditRecord, charge: Charge | None, refusal: RecordsRefused) -> None:
+        line = {**record.to_dict(), **({"charge": charge.to_dict()} if charge is not None else {})}
+        try:
+            self.quarantine.keep(stream=record.stream, reason=str(refusal), line=line)
+        except OSError as error:
+            raise StoreUnavailable(f"{refusal}; and quarantining the record failed: {error}") from None
+        self._quarantined.add(record.event_id)
+        self.metrics.audit_quarantined.inc()
 
     async def _probe_forever(self) -> None:
         timeout = self.options.probe_timeout_seconds
@@ -327,42 +333,53 @@ class AuditTrail:
 
     async def _replay_orphans(self) -> None:
         for orphan in orphans(self.options.spool_dir, self.stream):
-            lines, unreadable = orphan.records()
-            stream = orphan.path.name.split(".", 1)[0]
-            for text in unreadable:
-                self.quarantine.keep(stream=stream, reason=f"unreadable line of {orphan.path.name}", text=text)
+            try:
+                if not await self._replay(orphan):
+                    return  # stopping
+            except OSError as error:  # the quarantine could not be written: keep the segment for next time
+                log.error("replaying %s failed: %s; it stays for the next start", orphan.path, error)
+                orphan.release(delete=False)
+
+    async def _replay(self, orphan: Orphan) -> bool:
+        """Store one dead gateway's segment (quarantining what is not storable), then delete it. False when
+        the gateway stops first (the segment stays)."""
+        lines, unreadable = orphan.records()
+        stream = orphan.path.name.split(".", 1)[0]
+        for text in unreadable:
+            self.quarantine.keep(stream=stream, reason=f"unreadable line of {orphan.path.name}", text=text)
+            self.metrics.audit_quarantined.inc()
+        records, charges = [], {}
+        for line in lines:
+            try:
+                record = AuditRecord.from_dict(line)
+                if line.get("charge"):
+                    charges[record.event_id] = Charge.from_dict(line["charge"])
+            except (TypeError, ValueError, KeyError) as error:
+                self.quarantine.keep(stream=stream, reason=f"not an audit record: {error}", line=line)
                 self.metrics.audit_quarantined.inc()
-            records, charges = [], {}
-            for line in lines:
+                continue
+            records.append(record)
+        log.warning("replaying %d audit records left in %s by a gateway that stopped", len(records), orphan.path)
+        delay = RETRY_MIN_SECONDS
+        for start in range(0, len(records), self.options.batch_size):
+            batch = records[start:start + self.options.batch_size]
+            while True:
                 try:
-                    record = AuditRecord.from_dict(line)
-                    if line.get("charge"):
-                        charges[record.event_id] = Charge.from_dict(line["charge"])
-                except (TypeError, ValueError, KeyError) as error:
-                    self.quarantine.keep(stream=stream, reason=f"not an audit record: {error}", line=line)
-                    self.metrics.audit_quarantined.inc()
-                    continue
-                records.append(record)
-            log.warning("replaying %d audit records left in %s by a gateway that stopped", len(records), orphan.path)
-            delay = RETRY_MIN_SECONDS
-            for start in range(0, len(records), self.options.batch_size):
-                batch = records[start:start + self.options.batch_size]
-                while True:
-                    try:
-                        await self._store(batch, charges)
-                        break
-                    except StoreUnavailable as error:
-                        await self._failed(error)
-                        if self._stopping:
-                            orphan.release(delete=False)
-                            return
-                        await self._sleep(delay)
-                        delay = min(delay * 2, RETRY_MAX_SECONDS)
-                self.metrics.audit_records.labels("replayed").inc(len(batch))
-            if records:
-                last = records[-1]
-                with contextlib.suppress(StoreUnavailable):
-                    await self.store.write_checkpoint(Checkpoint(last.stream, last.sequence_number, last.record_hash,
-                                                                 utc_now(), final=False))
-            self._store_ok = True
-            orphan.release(delete=True)
+                    await self._store(batch, charges)
+                    break
+                except StoreUnavailable as error:
+                    await self._failed(error)
+                    if self._stopping:
+                        orphan.release(delete=False)
+                        return False
+                    await self._sleep(delay)
+                    delay = min(delay * 2, RETRY_MAX_SECONDS)
+            self.metrics.audit_records.labels("replayed").inc(len(batch))
+        if records:
+            last = records[-1]
+            with contextlib.suppress(StoreUnavailable):
+                await self.store.write_checkpoint(Checkpoint(last.stream, last.sequence_number, last.record_hash,
+                                                             utc_now(), final=False))
+        self._store_ok = True
+        orphan.release(delete=True)
+        return True

@@ -230,9 +230,12 @@ class PostgresStore(AuditStore):
             self._connection = None
 
     async def write(self, records: Sequence[AuditRecord], charges: Sequence[Charge] = ()) -> None:
-        rows = [row_values(r, bool_as_int=False, time=parse_time) for r in records]
-        columns = [list(column) for column in zip(*rows, strict=True)]
-        charged, attributed = charge_rows(charges, time=parse_time, bool_as_int=False)
+        try:
+            rows = [row_values(r, bool_as_int=False, time=parse_time) for r in records]
+            columns = [list(column) for column in zip(*rows, strict=True)]
+            charged, attributed = charge_rows(charges, time=parse_time, bool_as_int=False)
+        except (TypeError, ValueError) as error:  # a field the store's types cannot hold (a corrupted journal)
+            raise RecordsRefused(f"a record cannot be converted for the PostgreSQL audit store: {error}") from None
         try:
             connection = await self._writer()
             if not charged:
