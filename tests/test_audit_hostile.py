@@ -36,10 +36,8 @@ from gateway.audit.stores.postgres import PostgresStore
 from gateway.audit.stores.sqlite import SQLiteStore
 from gateway.audit.text import ESCAPED, original_text, storable_text
 from gateway.audit.verify import Verifier
-from gateway.identity.api_keys import ApiKeys
-from gateway.identity.key_stores import FileKeyStore
 from gateway.testing import GatewayProcess
-from tests.conftest import demo_config
+from tests.conftest import api_keys_file, demo_config
 from tests.tcp_proxy import HangingProxy
 from tests.test_audit_postgres import Database, available
 
@@ -142,14 +140,7 @@ def test_postgres_store_keeps_any_text(database: Database, batches: list[list[li
 
 
 def make_keys(path: Path) -> dict[str, str]:
-    async def create() -> dict[str, str]:
-        store = FileKeyStore(path)
-        await store.start()
-        api_keys = ApiKeys(store)
-        return {"analyst": (await api_keys.create("analyst", groups=["admins"]))[1],
-                "auditor": (await api_keys.create("auditor", groups=["auditors"]))[1]}
-
-    return asyncio.run(create())
+    return api_keys_file(path, {"analyst": {"groups": ["admins"]}, "auditor": {"groups": ["auditors"]}})
 
 
 def basic(user: str, secret: str) -> dict[str, str]:

@@ -24,7 +24,7 @@ from gateway.identity.failures import FailureLimiter, VerifiedCredentials, claim
 from gateway.identity.key_stores import FileKeyStore
 from gateway.identity.model import Credentials
 from gateway.testing import GatewayProcess
-from tests.conftest import demo_config
+from tests.conftest import api_keys_file, demo_config
 
 USERS = ("svc-a", "svc-b")
 ADDRESSES = ("10.0.0.1", "10.0.0.2")
@@ -34,14 +34,7 @@ BURST = 3
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
     path = tmp_path_factory.mktemp("keys") / "api_keys.yaml"
-    store = FileKeyStore(path)
-
-    async def create() -> dict[str, str]:
-        await store.start()
-        api_keys = ApiKeys(store)
-        return {user: (await api_keys.create(user, groups=["analysts"]))[1] for user in USERS}
-
-    return path, asyncio.run(create())
+    return path, api_keys_file(path, {user: {"groups": ["analysts"]} for user in USERS})
 
 
 attempt = st.tuples(st.sampled_from(USERS), st.sampled_from(ADDRESSES), st.booleans())
@@ -116,14 +109,8 @@ def test_stale_client_does_not_lock_out_others(demo_database: Path, tmp_path: Pa
     account's good key, which verified before, and every other account keep working."""
     keys_file = tmp_path / "keys.yaml"
 
-    async def create() -> dict[str, str]:
-        store = FileKeyStore(keys_file)
-        await store.start()
-        api_keys = ApiKeys(store)
-        return {user: (await api_keys.create(user, groups=["analysts"], attributes={"nations": [3]}))[1]
-                for user in ("bi", "other")}
-
-    secrets = asyncio.run(create())
+    secrets = api_keys_file(keys_file, {user: {"groups": ["analysts"], "attributes": {"nations": [3]}}
+                                        for user in ("bi", "other")})
     config = demo_config(demo_database, identity={"mode": "api_keys", "api_keys": {"file": str(keys_file)},
                                                   "failure_limit": {"burst": 2, "per_minute": 1}})
     with GatewayProcess(tmp_path, config) as gateway:

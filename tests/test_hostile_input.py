@@ -6,7 +6,6 @@ response that ends the attempt)."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import re
 import socket
@@ -23,10 +22,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.identity.api_keys import ApiKeys
-from gateway.identity.key_stores import FileKeyStore
 from gateway.testing import GatewayProcess
-from tests.conftest import demo_config
+from tests.conftest import api_keys_file, demo_config
 
 TRACE_MARKERS = ("Traceback", 'File "', "site-packages", "<module>")
 ENGINE_NAMES = re.compile(r"\b(Binder|Parser|Catalog|Conversion|Invalid Input|Out of Range|Permission|Internal|"
@@ -87,14 +84,7 @@ def target(demo_database: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
     workdir = tmp_path_factory.mktemp("fuzz")
     keys_file = workdir / "keys.yaml"
 
-    async def create() -> dict[str, str]:
-        store = FileKeyStore(keys_file)
-        await store.start()
-        api_keys = ApiKeys(store)
-        return {"fuzz": (await api_keys.create("fuzz", groups=["admins"]))[1],
-                "auditor": (await api_keys.create("auditor", groups=["auditors"]))[1]}
-
-    keys = asyncio.run(create())
+    keys = api_keys_file(keys_file, {"fuzz": {"groups": ["admins"]}, "auditor": {"groups": ["auditors"]}})
     spool = workdir / "spool"
     config = demo_config(demo_database,
                          identity={"mode": "api_keys", "api_keys": {"file": str(keys_file)},
