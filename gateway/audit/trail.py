@@ -241,6 +241,7 @@ class AuditTrail:
         for record in batch:
             self._pending.popleft()
             self._charges.pop(record.event_id, None)
+            self._quarantined.discard(record.event_id)  # done with: it will not be retried
         if self._pending:
             self._oldest = time.monotonic()
         self.metrics.audit_records.labels("stored").inc(len(batch))
@@ -374,6 +375,7 @@ class AuditTrail:
                         return False
                     await self._sleep(delay)
                     delay = min(delay * 2, RETRY_MAX_SECONDS)
+            self._quarantined.difference_update(r.event_id for r in batch)
             self.metrics.audit_records.labels("replayed").inc(len(batch))
         if records:
             last = records[-1]
