@@ -233,15 +233,30 @@ class Gateway:
             self.costs.reload_if_changed()
 
     async def drain(self, grace_seconds: float) -> None:
-        """Stop taking new queries; let running ones finish for up to `grace_seconds`, then cancel them."""
+        """Stop taking new queries; let running ones finish for up to `grace_seconds`, then cancel them while
+        the listener is still open, so each polling client receives its cancellation (and each is audited
+        now), waiting up to `server.shutdown_delivery_seconds` for those final pages to be fetched."""
         self.draining = True
         deadline = time.monotonic() + grace_seconds
         while self.registry.in_flight() and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
-        remaining = len(self.registry.in_flight())
-        if remaining:
-            log.warning("cancelling %d queries still running after the %.0fs grace period", remaining,
-                        grace_seconds)
+        remaining = self.registry.in_flight()
+        if not remaining:
+            return
+        log.warning("cancelling %d queries still running after the %.0fs grace period", len(remaining),
+                    grace_seconds)
+        for query in remaining:
+            await query.cancel(GatewayError(
+                f"The gateway is shutting down: query {query.query_id} was cancelled after the "
+                f"{grace_seconds:g} s grace period; run it again (on another replica)",
+                error_name="SERVER_SHUTTING_DOWN"))
+        deadline = time.monotonic() + self.settings.server.shutdown_delivery_seconds
+        while any(not q.finished_sent for q in remaining) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        undelivered = sum(1 for q in remaining if not q.finished_sent)
+        if undelivered:
+            log.warning("%d cancelled queries were not polled within %.0fs; their clients see the connection "
+                        "close", undelivered, self.settings.server.shutdown_delivery_seconds)
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -272,7 +287,8 @@ class Gateway:
     def asgi(self) -> Starlette:
         trino = TrinoFrontend(pipeline=self.pipeline, settings=self.settings, metrics=self.metrics,
                               registry=self.registry, is_draining=self.is_draining)
-        ops = OpsEndpoints(metrics=self.metrics, backends=self.backends, is_draining=self.is_draining)
+        ops = OpsEndpoints(metrics=self.metrics, backends=self.backends, is_draining=self.is_draining,
+                           audit_status=self.audit.status)
         api = AuditApi(pipeline=self.pipeline, store=self.audit.store)
         queries = QueriesApi(pipeline=self.pipeline)
         cache = CacheApi(pipeline=self.pipeline, cache=self.cache, admin_groups=self.settings.cache.admin_groups)

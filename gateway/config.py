@@ -51,6 +51,7 @@ class ServerSettings:
     keep_alive_timeout_seconds: float = 5.0  # an idle keep-alive connection is closed after this long
     max_connections: int = 4096  # open connections at once; beyond it the oldest stalled one is dropped
     max_header_bytes: int = 256 * 1024  # request line and headers together
+    shutdown_delivery_seconds: float = 5.0  # then: how long cancelled queries' clients have to fetch the news
     tls_cert: Path | None = None  # server.tls.cert / server.tls.key: PEM files; both set -> HTTPS
     tls_key: Path | None = None
 
@@ -121,10 +122,13 @@ class ApiKeySettings:
 
 @dataclass(frozen=True, kw_only=True)
 class FailureLimitSettings:
-    """Failed authentications per client address: a token bucket of `burst`, refilled `per_minute`."""
+    """Failed authentications per client address and claimed principal: a token bucket of `burst`, refilled
+    `per_minute`; credentials that verified within `verified_cache_seconds` are still checked while slowed."""
 
     burst: int = 10
     per_minute: float = 30.0
+    verified_cache_entries: int = 10_000  # keyed hashes of recently verified credentials (never the secret)
+    verified_cache_seconds: float = 900.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -179,6 +183,9 @@ class AuditSettings:
     checkpoint_seconds: float = 10.0
     redact_literals: bool = False
     retention_days: int | None = None  # what `gateway audit purge` deletes by default; never the gateway itself
+    store_timeout_seconds: float = 10.0  # each PostgreSQL connect and command (a write that hangs is an outage)
+    probe_interval_seconds: float = 1.0  # how often the store is probed with one round trip
+    probe_timeout_seconds: float = 2.0  # a probe unanswered this long marks the store down (deny engages)
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={_mask_url(v) if k.endswith('store') else v!r}" for k, v in vars(self).items())
@@ -442,7 +449,8 @@ def _identifier(value: Any) -> str | None:
 
 def _server(r: _Reader, data: Mapping[str, Any]) -> ServerSettings:
     p = ("server",)
-    s = r.section(data, p, {"host", "port", "environment", "max_request_bytes", "shutdown_grace_seconds", "tls",
+    s = r.section(data, p, {"host", "port", "environment", "max_request_bytes", "shutdown_grace_seconds",
+                            "shutdown_delivery_seconds", "tls",
                             "header_timeout_seconds", "body_timeout_seconds", "keep_alive_timeout_seconds",
                             "max_connections", "max_header_bytes"})
     d = ServerSettings()
@@ -467,6 +475,8 @@ def _server(r: _Reader, data: Mapping[str, Any]) -> ServerSettings:
                                          d.keep_alive_timeout_seconds, _positive),
         max_connections=r.get(s, (*p, "max_connections"), int, d.max_connections, _positive),
         max_header_bytes=_bytes(r, s, (*p, "max_header_bytes"), d.max_header_bytes),
+        shutdown_delivery_seconds=r.get(s, (*p, "shutdown_delivery_seconds"), float, d.shutdown_delivery_seconds,
+                                        _positive),
         tls_cert=cert,
         tls_key=key,
     )
@@ -546,7 +556,8 @@ def _identity(r: _Reader, data: Mapping[str, Any]) -> IdentitySettings:
         r.fail((*p, "jwt"), "is required when identity.mode is 'jwt'")
     if mode == "api_keys" and api_keys is None:
         r.fail((*p, "api_keys"), "is required when identity.mode is 'api_keys'")
-    fl = r.section(s, (*p, "failure_limit"), {"burst", "per_minute"})
+    fl = r.section(s, (*p, "failure_limit"), {"burst", "per_minute", "verified_cache_entries",
+                                              "verified_cache_seconds"})
     fd = FailureLimitSettings()
     return IdentitySettings(
         mode=mode,
@@ -556,7 +567,11 @@ def _identity(r: _Reader, data: Mapping[str, Any]) -> IdentitySettings:
         api_keys=api_keys,
         failure_limit=FailureLimitSettings(
             burst=r.get(fl, (*p, "failure_limit", "burst"), int, fd.burst, _positive),
-            per_minute=r.get(fl, (*p, "failure_limit", "per_minute"), float, fd.per_minute, _positive)),
+            per_minute=r.get(fl, (*p, "failure_limit", "per_minute"), float, fd.per_minute, _positive),
+            verified_cache_entries=r.get(fl, (*p, "failure_limit", "verified_cache_entries"), int,
+                                         fd.verified_cache_entries, _positive),
+            verified_cache_seconds=r.get(fl, (*p, "failure_limit", "verified_cache_seconds"), float,
+                                         fd.verified_cache_seconds, _positive)),
     )
 
 
@@ -681,7 +696,8 @@ def _audit(r: _Reader, data: Mapping[str, Any]) -> AuditSettings:
     p = ("audit",)
     s = r.section(data, p, {"store", "admin_store", "on_failure", "spool_dir", "spool_max_bytes", "batch_size",
                             "flush_interval_seconds", "checkpoint_records", "checkpoint_seconds", "redact_literals",
-                            "retention_days"})
+                            "retention_days", "store_timeout_seconds", "probe_interval_seconds",
+                            "probe_timeout_seconds"})
     d = AuditSettings()
     store = r.get(s, (*p, "store"), str, d.store, _store_url)
     if store.startswith("sqlite:///") and not Path(store[len("sqlite:///"):]).is_absolute():
@@ -701,6 +717,9 @@ def _audit(r: _Reader, data: Mapping[str, Any]) -> AuditSettings:
         checkpoint_seconds=r.get(s, (*p, "checkpoint_seconds"), float, d.checkpoint_seconds, _positive),
         redact_literals=r.get(s, (*p, "redact_literals"), bool, d.redact_literals),
         retention_days=r.get(s, (*p, "retention_days"), int, None, _positive),
+        store_timeout_seconds=r.get(s, (*p, "store_timeout_seconds"), float, d.store_timeout_seconds, _positive),
+        probe_interval_seconds=r.get(s, (*p, "probe_interval_seconds"), float, d.probe_interval_seconds, _positive),
+        probe_timeout_seconds=r.get(s, (*p, "probe_timeout_seconds"), float, d.probe_timeout_seconds, _positive),
     )
 
 

@@ -112,6 +112,8 @@ class Metrics:
         self.audit_store_failures = Counter("gateway_audit_store_failures",
                                             "Failed attempts to open or write the audit store", registry=r)
         self.audit_store_up = Gauge("gateway_audit_store_up", "1 while the audit store takes writes", registry=r)
+        self.audit_quarantined = Counter("gateway_audit_quarantined",
+                                         "Audit records the store refused, kept in the quarantine file", registry=r)
         # workload management (resource groups)
         self.workload_queued = Gauge("gateway_workload_queued", "Queries waiting for a slot, per resource group",
                                      ["group"], registry=r)

@@ -488,7 +488,7 @@ class QueryRun:
             reason=(redact_message(message) if redact else message) if error is not None else "allowed by policy",
             error_name=error.error_name if error is not None else None,
             error_message=redact_message(message) if redact else message,
-            execution_ms=round(self.elapsed_seconds * 1000, 3),
+            execution_ms=round((self.elapsed_seconds - self.queued_seconds) * 1000, 3),  # queue wait apart
             row_count=stats.rows,
             byte_count=stats.bytes,
             backend=self.target,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -89,6 +90,21 @@ def demo_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 POLICIES = Path(__file__).resolve().parent.parent / "policies"
+
+
+def api_keys_file(path: Path, accounts: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """A key file (the real file store, real scrypt hashes) with one key per account; name -> the key.
+    `accounts` maps a name to ApiKeys.create keywords (groups, attributes, ...)."""
+    from gateway.identity.api_keys import ApiKeys
+    from gateway.identity.key_stores import FileKeyStore
+
+    async def create() -> dict[str, str]:
+        store = FileKeyStore(path)
+        await store.start()
+        keys = ApiKeys(store)
+        return {name: (await keys.create(name, **options))[1] for name, options in accounts.items()}
+
+    return asyncio.run(create())
 
 
 def demo_config(database: Path, **sections: Any) -> dict[str, Any]:

@@ -198,7 +198,7 @@ def test_failure_limiter() -> None:
     assert limiter.retry_after("b") is None  # per address
     now[0] += 1.0
     assert limiter.retry_after("a") is None
-    small = FailureLimiter(burst=1, per_minute=1, max_addresses=2, clock=lambda: now[0])
+    small = FailureLimiter(burst=1, per_minute=1, max_keys=2, clock=lambda: now[0])
     for address in ("x", "y", "z"):
         small.failed(address)
     assert small.retry_after("x") is None  # evicted: memory stays bounded

@@ -140,18 +140,27 @@ class Orphan:
     path: Path
     fd: int
 
-    def records(self) -> list[dict[str, Any]]:
-        result = []
-        with open(self.path, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
+    def records(self) -> tuple[list[dict[str, Any]], list[str]]:
+        """(the record objects, the lines that are not one), in order. A torn last line is dropped: its
+        write never returned, so no response depended on it."""
+        result: list[dict[str, Any]] = []
+        unreadable: list[str] = []
+        with open(self.path, "rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                line = raw.decode("utf-8", errors="surrogateescape")
                 if not line.endswith("\n"):
                     log.warning("audit journal %s: line %d is incomplete (torn write); ignored", self.path, number)
                     break
                 try:
-                    result.append(json.loads(line))
+                    value = json.loads(line)
                 except json.JSONDecodeError:
-                    log.error("audit journal %s: line %d is not valid JSON; ignored", self.path, number)
-        return result
+                    value = None
+                if isinstance(value, dict):
+                    result.append(value)
+                else:
+                    log.error("audit journal %s: line %d is not a JSON record; quarantined", self.path, number)
+                    unreadable.append(line)
+        return result, unreadable
 
     def release(self, *, delete: bool) -> None:
         if delete:

@@ -20,6 +20,8 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
+from gateway.audit.text import storable
+
 # decision values
 SUCCESS = "success"  # the statement ran and its result was delivered
 DENIED = "denied"  # policy or authentication refused it
@@ -109,8 +111,24 @@ class AuditRecord:
         """The fields as a dict (shallow: lists are shared with the record)."""
         return {name: getattr(self, name) for name in FIELD_NAMES}
 
+    def make_storable(self) -> None:
+        """Escape what no store can keep (NUL, lone surrogates; see text.py), before the record is sealed."""
+        for name in FIELD_NAMES:
+            value = getattr(self, name)
+            if isinstance(value, str | list | dict):
+                setattr(self, name, storable(value))
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AuditRecord:
+        """A record from its journal line. Raises ValueError for a line whose fields are not a record's (a
+        corrupted journal): it is quarantined, never retried against the store."""
+        for name, kind in FIELDS:
+            value = data.get(name)
+            if value is not None and not _SHAPES[kind](value):
+                raise ValueError(f"field {name} is not {kind}")
+        for name in ("event_id", "stream", "received_at", "finished_at"):
+            if not data.get(name):
+                raise ValueError(f"field {name} is missing")
         return cls(**{name: data[name] for name in FIELD_NAMES if name in data})
 
 
@@ -125,6 +143,22 @@ KINDS: dict[str, str] = {
 }
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(AuditRecord))
 FIELDS: tuple[tuple[str, str], ...] = tuple((name, KINDS.get(name, "text")) for name in FIELD_NAMES)
+
+
+
+def _is_time(value: Any) -> bool:
+    try:
+        parse_time(value)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+_SHAPES: dict[str, Any] = {
+    "text": lambda v: isinstance(v, str), "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": lambda v: isinstance(v, int | float) and not isinstance(v, bool), "bool": lambda v: isinstance(v, bool),
+    "time": _is_time, "json": lambda v: isinstance(v, list | dict),
+}
 
 
 # -- literal redaction ---------------------------------------------------------------------------------------

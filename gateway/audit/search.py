@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from gateway.audit.record import DECISIONS
+from gateway.audit.text import storable
 
 
 class SearchError(ValueError):
@@ -35,16 +37,17 @@ class Search:
         parts: list[str] = []
         values: list[object] = []
 
-        def add(condition: str, value: object) -> None:
-            values.append(value)
+        def add(condition: str, value: object, *, as_is: bool = False) -> None:
+            values.append(value if as_is else storable(value))  # compared with the stored (escaped) text
             parts.append(condition.format(mark(len(values))))
 
         if self.user is not None:
             add("user_name = {}", self.user)
         if self.table is not None:
-            name = self.table.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            as_stored = json.dumps(storable(self.table.lower()), ensure_ascii=False)[1:-1]  # inside the JSON list
+            name = as_stored.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             pattern = f'%"{name}"%' if name.count(".") >= 2 else f'%.{name}"%'
-            add("tables_read LIKE {} ESCAPE '\\'", pattern)
+            add("tables_read LIKE {} ESCAPE '\\'", pattern, as_is=True)
         if self.decision is not None:
             add("decision = {}", self.decision)
         if self.since is not None:
@@ -62,6 +65,6 @@ def parse_time(value: str | None, name: str) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        return (parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError):  # overflow: a time at the edge of the calendar with an offset
         raise SearchError(f"{name} must be an ISO 8601 time, e.g. 2025-01-31T12:00:00Z") from None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)

@@ -11,7 +11,7 @@ AUDIT_CATALOG = "gateway"  # reserved in config: no backend may take this name
 
 
 def build_store(settings: AuditSettings) -> AuditStore:
-    return open_store(settings.store, admin_url=settings.admin_store)
+    return open_store(settings.store, admin_url=settings.admin_store, timeout_seconds=settings.store_timeout_seconds)
 
 
 def build_trail(settings: AuditSettings, metrics: Metrics) -> AuditTrail:
@@ -24,5 +24,7 @@ def build_trail(settings: AuditSettings, metrics: Metrics) -> AuditTrail:
         checkpoint_records=settings.checkpoint_records,
         checkpoint_seconds=settings.checkpoint_seconds,
         redact_literals=settings.redact_literals,
+        probe_interval_seconds=settings.probe_interval_seconds,
+        probe_timeout_seconds=settings.probe_timeout_seconds,
     )
     return AuditTrail(store=build_store(settings), options=options, metrics=metrics)

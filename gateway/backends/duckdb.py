@@ -92,6 +92,7 @@ def to_sql_type(duck: Any) -> t.SqlType:
 
 
 _LOCATION = re.compile(r"\n\s*LINE \d+:.*", re.DOTALL)
+_ENGINE_KIND = re.compile(r"^[A-Z][A-Za-z ]{0,40} Error: ")  # "Binder Error: ": the error name says it
 _QUOTED_VALUE = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
 _NUMBERS_IN_PARENS = re.compile(r"\([^()]*\d[^()]*\)")
 # Errors raised while evaluating expressions on rows: the engine may evaluate a user's predicate on rows a
@@ -106,7 +107,7 @@ def _redact_values(message: str) -> str:
 def translate_error(error: duckdb.Error) -> GatewayError:
     """DuckDB's exception -> the gateway's, without the SQL excerpt DuckDB appends (it would show the
     rewritten statement, policy filters included) and without row values quoted by evaluation errors."""
-    message = _LOCATION.sub("", str(error)).strip()
+    message = _ENGINE_KIND.sub("", _LOCATION.sub("", str(error)).strip())
     if isinstance(error, _VALUE_ERRORS):
         message = _redact_values(message)
     if isinstance(error, duckdb.InterruptException):

@@ -15,6 +15,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from gateway.audit.text import storable
 from gateway.backends.base import Column, Table
 from gateway.cost.model import Charge
 from gateway.types import BIGINT, BOOLEAN, DOUBLE, VARCHAR, SqlType
@@ -38,16 +39,18 @@ def _json(value: Any) -> str:
 
 def charge_rows(charges: Sequence[Charge], *, time: Callable[[str], Any],
                 bool_as_int: bool) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """(charges rows, attributions rows) in field order, as the store's driver takes them."""
+    """(charges rows, attributions rows) in field order, as the store's driver takes them (text made storable,
+    as the audit record's is)."""
     charge_rows, attribution_rows = [], []
     for c in charges:
         at = time(c.charged_at)
-        charge_rows.append((c.event_id, c.query_id, at, c.user_name, c.cost_center, c.backend, c.statement_type,
-                            c.resource_group, int(c.cache_hit) if bool_as_int else c.cache_hit, c.cost,
-                            _json(dict(c.figures)), _json(dict(c.tags))))
+        charge_rows.append(storable((c.event_id, c.query_id, at, c.user_name, c.cost_center, c.backend,
+                                     c.statement_type, c.resource_group,
+                                     int(c.cache_hit) if bool_as_int else c.cache_hit, c.cost,
+                                     _json(dict(c.figures)), _json(dict(c.tags)))))
         for a in c.attributions:
-            attribution_rows.append((c.event_id, at, c.user_name, c.cost_center, a.table_name, a.owner,
-                                     a.owner_cost_center, a.share, a.cost))
+            attribution_rows.append(storable((c.event_id, at, c.user_name, c.cost_center, a.table_name, a.owner,
+                                              a.owner_cost_center, a.share, a.cost)))
     return charge_rows, attribution_rows
 
 

@@ -54,9 +54,9 @@ def parse_bound(text: str, what: str) -> str:
         if len(text) == 10:
             return format_time(datetime.combine(date.fromisoformat(text), datetime.min.time(), UTC))
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ReportError(f"{what} must be a date like 2026-11-01 or an ISO 8601 time, not {text!r}") from None
-    return format_time(value if value.tzinfo is not None else value.replace(tzinfo=UTC))
+        return format_time(value if value.tzinfo is not None else value.replace(tzinfo=UTC))
+    except (ValueError, OverflowError):  # overflow: a time at the edge of the calendar with an offset
+        raise ReportError(f"{what} must be a date like 2026-11-01 or an ISO 8601 time, not {text[:40]!r}") from None
 
 
 def chargeback(*, by: str, start: str, end: str, charges: Sequence[dict[str, Any]],

@@ -10,6 +10,7 @@ Every call is itself audited (frontend `api`), allowed or not.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import urlencode
 
@@ -27,6 +28,9 @@ from gateway.pipeline import Pipeline
 from gateway.policy.decide import decide_table
 
 AUDIT_TABLE = f"{AUDIT_CATALOG}.audit.queries"
+MAX_LIMIT = 10_000
+MAX_ID = 2**63 - 1  # storage ids are 64-bit in every store
+_DIGITS = re.compile(r"[0-9]{1,19}")
 
 
 class AuditApi:
@@ -77,15 +81,16 @@ def _search(request: Request) -> Search:
         raise SearchError(f"unknown parameter(s): {', '.join(sorted(unknown))}")
     return Search(user=params.get("user"), table=params.get("table"), decision=params.get("decision"),
                   since=parse_time(params.get("since"), "since"), until=parse_time(params.get("until"), "until"),
-                  limit=_int(params.get("limit"), "limit", 100),
+                  limit=_int(params.get("limit"), "limit", 100, MAX_LIMIT),
                   before_id=_int(params.get("before_id"), "before_id", None))
 
 
-
-def _int(value: str | None, name: str, default: int | None) -> Any:
+def _int(value: str | None, name: str, default: int | None, maximum: int = MAX_ID) -> Any:
+    """A positive integer the stores can compare with (64-bit); ASCII digits only (`str.isdigit` also takes
+    `²` and other digits `int` refuses)."""
     if value is None:
         return default
-    if not value.isdigit():
-        raise SearchError(f"{name} must be a positive integer")
+    if not _DIGITS.fullmatch(value) or not 0 < int(value) <= maximum:
+        raise SearchError(f"{name} must be an integer from 1 to {maximum}")
     return int(value)
 

@@ -3,6 +3,7 @@ call, and one error body shape."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -16,6 +17,8 @@ from gateway.errors import AuthenticationFailed
 from gateway.frontends.trino_headers import credentials_from_headers
 from gateway.identity import Identity
 from gateway.pipeline import Pipeline
+
+log = logging.getLogger("gateway.api")
 
 
 def json_error(status: int, name: str, message: str) -> Response:
@@ -49,7 +52,11 @@ async def audited(request: Request, pipeline: Pipeline, identity: Identity, *, s
                          source=request.headers.get("x-trino-source"), frontend="api",
                          sql=f"{request.method} {request.url.path}?{request.url.query}",
                          statement_type=statement_type, cost_center=identity.cost_center, **fields)
-    response = await answer(record)
+    try:
+        response = await answer(record)
+    except Exception:  # a bug: answered without its text, and the attempt still audited
+        log.exception("serving %s %s failed", request.method, request.url.path)
+        response = refuse(record, 500, "GENERIC_INTERNAL_ERROR", "Internal error in the gateway")
     record.finished_at = utc_now()
     record.execution_ms = round((datetime.now(UTC) - started).total_seconds() * 1000, 3)
     pipeline.audit.append(record)

@@ -1,9 +1,17 @@
-"""Operations endpoints: Prometheus metrics and health probes."""
+"""Operations endpoints: Prometheus metrics and health probes.
+
+    GET /metrics         Prometheus
+    GET /health/live     the process serves HTTP
+    GET /health/ready    200 when every backend answers; 503 while draining or when one does not
+    GET /health/audit    the audit trail: store up, why it was last seen down, spool, quarantined records
+                         (200 while records reach the store, else 503); never record contents
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
@@ -18,16 +26,19 @@ READY_TIMEOUT_SECONDS = 5.0
 
 
 class OpsEndpoints:
-    def __init__(self, *, metrics: Metrics, backends: dict[str, Backend], is_draining: Callable[[], bool]) -> None:
+    def __init__(self, *, metrics: Metrics, backends: dict[str, Backend], is_draining: Callable[[], bool],
+                 audit_status: Callable[[], dict[str, Any]]) -> None:
         self.metrics = metrics
         self.backends = backends
         self.is_draining = is_draining
+        self.audit_status = audit_status
 
     def routes(self) -> list[Route]:
         return [
             Route("/metrics", self.prometheus, methods=["GET"]),
             Route("/health/live", self.live, methods=["GET"]),
             Route("/health/ready", self.ready, methods=["GET"]),
+            Route("/health/audit", self.audit, methods=["GET"]),
         ]
 
     async def prometheus(self, request: Request) -> Response:
@@ -35,6 +46,11 @@ class OpsEndpoints:
 
     async def live(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})
+
+    async def audit(self, request: Request) -> Response:
+        status = self.audit_status()
+        healthy = status["store_up"] and status["journal_ok"]
+        return JSONResponse(status, status_code=200 if healthy else 503)
 
     async def ready(self, request: Request) -> Response:
         if self.is_draining():

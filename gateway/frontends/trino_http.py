@@ -275,8 +275,8 @@ class TrinoFrontend:
                     raise ProtocolError(413, f"The statement is larger than the limit of {limit} bytes",
                                         error_name="QUERY_TEXT_TOO_LARGE")
         except ClientDisconnect:  # gone, or closed by the body timeout (connection_guard): still an attempt
-            raise ProtocolError(408, "The request body did not arrive completely (the client disconnected or "
-                                "exceeded server.body_timeout_seconds)") from None
+            raise ProtocolError(408, f"The request body did not arrive completely ({len(body)} bytes came; the "
+                                "client disconnected or exceeded server.body_timeout_seconds)") from None
         try:
             sql = body.decode("utf-8")
         except UnicodeDecodeError as error:

@@ -6,8 +6,9 @@
               password when identity.api_keys is configured
     api_keys  `Authorization: Basic <user>:<API key>` only
 
-Every failure raises `AuthenticationFailed` and is counted against the client address (failures.py); an
-address with too many recent failures gets `retry_after` set without its credentials being checked.
+Every failure raises `AuthenticationFailed` and is counted against the client address and the principal
+the credentials claim (failures.py); a key with too many recent failures gets `retry_after` set without its
+credentials being checked, unless they verified recently (then they are checked and served).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from gateway.config import ClaimSettings
 from gateway.errors import AuthenticationFailed
 from gateway.identity.api_keys import ApiKeys
 from gateway.identity.claims import identity_from_claims
-from gateway.identity.failures import FailureLimiter
+from gateway.identity.failures import FailureLimiter, VerifiedCredentials, limit_key
 from gateway.identity.jwt_verify import JwtVerifier, unverified_header
 from gateway.identity.model import Credentials, Identity
 
@@ -27,7 +28,8 @@ from gateway.identity.model import Credentials, Identity
 class Authenticator:
     def __init__(self, *, mode: str = "dev", dev_users: Mapping[str, Identity] | None = None,
                  jwt: JwtVerifier | None = None, claims: ClaimSettings | None = None,
-                 api_keys: ApiKeys | None = None, limiter: FailureLimiter | None = None) -> None:
+                 api_keys: ApiKeys | None = None, limiter: FailureLimiter | None = None,
+                 verified: VerifiedCredentials | None = None) -> None:
         if mode not in ("dev", "jwt", "api_keys"):
             raise ValueError(f"unknown identity mode {mode!r}")
         if (mode == "jwt" and jwt is None) or (mode == "api_keys" and api_keys is None):
@@ -38,6 +40,7 @@ class Authenticator:
         self._claims = claims or ClaimSettings()
         self._api_keys = api_keys if mode != "dev" else None
         self._limiter = limiter or FailureLimiter(burst=10, per_minute=30)
+        self._verified = verified if verified is not None else VerifiedCredentials()
 
     @property
     def requires_credentials(self) -> bool:
@@ -75,17 +78,19 @@ class Authenticator:
             return self.dev_identity(credentials.session_user)
         if credentials.scheme is None or credentials.secret is None:
             raise AuthenticationFailed("missing", f"Authentication required: send {self._accepted()}")
-        address = credentials.client_address
-        wait = self._limiter.retry_after(address)
-        if wait is not None:
-            raise AuthenticationFailed("rate_limited", f"Too many failed authentication attempts from this "
-                                                       f"address; retry in {max(1, round(wait))} s",
+        key = limit_key(credentials)
+        wait = self._limiter.retry_after(key)
+        if wait is not None and credentials not in self._verified:
+            raise AuthenticationFailed("rate_limited", f"Too many failed authentication attempts for this "
+                                                       f"user from this address; retry in {max(1, round(wait))} s",
                                        retry_after=wait)
         try:
-            return await self._verify(credentials)
+            identity = await self._verify(credentials)
         except AuthenticationFailed:
-            self._limiter.failed(address)
+            self._limiter.failed(key)
             raise
+        self._verified.remember(credentials)
+        return identity
 
     async def _verify(self, credentials: Credentials) -> Identity:
         secret = credentials.secret or ""

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from gateway.config import ApiKeySettings, IdentitySettings, JwtSettings
 from gateway.identity.api_keys import ApiKeys, KeyStore
 from gateway.identity.authenticator import Authenticator
-from gateway.identity.failures import FailureLimiter
+from gateway.identity.failures import FailureLimiter, VerifiedCredentials
 from gateway.identity.jwks import JwksFile, JwksUrl, KeySource
 from gateway.identity.jwt_verify import JwtVerifier
 from gateway.identity.key_stores import FileKeyStore, PostgresKeyStore
@@ -47,4 +47,6 @@ def build_authenticator(settings: IdentitySettings, *, dev_users: Mapping[str, I
     limit = settings.failure_limit
     return Authenticator(mode=settings.mode, dev_users=dev_users if settings.mode == "dev" else None, jwt=verifier,
                          claims=settings.jwt.claims if settings.jwt is not None else None, api_keys=api_keys,
-                         limiter=FailureLimiter(burst=limit.burst, per_minute=limit.per_minute))
+                         limiter=FailureLimiter(burst=limit.burst, per_minute=limit.per_minute),
+                         verified=VerifiedCredentials(max_entries=limit.verified_cache_entries,
+                                                      ttl_seconds=limit.verified_cache_seconds))

@@ -89,4 +89,31 @@ def parse_one_statement(sql: str, *, dialect: str = CLIENT_DIALECT) -> exp.Expr:
         raise SqlSyntaxError(
             f"only one statement per request is allowed, found {len(statements)}", line=1, column=1
         )
+    for literal in statements[0].find_all(exp.UnicodeString):
+        check_unicode_escapes(literal)
     return statements[0]
+
+
+def check_unicode_escapes(literal: exp.UnicodeString) -> None:
+    """A `U&'...'` literal must name Unicode scalar values only (as Trino requires): a lone surrogate
+    (`\\D800`) or a code point beyond U+10FFFF is text no backend, store or client can encode. Pairs of
+    surrogates that make one character are accepted, as the generators join them."""
+    escape = literal.args.get("escape")
+    mark = re.escape(escape.name if isinstance(escape, exp.Expr) else "\\")
+    units: list[int] = []
+    for match in re.finditer(rf"{mark}(?:\+([0-9a-fA-F]{{6}})|([0-9a-fA-F]{{4}})|{mark})", literal.name):
+        digits = match.group(1) or match.group(2)
+        if digits is None:
+            units.append(-1)
+            continue
+        value = int(digits, 16)
+        if value > 0x10FFFF:
+            raise SqlSyntaxError(f"invalid Unicode escape {match.group()!r}: beyond U+10FFFF")
+        units.append(value)
+    for index, value in enumerate(units):
+        high = 0xD800 <= value <= 0xDBFF
+        low = 0xDC00 <= value <= 0xDFFF
+        follows_high = index > 0 and 0xD800 <= units[index - 1] <= 0xDBFF
+        precedes_low = index + 1 < len(units) and 0xDC00 <= units[index + 1] <= 0xDFFF
+        if (high and not precedes_low) or (low and not follows_high):
+            raise SqlSyntaxError(f"invalid Unicode escape: U+{value:04X} is a lone surrogate, not a character")

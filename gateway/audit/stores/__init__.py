@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.audit.stores.base import AuditStore, StoreUnavailable
+from gateway.audit.stores.base import AuditStore, RecordsRefused, StoreUnavailable
 
 
-def open_store(url: str, *, admin_url: str | None = None, base: Path | None = None) -> AuditStore:
+def open_store(url: str, *, admin_url: str | None = None, base: Path | None = None,
+               timeout_seconds: float = 10.0) -> AuditStore:
     """`sqlite:///relative/path.db`, `sqlite:////absolute/path.db` or `postgresql://...`. Relative SQLite
-    paths are relative to `base` (the config file's folder)."""
+    paths are relative to `base` (the config file's folder). `timeout_seconds` bounds each PostgreSQL
+    connect and command."""
     if url.startswith("sqlite:///"):
         from gateway.audit.stores.sqlite import SQLiteStore
 
@@ -20,7 +22,7 @@ def open_store(url: str, *, admin_url: str | None = None, base: Path | None = No
     if url.startswith(("postgresql://", "postgres://")):
         from gateway.audit.stores.postgres import PostgresStore
 
-        return PostgresStore(url, admin_dsn=admin_url)
+        return PostgresStore(url, admin_dsn=admin_url, timeout_seconds=timeout_seconds)
     raise ValueError(f"unsupported audit store {redact_url(url)!r} (expected sqlite:///... or postgresql://...)")
 
 
@@ -34,4 +36,4 @@ def redact_url(url: str) -> str:
     return f"{scheme}://{user}{':***' if ':' in credentials else ''}@{host}"
 
 
-__all__ = ["AuditStore", "StoreUnavailable", "open_store", "redact_url"]
+__all__ = ["AuditStore", "RecordsRefused", "StoreUnavailable", "open_store", "redact_url"]

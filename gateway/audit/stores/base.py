@@ -16,7 +16,22 @@ from gateway.types import BIGINT, BOOLEAN, DOUBLE, VARCHAR, SqlType
 
 
 class StoreUnavailable(Exception):
-    """The store cannot take or give records right now (connection refused or lost, disk error)."""
+    """The store cannot take or give records right now (connection refused or lost, disk error, no answer
+    in time)."""
+
+
+class RecordsRefused(Exception):
+    """The store is up but refuses these records (a value it cannot keep, a constraint): retrying the same
+    batch can never succeed, so the trail finds the refused record and quarantines it."""
+
+
+def reason(error: BaseException, timeout_seconds: float | None = None) -> str:
+    """A log-worthy reason for a driver error; some (timeouts) have no message of their own."""
+    text = str(error).strip()
+    if isinstance(error, TimeoutError) or not text:
+        within = f" within {timeout_seconds:g} s" if timeout_seconds is not None else " in time"
+        return f"no answer{within} ({type(error).__name__}{': ' + text if text else ''})"
+    return text
 
 
 class AuditStore(abc.ABC):
@@ -36,7 +51,11 @@ class AuditStore(abc.ABC):
     @abc.abstractmethod
     async def write(self, records: Sequence[AuditRecord], charges: Sequence[Charge] = ()) -> None:
         """Insert `records` (in chain order) and the cost ledger's `charges` of those records in one
-        transaction. Raises StoreUnavailable."""
+        transaction. Raises StoreUnavailable, or RecordsRefused when the store refuses their contents."""
+
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """One round trip to the store (the health probe); raises StoreUnavailable. The caller bounds it."""
 
     @abc.abstractmethod
     async def write_checkpoint(self, checkpoint: Checkpoint) -> None: ...

@@ -20,7 +20,16 @@ import asyncpg
 from gateway.audit.chain import Checkpoint
 from gateway.audit.record import FIELDS, AuditRecord, format_time, parse_time
 from gateway.audit.search import Search
-from gateway.audit.stores.base import COLUMNS, AuditStore, StoreUnavailable, audit_tables, record_fields, row_values
+from gateway.audit.stores.base import (
+    COLUMNS,
+    AuditStore,
+    RecordsRefused,
+    StoreUnavailable,
+    audit_tables,
+    reason,
+    record_fields,
+    row_values,
+)
 from gateway.backends.base import Backend
 from gateway.backends.postgres import CONNECTION_ERRORS
 from gateway.cost.ledger import (
@@ -112,6 +121,10 @@ _INSERT_ATTRIBUTION = (f"INSERT INTO billing.attributions ({ATTRIBUTION_COLUMNS}
 
 # InternalClientError: a connection left mid-operation by a cut; it is dropped and reopened like the others
 _ERRORS = (*CONNECTION_ERRORS, asyncpg.PostgresError, asyncpg.InternalClientError)
+# the server refuses a value (class 22) or a constraint (class 23), or the driver cannot encode one: the
+# same batch would be refused again, so these are not outages
+_REFUSALS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, asyncpg.exceptions._base.DataError,
+             UnicodeError)
 
 
 def _quote(name: str) -> str:
@@ -119,17 +132,42 @@ def _quote(name: str) -> str:
 
 
 class PostgresStore(AuditStore):
-    def __init__(self, dsn: str, *, admin_dsn: str | None = None) -> None:
+    def __init__(self, dsn: str, *, admin_dsn: str | None = None, timeout_seconds: float = 10.0) -> None:
         self.url = dsn
         self._admin_dsn = admin_dsn
+        self.timeout_seconds = timeout_seconds  # connect, and each command: a hung server is an outage
         self._connection: Any = None  # the write connection, reopened after a failure
+        self._probe: Any = None  # the health probe's own connection, so a stuck write never hides a hang
+
+    def _reason(self, error: BaseException) -> str:
+        if isinstance(error, asyncpg.PostgresError):  # the primary message only: DETAIL may quote the row
+            return str(error.message or type(error).__name__)
+        return reason(error, self.timeout_seconds)
 
     async def _connect(self, dsn: str | None = None) -> Any:
         try:
-            return await asyncpg.connect(dsn or self.url, timeout=5, command_timeout=30,
+            return await asyncpg.connect(dsn or self.url, timeout=self.timeout_seconds,
+                                         command_timeout=self.timeout_seconds,
                                          server_settings={"application_name": "gateway-audit"})
         except _ERRORS as error:
-            raise StoreUnavailable(f"cannot connect to the PostgreSQL audit store: {error}") from None
+            raise StoreUnavailable(f"cannot connect to the PostgreSQL audit store: {self._reason(error)}") from None
+
+    async def ping(self) -> None:
+        try:
+            if self._probe is None or self._probe.is_closed():
+                self._probe = await self._connect()
+            await self._probe.fetchval("SELECT 1")
+        except _ERRORS as error:
+            self._drop_probe()
+            raise StoreUnavailable(f"the PostgreSQL audit store does not answer: {self._reason(error)}") from None
+        except BaseException:  # cancelled by the caller's timeout: the connection is mid-query, unusable
+            self._drop_probe()
+            raise
+
+    def _drop_probe(self) -> None:
+        if self._probe is not None:
+            self._probe.terminate()
+            self._probe = None
 
     async def _writer(self) -> Any:
         if self._connection is None or self._connection.is_closed():
@@ -152,7 +190,7 @@ class PostgresStore(AuditStore):
                                        f"{SCHEMA_VERSION}")
         except _ERRORS as error:
             self._broken()
-            raise StoreUnavailable(f"cannot prepare the PostgreSQL audit schema: {error}") from None
+            raise StoreUnavailable(f"cannot prepare the PostgreSQL audit schema: {self._reason(error)}") from None
 
     async def _version(self, connection: Any) -> int:
         if await connection.fetchval("SELECT to_regclass('audit.schema_version')") is None:
@@ -183,6 +221,7 @@ class PostgresStore(AuditStore):
             await connection.close()
 
     async def close(self) -> None:
+        self._drop_probe()
         if self._connection is not None:
             try:
                 await self._connection.close(timeout=5)
@@ -191,9 +230,12 @@ class PostgresStore(AuditStore):
             self._connection = None
 
     async def write(self, records: Sequence[AuditRecord], charges: Sequence[Charge] = ()) -> None:
-        rows = [row_values(r, bool_as_int=False, time=parse_time) for r in records]
-        columns = [list(column) for column in zip(*rows, strict=True)]
-        charged, attributed = charge_rows(charges, time=parse_time, bool_as_int=False)
+        try:
+            rows = [row_values(r, bool_as_int=False, time=parse_time) for r in records]
+            columns = [list(column) for column in zip(*rows, strict=True)]
+            charged, attributed = charge_rows(charges, time=parse_time, bool_as_int=False)
+        except (TypeError, ValueError) as error:  # a field the store's types cannot hold (a corrupted journal)
+            raise RecordsRefused(f"a record cannot be converted for the PostgreSQL audit store: {error}") from None
         try:
             connection = await self._writer()
             if not charged:
@@ -206,9 +248,11 @@ class PostgresStore(AuditStore):
                     [row[0] for row in charged])}  # a batch written again
                 await connection.executemany(_INSERT_CHARGE, charged)
                 await connection.executemany(_INSERT_ATTRIBUTION, [a for a in attributed if a[0] not in stored])
+        except _REFUSALS as error:
+            raise RecordsRefused(f"the PostgreSQL audit store refused the records: {self._reason(error)}") from None
         except _ERRORS as error:
             self._broken()
-            raise StoreUnavailable(f"writing to the PostgreSQL audit store failed: {error}") from None
+            raise StoreUnavailable(f"writing to the PostgreSQL audit store failed: {self._reason(error)}") from None
 
     async def write_checkpoint(self, checkpoint: Checkpoint) -> None:
         try:
@@ -219,14 +263,14 @@ class PostgresStore(AuditStore):
                 parse_time(checkpoint.written_at), checkpoint.final)
         except _ERRORS as error:
             self._broken()
-            raise StoreUnavailable(f"writing a checkpoint failed: {error}") from None
+            raise StoreUnavailable(f"writing a checkpoint failed: {self._reason(error)}") from None
 
     async def _fetch(self, sql: str, *args: Any) -> list[Any]:
         connection = await self._connect()
         try:
             return list(await connection.fetch(sql, *args))
         except _ERRORS as error:
-            raise StoreUnavailable(f"reading the PostgreSQL audit store failed: {error}") from None
+            raise StoreUnavailable(f"reading the PostgreSQL audit store failed: {self._reason(error)}") from None
         finally:
             await connection.close()
 

@@ -18,7 +18,15 @@ from typing import Any, TypeVar
 from gateway.audit.chain import Checkpoint
 from gateway.audit.record import FIELDS, AuditRecord
 from gateway.audit.search import Search
-from gateway.audit.stores.base import COLUMNS, AuditStore, StoreUnavailable, audit_tables, record_fields, row_values
+from gateway.audit.stores.base import (
+    COLUMNS,
+    AuditStore,
+    RecordsRefused,
+    StoreUnavailable,
+    audit_tables,
+    record_fields,
+    row_values,
+)
 from gateway.backends.base import Backend
 from gateway.cost.ledger import (
     ATTRIBUTION_COLUMNS,
@@ -35,6 +43,10 @@ from gateway.cost.model import Charge
 from gateway.types import VARCHAR
 
 T = TypeVar("T")
+
+# a value or constraint the store refuses (the same batch would be refused again): not an outage
+_REFUSALS = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.ProgrammingError, sqlite3.InterfaceError,
+             UnicodeError, OverflowError, TypeError, ValueError)
 
 SCHEMA_VERSION = 2  # 2: the cost ledger (charges, attributions)
 _TYPES = {"text": "TEXT", "int": "INTEGER", "float": "REAL", "bool": "BOOLEAN", "json": "TEXT", "time": "TEXT"}
@@ -83,6 +95,7 @@ class SQLiteStore(AuditStore):
         self.url = f"sqlite:///{path}"
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-sqlite")
         self._connection: sqlite3.Connection | None = None
+        self._probe: asyncio.Future[Any] | None = None
 
     async def _run(self, function: Callable[[sqlite3.Connection], T]) -> T:
         def call() -> T:
@@ -126,9 +139,12 @@ class SQLiteStore(AuditStore):
         self._executor.shutdown(wait=True)
 
     async def write(self, records: Sequence[AuditRecord], charges: Sequence[Charge] = ()) -> None:
-        rows = [row_values(r, bool_as_int=True, time=str) for r in records]
+        try:
+            rows = [row_values(r, bool_as_int=True, time=str) for r in records]
+            charged, attributed = charge_rows(charges, time=str, bool_as_int=True)
+        except (TypeError, ValueError) as error:  # a field the store cannot hold (a corrupted journal)
+            raise RecordsRefused(f"a record cannot be converted for the SQLite audit store: {error}") from None
         marks = ", ".join("?" * len(FIELDS))
-        charged, attributed = charge_rows(charges, time=str, bool_as_int=True)
 
         def insert(connection: sqlite3.Connection) -> None:
             connection.execute("BEGIN IMMEDIATE")
@@ -145,7 +161,19 @@ class SQLiteStore(AuditStore):
                 connection.execute("ROLLBACK")
                 raise
 
-        await self._run(insert)
+        try:
+            await self._run(insert)
+        except _REFUSALS as error:
+            raise RecordsRefused(f"the SQLite audit store refused the records: {error}") from None
+
+    async def ping(self) -> None:
+        # the probe's caller gives up after its timeout, but a job queued on the store's one thread would stay
+        # queued: while one is outstanding, the store is still stuck and no second one is queued behind it
+        if self._probe is not None and not self._probe.done():
+            raise StoreUnavailable(f"the SQLite audit store {self.path} has not answered the previous probe")
+        self._probe = asyncio.ensure_future(self._run(lambda c: c.execute("SELECT 1").fetchone()))
+        self._probe.add_done_callback(lambda done: done.cancelled() or done.exception())  # retrieved, if late
+        await asyncio.shield(self._probe)
 
     async def write_checkpoint(self, checkpoint: Checkpoint) -> None:
         await self._run(lambda c: c.execute(
