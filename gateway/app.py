@@ -24,6 +24,7 @@ from gateway.audit.setup import AUDIT_CATALOG, build_trail
 from gateway.audit.stores import StoreUnavailable
 from gateway.backends.base import Backend
 from gateway.backends.duckdb import DuckDBBackend
+from gateway.backends.postgres import PostgresBackend
 from gateway.cache.stage import CacheStage
 from gateway.cache.store import ResultCache
 from gateway.config import BackendSettings, Settings
@@ -103,6 +104,11 @@ def build_backend(settings: BackendSettings) -> Backend:
         if settings.tpch_scale is not None:
             prepare = partial(build_demo_database, settings.path, schema=settings.schema, scale=settings.tpch_scale)
         return DuckDBBackend(name=settings.name, path=settings.path, threads=settings.threads, prepare=prepare)
+    if settings.type == "postgres":
+        assert settings.dsn is not None  # config validation requires it
+        return PostgresBackend(name=settings.name, dsn=settings.dsn, schemas=settings.schemas,
+                               pool_size=settings.pool_size, connect_timeout_seconds=settings.connect_timeout_seconds,
+                               explain_analyze=settings.explain_analyze)
     raise ValueError(f"unknown backend type {settings.type!r}")
 
 
