@@ -172,7 +172,11 @@ class AuditSettings:
 
 
 def _mask_url(url: str | None) -> str | None:
-    return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", url) if url else url
+    """The URL with its password (user:password@ and ?password=...) replaced by ***."""
+    if not url:
+        return url
+    masked = re.sub(r"(//[^/?#@]*?:)[^@/?#]*@", r"\1***@", url)
+    return re.sub(r"([?&]password=)[^&#]*", r"\1***", masked, flags=re.IGNORECASE)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -453,6 +453,7 @@ def test_health_names_a_down_backend_and_secrets_stay_out(warehouse: PgWarehouse
             proxy.cut()
             ready = client.get("/health/ready")
             assert ready.status_code == 503 and set(ready.json()["backends"]) == {"pg"}
+            assert ready.json()["backends"]["pg"].startswith("PostgreSQL is unavailable")
             with pytest.raises(trino.exceptions.TrinoQueryError) as error:
                 rows_of(gateway, "admin", "SELECT count(*) FROM nation")
             assert error.value.error_name not in ("GENERIC_INTERNAL_ERROR",)

@@ -172,21 +172,20 @@ class PostgresBackend(Backend):
         return describe_catalog([tuple(r) for r in rows])
 
     async def ping(self) -> None:
-        pool = await self.pool()
-        try:
-            async with pool.acquire(timeout=self._connect_timeout) as connection:
-                await connection.fetchval("SELECT 1")
-        except _ERRORS as error:
-            raise translate_error(error) from None
+        # Over the control connection: a pool busy with long queries is not a backend that is down.
+        await self._control_fetchval("SELECT 1")
 
     async def cancel_backend(self, pid: int) -> None:
         """Stop the statement running in server process `pid`, over the control connection (never one from
         the pool: every pooled connection may be busy with the queries being cancelled)."""
+        await self._control_fetchval("SELECT pg_cancel_backend($1)", pid)
+
+    async def _control_fetchval(self, sql: str, *args: object) -> object:
         async with self._control_lock:
             try:
                 if self._control is None or self._control.is_closed():
                     self._control = await asyncpg.connect(self._dsn, timeout=self._connect_timeout)
-                await self._control.fetchval("SELECT pg_cancel_backend($1)", pid)
+                return await self._control.fetchval(sql, *args)
             except _ERRORS as error:
                 if self._control is not None:
                     self._control.terminate()
