@@ -471,3 +471,20 @@ def test_health_names_a_down_backend_and_secrets_stay_out(warehouse: PgWarehouse
         proxy.close()
     shown = gateway.log() + repr(audit) + gateway.config_path.read_text().replace(password, "")
     assert password not in shown
+
+
+def test_explain_and_policy_check_read_the_postgres_catalog(warehouse: PgWarehouse, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    config = tmp_path / "gateway.yaml"
+    config.write_text(yaml.safe_dump({"backends": {"pg": {"type": "postgres", "dsn": warehouse.dsn}},
+                                      "policies": {"dir": str(POLICIES)}}))
+    explained = subprocess.run([sys.executable, "-m", "gateway.cli", "explain", "--config", str(config), "--user",
+                                "alice", "--schema", "tpch", "--sql", "SELECT c_name FROM customer"],
+                               capture_output=True, text=True, timeout=60)
+    assert explained.returncode == 0, explained.stderr
+    assert "target: pg" in explained.stdout and "ENCODE(SHA256(CONVERT_TO('<mask key v1>'" in explained.stdout
+    checked = subprocess.run([sys.executable, "-m", "gateway.cli", "policy", "check", "--config", str(config)],
+                             capture_output=True, text=True, timeout=60)
+    assert "not reachable" not in checked.stderr, checked.stderr

@@ -235,15 +235,20 @@ class PostgresExecution(Execution):
             kinds = [result_decimal([r[i] for r in self._prefetched]) if n == "numeric" else k
                      for i, (k, n) in enumerate(zip(kinds, names, strict=True))]
             self.columns = tuple(Column(a.name, k) for a, k in zip(attributes, kinds, strict=True))
-        except GatewayError:
-            await self._release(broken=True)
-            raise
-        except _ERRORS as error:
-            await self._release(broken=not isinstance(error, asyncpg.PostgresError))
-            raise self._translate(error) from None
+        except BaseException as error:
+            raise await self._failed(error) from None
         finally:
             self._busy = False
         self.stats.elapsed_seconds = time.perf_counter() - self._started
+
+    async def _failed(self, error: BaseException) -> BaseException:
+        """Give the connection back after `error` (which may be the task's own cancellation, mid-call: then
+        the connection's state is unknown and it is closed), and what to raise."""
+        clean = isinstance(error, asyncpg.PostgresError | GatewayError)
+        await self._release(broken=not clean)
+        if isinstance(error, _ERRORS):
+            return self._translate(error)
+        return error
 
     def _check_cancelled(self) -> None:
         # A cancel that arrived between two calls found no statement running to stop.
@@ -287,9 +292,8 @@ class PostgresExecution(Execution):
         self._busy = True
         try:
             return await self._read(max_rows)
-        except _ERRORS as error:
-            await self._release(broken=not isinstance(error, asyncpg.PostgresError))
-            raise self._translate(error) from None
+        except BaseException as error:
+            raise await self._failed(error) from None
         finally:
             self._busy = False
             self.stats.elapsed_seconds = time.perf_counter() - self._started
@@ -299,6 +303,11 @@ class PostgresExecution(Execution):
         connection, self._connection = self._connection, None
         if connection is None:
             return
+        # Shielded: the task running the query is often cancelled right after the query (a client's DELETE
+        # cancels the statement, then the task), and a connection that never returns shrinks the pool for good.
+        await asyncio.shield(self._give_back(connection, broken=broken))
+
+    async def _give_back(self, connection: Any, *, broken: bool) -> None:
         pool = self._backend._pool
         if not broken:
             try:
