@@ -488,3 +488,25 @@ def test_explain_and_policy_check_read_the_postgres_catalog(warehouse: PgWarehou
     checked = subprocess.run([sys.executable, "-m", "gateway.cli", "policy", "check", "--config", str(config)],
                              capture_output=True, text=True, timeout=60)
     assert "not reachable" not in checked.stderr, checked.stderr
+
+
+def test_without_a_limit_the_roles_own_timeout_holds(warehouse: PgWarehouse) -> None:
+    from gateway.backends.postgres import PostgresBackend
+
+    async def session_settings(limit: float | None) -> list[Any]:
+        backend = PostgresBackend(name="pg", dsn=warehouse.dsn, tables=[])
+        try:
+            execution = backend.execution("SELECT * FROM slow.session", time_limit_seconds=limit)
+            await execution.start()
+            rows = list(await execution.fetch(10) or [])
+            assert await execution.fetch(10) is None
+            return rows
+        finally:
+            await backend.close()
+
+    warehouse.sql(f"ALTER ROLE {warehouse.reader} SET statement_timeout = '7s'")
+    try:
+        assert asyncio.run(session_settings(None)) == [("7s", "on")]
+        assert asyncio.run(session_settings(1.5)) == [("1500ms", "on")]
+    finally:
+        warehouse.sql(f"ALTER ROLE {warehouse.reader} RESET statement_timeout")

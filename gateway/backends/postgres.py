@@ -217,9 +217,12 @@ class PostgresExecution(Execution):
             self._connection = connection = await pool.acquire()
             self._check_cancelled()
             self.stats.extra["backend_pid"] = connection.get_server_pid()
-            # One round trip: the transaction and its time limit (SET LOCAL ends with the transaction).
-            timeout_ms = int(self._time_limit * 1000) if self._time_limit is not None else 0
-            await connection.execute(f"BEGIN READ ONLY; SET LOCAL statement_timeout = {max(timeout_ms, 0)}")
+            # One round trip: the transaction and its time limit (SET LOCAL ends with the transaction). No
+            # limit: the role's own statement_timeout, if it has one, stays in force.
+            begin = "BEGIN READ ONLY"
+            if self._time_limit is not None:
+                begin += f"; SET LOCAL statement_timeout = {max(int(self._time_limit * 1000), 1)}"
+            await connection.execute(begin)
             self._check_cancelled()
             statement = await connection.prepare(self._sql)
             self._check_cancelled()
