@@ -23,17 +23,16 @@ from gateway.audit.record import format_time
 from gateway.audit.setup import AUDIT_CATALOG, build_trail
 from gateway.audit.stores import StoreUnavailable
 from gateway.backends.base import Backend
-from gateway.backends.duckdb import DuckDBBackend
+from gateway.backends.factory import build_backend
 from gateway.cache.stage import CacheStage
 from gateway.cache.store import ResultCache
-from gateway.config import BackendSettings, Settings
+from gateway.config import Settings
 from gateway.cost.alerts import AlertSink
 from gateway.cost.budgets import Budgets, period_bounds
 from gateway.cost.meter import Meter
 from gateway.cost.model import Charge
 from gateway.cost.shared import ClusterAlerts, SharedSpend
 from gateway.cost.store import CostStore
-from gateway.demo import build_demo_database
 from gateway.errors import GatewayError
 from gateway.frontends.api import AuditApi
 from gateway.frontends.cache_api import CacheApi
@@ -97,17 +96,6 @@ def build_cache(settings: Settings, metrics: Metrics) -> ResultCache | None:
         return None
     return ResultCache(max_bytes=cache.max_bytes, max_entry_bytes=cache.max_entry_bytes, metrics=metrics,
                        redis_url=cache.redis, prefix=cache.redis_prefix)
-
-
-def build_backend(settings: BackendSettings) -> Backend:
-    if settings.type == "duckdb":
-        assert settings.path is not None  # config validation requires it
-        prepare = None
-        if settings.tpch_scale is not None:
-            prepare = partial(build_demo_database, settings.path, schema=settings.schema, scale=settings.tpch_scale)
-        return DuckDBBackend(name=settings.name, path=settings.path, threads=settings.threads,
-                             memory_limit=settings.memory_limit, prepare=prepare)
-    raise ValueError(f"unknown backend type {settings.type!r}")
 
 
 class Gateway:

@@ -5,7 +5,7 @@ variable `GATEWAY__SECTION__KEY` (`GATEWAY__SERVER__PORT=8181`, `GATEWAY__BACKEN
 its value is read as YAML, so numbers and booleans keep their type. Relative paths are relative to the config
 file's folder (or to the working directory when there is no file). Errors name the file, line and key:
 
-    gateway.yaml:12: backends.demo.type: unknown backend 'duckbd' (expected one of: duckdb)
+    gateway.yaml:12: backends.demo.type: unknown backend 'duckbd' (expected one of: duckdb, postgres)
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import yaml
 from gateway.examples import EXAMPLE_POLICIES
 from gateway.units import parse_size
 
-BACKEND_TYPES = ("duckdb",)
+BACKEND_TYPES = ("duckdb", "postgres")
 IDENTITY_MODES = ("dev", "jwt", "api_keys")
 # Asymmetric only: keys come from a JWKS, and an HMAC "key" there would be public (key confusion, CVE-2022-29217).
 JWT_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
@@ -69,13 +69,24 @@ class ProtocolSettings:
 
 @dataclass(frozen=True, kw_only=True)
 class BackendSettings:
+    """One catalog's backend. A PostgreSQL DSN may hold a password, so repr masks it."""
+
     name: str
     type: str
-    path: Path | None = None
+    path: Path | None = None  # duckdb
     schema: str = "main"
     tpch_scale: float | None = None  # generate TPC-H into `schema` at first start when the file is missing
     threads: int | None = None  # DuckDB worker threads; None: one per core
     memory_limit: int = 2 * 1024**3  # DuckDB's memory_limit (the engine's buffer pool, for all its queries)
+    dsn: str | None = None  # postgres: postgresql://user[:password]@host:port/database
+    schemas: tuple[str, ...] | None = None  # postgres: schemas the catalog shows (None: every non-system one)
+    pool_size: int = 4  # postgres: connections at most (each running query holds one)
+    connect_timeout_seconds: float = 10.0  # postgres: opening one connection
+    explain_analyze: bool = False  # postgres: rows and buffers from EXPLAIN (ANALYZE, BUFFERS), run twice
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={_mask_url(v) if k == 'dsn' else v!r}" for k, v in vars(self).items())
+        return f"BackendSettings({fields})"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -193,7 +204,11 @@ class AuditSettings:
 
 
 def _mask_url(url: str | None) -> str | None:
-    return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", url) if url else url
+    """The URL with its password (user:password@ and ?password=...) replaced by ***."""
+    if not url:
+        return url
+    masked = re.sub(r"(//[^/?#@]*?:)[^@/?#]*@", r"\1***@", url)
+    return re.sub(r"([?&]password=)[^&#]*", r"\1***", masked, flags=re.IGNORECASE)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -447,6 +462,12 @@ def _identifier(value: Any) -> str | None:
     return None if _IDENTIFIER.match(value) else f"must be a lowercase identifier, not {value!r}"
 
 
+def _postgres_dsn(value: Any) -> str | None:
+    if value.startswith(("postgresql://", "postgres://")):
+        return None
+    return f"must be a postgresql:// URL, not {_mask_url(value)!r}"
+
+
 def _server(r: _Reader, data: Mapping[str, Any]) -> ServerSettings:
     p = ("server",)
     s = r.section(data, p, {"host", "port", "environment", "max_request_bytes", "shutdown_grace_seconds",
@@ -511,7 +532,8 @@ def _backends(r: _Reader, data: Mapping[str, Any], base: Path) -> tuple[BackendS
         if (problem := _identifier(name)) is not None or name in ("system", "gateway"):
             r.fail(p, problem or f"catalog name {name!r} is reserved")
             continue
-        s = r.section(raw, p, {"type", "path", "schema", "tpch_scale", "threads", "memory_limit"})
+        s = r.section(raw, p, {"type", "path", "schema", "tpch_scale", "threads", "memory_limit", "dsn", "schemas",
+                               "pool_size", "connect_timeout_seconds", "explain_analyze"})
         kind = r.get(s, (*p, "type"), str, None, _one_of(BACKEND_TYPES, "backend"))
         if kind is None:
             if "type" not in s:
@@ -520,14 +542,28 @@ def _backends(r: _Reader, data: Mapping[str, Any], base: Path) -> tuple[BackendS
         path = r.get(s, (*p, "path"), Path, None)
         if kind == "duckdb" and path is None:
             r.fail((*p, "path"), "is required for a duckdb backend")
+        dsn = r.get(s, (*p, "dsn"), str, None, _postgres_dsn)
+        if kind == "postgres" and dsn is None and "dsn" not in s:
+            r.fail((*p, "dsn"), "is required for a postgres backend")
+        d = BackendSettings(name=name, type=kind)
+        schemas = r.get(s, (*p, "schemas"), list, None)
+        if schemas is not None and (not schemas or not all(isinstance(x, str) and x for x in schemas)):
+            r.fail((*p, "schemas"), "must be a list of schema names")
+            schemas = None
         result.append(BackendSettings(
             name=name,
             type=kind,
             path=path,
-            schema=r.get(s, (*p, "schema"), str, "main", _identifier),
+            schema=r.get(s, (*p, "schema"), str, "main" if kind == "duckdb" else "public", _identifier),
             tpch_scale=r.get(s, (*p, "tpch_scale"), float, None, _positive),
             threads=r.get(s, (*p, "threads"), int, None, _positive),
             memory_limit=_bytes(r, s, (*p, "memory_limit"), BackendSettings.memory_limit),
+            dsn=dsn,
+            schemas=tuple(schemas) if schemas is not None else None,
+            pool_size=r.get(s, (*p, "pool_size"), int, d.pool_size, _positive),
+            connect_timeout_seconds=r.get(s, (*p, "connect_timeout_seconds"), float, d.connect_timeout_seconds,
+                                          _positive),
+            explain_analyze=r.get(s, (*p, "explain_analyze"), bool, d.explain_analyze),
         ))
     return tuple(result)
 

@@ -10,6 +10,7 @@ catalog; `system.jdbc.columns` -> `jdbc_columns`.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -21,6 +22,8 @@ from gateway.catalog import INFORMATION_SCHEMA, SYSTEM_CATALOG, CatalogSnapshot,
 from gateway.errors import BackendError
 from gateway.metrics import Metrics
 from gateway.types import SqlType
+
+log = logging.getLogger("gateway.metadata")
 
 V = "VARCHAR"
 B = "BIGINT"
@@ -239,7 +242,7 @@ class CatalogService:
         """Re-read the backends' tables; rebuild only if something changed (a new snapshot invalidates every
         cached plan and visibility set, so an unchanged catalog keeps its snapshot)."""
         try:
-            tables = {name: await backend.tables() for name, backend in self._backends.items()}
+            tables = {name: await self._tables_of(name, backend) for name, backend in self._backends.items()}
             if tables == self._tables:
                 self._metrics.catalog_refreshes.labels("unchanged").inc()
                 return
@@ -256,6 +259,17 @@ class CatalogService:
         if previous is not None:
             # Queries already running on the old engine keep their cursors; DuckDB closes it when they end.
             previous.engine.retire()
+
+    async def _tables_of(self, name: str, backend: Backend) -> list[Table]:
+        """A backend's tables; while it is unreachable, what it had before (none at first start), so one
+        warehouse being down neither stops the gateway nor hides the other catalogs. `/health/ready` names it."""
+        try:
+            return await backend.tables()
+        except BackendError as error:
+            previous = (self._tables or {}).get(name, [])
+            log.warning("catalog %s: cannot list its tables (%s); keeping the %d known", name, error.message,
+                        len(previous))
+            return previous
 
     def close(self) -> None:
         if self._current is not None:

@@ -337,7 +337,10 @@ class QueryRun:
             self._execution = self.pipeline.catalog.current.engine.execution(sql, setup=self._live_tables())
         else:
             # The only place planned SQL becomes runnable: the mask key replaces its sentinel here.
-            self._execution = self.pipeline.backends[target].execution(self.pipeline.planner.mask_key.reveal(sql))
+            group = self.admission.group if self.admission is not None else None
+            self._execution = self.pipeline.backends[target].execution(
+                self.pipeline.planner.mask_key.reveal(sql),
+                time_limit_seconds=group.max_execution_time if group is not None else None)
             self.target = target
             self.pipeline.metrics.backend_running.labels(target).inc()
         await self._execution.start()

@@ -245,7 +245,8 @@ class _Planning:
                                    hash_key=planner.mask_key.sentinel(policy.mask_key_version),
                                    views=self.policy.views, copy=False)  # this planning owns the tree
         sql = to_backend_sql(rewritten.tree, dialect=dialect, session=values, metadata=None,
-                             backend_catalog=backend.sql_catalog, copy=False, schema=self.snapshot.column_types())
+                             backend_catalog=backend.sql_catalog, tables=self.snapshot.table, copy=False,
+                             schema=self.snapshot.column_types())
         return Plan(kind, target=resolved.target, sql=sql, tables=resolved.tables, rules=rewritten.rules_applied,
                     policy_version=rewritten.policy_version, columns_read=columns, deterministic=deterministic,
                     restricted=rewritten.restricted)

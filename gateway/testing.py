@@ -39,7 +39,7 @@ class GatewayProcess:
         config = {**config, "server": {**config.get("server", {}), "host": self.host, "port": self.port}}
         self.scheme = "https" if config["server"].get("tls") else "http"
         self.config_path = workdir / f"gateway-{self.port}.yaml"
-        self.config_path.write_text(yaml.safe_dump(config))
+        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))  # backends: first is default
         self.log_path = workdir / f"gateway-{self.port}.log"
         self._log: IO[bytes] = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(

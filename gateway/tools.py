@@ -16,7 +16,7 @@ from typing import Any
 from gateway import __version__
 from gateway.app import build_dev_users
 from gateway.backends.base import Backend, Table
-from gateway.backends.duckdb import DuckDBBackend
+from gateway.backends.factory import build_backend
 from gateway.catalog import CatalogSnapshot
 from gateway.config import Settings
 from gateway.errors import GatewayError
@@ -46,10 +46,10 @@ async def _read_tables(settings: Settings) -> OfflineCatalog:
     unreachable: list[str] = []
     for backend_settings in settings.backends:
         path = backend_settings.path
-        if backend_settings.type != "duckdb" or path is None or not path.exists():
+        if backend_settings.type == "duckdb" and (path is None or not path.exists()):
             unreachable.append(backend_settings.name)
             continue
-        backend = DuckDBBackend(name=backend_settings.name, path=path)
+        backend = build_backend(backend_settings, generate_demo=False)
         backends[backend.name] = backend
         try:
             await backend.start()

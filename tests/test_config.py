@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.config import ConfigError, load_settings
 
@@ -41,14 +43,18 @@ def test_environment_overrides_keep_types(tmp_path: Path) -> None:
     assert settings.backends[0].tpch_scale == 0.1
 
 
+def config_errors(path: Path) -> list[str]:
+    with pytest.raises(ConfigError) as error:
+        load_settings(path, environ={})
+    return error.value.messages
+
+
 def test_errors_name_file_line_and_key(tmp_path: Path) -> None:
     path = write(tmp_path, "server:\n  host: 127.0.0.1\n  port: eighty\nbackends:\n  demo:\n    type: duckbd\n"
                            "    path: x.duckdb\nidentity: {mode: jwtt}\nlogging:\n  formt: json\n")
-    with pytest.raises(ConfigError) as error:
-        load_settings(path, environ={})
-    messages = error.value.messages
+    messages = config_errors(path)
     assert f"{path}:3: server.port: must be an integer, not 'eighty'" in messages
-    assert f"{path}:6: backends.demo.type: unknown backend 'duckbd' (expected one of: duckdb)" in messages
+    assert f"{path}:6: backends.demo.type: unknown backend 'duckbd' (expected one of: duckdb, postgres)" in messages
     assert any(m.startswith(f"{path}:8: identity.mode: unknown identity mode 'jwtt'") for m in messages)
     assert f"{path}:10: logging.formt: unknown key (did you mean 'format'?)" in messages
 
@@ -116,3 +122,48 @@ def test_resource_bounds_are_read_checked_and_defaulted_safely(tmp_path: Path) -
     assert "backends.demo.memory_limit: must be a size such as 1048576, 64MB or 1GB, not 'lots'" in text
     assert "limits.max_boolean_term: unknown key (did you mean 'max_boolean_terms'?)" in text
     assert "limits.max_nesting_depth:" in text and "server.max_connections:" in text
+
+
+def test_postgres_backends(tmp_path: Path) -> None:
+    path = write(tmp_path, "backends:\n  wh:\n    type: postgres\n    dsn: postgresql://reader@db:5432/wh\n"
+                           "    schemas: [sales, finance]\n    pool_size: 8\n    explain_analyze: true\n"
+                           "  demo: {type: duckdb, path: d.duckdb}\n")
+    settings = load_settings(path, environ={})
+    wh = settings.backends[0]
+    assert (wh.type, wh.dsn, wh.schemas, wh.pool_size, wh.explain_analyze, wh.schema) == (
+        "postgres", "postgresql://reader@db:5432/wh", ("sales", "finance"), 8, True, "public")
+    assert settings.default_catalog == "wh"
+
+
+def test_postgres_backend_errors(tmp_path: Path) -> None:
+    path = write(tmp_path, "backends:\n  wh:\n    type: postgres\n  w2: {type: postgres, dsn: 'mysql://x:secret@h/d',"
+                           " pool_size: 0, schemas: []}\n")
+    messages = config_errors(path)
+    assert f"{path}:2: backends.wh.dsn: is required for a postgres backend" in messages
+    assert f"{path}:4: backends.w2.dsn: must be a postgresql:// URL, not 'mysql://x:***@h/d'" in messages
+    assert any("backends.w2.pool_size: must be greater than 0" in m for m in messages)
+    assert any("backends.w2.schemas: must be a list of schema names" in m for m in messages)
+    assert not any("secret" in m for m in messages)
+
+
+@given(password=st.text(alphabet=st.characters(blacklist_characters="@/?#&\n\r", blacklist_categories=("Cs",)),
+                        min_size=4, max_size=30),
+       in_query=st.booleans())
+def test_backend_dsn_passwords_never_show(password: str, in_query: bool) -> None:
+    from urllib.parse import quote
+
+    secret = "Zq9" + quote(password, safe="")  # a marker: short passwords occur in other settings
+    dsn = (f"postgresql://reader@db:5432/wh?sslmode=require&password={secret}" if in_query
+           else f"postgresql://reader:{secret}@db:5432/wh")
+    settings = load_settings(None, environ={"GATEWAY__BACKENDS__WH__TYPE": "postgres",
+                                            "GATEWAY__BACKENDS__WH__DSN": repr(dsn)})
+    shown = repr(settings)
+    assert secret not in shown and "reader" in shown and "db:5432/wh" in shown
+
+
+def test_config_command_masks_the_dsn(tmp_path: Path) -> None:
+    path = write(tmp_path, "backends:\n  wh: {type: postgres, dsn: 'postgresql://reader:hunter2x@db/wh'}\n")
+    done = subprocess.run([sys.executable, "-m", "gateway.cli", "config", "--config", str(path)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "postgresql://reader:***@db/wh" in done.stdout and "hunter2x" not in done.stdout

@@ -22,6 +22,7 @@ class Column:
     type: SqlType
     nullable: bool = True
     comment: str | None = None
+    remote_name: str | None = None  # the engine's own spelling, where it differs from `name` (lower case)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,12 @@ class Table:
     columns: tuple[Column, ...]
     kind: str = "BASE TABLE"  # or "VIEW", as information_schema.tables.table_type says
     comment: str | None = None
+    remote_name: tuple[str, str] | None = None  # the engine's (schema, table), where it differs (case)
+
+    @property
+    def renamed(self) -> bool:
+        """Whether generated SQL must spell this table or any of its columns differently (quoted)."""
+        return self.remote_name is not None or any(c.remote_name is not None for c in self.columns)
 
 
 @dataclass(slots=True)
@@ -84,8 +91,10 @@ class Backend(abc.ABC):
     async def close(self) -> None: ...
 
     @abc.abstractmethod
-    def execution(self, sql: str) -> Execution:
-        """An execution of `sql`, not yet started."""
+    def execution(self, sql: str, *, time_limit_seconds: float | None = None) -> Execution:
+        """An execution of `sql`, not yet started. `time_limit_seconds`: the resource group's
+        max_execution_time, for engines that can enforce it themselves (the gateway's own timer cancels
+        the query either way)."""
 
     @abc.abstractmethod
     async def tables(self) -> list[Table]:

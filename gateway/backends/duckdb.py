@@ -396,7 +396,7 @@ class DuckDBBackend(Backend):
             self._engine.close()
             self._engine = None
 
-    def execution(self, sql: str) -> Execution:
+    def execution(self, sql: str, *, time_limit_seconds: float | None = None) -> Execution:
         return self.engine.execution(sql)
 
     @property

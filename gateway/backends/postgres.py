@@ -1,46 +1,83 @@
-"""PostgreSQL through asyncpg: queries run in read-only transactions, rows stream through a server cursor.
+"""PostgreSQL through asyncpg: a warehouse catalog, and the engine behind the audit store's `gateway` catalog.
 
-Used for the audit store's `gateway` catalog (and ready for warehouse catalogs). Connections come from a
-pool created at the first query, so the backend starts while the server is down. PostgreSQL errors are
-translated by SQLSTATE where they enter.
+Each query holds one pooled connection for its lifetime, in a read-only transaction (a read-only role is the
+real guarantee: the transaction mode only stops honest mistakes), with `statement_timeout` set from the
+resource group's `max_execution_time`, and streams its rows through a server-side cursor. `cancel` asks the
+server to stop the statement with `pg_cancel_backend` over a control connection of its own, so a running
+query really ends on the server (dropping the socket would leave it running until it next writes).
+
+The catalog comes from `pg_catalog` (tables, views, materialized views, foreign tables), folded to lower
+case as Trino folds identifiers; a table whose real name is not lower case keeps it in `Table.remote_name`
+so generated SQL quotes it. Connections are opened at the first query, so the gateway starts while the
+server is down. Errors are translated by SQLSTATE where they enter; PostgreSQL's messages may quote values
+of the rows they failed on, so evaluation errors lose their quoted values (as DuckDB's do).
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import json
+import logging
+import re
 import time
 from collections.abc import Sequence
-from decimal import Decimal
 from typing import Any
 
 import asyncpg
 
-from gateway import types as t
 from gateway.backends.base import Backend, Column, Execution, ExecutionStats, Row, Table
-from gateway.errors import BackendError, GatewayError, NotFound, PermissionDenied, QueryCanceled, UserError
+from gateway.backends.postgres_types import converter, result_decimal, to_sql_type
+from gateway.errors import (
+    BackendError,
+    GatewayError,
+    InsufficientResources,
+    NotFound,
+    PermissionDenied,
+    QueryCanceled,
+    UserError,
+)
+
+log = logging.getLogger("gateway.backends.postgres")
 
 PREFETCH_ROWS = 1024
-
-_TYPES = {
-    "int8": t.BIGINT, "int4": t.INTEGER, "int2": t.SMALLINT, "float8": t.DOUBLE, "float4": t.REAL,
-    "numeric": t.DOUBLE, "bool": t.BOOLEAN, "text": t.VARCHAR, "varchar": t.VARCHAR, "bpchar": t.VARCHAR,
-    "name": t.VARCHAR, "json": t.VARCHAR, "jsonb": t.VARCHAR, "uuid": t.UUID, "date": t.DATE, "bytea": t.VARBINARY,
-    "timestamptz": t.timestamp(6, with_time_zone=True), "timestamp": t.timestamp(6),
-}
+PAGE_BYTES = 8192  # PostgreSQL's block size: EXPLAIN's buffer counts are blocks
 
 _SQLSTATE_NAMES = {"42601": "SYNTAX_ERROR", "42703": "COLUMN_NOT_FOUND", "42883": "FUNCTION_NOT_FOUND",
-                   "22012": "DIVISION_BY_ZERO", "42804": "TYPE_MISMATCH", "22P02": "INVALID_CAST_ARGUMENT"}
+                   "22012": "DIVISION_BY_ZERO", "42804": "TYPE_MISMATCH", "22P02": "INVALID_CAST_ARGUMENT",
+                   "22003": "NUMERIC_VALUE_OUT_OF_RANGE", "25006": "READ_ONLY_VIOLATION"}
+_QUOTED_VALUE = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
 
 CONNECTION_ERRORS = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
                      asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError, TimeoutError)
+_ERRORS = (*CONNECTION_ERRORS, asyncpg.PostgresError)
+
+_CATALOG_QUERY = """
+SELECT n.nspname, c.relname, c.relkind::text, obj_description(c.oid, 'pg_class'),
+       a.attname, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull, col_description(c.oid, a.attnum)
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND NOT c.relispartition
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+  AND ($1::text[] IS NULL OR n.nspname = ANY($1::text[]))
+ORDER BY n.nspname, c.relname, a.attnum
+"""
 
 
-def translate_error(error: BaseException) -> GatewayError:
+def translate_error(error: BaseException, *, timed_out_after: float | None = None) -> GatewayError:
+    """asyncpg's exception -> the gateway's. `timed_out_after`: the statement_timeout in force, so a server
+    timeout reads as the resource group's limit rather than as a cancellation."""
     if isinstance(error, asyncpg.PostgresError):
         state = getattr(error, "sqlstate", "") or ""
         message = str(error)
         if state == "57014":
+            if timed_out_after is not None and "statement timeout" in message:
+                return InsufficientResources(f"Query exceeded the maximum execution time of {timed_out_after:g}s",
+                                             error_name="EXCEEDED_TIME_LIMIT")
             return QueryCanceled("Query was canceled")
+        if state.startswith("22"):
+            message = _QUOTED_VALUE.sub("'…'", message)  # the value may come from a row a filter hides
         if state == "42P01":
             return NotFound(message, error_name="TABLE_NOT_FOUND")
         if state == "42501":
@@ -49,37 +86,65 @@ def translate_error(error: BaseException) -> GatewayError:
             return UserError(message, error_name=_SQLSTATE_NAMES[state])
         if state.startswith(("22", "42")):
             return UserError(message)
-        return BackendError(message)
+        return BackendError(f"PostgreSQL error {state}: {message}")
     return BackendError(f"PostgreSQL is unavailable ({type(error).__name__})")
 
 
-def _convert(kind: t.SqlType) -> Any:
-    if kind == t.DOUBLE:
-        return lambda v: float(v) if isinstance(v, Decimal) else v
-    if kind == t.VARCHAR:
-        return lambda v: v if v is None or isinstance(v, str) else str(v)
-    return None
+def describe_catalog(rows: Sequence[Sequence[Any]]) -> list[Table]:
+    """`_CATALOG_QUERY` rows -> tables, names folded to lower case. Of names that fold to the same, the one
+    already lower case wins and the others are left out (logged): Trino clients could not tell them apart."""
+    grouped: dict[tuple[str, str], list[Sequence[Any]]] = {}
+    for row in rows:
+        grouped.setdefault((row[0], row[1]), []).append(row)
+    tables: dict[tuple[str, str], Table] = {}
+    for (schema, name), columns in grouped.items():
+        key = (schema.lower(), name.lower())
+        if key in tables and (schema, name) != key:
+            log.warning("table %s.%s is not shown: its name folds to that of another table", schema, name)
+            continue
+        kind = "VIEW" if columns[0][2] in ("v", "m") else "BASE TABLE"
+        described = tuple(Column(name=c[4].lower(), type=to_sql_type(c[5]), nullable=bool(c[6]), comment=c[7],
+                                 remote_name=c[4] if c[4] != c[4].lower() else None) for c in columns)
+        remote = (schema, name) if (schema, name) != key else None
+        tables[key] = Table(schema=key[0], name=key[1], columns=described, kind=kind, comment=columns[0][3],
+                            remote_name=remote)
+    return [tables[k] for k in sorted(tables)]
 
 
 class PostgresBackend(Backend):
+    """`tables` fixed (the audit store's own tables) or None: discovered from the server's catalog,
+    restricted to `schemas` when given."""
+
     dialect = "postgres"
 
-    def __init__(self, *, name: str, dsn: str, tables: Sequence[Table], pool_size: int = 4) -> None:
+    def __init__(self, *, name: str, dsn: str, tables: Sequence[Table] | None = None,
+                 schemas: Sequence[str] | None = None, pool_size: int = 4, connect_timeout_seconds: float = 10.0,
+                 explain_analyze: bool = False) -> None:
         super().__init__(name=name)
         self._dsn = dsn
-        self._tables = list(tables)
+        self._tables = list(tables) if tables is not None else None
+        self._schemas = list(schemas) if schemas is not None else None
         self._pool_size = pool_size
+        self._connect_timeout = connect_timeout_seconds
+        self.explain_analyze = explain_analyze
         self._pool: asyncpg.Pool | None = None
+        self._pool_lock = asyncio.Lock()
+        self._control: asyncpg.Connection | None = None
+        self._control_lock = asyncio.Lock()
         self._ids = itertools.count(1)
 
+    def __repr__(self) -> str:
+        return f"PostgresBackend(name={self.name!r})"  # never the DSN: it may hold a password
+
     async def pool(self) -> asyncpg.Pool:
-        if self._pool is None:
-            try:
-                self._pool = await asyncpg.create_pool(self._dsn, min_size=0, max_size=self._pool_size,
-                                                       command_timeout=None, timeout=10)
-            except (*CONNECTION_ERRORS, asyncpg.PostgresError) as error:
-                raise translate_error(error) from None
-        return self._pool
+        async with self._pool_lock:
+            if self._pool is None:
+                try:
+                    self._pool = await asyncpg.create_pool(self._dsn, min_size=0, max_size=self._pool_size,
+                                                           command_timeout=None, timeout=self._connect_timeout)
+                except _ERRORS as error:
+                    raise translate_error(error) from None
+            return self._pool
 
     async def start(self) -> None:
         return None
@@ -88,30 +153,59 @@ class PostgresBackend(Backend):
         if self._pool is not None:
             self._pool.terminate()
             self._pool = None
+        if self._control is not None:
+            self._control.terminate()
+            self._control = None
 
-    def execution(self, sql: str) -> Execution:
-        return PostgresExecution(self, sql, f"{self.name}-{next(self._ids)}")
+    def execution(self, sql: str, *, time_limit_seconds: float | None = None) -> Execution:
+        return PostgresExecution(self, sql, f"{self.name}-{next(self._ids)}", time_limit_seconds=time_limit_seconds)
 
     async def tables(self) -> list[Table]:
-        return list(self._tables)
+        if self._tables is not None:
+            return list(self._tables)
+        pool = await self.pool()
+        try:
+            async with pool.acquire() as connection:
+                rows = await connection.fetch(_CATALOG_QUERY, self._schemas)
+        except _ERRORS as error:
+            raise translate_error(error) from None
+        return describe_catalog([tuple(r) for r in rows])
 
     async def ping(self) -> None:
-        execution = self.execution("SELECT 1")
-        await execution.start()
-        await execution.cancel()
+        # Over the control connection: a pool busy with long queries is not a backend that is down.
+        await self._control_fetchval("SELECT 1")
+
+    async def cancel_backend(self, pid: int) -> None:
+        """Stop the statement running in server process `pid`, over the control connection (never one from
+        the pool: every pooled connection may be busy with the queries being cancelled)."""
+        await self._control_fetchval("SELECT pg_cancel_backend($1)", pid)
+
+    async def _control_fetchval(self, sql: str, *args: object) -> object:
+        async with self._control_lock:
+            try:
+                if self._control is None or self._control.is_closed():
+                    self._control = await asyncpg.connect(self._dsn, timeout=self._connect_timeout)
+                return await self._control.fetchval(sql, *args)
+            except _ERRORS as error:
+                if self._control is not None:
+                    self._control.terminate()
+                    self._control = None
+                raise translate_error(error) from None
 
 
 class PostgresExecution(Execution):
-    def __init__(self, backend: PostgresBackend, sql: str, query_id: str) -> None:
+    def __init__(self, backend: PostgresBackend, sql: str, query_id: str, *,
+                 time_limit_seconds: float | None) -> None:
         self._backend = backend
         self._sql = sql
+        self._time_limit = time_limit_seconds
         self._connection: Any = None
-        self._transaction: Any = None
         self._cursor: Any = None
         self._converters: list[Any] = []
         self._prefetched: list[Row] | None = None
         self._busy = False
         self._done = False
+        self._cancelled = False
         self._started = time.perf_counter()
         self.columns = ()
         self.stats = ExecutionStats(backend_query_id=query_id)
@@ -120,21 +214,66 @@ class PostgresExecution(Execution):
         pool = await self._backend.pool()
         self._busy = True
         try:
-            self._connection = await pool.acquire()
-            self._transaction = self._connection.transaction(readonly=True)
-            await self._transaction.start()
-            statement = await self._connection.prepare(self._sql)
-            kinds = [_TYPES.get(a.type.name, t.VARCHAR) for a in statement.get_attributes()]
-            self.columns = tuple(Column(a.name, k) for a, k in zip(statement.get_attributes(), kinds, strict=True))
-            self._converters = [_convert(k) for k in kinds]
+            self._connection = connection = await pool.acquire()
+            self._check_cancelled()
+            self.stats.extra["backend_pid"] = connection.get_server_pid()
+            # One round trip: the transaction and its time limit (SET LOCAL ends with the transaction). No
+            # limit: the role's own statement_timeout, if it has one, stays in force.
+            begin = "BEGIN READ ONLY"
+            if self._time_limit is not None:
+                begin += f"; SET LOCAL statement_timeout = {max(int(self._time_limit * 1000), 1)}"
+            await connection.execute(begin)
+            self._check_cancelled()
+            statement = await connection.prepare(self._sql)
+            self._check_cancelled()
+            attributes = statement.get_attributes()
+            names = [a.type.name for a in attributes]
+            kinds = [to_sql_type(n) for n in names]
+            self._converters = [converter(k, n) for k, n in zip(kinds, names, strict=True)]
+            if self._backend.explain_analyze:
+                await self._explain_analyze(connection)
             self._cursor = await statement.cursor()
+            self._check_cancelled()
             self._prefetched = await self._read(PREFETCH_ROWS) or []
-        except (*CONNECTION_ERRORS, asyncpg.PostgresError) as error:
-            await self._release(broken=True)
-            raise translate_error(error) from None
+            kinds = [result_decimal([r[i] for r in self._prefetched]) if n == "numeric" else k
+                     for i, (k, n) in enumerate(zip(kinds, names, strict=True))]
+            self.columns = tuple(Column(a.name, k) for a, k in zip(attributes, kinds, strict=True))
+        except BaseException as error:
+            raise await self._failed(error) from None
         finally:
             self._busy = False
         self.stats.elapsed_seconds = time.perf_counter() - self._started
+
+    async def _failed(self, error: BaseException) -> BaseException:
+        """Give the connection back after `error` (which may be the task's own cancellation, mid-call: then
+        the connection's state is unknown and it is closed), and what to raise."""
+        clean = isinstance(error, asyncpg.PostgresError | GatewayError)
+        await self._release(broken=not clean)
+        if isinstance(error, _ERRORS):
+            return self._translate(error)
+        return error
+
+    def _check_cancelled(self) -> None:
+        # A cancel that arrived between two calls found no statement running to stop.
+        if self._cancelled:
+            raise QueryCanceled("Query was canceled")
+
+    def _translate(self, error: BaseException) -> GatewayError:
+        if self._cancelled:
+            return QueryCanceled("Query was canceled")
+        return translate_error(error, timed_out_after=self._time_limit)
+
+    async def _explain_analyze(self, connection: Any) -> None:
+        """Rows and buffers as PostgreSQL counts them. It runs the statement once more (configured per
+        backend, off by default): the price of figures the wire protocol does not carry."""
+        plan_text = await connection.fetchval(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {self._sql}")
+        plan = (json.loads(plan_text) if isinstance(plan_text, str) else plan_text)[0]
+        top = plan.get("Plan", {})
+        blocks = sum(int(top.get(k, 0)) for k in ("Shared Hit Blocks", "Shared Read Blocks", "Temp Read Blocks"))
+        self.stats.bytes = blocks * PAGE_BYTES
+        self.stats.extra.update(processed_bytes=blocks * PAGE_BYTES, plan_rows=int(top.get("Actual Rows", 0)),
+                                shared_read_blocks=int(top.get("Shared Read Blocks", 0)),
+                                server_execution_ms=float(plan.get("Execution Time", 0.0)))
 
     async def _read(self, max_rows: int) -> list[Row] | None:
         records = await self._cursor.fetch(max_rows)
@@ -156,9 +295,8 @@ class PostgresExecution(Execution):
         self._busy = True
         try:
             return await self._read(max_rows)
-        except (*CONNECTION_ERRORS, asyncpg.PostgresError) as error:
-            await self._release(broken=True)
-            raise translate_error(error) from None
+        except BaseException as error:
+            raise await self._failed(error) from None
         finally:
             self._busy = False
             self.stats.elapsed_seconds = time.perf_counter() - self._started
@@ -168,20 +306,39 @@ class PostgresExecution(Execution):
         connection, self._connection = self._connection, None
         if connection is None:
             return
+        # Shielded: the task running the query is often cancelled right after the query (a client's DELETE
+        # cancels the statement, then the task), and a connection that never returns shrinks the pool for good.
+        await asyncio.shield(self._give_back(connection, broken=broken))
+
+    async def _give_back(self, connection: Any, *, broken: bool) -> None:
         pool = self._backend._pool
-        if broken or pool is None:
+        if not broken:
+            try:
+                await connection.execute("ROLLBACK")  # read-only: nothing to commit; ends the cursor too
+            except _ERRORS:
+                broken = True
+        if broken:
             connection.terminate()
-            if pool is not None:
-                await pool.release(connection)
-            return
-        try:
-            await self._transaction.rollback()
-        except (*CONNECTION_ERRORS, asyncpg.PostgresError):
-            connection.terminate()
-        await pool.release(connection)
+        if pool is not None:
+            await pool.release(connection)
 
     async def cancel(self) -> None:
-        if self._done:
+        if self._done or self._cancelled:
             return
-        # A call in progress is stopped by dropping its connection; the pool opens a fresh one later.
-        await self._release(broken=self._busy)
+        self._cancelled = True
+        pid = self.stats.extra.get("backend_pid")
+        if self._busy and pid is not None:
+            # The call in progress fails with 57014 and releases the connection itself.
+            try:
+                await self._backend.cancel_backend(int(pid))
+                return
+            except GatewayError as error:
+                log.warning("could not cancel PostgreSQL backend %s (%s): closing its connection", pid,
+                            error.message)
+                connection = self._connection
+                if connection is not None:
+                    connection.terminate()
+                return
+        if not self._busy:
+            await self._release(broken=False)
+

@@ -106,7 +106,7 @@ class SQLiteBackend(Backend):
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
 
-    def execution(self, sql: str) -> Execution:
+    def execution(self, sql: str, *, time_limit_seconds: float | None = None) -> Execution:
         return SQLiteExecution(self, sql, f"{self.name}-{next(self._ids)}")
 
     async def tables(self) -> list[Table]:

@@ -12,12 +12,13 @@ Pure tree transformations, in order:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from sqlglot import exp
 
+from gateway.backends.base import Table
 from gateway.catalog import INFORMATION_SCHEMA, TableName
 from gateway.metadata import catalog_column, local_columns, local_name
 from gateway.sql.barrier import fenced
@@ -70,15 +71,17 @@ _VISIBILITY_COLUMNS: dict[tuple[str, str], tuple[str, ...]] = {
 
 
 def to_backend_sql(tree: exp.Query, *, dialect: str, session: SessionValues, metadata: Visibility | None,
-                   backend_catalog: str | None = None, copy: bool = True,
-                   schema: Mapping[str, Any] | None = None, output_names: tuple[str, ...] | None = None) -> str:
+                   backend_catalog: str | None = None, tables: Callable[[TableName], Table | None] | None = None,
+                   copy: bool = True, schema: Mapping[str, Any] | None = None,
+                   output_names: tuple[str, ...] | None = None) -> str:
     """`metadata` is None for a backend query, else the caller's visibility for a metadata query.
-    `backend_catalog` is the engine's own name for the table's catalog (None: leave it out). With
-    `copy=False` the tree is transformed in place (for a caller that owns it)."""
+    `backend_catalog` is the engine's own name for the table's catalog (None: leave it out). `tables` looks
+    up a table's description, for engines whose names are not all lower case. With `copy=False` the tree is
+    transformed in place (for a caller that owns it)."""
     result: exp.Expr = tree.copy() if copy else tree
     if dialect == "duckdb":  # first: operands are typed by the catalog's (gateway) table names
         result = trino_arithmetic(result, schema=schema)
-    result = _rename_tables(result, metadata=metadata, backend_catalog=backend_catalog)
+    result = _rename_tables(result, metadata=metadata, backend_catalog=backend_catalog, tables=tables)
     result = _session_functions(result, session)
     result = name_output_columns(result)
     if output_names is not None:
@@ -120,7 +123,25 @@ def _visible_rows(name: TableName, visible: Visibility) -> exp.Expr | None:
     return condition
 
 
-def _rename_tables(tree: exp.Expr, *, metadata: Visibility | None, backend_catalog: str | None) -> exp.Expr:
+def _remote_table(node: exp.Table, table: Table) -> exp.Expr:
+    """A table whose engine spelling is not lower case, as a subquery renaming its columns to the lower-case
+    names every other part of the query uses (Trino folds them; the engine would not match them)."""
+    schema, name = table.remote_name or (table.schema, table.name)
+    source = exp.Table(this=exp.to_identifier(name, quoted=True), db=exp.to_identifier(schema, quoted=True),
+                       catalog=node.args.get("catalog"))
+    if not any(c.remote_name is not None for c in table.columns):
+        if node.args.get("alias"):
+            source.set("alias", node.args["alias"])
+        return source
+    projections = [exp.alias_(exp.column(exp.to_identifier(c.remote_name or c.name, quoted=True)),
+                              exp.to_identifier(c.name, quoted=True)) for c in table.columns]
+    alias = node.alias or table.name
+    return exp.Subquery(this=exp.select(*projections).from_(source),
+                        alias=exp.TableAlias(this=exp.to_identifier(alias)))
+
+
+def _rename_tables(tree: exp.Expr, *, metadata: Visibility | None, backend_catalog: str | None,
+                   tables: Callable[[TableName], Table | None] | None) -> exp.Expr:
     catalog = exp.to_identifier(backend_catalog, quoted=True) if backend_catalog is not None else None
 
     def rename(node: exp.Expr) -> exp.Expr:
@@ -129,7 +150,8 @@ def _rename_tables(tree: exp.Expr, *, metadata: Visibility | None, backend_catal
         name = _table_name(node)
         if metadata is None:
             node.set("catalog", catalog.copy() if catalog is not None else None)
-            return node
+            described = tables(name) if tables is not None else None
+            return _remote_table(node, described) if described is not None and described.renamed else node
         local, restrict_to = local_name(name)
         alias = node.alias or name.table
         conditions: list[exp.Expr] = []

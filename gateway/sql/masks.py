@@ -6,7 +6,8 @@ Built-ins are modelled on Apache Ranger's mask types:
     last4/first4  all but the last/first 4 letters and digits -> 'x'           (strings)
     email_domain  'xxxx@domain'; NULL when the value has no '@'                (strings)
     hash          keyed hash: lower-case hex sha256(k || sha256(k || value)), k   (strings)
-                  derived from the deployment's mask key (gateway/mask_key.py)
+                  derived from the deployment's mask key (gateway/mask_key.py); the same
+                  digest on every backend (PostgreSQL hashes the UTF-8 bytes of the text)
     year_only     truncated to 1 January of its year                           (date, timestamp)
     null          NULL                                                         (any type)
 
@@ -58,7 +59,7 @@ def mask_expression(
     build = _BY_TYPE.get((name, _kind(column_type)))
     if build is None:
         return _null(column_type), f"{name} (null: not applicable to {column_type.sql('trino')})"
-    return _cast(build(column, hash_key), column_type), name
+    return _cast(build(column, hash_key, dialect), column_type), name
 
 
 def _kind(column_type: exp.DataType) -> str:
@@ -101,10 +102,13 @@ def _email_domain(column: exp.Expr) -> exp.Expr:
     return exp.Case(ifs=[exp.If(this=exp.GT(this=at, expression=_number(0)), true=masked)])
 
 
-def keyed_hash(value: exp.Expr, hash_key: str) -> exp.Expr:
+def keyed_hash(value: exp.Expr, hash_key: str, dialect: str) -> exp.Expr:
     """sha256(k || sha256(k || value)) in lower-case hex; NULL stays NULL."""
     def sha256_keyed(text: exp.Expr) -> exp.Expr:
         keyed = exp.DPipe(this=exp.Literal.string(hash_key), expression=text)
+        if dialect == "postgres":  # sha256 takes bytea there, and answers bytea
+            utf8 = exp.func("convert_to", keyed, exp.Literal.string("UTF8"))
+            return exp.func("encode", exp.func("sha256", utf8), exp.Literal.string("hex"))
         return exp.SHA2(this=keyed, length=_number(256))
 
     return sha256_keyed(sha256_keyed(exp.Cast(this=value.copy(), to=exp.DataType.build("varchar"))))
@@ -114,11 +118,11 @@ def _year(column: exp.Expr) -> exp.Expr:
     return exp.TimestampTrunc(this=column.copy(), unit=exp.var("YEAR"))
 
 
-def _unkeyed(build: Callable[[exp.Expr], exp.Expr]) -> Callable[[exp.Expr, str], exp.Expr]:
-    return lambda column, _hash_key: build(column)
+def _unkeyed(build: Callable[[exp.Expr], exp.Expr]) -> Callable[[exp.Expr, str, str], exp.Expr]:
+    return lambda column, _hash_key, _dialect: build(column)
 
 
-_BY_TYPE: dict[tuple[str, str], Callable[[exp.Expr, str], exp.Expr]] = {
+_BY_TYPE: dict[tuple[str, str], Callable[[exp.Expr, str, str], exp.Expr]] = {
     ("redact", "string"): _unkeyed(_redact),
     ("last4", "string"): _unkeyed(_last4),
     ("first4", "string"): _unkeyed(_first4),
@@ -148,7 +152,7 @@ def _template(sql: str, column: exp.Expr, dialect: str, hash_key: str) -> exp.Ex
         if call.name.lower() == "gateway_hash":
             if len(call.expressions) != 1:
                 raise MaskError("gateway_hash takes one argument")
-            hashed = keyed_hash(call.expressions[0], hash_key)
+            hashed = keyed_hash(call.expressions[0], hash_key, dialect)
             if call is template:
                 return hashed
             call.replace(hashed)

@@ -65,7 +65,8 @@ def resolve_query(tree: exp.Query, *, catalog: str | None, schema: str | None,
     scopes = traverse(tree)
     _isolate_ctes(scopes)
     for table in base_tables(tree, scopes):
-        name = _qualify(table, catalog=catalog, schema=schema)
+        # With no session catalog, schema.table names a table of the default (first) catalog.
+        name = _qualify(table, catalog=catalog or default_catalog, schema=schema)
         _check_exists(table, name, snapshot)
         names.append(name)
     _unqualify_columns(scopes)
