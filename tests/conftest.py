@@ -116,7 +116,9 @@ def demo_config(database: Path, **sections: Any) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def gateway(demo_database: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     """One gateway for the tests that only send queries; pages are small so paging is exercised."""
-    process = GatewayProcess(tmp_path_factory.mktemp("gw"), demo_config(demo_database, protocol={"page_rows": 2000}))
+    # A short grace: queries tests leave running must not hold the session's end for the default 30 s.
+    process = GatewayProcess(tmp_path_factory.mktemp("gw"), demo_config(demo_database, protocol={"page_rows": 2000},
+                                                                        server={"shutdown_grace_seconds": 2}))
     yield process
     process.stop()
 

@@ -287,6 +287,8 @@ def test_finance_reads_the_ledger_through_sql_and_the_api(costed: tuple[GatewayP
     total = _ledger(db, "SELECT sum(cost), count(*) FROM charges")[0]
     rows = _query(gw, "fiona", "SELECT count(*), sum(cost) FROM charges", catalog="gateway", schema="billing")
     assert rows[0][0] >= total[1]
+    # fiona's own query is charged once it ended: wait for it, so the report below sees the final ledger
+    _ledger(db, "SELECT 1 FROM charges WHERE user_name = 'fiona'")
     with pytest.raises(trino.exceptions.TrinoUserError, match=r"Access Denied"):
         _query(gw, "sam", "SELECT * FROM charges", catalog="gateway", schema="billing")
     today = datetime.now(UTC).date().isoformat()

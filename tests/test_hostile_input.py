@@ -57,7 +57,7 @@ def hostile_config(database: Path, workdir: Path, **sections: Any) -> dict[str, 
         cache={"coalesce_stall_seconds": 0.5},
         audit={"store": f"sqlite:///{workdir / 'audit.db'}", "spool_dir": str(workdir / "spool"),
                "flush_interval_seconds": 0.01},
-        **sections)
+        **({"server": {"shutdown_grace_seconds": 2}} | sections))
     config["policies"] = {"dir": str(policies_with(workdir / "policies", GROUPS))}
     return config
 

@@ -150,11 +150,17 @@ def test_execution_ms_excludes_queue_wait(demo_database: Path, tmp_path: Path) -
     headers = {"X-Trino-User": "alice", "X-Trino-Catalog": "demo", "X-Trino-Schema": "tpch",
                "X-Trino-Source": "trino-cli"}  # adhoc: one query per user at a time
     with GatewayProcess(tmp_path, config) as gateway:
+        # As in Trino, a query is dispatched by its client's first poll of the QUEUED answer's nextUri.
         blocker = httpx.post(f"{gateway.url}/v1/statement", headers=headers, content=SLOW).json()
+        blocker = httpx.get(blocker["nextUri"], timeout=10).json()
         waiting: dict[str, Any] = {}
-        thread = threading.Thread(target=lambda: waiting.update(httpx.post(
-            f"{gateway.url}/v1/statement", headers={**headers, "X-Trino-Client-Tags": "queued"},
-            content="SELECT count(*) FROM nation", timeout=30).json()))
+
+        def submit_and_poll() -> None:
+            first = httpx.post(f"{gateway.url}/v1/statement", headers={**headers, "X-Trino-Client-Tags": "queued"},
+                               content="SELECT count(*) FROM nation", timeout=30).json()
+            waiting.update(httpx.get(first["nextUri"], timeout=30).json())
+
+        thread = threading.Thread(target=submit_and_poll)
         thread.start()
         time.sleep(1.5)
         httpx.delete(blocker["nextUri"], timeout=10)

@@ -37,6 +37,7 @@ from sqlglot import exp
 VISIBLE = "__gw_visible"
 ROWS = "__gw_rows"
 RESERVED_PREFIX = "__gw_"  # names the gateway generates; refused in client SQL so none can be forged
+_INLINING_DIALECTS = frozenset({"postgres"})  # engines that pull a subquery up into its parent
 
 
 def fenced(
@@ -44,14 +45,20 @@ def fenced(
     raw_columns: Sequence[str],
     projections: Sequence[tuple[str, exp.Expr]],
     visible: exp.Expr | None,
+    *,
+    dialect: str = "duckdb",
 ) -> exp.Select:
     """A SELECT over `source` exposing `projections` (name, expression over the raw columns), keeping only
     rows where `visible` holds, with every exposed value guarded by it. `visible` None: all rows, no
-    guard needed (masks alone hide values by projection)."""
+    guard needed (masks alone hide values by projection). On PostgreSQL the inner SELECT gets `OFFSET 0`,
+    its documented optimisation fence: without it the planner pulls the subquery up and copies the filter
+    (a semi-join) into every guarded column, evaluating it once per column instead of once per row."""
     if visible is None:
         return exp.select(*[_named(expression, name) for name, expression in projections]).from_(source)
     raw = [exp.column(exp.to_identifier(name, quoted=True)) for name in raw_columns]
     rows = exp.select(*raw, exp.alias_(exp.paren(visible, copy=False), _quoted(VISIBLE))).from_(source)
+    if dialect in _INLINING_DIALECTS:
+        rows = rows.offset(0)
     guard = exp.column(_quoted(VISIBLE))
     guarded = [
         exp.alias_(exp.Case(ifs=[exp.If(this=guard.copy(), true=expression)]), _quoted(name))

@@ -277,7 +277,7 @@ def _build_template(
         rules.append(f"row_filter {decision.table} #{decision.row_filter_index}")
         if visible == exp.true():
             visible = None  # `filter: "true"` (an admin's rule): every row, so nothing to fence
-    select = fenced(inner, [column for column, _ in columns], projections, visible)
+    select = fenced(inner, [column for column, _ in columns], projections, visible, dialect=dialect)
 
     # Fully qualified, so a CTE the user names like a table in the filter cannot stand in for it.
     select = qualify_tables(select, catalog=catalog, db=db, dialect=dialect)
