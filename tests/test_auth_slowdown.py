@@ -104,6 +104,7 @@ def test_bounded_verified_set() -> None:
     assert c not in verified  # expired
 
 
+@pytest.mark.slow  # tens of seconds of real timeouts: in `make test-slow`
 def test_stale_client_does_not_lock_out_others(demo_database: Path, tmp_path: Path) -> None:
     """Behind one address (a BI server): a client with a stale key keeps failing; the same service
     account's good key, which verified before, and every other account keep working."""

@@ -271,13 +271,14 @@ def roomy(demo_database: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     process.stop()
 
 
+@pytest.mark.slow  # seconds of planning per example: in `make test-slow`
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(channel=st.sampled_from(["body", "prepared", "immediate"]),
        values=st.integers(min_value=150_000, max_value=300_000))
 def test_large_statements_are_planned_off_the_event_loop_and_failures_are_cached(
         roomy: GatewayProcess, channel: str, values: int) -> None:
     if channel == "prepared":
-        values = values // 30  # a header value stays under 64 KB
+        values = values // 50  # a header value stays under 64 KB, URL-encoded commas included
     table = f"no_such_table_{next(_unique)}"
     sql = f"SELECT count(*) FROM {table} WHERE l_orderkey IN ({','.join(str(i) for i in range(values))})"
     body, extra = through(channel, sql)
@@ -451,6 +452,7 @@ def closed_by_server(connection: socket.socket) -> bytes:
     return received
 
 
+@pytest.mark.slow  # tens of seconds of real timeouts: in `make test-slow`
 def test_slow_clients_are_timed_out_and_never_lock_out_legitimate_ones(demo_database: Path, tmp_path: Path) -> None:
     config = hostile_config(demo_database, tmp_path, server={"header_timeout_seconds": 1.5,
                                                              "body_timeout_seconds": 1.5, "max_connections": 200})

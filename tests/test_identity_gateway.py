@@ -273,6 +273,7 @@ def test_secrets_never_logged(secure: GatewayProcess, idp: IdP) -> None:
 # -- rate limiting, api_keys mode over plain http ---------------------------------------------------------------
 
 
+@pytest.mark.slow  # tens of seconds of real timeouts: in `make test-slow`
 def test_repeated_failures_are_slowed(demo_database: Path, workdir: Path) -> None:
     keys_file = workdir / "limited_keys.yaml"
     config = demo_config(demo_database, identity={"mode": "api_keys", "api_keys": {"file": str(keys_file)},
