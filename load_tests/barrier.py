@@ -34,7 +34,7 @@ from load_tests.rewrite import QUERIES, percentile, read_tables, timed
 
 
 def unfenced(source: exp.Table, raw_columns: Sequence[str], projections: Sequence[tuple[str, exp.Expr]],
-             visible: exp.Expr | None) -> exp.Select:
+             visible: exp.Expr | None, *, dialect: str = "duckdb") -> exp.Select:
     """The secure view before the barrier: the filter in WHERE, nothing guarding the columns."""
     select = exp.select(*[exp.alias_(e, exp.to_identifier(n, quoted=True)) for n, e in projections]).from_(source)
     return select.where(visible) if visible is not None else select
