@@ -20,8 +20,9 @@ SERVER = "postgresql://postgres@127.0.0.1:5432"
 _PG_TYPES = {"BIGINT": "bigint", "INTEGER": "integer", "VARCHAR": "varchar", "DATE": "date", "DOUBLE": "float8"}
 
 
-def psql(sql: str, database: str = "postgres") -> str:
-    done = subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", database, "-v", "ON_ERROR_STOP=1",
+def psql(sql: str, database: str = "postgres", user: str = "postgres") -> str:
+    """`sql` run by psql against the local server; its output, unaligned."""
+    done = subprocess.run(["psql", "-h", "127.0.0.1", "-U", user, "-d", database, "-v", "ON_ERROR_STOP=1",
                            "-Atc", sql], capture_output=True, text=True, timeout=60)
     if done.returncode != 0:
         raise RuntimeError(done.stderr.strip())

@@ -19,24 +19,9 @@ import pytest
 import trino
 
 from tests.conftest import GatewayProcess, demo_config
+from tests.pg_warehouse import available, psql
 
 PG = "postgresql://postgres@127.0.0.1:5432"
-
-
-def psql(sql: str, database: str = "postgres", user: str = "postgres") -> str:
-    done = subprocess.run(["psql", "-h", "127.0.0.1", "-U", user, "-d", database, "-v", "ON_ERROR_STOP=1", "-Atc",
-                           sql], capture_output=True, text=True, timeout=30)
-    if done.returncode != 0:
-        raise RuntimeError(done.stderr.strip())
-    return done.stdout.strip()
-
-
-def available() -> bool:
-    try:
-        psql("SELECT 1")
-        return True
-    except (RuntimeError, OSError, subprocess.TimeoutExpired):
-        return False
 
 
 pytestmark = pytest.mark.skipif(not available(), reason="PostgreSQL on 127.0.0.1:5432 is required")
