@@ -30,7 +30,7 @@ from gateway.errors import USER_ERROR, GatewayError, InternalError, NotFound, No
 from gateway.identity import Identity
 from gateway.mask_key import MaskKey
 from gateway.metrics import Metrics
-from gateway.planner_more import SHOW_FORMS, plan_explain, plan_show
+from gateway.planner_show_explain import SHOW_FORMS, plan_explain, plan_show
 from gateway.policy.decide import decide_table
 from gateway.policy.model import PolicySet
 from gateway.session import Session, SessionChange
@@ -262,7 +262,7 @@ class _Planning:
         return Plan("describe", target=planned.target, sql=planned.sql, describe_output=True, tables=planned.tables,
                     rules=planned.rules, policy_version=planned.policy_version)
 
-    # -- what planner_more needs ---------------------------------------------------------------------------
+    # -- what planner_show_explain needs ---------------------------------------------------------------------------
 
     def answer(self, kind: str, columns: tuple[Column, ...], rows: tuple[Row, ...], *,
                based_on: Plan | None = None) -> Plan:

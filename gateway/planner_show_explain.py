@@ -1,5 +1,5 @@
 """Planning of the statements BI tools send at connect time besides queries and catalog listings: the SHOW
-forms of sql/show_more.py and the EXPLAIN variants (ANALYZE, TYPE IO / VALIDATE / LOGICAL / DISTRIBUTED,
+forms of sql/show_answers.py and the EXPLAIN variants (ANALYZE, TYPE IO / VALIDATE / LOGICAL / DISTRIBUTED,
 FORMAT JSON / TEXT). Called from two small hooks in planner.py; decisions about what a caller may see are
 made here from the plan of the query they stand for, never from the engine.
 """
@@ -16,7 +16,7 @@ from gateway.catalog import CatalogSnapshot, TableName
 from gateway.errors import NotSupported, PermissionDenied
 from gateway.identity import Identity
 from gateway.session import Session
-from gateway.sql import show_more
+from gateway.sql import show_answers
 from gateway.sql import statements as st
 from gateway.sql.explain_io import COLUMN, IoExplain, io_plan_json
 from gateway.sql.resolve import METADATA_TARGET
@@ -48,15 +48,15 @@ class Planning(Protocol):
 
 def plan_show(planning: Planning, show: st.Show) -> Plan:
     if show.what == "FUNCTIONS":
-        return planning.answer("show", *show_more.show_functions(show.like, show.escape))
+        return planning.answer("show", *show_answers.show_functions(show.like, show.escape))
     if show.what == "ROLES":
-        return planning.answer("show", *show_more.show_roles(planning.identity.groups))
+        return planning.answer("show", *show_answers.show_roles(planning.identity.groups))
     if show.what == "GRANTS":
         tables = planning.visible_tables()
         if show.target:
             name = _table(planning, show.target)
             tables = frozenset(t for t in tables if t == name)
-        return planning.answer("show", *show_more.show_grants(planning.identity.user, tables))
+        return planning.answer("show", *show_answers.show_grants(planning.identity.user, tables))
     name = _table(planning, show.target)
     table = planning.snapshot.table(name)
     assert table is not None  # _table checked it exists
@@ -65,10 +65,10 @@ def plan_show(planning: Planning, show: st.Show) -> Plan:
     reading = planning.query(exp.select("*").from_(exp.table_(name.table, db=name.schema, catalog=name.catalog)),
                              "show")
     if show.what == "CREATE TABLE":
-        return planning.answer("show", *show_more.show_create_table(name, table), based_on=reading)
+        return planning.answer("show", *show_answers.show_create_table(name, table), based_on=reading)
     if reading.restricted or name.is_metadata:
-        return planning.answer("show", *show_more.unknown_stats(table), based_on=reading)
-    return planning.query(show_more.stats_query(name, table), "show")
+        return planning.answer("show", *show_answers.unknown_stats(table), based_on=reading)
+    return planning.query(show_answers.stats_query(name, table), "show")
 
 
 def _table(planning: Planning, parts: tuple[str, ...]) -> TableName:
