@@ -27,6 +27,7 @@ from pathlib import Path
 
 _SENTINEL = re.compile(r"gwmaskkey(\d{1,7})x([0-9a-f]{24})")
 SHOWN_AS = "<mask key v{version}>"
+_MAX_VERSIONS = 64  # key versions remembered (a deployment uses one or two at a time)
 
 
 class MaskKey:
@@ -38,6 +39,7 @@ class MaskKey:
         self._secret = secret
         self.source = source  # where it came from (a file path, an environment variable name): for the log
         self._revealed: dict[int, str] = {}  # version -> derived key, for redacting backend messages
+        self._tags: dict[int, str] = {}  # version -> sentinel tag: both HMACs once per version, not per query
         self._lock = threading.Lock()
 
     @classmethod
@@ -83,15 +85,23 @@ class MaskKey:
         return text
 
     def _tag(self, version: int) -> str:
-        return hmac.new(self._secret, f"sentinel:{version}".encode(), hashlib.sha256).hexdigest()[:24]
+        tag = self._tags.get(version)
+        if tag is None:
+            tag = hmac.new(self._secret, f"sentinel:{version}".encode(), hashlib.sha256).hexdigest()[:24]
+            with self._lock:
+                if len(self._tags) < _MAX_VERSIONS:  # a client can write any version in a literal: bounded
+                    self._tags[version] = tag
+        return tag
 
     def _key_for(self, match: re.Match[str]) -> str | None:
         version = int(match.group(1))
         if not hmac.compare_digest(match.group(2), self._tag(version)):
             return None  # not ours: left as it is (a client's own text)
-        key = hmac.new(self._secret, f"mask-key:{version}".encode(), hashlib.sha256).hexdigest()
-        with self._lock:
-            self._revealed[version] = key
+        key = self._revealed.get(version)
+        if key is None:
+            key = hmac.new(self._secret, f"mask-key:{version}".encode(), hashlib.sha256).hexdigest()
+            with self._lock:  # only genuine sentinels get here: the versions the policies used
+                self._revealed[version] = key
         return key
 
     def derived_key(self, version: int) -> str:

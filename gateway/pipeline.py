@@ -209,6 +209,7 @@ class QueryRun:
         self._lease: Lease | None = None  # while it runs a query identical ones may wait for
         self._rows_out = 0
         self._bytes_out = 0
+        self._backend_sql: str | None = None  # the plan's SQL with the mask key in it, made once
         pipeline.metrics.queries_in_flight.inc()
 
     # -- what frontends read -------------------------------------------------------------------------------
@@ -328,18 +329,23 @@ class QueryRun:
         workload = self.pipeline.workload
         if self.admission is None:  # else it entered its group already, waiting for an identical query
             self.admission = workload.enter(self._admission_request(), self.cancel)
-        backend, sql = self.pipeline.backends[plan.target], self.pipeline.planner.mask_key.reveal(plan.sql)
+        backend, sql = self.pipeline.backends[plan.target], self._runnable(plan.sql)
         await workload.admit(self.admission, lambda: backend.estimate_scan_bytes(sql))
+
+    def _runnable(self, sql: str) -> str:
+        """The only place planned SQL becomes runnable: the mask key replaces its sentinel here."""
+        if self._backend_sql is None:
+            self._backend_sql = self.pipeline.planner.mask_key.reveal(sql)
+        return self._backend_sql
 
     async def _execute(self, target: str, sql: str) -> Execution:
         """Start `sql` on `target`. The execution is reachable by `cancel` before it starts running."""
         if target == METADATA_TARGET:
             self._execution = self.pipeline.catalog.current.engine.execution(sql, setup=self._live_tables())
         else:
-            # The only place planned SQL becomes runnable: the mask key replaces its sentinel here.
             group = self.admission.group if self.admission is not None else None
             self._execution = self.pipeline.backends[target].execution(
-                self.pipeline.planner.mask_key.reveal(sql),
+                self._runnable(sql),
                 time_limit_seconds=group.max_execution_time if group is not None else None)
             self.target = target
             self.pipeline.metrics.backend_running.labels(target).inc()
