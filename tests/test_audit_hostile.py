@@ -61,23 +61,23 @@ def test_storable_text_is_reversible_and_encodable(text: str) -> None:
 # -- the stores themselves, with Hypothesis-generated records --------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def database() -> Iterator[Database]:
+def _fresh_database() -> Iterator[Database]:
     if not available():
         pytest.skip("PostgreSQL on 127.0.0.1:5432 is required")
     db = Database()
     yield db
     db.drop()
+
+
+@pytest.fixture(scope="module")
+def database() -> Iterator[Database]:
+    yield from _fresh_database()
 
 
 @pytest.fixture
 def own_database() -> Iterator[Database]:
     """For tests that leave a quarantined record (a gap `verify` rightly names) out of the shared one."""
-    if not available():
-        pytest.skip("PostgreSQL on 127.0.0.1:5432 is required")
-    db = Database()
-    yield db
-    db.drop()
+    yield from _fresh_database()
 
 
 def hostile_record(chain: Chain, texts: list[str]) -> AuditRecord:
