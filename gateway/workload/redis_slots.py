@@ -140,6 +140,7 @@ class RedisSlots(SlotPool):
         await self._client.aclose()
 
     async def acquire(self, ticket: Ticket) -> None:
+        self.fallback.take_place(ticket)  # its place should it wait in the local pool
         if not await self._recovered():
             await self._acquire_locally(ticket)
             return
@@ -168,7 +169,7 @@ class RedisSlots(SlotPool):
                 self.fallback.adopt(ticket)
                 ticket.mark_running(self.fallback)
             else:
-                self.fallback.enqueue(ticket, check_full=False)
+                self.fallback.enqueue(ticket, check_full=False, placed=True)
             await self.fallback.wait(ticket)
             return
         if status == "running":
@@ -265,7 +266,7 @@ class RedisSlots(SlotPool):
                 ticket.mark_running(self)
             elif query_id in self._waiting and state == "lost":
                 log.warning("query %s lost its place in the Redis queue; queueing it locally", query_id)
-                self.fallback.enqueue(self._waiting.pop(query_id), check_full=False)
+                self.fallback.enqueue(self._waiting.pop(query_id), check_full=False, placed=True)
             elif query_id in self._running and state == "lost":
                 log.warning("query %s lost its Redis slot lease; it keeps running, uncounted", query_id)
                 self._running.pop(query_id)
@@ -286,7 +287,8 @@ class RedisSlots(SlotPool):
 
     async def _acquire_locally(self, ticket: Ticket) -> None:
         self._metrics.workload_local_admissions.inc()
-        await self.fallback.acquire(ticket)
+        self.fallback.enqueue(ticket, placed=True)
+        await self.fallback.wait(ticket)
 
     # -- outage and recovery -------------------------------------------------------------------------------
 
@@ -315,7 +317,7 @@ class RedisSlots(SlotPool):
             for ticket in running:
                 self.fallback.adopt(ticket)
             for ticket in waiting:
-                self.fallback.enqueue(ticket, check_full=False)
+                self.fallback.enqueue(ticket, check_full=False, placed=True)
 
     async def _recovered(self) -> bool:
         """True when Redis counts this process's queries: at once while it is up; while it is down, once the

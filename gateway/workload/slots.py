@@ -138,9 +138,14 @@ class LocalSlots(SlotPool):
         self.enqueue(ticket)
         await self.wait(ticket)
 
-    def enqueue(self, ticket: Ticket, *, check_full: bool = True) -> None:
-        ticket.state = TicketState.QUEUED
+    def take_place(self, ticket: Ticket) -> None:
+        """Give the ticket its place in the arrival order now, for an `enqueue(placed=True)` later."""
         ticket.seq = next(self._seq)
+
+    def enqueue(self, ticket: Ticket, *, check_full: bool = True, placed: bool = False) -> None:
+        ticket.state = TicketState.QUEUED
+        if not placed:
+            self.take_place(ticket)
         self._queue.append(ticket)
         self._dispatch()
         if check_full and ticket.state is TicketState.QUEUED:
