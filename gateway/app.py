@@ -17,6 +17,7 @@ from functools import partial
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp
 
 from gateway import __version__
 from gateway.audit.record import format_time
@@ -37,6 +38,7 @@ from gateway.errors import GatewayError
 from gateway.frontends.api import AuditApi
 from gateway.frontends.cache_api import CacheApi
 from gateway.frontends.chargeback_api import ChargebackApi
+from gateway.frontends.forwarding import ForwardingMiddleware
 from gateway.frontends.ops import OpsEndpoints
 from gateway.frontends.queries_api import QueriesApi
 from gateway.frontends.trino_http import TrinoFrontend
@@ -52,6 +54,7 @@ from gateway.planner import Planner
 from gateway.policy.load import load_dev_users
 from gateway.policy.store import PolicyStore
 from gateway.query_history import QueryHistory
+from gateway.replicas import ReplicaDirectory, reachable_url
 from gateway.sql.limits import StatementLimits
 from gateway.workload.budget import BudgetHook
 from gateway.workload.manager import WorkloadManager
@@ -96,6 +99,20 @@ def build_cache(settings: Settings, metrics: Metrics) -> ResultCache | None:
         return None
     return ResultCache(max_bytes=cache.max_bytes, max_entry_bytes=cache.max_entry_bytes, metrics=metrics,
                        redis_url=cache.redis, prefix=cache.redis_prefix)
+
+
+def build_directory(settings: Settings, pipeline: Pipeline, registry: QueryRegistry,
+                    metrics: Metrics) -> ReplicaDirectory | None:
+    """With Redis, replicas find each other's queries (any replica answers any poll); else None."""
+    workload = settings.workload
+    if workload.redis is None:
+        return None
+    server = settings.server
+    internal = server.internal_url or reachable_url("https" if server.tls_cert else "http", server.host, server.port)
+    return ReplicaDirectory(url=workload.redis, prefix=workload.key_prefix, node_id=pipeline.node.node_id,
+                            internal_url=internal, ttl_seconds=server.replica_ttl_seconds,
+                            timeout_seconds=workload.redis_timeout_seconds,
+                            held=lambda: {*registry.ids(), *pipeline.history.ids()}, metrics=metrics)
 
 
 class Gateway:
@@ -160,6 +177,9 @@ class Gateway:
                                                uri=f"{'https' if settings.server.tls_cert else 'http'}://"
                                                    f"{settings.server.host}:{settings.server.port}"))
         self.registry = QueryRegistry(settings.protocol, self.metrics)
+        self.directory = build_directory(settings, self.pipeline, self.registry, self.metrics)
+        if self.directory is not None:
+            self.registry.announce = self.directory.announce
         self.draining = False
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -183,6 +203,8 @@ class Gateway:
         await self.audit_backend.start()
         await self.catalog.refresh()
         await self.workload.slots.start()
+        if self.directory is not None:
+            await self.directory.start()
         if self.cache is not None:
             await self.cache.start()
         self.registry.start_reaper()
@@ -250,6 +272,8 @@ class Gateway:
         for task in self._tasks:
             task.cancel()
         await self.registry.close(GatewayError("The gateway is shutting down", error_name="SERVER_SHUTTING_DOWN"))
+        if self.directory is not None:
+            await self.directory.close()
         await self.workload.slots.close()
         if self.cache is not None:
             await self.cache.close()
@@ -272,7 +296,7 @@ class Gateway:
         finally:
             await self.stop()
 
-    def asgi(self) -> Starlette:
+    def asgi(self) -> ASGIApp:
         trino = TrinoFrontend(pipeline=self.pipeline, settings=self.settings, metrics=self.metrics,
                               registry=self.registry, is_draining=self.is_draining)
         ops = OpsEndpoints(metrics=self.metrics, backends=self.backends, is_draining=self.is_draining,
@@ -282,10 +306,19 @@ class Gateway:
         cache = CacheApi(pipeline=self.pipeline, cache=self.cache, admin_groups=self.settings.cache.admin_groups)
         chargeback = ChargebackApi(pipeline=self.pipeline, store=self.audit.store,
                                    finance_groups=self.settings.cost.finance_groups)
-        return Starlette(routes=[*trino.routes(), *ops.routes(), *api.routes(), *queries.routes(), *cache.routes(),
-                                 *chargeback.routes()],
-                         lifespan=self.lifespan,
-                         exception_handlers={Exception: _internal_error, 404: _not_found, 405: _not_allowed})
+        app = Starlette(routes=[*trino.routes(), *ops.routes(), *api.routes(), *queries.routes(), *cache.routes(),
+                                *chargeback.routes()],
+                        lifespan=self.lifespan,
+                        exception_handlers={Exception: _internal_error, 404: _not_found, 405: _not_allowed})
+        if self.directory is None:
+            return app
+        return ForwardingMiddleware(app, directory=self.directory, holds=self.holds,
+                                    timeout_seconds=self.settings.server.forward_timeout_seconds,
+                                    metrics=self.metrics)
+
+    def holds(self, query_id: str) -> bool:
+        """Whether this process answers the query's polls itself."""
+        return self.registry.by_id(query_id) is not None or self.pipeline.history.holds(query_id)
 
 
 def _busy_threads(backend: Backend) -> float:

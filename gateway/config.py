@@ -54,6 +54,11 @@ class ServerSettings:
     shutdown_delivery_seconds: float = 5.0  # then: how long cancelled queries' clients have to fetch the news
     tls_cert: Path | None = None  # server.tls.cert / server.tls.key: PEM files; both set -> HTTPS
     tls_key: Path | None = None
+    # Scale-out (docs/scale-out.md): processes sharing the port, and how replicas reach each other.
+    workers: int | None = None  # None: one per core when workload.redis is set, else 1
+    internal_url: str | None = None  # how other replicas reach this one; None: its own listener on server.host
+    forward_timeout_seconds: float = 30.0  # a request forwarded to the replica holding its query
+    replica_ttl_seconds: float = 15.0  # a replica (and its queries) count as gone this long after its heartbeat
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -473,7 +478,8 @@ def _server(r: _Reader, data: Mapping[str, Any]) -> ServerSettings:
     s = r.section(data, p, {"host", "port", "environment", "max_request_bytes", "shutdown_grace_seconds",
                             "shutdown_delivery_seconds", "tls",
                             "header_timeout_seconds", "body_timeout_seconds", "keep_alive_timeout_seconds",
-                            "max_connections", "max_header_bytes"})
+                            "max_connections", "max_header_bytes", "workers", "internal_url",
+                            "forward_timeout_seconds", "replica_ttl_seconds"})
     d = ServerSettings()
     tls = r.section(s, (*p, "tls"), {"cert", "key"})
     cert = r.get(tls, (*p, "tls", "cert"), Path, None)
@@ -500,7 +506,18 @@ def _server(r: _Reader, data: Mapping[str, Any]) -> ServerSettings:
                                         _positive),
         tls_cert=cert,
         tls_key=key,
+        workers=r.get(s, (*p, "workers"), int, None, _positive),
+        internal_url=r.get(s, (*p, "internal_url"), str, None, _http_url),
+        forward_timeout_seconds=r.get(s, (*p, "forward_timeout_seconds"), float, d.forward_timeout_seconds,
+                                      _positive),
+        replica_ttl_seconds=r.get(s, (*p, "replica_ttl_seconds"), float, d.replica_ttl_seconds, _positive),
     )
+
+
+def _http_url(value: Any) -> str | None:
+    if isinstance(value, str) and value.startswith(("http://", "https://")):
+        return None
+    return "must be an http:// or https:// URL"
 
 
 def _protocol(r: _Reader, data: Mapping[str, Any]) -> ProtocolSettings:
@@ -904,6 +921,9 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
         cost=_cost(reader, data),
         masking=_masking(reader, data),
     )
+    if (settings.server.workers or 1) > 1 and settings.workload.redis is None:
+        reader.fail(("server", "workers"), "more than 1 worker needs workload.redis (the workers share admission, "
+                    "paging and kills through it); set workload.redis or server.workers: 1")
     if errors:
         raise ConfigError(errors)
     return settings

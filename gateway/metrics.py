@@ -138,6 +138,15 @@ class Metrics:
         self.workload_local_admissions = Counter("gateway_workload_local_admissions",
                                                  "Queries admitted with per-process limits because Redis failed",
                                                  registry=r)
+        # scale-out (gateway/replicas.py, gateway/frontends/forwarding.py)
+        self.forwarded_requests = Counter("gateway_forwarded_requests",
+                                          "Per-query requests for a query another replica holds, by outcome "
+                                          "(forwarded, holder_gone, failed, unknown)", ["outcome"], registry=r)
+        self.forward_duration = Histogram("gateway_forward_duration_seconds",
+                                          "Time to the holder's response headers of a forwarded request",
+                                          registry=r)
+        self.replica_redis_errors = Counter("gateway_replica_redis_errors",
+                                            "Failed Redis operations of the replica directory", registry=r)
         # cost metering and budgets (gateway/cost/)
         self.cost_charged = Counter("gateway_cost_charged", "Cost charged to each consumer cost center (rates in "
                                     "policies/cost.yaml)", ["cost_center"], registry=r)

@@ -107,7 +107,7 @@ class TrinoFrontend:
             return response
         query = TrinoQuery(self.pipeline.submit(sql, session, principal), settings=self.protocol,
                            metrics=self.metrics)
-        self.registry.add(query)
+        await self.registry.add(query)  # before its id reaches the client: any replica finds it
         query.start()
         if not self.protocol.inline_first_page:
             return self._queued(request, query)

@@ -1,0 +1,182 @@
+"""Any replica answers any poll: gateway processes sharing Redis behind a round-robin balancer that sends every
+request to the next replica (tests/balancer.py), with small pages so every query takes many polls."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trino
+
+from tests.balancer import RoundRobinBalancer
+from tests.conftest import REDIS_URL, GatewayProcess, demo_config, needs_redis
+
+pytestmark = needs_redis
+TTL = 1.5  # server.replica_ttl_seconds: a killed replica counts as gone this long after its last heartbeat
+SLOW = "SELECT count(*) FROM lineitem a, lineitem b WHERE a.l_comment || b.l_comment = 'x{}'"
+
+
+def start_replica(workdir: Path, database: Path, prefix: str, **server: Any) -> GatewayProcess:
+    config = demo_config(database, protocol={"page_rows": 5, "max_wait_seconds": 0.2},
+                         workload={"redis": REDIS_URL, "key_prefix": prefix, "poll_seconds": 0.02},
+                         server={"replica_ttl_seconds": TTL, "shutdown_grace_seconds": 1, **server},
+                         cache={"enabled": False})
+    return GatewayProcess(workdir, config)
+
+
+@pytest.fixture(scope="module")
+def cluster(demo_database: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[GatewayProcess]]:
+    import redis
+
+    prefix = f"test:scale:{time.time_ns()}:"
+    workdir = tmp_path_factory.mktemp("scale")
+    replicas = [start_replica(workdir / name, demo_database, prefix) for name in ("a", "b", "c")]
+    yield replicas
+    for replica in replicas:
+        replica.stop()
+    with redis.Redis.from_url(REDIS_URL) as client:
+        keys = list(client.scan_iter(match=prefix + "*"))
+        if keys:
+            client.delete(*keys)
+
+
+@pytest.fixture
+def balancer(cluster: list[GatewayProcess]) -> Iterator[RoundRobinBalancer]:
+    with RoundRobinBalancer([replica.port for replica in cluster]) as proxy:
+        yield proxy
+
+
+def headers(user: str = "alice") -> dict[str, str]:
+    return {"X-Trino-User": user, "X-Trino-Catalog": "demo", "X-Trino-Schema": "tpch"}
+
+
+def forwarded(cluster: list[GatewayProcess], outcome: str = "forwarded") -> float:
+    return sum(r.metric("gateway_forwarded_requests_total", f'outcome="{outcome}"') for r in cluster
+               if _exposes(r, outcome))
+
+
+def _exposes(replica: GatewayProcess, outcome: str) -> bool:
+    try:
+        replica.metric("gateway_forwarded_requests_total", f'outcome="{outcome}"')
+    except KeyError:
+        return False
+    return True
+
+
+def test_the_trino_client_pages_through_a_round_robin_balancer(cluster: list[GatewayProcess],
+                                                               balancer: RoundRobinBalancer) -> None:
+    before = forwarded(cluster)
+    connection = trino.dbapi.connect(host="127.0.0.1", port=balancer.port, user="alice", catalog="demo",
+                                     schema="tpch")
+    cursor = connection.cursor()
+    cursor.execute("SELECT n_nationkey, n_name FROM nation ORDER BY n_nationkey")
+    rows = cursor.fetchall()
+    assert [row[0] for row in rows] == list(range(25))
+    assert all(count > 0 for count in balancer.connections)
+    assert forwarded(cluster) - before >= 3  # most polls landed on a replica that does not hold the query
+
+
+def test_every_uri_names_the_balancer_never_a_replica(cluster: list[GatewayProcess],
+                                                      balancer: RoundRobinBalancer) -> None:
+    with httpx.Client(timeout=30) as http:
+        body = http.post(f"{balancer.url}/v1/statement", content="SELECT * FROM nation", headers=headers()).json()
+        pages = 0
+        rows: list[Any] = []
+        while "nextUri" in body:
+            assert body["nextUri"].startswith(balancer.url + "/")
+            assert body["infoUri"].startswith(balancer.url + "/")
+            body = http.get(body["nextUri"], headers=headers()).json()
+            rows += body.get("data", [])
+            pages += 1
+        assert body["stats"]["state"] == "FINISHED" and len(rows) == 25 and pages >= 5
+
+
+def test_query_info_from_any_replica_for_its_owner_only(cluster: list[GatewayProcess]) -> None:
+    a, b, _ = cluster
+    body = httpx.post(f"{a.url}/v1/statement", content="SELECT 1", headers=headers()).json()
+    while "nextUri" in body:
+        body = httpx.get(body["nextUri"], headers=headers(), timeout=30).json()
+    info = httpx.get(f"{b.url}/v1/query/{body['id']}", headers=headers(), timeout=10)
+    assert info.status_code == 200 and info.json()["queryId"] == body["id"]
+    assert info.json()["self"].startswith(b.url)  # the URL the client asked, not the holder's
+    other = httpx.get(f"{b.url}/v1/query/{body['id']}", headers=headers("bob"), timeout=10)
+    assert other.status_code == 404  # the holder applied the owner rule
+    unknown = httpx.get(f"{b.url}/v1/query/20200101_000000_00000_zzzzz", headers=headers(), timeout=10)
+    assert unknown.status_code == 404
+
+
+def wait_running(replica: GatewayProcess, query_id: str) -> None:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        queries = httpx.get(f"{replica.url}/api/queries", headers={"X-Trino-User": "admin"}, timeout=10).json()
+        if any(q["query_id"] == query_id and q["state"] == "RUNNING" for q in queries["queries"]):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{query_id} did not start running")
+
+
+def last_page(url: str, user: str = "alice") -> dict[str, Any]:
+    body: dict[str, Any] = httpx.get(url, headers=headers(user), timeout=30).json()
+    while "nextUri" in body and "error" not in body:
+        body = httpx.get(body["nextUri"], headers=headers(user), timeout=30).json()
+    return body
+
+
+def test_cancel_through_another_replica(cluster: list[GatewayProcess]) -> None:
+    a, b, _ = cluster
+    body = httpx.post(f"{a.url}/v1/statement", content=SLOW.format("cancel"), headers=headers()).json()
+    wait_running(a, body["id"])
+    refused = httpx.delete(body["nextUri"].replace(a.url, b.url), headers=headers("bob"), timeout=10)
+    assert refused.status_code == 404  # not bob's query: the holder says so, through b
+    assert httpx.delete(body["nextUri"].replace(a.url, b.url), headers=headers(), timeout=10).status_code == 204
+    final = last_page(body["nextUri"])
+    assert final["error"]["errorName"] == "USER_CANCELED"
+
+
+def test_kill_through_another_replica(cluster: list[GatewayProcess]) -> None:
+    a, _, c = cluster
+    body = httpx.post(f"{a.url}/v1/statement", content=SLOW.format("kill"), headers=headers()).json()
+    wait_running(a, body["id"])
+    assert httpx.delete(f"{c.url}/v1/query/{body['id']}", headers=headers("bob"), timeout=10).status_code == 404
+    assert httpx.delete(f"{c.url}/v1/query/{body['id']}", headers=headers(), timeout=10).status_code == 204
+    final = last_page(body["nextUri"].replace(a.url, c.url))
+    assert final["error"]["errorName"] == "USER_CANCELED"
+
+
+def test_a_forwarded_request_is_never_forwarded_again(cluster: list[GatewayProcess]) -> None:
+    a, b, _ = cluster
+    body = httpx.post(f"{a.url}/v1/statement", content="SELECT 2", headers=headers()).json()
+    hop = {**headers(), "X-Gateway-Forwarded-By": "elsewhere"}
+    assert httpx.get(f"{b.url}/v1/query/{body['id']}", headers=hop, timeout=10).status_code == 404
+    last_page(body["nextUri"])
+
+
+def test_a_dead_holders_queries_fail_with_a_clear_error(demo_database: Path, tmp_path: Path,
+                                                         cluster: list[GatewayProcess]) -> None:
+    a = cluster[0]
+    prefix = _prefix_of(a)
+    doomed = start_replica(tmp_path / "doomed", demo_database, prefix)
+    try:
+        body = httpx.post(f"{doomed.url}/v1/statement", content=SLOW.format("dead"), headers=headers()).json()
+        wait_running(doomed, body["id"])
+        doomed.stop(signal.SIGKILL)
+        time.sleep(TTL + 0.5)
+        final = httpx.get(body["nextUri"].replace(doomed.url, a.url), headers=headers(), timeout=10).json()
+        assert final["stats"]["state"] == "FAILED"
+        assert "no longer available" in final["error"]["message"]
+        assert final["error"]["errorName"] == "GENERIC_INTERNAL_ERROR"
+        info = httpx.get(f"{a.url}/v1/query/{body['id']}", headers=headers(), timeout=10)
+        assert info.status_code == 502 and "no longer available" in info.json()["message"]
+    finally:
+        doomed.stop(signal.SIGKILL)
+
+
+def _prefix_of(replica: GatewayProcess) -> str:
+    import yaml
+
+    return str(yaml.safe_load(replica.config_path.read_text())["workload"]["key_prefix"])
