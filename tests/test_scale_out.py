@@ -180,3 +180,49 @@ def _prefix_of(replica: GatewayProcess) -> str:
     import yaml
 
     return str(yaml.safe_load(replica.config_path.read_text())["workload"]["key_prefix"])
+
+
+def node_ids(url: str, attempts: int = 40) -> set[str]:
+    """The node ids that answer on `url` over fresh connections (the kernel spreads them over the workers)."""
+    seen = set()
+    for _ in range(attempts):
+        with httpx.Client(timeout=10) as http:
+            seen.add(http.get(f"{url}/v1/node").json()[0]["nodeId"])
+    return seen
+
+
+def test_two_workers_share_the_port_and_page_each_others_queries(demo_database: Path, tmp_path: Path,
+                                                                  redis_prefix: str) -> None:
+    process = start_replica(tmp_path / "workers", demo_database, redis_prefix, workers=2)
+    try:
+        deadline = time.monotonic() + 30
+        while len(node_ids(process.url, 10)) < 2:  # the second worker starts once the first is ready
+            assert time.monotonic() < deadline, "the second worker never answered"
+        for _ in range(3):
+            body = httpx.post(f"{process.url}/v1/statement", content="SELECT * FROM nation", headers=headers(),
+                              timeout=30).json()
+            rows = list(body.get("data", []))
+            while "nextUri" in body:
+                assert body["nextUri"].startswith(process.url + "/")
+                body = httpx.get(body["nextUri"], headers=headers(), timeout=30).json()  # a new connection each
+                rows += body.get("data", [])
+            assert body["stats"]["state"] == "FINISHED" and len(rows) == 25
+        streams = {p.name.split(".", 1)[0] for p in (tmp_path / "workers").rglob("*.jsonl")}
+        assert len(streams) >= 2  # one audit journal stream per worker process
+        slow = httpx.post(f"{process.url}/v1/statement", content=SLOW.format("drain"), headers=headers(),
+                          timeout=30).json()
+        time.sleep(0.5)
+        assert process.stop(signal.SIGTERM) == 0  # every worker drained (1 s grace), then the parent exited
+        assert "draining" in process.log()
+        assert slow["id"]
+    finally:
+        process.stop(signal.SIGKILL)
+
+
+def test_more_workers_than_one_need_redis(tmp_path: Path, demo_database: Path) -> None:
+    from gateway.config import ConfigError, load_settings
+
+    path = tmp_path / "gateway.yaml"
+    path.write_text(f"backends: {{demo: {{type: duckdb, path: '{demo_database}'}}}}\nserver: {{workers: 2}}\n")
+    with pytest.raises(ConfigError, match="server.workers: more than 1 worker needs workload.redis"):
+        load_settings(path)
