@@ -224,5 +224,5 @@ def test_more_workers_than_one_need_redis(tmp_path: Path, demo_database: Path) -
 
     path = tmp_path / "gateway.yaml"
     path.write_text(f"backends: {{demo: {{type: duckdb, path: '{demo_database}'}}}}\nserver: {{workers: 2}}\n")
-    with pytest.raises(ConfigError, match="server.workers: more than 1 worker needs workload.redis"):
+    with pytest.raises(ConfigError, match=r"server\.workers: more than 1 worker needs workload\.redis"):
         load_settings(path)
