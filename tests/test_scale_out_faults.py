@@ -6,6 +6,7 @@ come back within lease_seconds."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 import time
@@ -51,10 +52,8 @@ class Sampler:
             total = 0.0
             for replica in self.replicas:
                 if replica.process.poll() is None:
-                    try:
+                    with contextlib.suppress(httpx.HTTPError, KeyError):  # a replica just killed
                         total += replica.metric("gateway_workload_running", f'group="{self.group}"')
-                    except (httpx.HTTPError, KeyError):
-                        pass
             self.samples.append((time.monotonic(), total))
             time.sleep(0.02)
 
