@@ -84,14 +84,20 @@ class ReplicaDirectory:
 
     async def announce(self, query_id: str) -> None:
         """Record this replica as the holder of `query_id`. A failure is logged and counted: the query still
-        runs here, and only polls that reach another replica miss it."""
+        runs here, and only polls that reach another replica miss it. While Redis is failing it is not tried
+        (the heartbeat writes every held query's key once Redis answers), so no POST waits on it."""
+        if self._failing:
+            return
         try:
             await self._client.set(self._holder_key(query_id), self.node_id, px=self._holder_ttl_ms)
         except RedisError as error:
             self._failed(error)
 
     async def holder(self, query_id: str) -> Holder | None:
-        """The replica holding `query_id`; None when no replica does (unknown or long ended)."""
+        """The replica holding `query_id`; None when no replica does (unknown or long ended). While Redis is
+        failing (until a heartbeat succeeds) it raises at once instead of waiting on retries."""
+        if self._failing:
+            raise DirectoryUnavailable("Redis failed; retried by the next heartbeat")
         try:
             node = await self._client.get(self._holder_key(query_id))
             if node is None:

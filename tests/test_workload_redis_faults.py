@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -140,5 +141,40 @@ def test_the_fallback_counts_what_redis_admitted_and_recovery_recounts(redis_pre
                     pool.release(ticket)
                 for task in (a_waits, b_tasks[2]):
                     task.cancel()
+
+    run(scenario)
+
+
+def test_the_replica_directory_fails_fast_while_redis_is_down(redis_prefix: str) -> None:
+    from gateway.replicas import DirectoryUnavailable, ReplicaDirectory
+
+    async def scenario() -> None:
+        metrics = Metrics()
+        held = ["q1"]
+        with redis_proxy() as proxy:
+            directory = ReplicaDirectory(url=f"redis://127.0.0.1:{proxy.port}/0", prefix=redis_prefix, node_id="n1",
+                                         internal_url="http://127.0.0.1:1", ttl_seconds=0.6, timeout_seconds=0.3,
+                                         held=lambda: held, metrics=metrics)
+            await directory.start()
+            try:
+                found = await directory.holder("q1")
+                assert found is not None and found.url == "http://127.0.0.1:1"
+                proxy.cut()
+                with contextlib.suppress(DirectoryUnavailable):
+                    await directory.holder("q1")  # the failure: retried, then given up
+                began = time.monotonic()
+                await directory.announce("q2")  # not tried while failing: no POST waits on Redis
+                for _ in range(5):
+                    with contextlib.suppress(DirectoryUnavailable):
+                        await directory.holder("q1")
+                assert time.monotonic() - began < 0.1
+                held.append("q2")
+                proxy.restore()
+                await eventually(lambda: not directory._failing, timeout=3)  # the next heartbeat
+                found = await directory.holder("q2")  # written by that heartbeat
+                assert found is not None and found.node_id == "n1"
+            finally:
+                await directory.close()
+        assert metrics.replica_redis_errors._value.get() >= 1
 
     run(scenario)
