@@ -12,6 +12,9 @@ import threading
 from types import TracebackType
 
 from gateway.testing import HOST, free_port
+from tests.tcp_proxy import TcpProxy
+
+_relay = TcpProxy._relay
 
 
 class RoundRobinBalancer:
@@ -80,13 +83,3 @@ class RoundRobinBalancer:
                  traceback: TracebackType | None) -> None:
         self.close()
 
-
-def _relay(source: socket.socket, sink: socket.socket) -> None:
-    try:
-        while data := source.recv(65536):
-            sink.sendall(data)
-    except OSError:
-        pass
-    for end in (source, sink):
-        with contextlib.suppress(OSError):
-            end.shutdown(socket.SHUT_RDWR)

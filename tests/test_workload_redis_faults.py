@@ -6,9 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import AbstractAsyncContextManager, contextmanager
 
 from gateway.metrics import Metrics
 from gateway.workload.model import ResourceGroup, Selector
@@ -16,6 +15,8 @@ from gateway.workload.redis_slots import RedisSlots
 from gateway.workload.slots import Ticket, TicketState
 from tests.conftest import needs_redis
 from tests.tcp_proxy import TcpProxy
+from tests.test_workload_redis import eventually, run
+from tests.test_workload_redis import replica as redis_replica
 
 pytestmark = needs_redis
 RETRY = 0.3
@@ -34,27 +35,8 @@ def redis_proxy() -> Iterator[TcpProxy]:
         proxy.close()
 
 
-@asynccontextmanager
-async def replica(prefix: str, proxy: TcpProxy, metrics: Metrics | None = None) -> AsyncIterator[RedisSlots]:
-    pool = RedisSlots(url=f"redis://127.0.0.1:{proxy.port}/0", prefix=prefix, replica=uuid.uuid4().hex[:6],
-                      lease_seconds=3.0, poll_seconds=0.02, retry_seconds=RETRY, metrics=metrics or Metrics(),
-                      timeout_seconds=0.3)
-    await pool.start()
-    try:
-        yield pool
-    finally:
-        await pool.close()
-
-
-def run(test: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(test())  # type: ignore[arg-type]
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
+def replica(prefix: str, proxy: TcpProxy, metrics: Metrics | None = None) -> AbstractAsyncContextManager[RedisSlots]:
+    return redis_replica(prefix, url=f"redis://127.0.0.1:{proxy.port}/0", metrics=metrics, retry=RETRY, timeout=0.3)
 
 
 def start(pool: RedisSlots, ticket: Ticket) -> asyncio.Task[None]:
