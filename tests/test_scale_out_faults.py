@@ -79,6 +79,12 @@ def replica(workdir: Path, database: Path, prefix: str, proxy: TcpProxy) -> Gate
                                    "redis_timeout_seconds": 0.5})
 
 
+def ran_their_second(results: list[dict[str, Any]]) -> bool:
+    """Every query was admitted and stopped by max_execution_time: none timed out in a queue, none lost."""
+    return all(r["error"]["errorName"] == "EXCEEDED_TIME_LIMIT" and "maximum execution time" in r["error"]["message"]
+               for r in results)
+
+
 def run_all(targets: list[GatewayProcess], count: int) -> list[dict[str, Any]]:
     """`count` one-second queries spread over `targets`, followed to their end in parallel."""
     with ThreadPoolExecutor(count) as pool:
@@ -94,7 +100,7 @@ def test_caps_hold_through_a_redis_outage_and_a_killed_replica(demo_database: Pa
     try:
         began = time.monotonic()
         results = run_all([a, b], 6)
-        assert [r["error"]["errorName"] for r in results] == ["EXCEEDED_TIME_LIMIT"] * 6  # each ran its second
+        assert len(results) == 6 and ran_their_second(results)
         assert sampler.peak(began) == CAP
 
         before = [post(g, slow_sql(), tags="capped") for g in (a, b, a, b, a, b)]  # 2 run, 4 wait in Redis
@@ -105,7 +111,7 @@ def test_caps_hold_through_a_redis_outage_and_a_killed_replica(demo_database: Pa
             waited = pool.map(follow, before)
             results = run_all([a, b], 8) + list(waited)
         elapsed = time.monotonic() - outage
-        assert [r["error"]["errorName"] for r in results] == ["EXCEEDED_TIME_LIMIT"] * 14  # none stranded
+        assert len(results) == 14 and ran_their_second(results)  # none stranded in a queue
         assert elapsed < QUEUE_TIMEOUT
         assert sampler.peak(outage) <= 2 * CAP  # the documented bound: replicas x max_concurrency
         assert a.metric("gateway_workload_redis_up") == 0
@@ -115,7 +121,7 @@ def test_caps_hold_through_a_redis_outage_and_a_killed_replica(demo_database: Pa
                    timeout=10, what="both replicas back on Redis")
         recovered = time.monotonic()
         results = run_all([a, b], 6)
-        assert [r["error"]["errorName"] for r in results] == ["EXCEEDED_TIME_LIMIT"] * 6
+        assert len(results) == 6 and ran_their_second(results)
         assert sampler.peak(recovered) == CAP  # the cap holds again at once
 
         for _ in range(CAP):
