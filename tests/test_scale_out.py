@@ -4,6 +4,7 @@ request to the next replica (tests/balancer.py), with small pages so every query
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -79,6 +80,40 @@ def test_the_trino_client_pages_through_a_round_robin_balancer(cluster: list[Gat
     assert [row[0] for row in rows] == list(range(25))
     assert all(count > 0 for count in balancer.connections)
     assert forwarded(cluster) - before >= 3  # most polls landed on a replica that does not hold the query
+
+
+def test_the_trino_clients_cancel_through_the_balancer_stops_the_query(cluster: list[GatewayProcess],
+                                                                       balancer: RoundRobinBalancer) -> None:
+    cursor = trino.dbapi.connect(host="127.0.0.1", port=balancer.port, user="alice", catalog="demo",
+                                 schema="tpch").cursor()
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            cursor.execute(SLOW.format("client-cancel"))
+            cursor.fetchall()
+        except BaseException as error:  # the client raises when the query is cancelled
+            errors.append(error)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    deadline = time.monotonic() + 15
+    while cursor.query_id is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    holder = next(r for r in cluster if _runs(r, cursor.query_id))
+    cursor.cancel()  # a DELETE of nextUri, through the balancer: most likely to another replica
+    worker.join(15)
+    assert not worker.is_alive()
+    deadline = time.monotonic() + 10
+    while _runs(holder, cursor.query_id):
+        assert time.monotonic() < deadline, "the query kept running after the cancel"
+        time.sleep(0.05)
+
+
+def _runs(replica: GatewayProcess, query_id: str) -> bool:
+    queries = httpx.get(f"{replica.url}/api/queries", headers={"X-Trino-User": "admin"}, timeout=10).json()
+    return any(q["query_id"] == query_id and q["replica"] is None for q in queries["queries"])
 
 
 def test_every_uri_names_the_balancer_never_a_replica(cluster: list[GatewayProcess],
