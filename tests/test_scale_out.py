@@ -13,6 +13,8 @@ from typing import Any
 import httpx
 import pytest
 import trino
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.balancer import RoundRobinBalancer
 from tests.conftest import REDIS_URL, GatewayProcess, demo_config, needs_redis
@@ -261,3 +263,22 @@ def test_more_workers_than_one_need_redis(tmp_path: Path, demo_database: Path) -
     path.write_text(f"backends: {{demo: {{type: duckdb, path: '{demo_database}'}}}}\nserver: {{workers: 2}}\n")
     with pytest.raises(ConfigError, match=r"server\.workers: more than 1 worker needs workload\.redis"):
         load_settings(path)
+
+
+@settings(max_examples=50, deadline=None)
+@given(quota=st.integers(1, 10**7), period=st.integers(1000, 10**6))
+def test_default_workers_follow_a_containers_cpu_limit(tmp_path_factory: pytest.TempPathFactory, quota: int,
+                                                       period: int) -> None:
+    import math
+    import os
+
+    from gateway.workers import usable_cores, worker_count
+
+    cpu_max = tmp_path_factory.mktemp("cgroup") / "cpu.max"
+    affinity = len(os.sched_getaffinity(0))
+    cpu_max.write_text(f"{quota} {period}\n")
+    assert usable_cores(cpu_max) == max(1, min(affinity, math.ceil(quota / period)))
+    cpu_max.write_text(f"max {period}\n")
+    assert usable_cores(cpu_max) == affinity
+    assert worker_count(None, shared_state=False) == 1
+    assert worker_count(3, shared_state=False) == 3
