@@ -202,6 +202,12 @@ def _serve_workers(settings: Settings, count: int) -> int:
         built.run(sockets=[public.sock, listener.sock])
         return 0
 
+    for section, shared in (("cache", not settings.cache.enabled or settings.cache.redis is not None),
+                            ("cost", not settings.cost.enabled or settings.cost.redis is not None)):
+        if not shared:
+            log.warning("server.workers is %d but %s.redis is not set: each worker keeps its own %s, as separate "
+                        "replicas without Redis would", count, section,
+                        "result cache" if section == "cache" else "budget counters")
     _announce(settings)
     print(f"  workers   : {count} processes share the port (server.workers)", flush=True)
     return Supervisor(count, worker).run()
