@@ -86,7 +86,7 @@ class ForwardingMiddleware:
         await self._forward(scope, send, holder.url, query_id)
 
     async def _forward(self, scope: Scope, send: Send, base: str, query_id: str) -> None:
-        target = base.rstrip("/") + scope["raw_path"].decode("latin-1")
+        target = base.rstrip("/") + (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
         if scope.get("query_string"):
             target += "?" + scope["query_string"].decode("latin-1")
         headers = [(k, v) for k, v in scope["headers"] if k.lower() not in _HOP_BY_HOP]
