@@ -11,7 +11,7 @@ import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from gateway.backends.base import Table
+from gateway.relations import Table
 
 SYSTEM_CATALOG = "system"
 INFORMATION_SCHEMA = "information_schema"

@@ -36,7 +36,7 @@ from typing import TypeVar
 
 from gateway.audit.record import DENIED, REJECTED, AuditRecord, decision_for, redact_message, redact_sql, utc_now
 from gateway.audit.trail import AuditTrail
-from gateway.backends.base import Backend, Column, Execution, ExecutionStats, Row
+from gateway.backends.base import Backend
 from gateway.cache.stage import CacheStage, Lease, from_cache
 from gateway.cache.store import CachedResult
 from gateway.cost.meter import Meter
@@ -59,6 +59,7 @@ from gateway.policy.decide import decide_impersonation
 from gateway.policy.store import PolicyStore
 from gateway.query_history import QueryHistory
 from gateway.query_id import QueryIdGenerator
+from gateway.relations import Column, Execution, ExecutionStats, Row
 from gateway.session import Session, SessionChange
 from gateway.sql.columns import tables_named
 from gateway.sql.explain_io import COLUMN as IO_PLAN_COLUMN
@@ -91,12 +92,13 @@ class Pipeline:
                  history: QueryHistory | None = None, node: NodeInfo | None = None,
                  planning_threads: int = 2, max_result_bytes: int = 1024**3) -> None:
         self.authenticator = authenticator
-        self.history = history or QueryHistory(admin_groups=workload.admin_groups)
+        self.history = history or QueryHistory(access=workload.access)
         self.node = node or NodeInfo(version=planner.version, environment="gateway", uri="")
         self.max_result_bytes = max_result_bytes  # per query, unless its resource group sets its own
         self.meter = meter
         self.cache = cache
         self.workload = workload
+        self.access = workload.access  # the one door every entry point asks (gateway.access)
         self.audit = audit
         self.catalog = catalog
         self.policies = policies
