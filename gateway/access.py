@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from gateway.errors import PermissionDenied
 from gateway.identity import Identity
-from gateway.policy.decide import TableDecision, decide_table
+from gateway.policy.decide import TableDecision, decide_impersonation, decide_table
 from gateway.policy.model import PolicySet
 
 
@@ -47,6 +47,11 @@ class Access:
     def require_table(self, identity: Identity, table: str, source: str | None) -> None:
         if not self.table(identity, table, source).allowed:
             raise PermissionDenied(f"Access Denied: Cannot select from table {table}")
+
+    def may_act_as(self, principal: Identity, user: str, source: str | None) -> bool:
+        """Whether `principal` may run statements as `user` (the session user): the `impersonation:` rules."""
+        allowed, _reason = decide_impersonation(self._policy(), principal, user, source)
+        return allowed
 
     # -- operations ------------------------------------------------------------------------------------------
 
