@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from gateway.backends.credentials import SecretSpec, parse_secret_spec
+from gateway.backends.resilience import ResilienceSettings, parse_resilience
 from gateway.examples import EXAMPLE_POLICIES
 from gateway.units import parse_size
 
@@ -83,6 +85,11 @@ class BackendSettings:
     pool_size: int = 4  # postgres: connections at most (each running query holds one)
     connect_timeout_seconds: float = 10.0  # postgres: opening one connection
     explain_analyze: bool = False  # postgres: rows and buffers from EXPLAIN (ANALYZE, BUFFERS), run twice
+    # docs/backends-operations.md: secrets by source (never their values), pool wait, breaker, retries
+    password: SecretSpec | None = None  # postgres: the DSN's password, from {env|file|command}
+    credentials: Mapping[str, SecretSpec] = field(default_factory=dict)  # other secrets, by kind (private_key)
+    pool_timeout_seconds: float = 10.0  # waiting for a free pooled connection; counts against the time limit
+    resilience: ResilienceSettings = field(default_factory=ResilienceSettings)  # circuit: and retries:
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={_mask_url(v) if k == 'dsn' else v!r}" for k, v in vars(self).items())
@@ -533,7 +540,8 @@ def _backends(r: _Reader, data: Mapping[str, Any], base: Path) -> tuple[BackendS
             r.fail(p, problem or f"catalog name {name!r} is reserved")
             continue
         s = r.section(raw, p, {"type", "path", "schema", "tpch_scale", "threads", "memory_limit", "dsn", "schemas",
-                               "pool_size", "connect_timeout_seconds", "explain_analyze"})
+                               "pool_size", "connect_timeout_seconds", "explain_analyze", "password", "credentials",
+                               "pool_timeout_seconds", "circuit", "retries"})
         kind = r.get(s, (*p, "type"), str, None, _one_of(BACKEND_TYPES, "backend"))
         if kind is None:
             if "type" not in s:
@@ -564,8 +572,42 @@ def _backends(r: _Reader, data: Mapping[str, Any], base: Path) -> tuple[BackendS
             connect_timeout_seconds=r.get(s, (*p, "connect_timeout_seconds"), float, d.connect_timeout_seconds,
                                           _positive),
             explain_analyze=r.get(s, (*p, "explain_analyze"), bool, d.explain_analyze),
+            **_backend_operations(r, s, p, kind, dsn),
         ))
     return tuple(result)
+
+
+def _backend_operations(r: _Reader, s: Mapping[str, Any], p: tuple[str, ...], kind: str,
+                        dsn: str | None) -> dict[str, Any]:
+    """Secrets, pool wait, circuit breaker and retries of one backend (docs/backends-operations.md)."""
+    password = _secret(r, s.get("password"), (*p, "password"))
+    if password is not None and kind != "postgres":
+        r.fail((*p, "password"), f"is not used by a {kind} backend")
+    if password is not None and dsn is not None and _mask_url(dsn) != dsn:
+        r.fail((*p, "password"), "is given twice: remove the password from the dsn")
+    raw_credentials = s.get("credentials") or {}
+    if not isinstance(raw_credentials, Mapping):
+        r.fail((*p, "credentials"), "must map secret kinds to {env|file|command} sources")
+        raw_credentials = {}
+    credentials = {str(k): spec for k, v in raw_credentials.items()
+                   if (spec := _secret(r, v, (*p, "credentials", str(k)))) is not None}
+    resilience = parse_resilience(s.get("circuit"), s.get("retries"))
+    if isinstance(resilience, str):
+        r.fail(p, resilience)
+        resilience = ResilienceSettings()
+    return {"password": password, "credentials": credentials, "resilience": resilience,
+            "pool_timeout_seconds": r.get(s, (*p, "pool_timeout_seconds"), float,
+                                          BackendSettings.pool_timeout_seconds, _positive)}
+
+
+def _secret(r: _Reader, raw: Any, path: tuple[str, ...]) -> SecretSpec | None:
+    if raw is None:
+        return None
+    spec = parse_secret_spec(raw, base=r.base)
+    if isinstance(spec, str):
+        r.fail(path, spec)
+        return None
+    return spec
 
 
 def _policies(r: _Reader, data: Mapping[str, Any]) -> PolicySettings:
