@@ -16,6 +16,7 @@ of the rows they failed on, so evaluation errors lose their quoted values (as Du
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -256,7 +257,8 @@ class PostgresBackend(Backend):
     async def release(self, connection: Any) -> None:
         self._checked_out -= 1
         if self._pool is not None:
-            await self._pool.release(connection)
+            with contextlib.suppress(asyncpg.InterfaceError):  # lost, and so given back already
+                await self._pool.release(connection)
 
     async def estimate_scan_bytes(self, sql: str) -> int | None:
         """From `EXPLAIN (FORMAT JSON)` (planned, not run): see `scanned_bytes`. PostgreSQL's estimates come from
@@ -357,12 +359,12 @@ class PostgresExecution(Execution):
             self.stats.extra["pool_wait_seconds"] = waited
             self._check_cancelled()
             self.stats.extra["backend_pid"] = connection.get_server_pid()
-            # One round trip: the transaction and its time limit (SET LOCAL ends with the transaction), less
-            # the wait for the connection. No limit: the role's own statement_timeout, if any, stays in force.
+            # One round trip: the transaction and its time limit (SET LOCAL ends with the transaction). No
+            # limit: the role's own statement_timeout, if it has one, stays in force. The wait for the
+            # connection already counts against the limit: the gateway's own timer runs from admission.
             begin = "BEGIN READ ONLY"
             if self._time_limit is not None:
-                left = max(self._time_limit - waited, 0.001)
-                begin += f"; SET LOCAL statement_timeout = {max(int(left * 1000), 1)}"
+                begin += f"; SET LOCAL statement_timeout = {max(int(self._time_limit * 1000), 1)}"
             await connection.execute(begin)
             self._check_cancelled()
             statement = await connection.prepare(self._sql)
@@ -458,7 +460,8 @@ class PostgresExecution(Execution):
             except _ERRORS:
                 broken = True
         if broken:
-            connection.terminate()
+            with contextlib.suppress(asyncpg.InterfaceError):  # a lost connection is released by asyncpg itself
+                connection.terminate()
         await self._backend.release(connection)
 
     async def cancel(self) -> None:
