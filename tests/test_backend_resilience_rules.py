@@ -8,6 +8,7 @@ same wrapper over the real PostgreSQL backend, with real dropped connections, is
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -107,7 +108,7 @@ def test_backoff_grows_to_its_cap(config: CircuitSettings) -> None:
     breaker = CircuitBreaker(config)
     waits = [breaker.backoff(n) for n in range(1, 80)]
     assert waits[0] == pytest.approx(config.reset_seconds)
-    assert all(a <= b for a, b in zip(waits, waits[1:], strict=False))
+    assert all(a <= b for a, b in itertools.pairwise(waits))
     assert waits[-1] == pytest.approx(config.max_reset_seconds)
 
 
