@@ -159,6 +159,10 @@ class PostgresBackend(Backend):
         self._pool_timeout = pool_timeout_seconds
         self._metrics = metrics
         self._checked_out = 0
+        if metrics is not None:  # exposed as 0 from the start
+            for event in ("opened", "failed", "drained"):
+                metrics.backend_connections.labels(name, event)
+            metrics.backend_pool_timeouts.labels(name)
         self._tables = list(tables) if tables is not None else None
         self._schemas = list(schemas) if schemas is not None else None
         self._pool_size = pool_size
