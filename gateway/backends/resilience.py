@@ -28,7 +28,6 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
-from functools import lru_cache
 from typing import Any, TypeVar
 
 import sqlglot
@@ -156,10 +155,9 @@ _WRITES = (exp.Insert, exp.Update, exp.Delete, exp.Merge, exp.Create, exp.Drop, 
            exp.Command, exp.TruncateTable, exp.Copy)
 
 
-@lru_cache(maxsize=256)
 def is_plain_read(sql: str, dialect: str) -> bool:
     """Whether `sql` is one SELECT-class statement that changes nothing (running it twice is harmless). Fails
-    closed: what does not parse is not a read."""
+    closed: what does not parse is not a read. Parsed only when a retry is considered, never on the way in."""
     try:
         trees = sqlglot.parse(sql, read=dialect)
     except SqlglotError:
