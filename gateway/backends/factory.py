@@ -10,7 +10,7 @@ from gateway.backends.credentials import secret_source
 from gateway.backends.duckdb import DuckDBBackend
 from gateway.backends.postgres import PostgresBackend
 from gateway.backends.resilience import ResilientBackend
-from gateway.config import BackendSettings
+from gateway.backends.settings import BackendSettings
 from gateway.demo import build_demo_database
 from gateway.metrics import Metrics
 

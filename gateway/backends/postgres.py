@@ -27,7 +27,7 @@ from typing import Any
 
 import asyncpg
 
-from gateway.backends.base import Backend, Column, Execution, ExecutionStats, Row, Table
+from gateway.backends.base import Backend
 from gateway.backends.credentials import Secret, SecretSource
 from gateway.backends.postgres_types import converter, result_decimal, to_sql_type
 from gateway.errors import (
@@ -41,6 +41,7 @@ from gateway.errors import (
     UserError,
 )
 from gateway.metrics import Metrics
+from gateway.relations import Column, Execution, ExecutionStats, Row, Table
 
 log = logging.getLogger("gateway.backends.postgres")
 
