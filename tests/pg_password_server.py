@@ -20,8 +20,26 @@ from gateway.testing import HOST, free_port
 SUPERUSER_PASSWORD = "su-" + uuid.uuid4().hex
 
 
+def _bindir() -> Path | None:
+    """Where initdb and pg_ctl are: on PATH, else where pg_config says (Debian keeps them off PATH)."""
+    if shutil.which("initdb") and shutil.which("pg_ctl"):
+        return None
+    try:
+        done = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, timeout=10)
+    except OSError:
+        return None
+    return Path(done.stdout.strip()) if done.returncode == 0 and done.stdout.strip() else None
+
+
+BINDIR = _bindir()
+
+
+def _program(name: str) -> str:
+    return str(BINDIR / name) if BINDIR is not None else name
+
+
 def binaries_available() -> bool:
-    return shutil.which("initdb") is not None and shutil.which("pg_ctl") is not None
+    return all(shutil.which(_program(name)) for name in ("initdb", "pg_ctl"))
 
 
 class PasswordPostgres:
@@ -47,7 +65,8 @@ class PasswordPostgres:
             raise
 
     def _run(self, *argv: str) -> None:
-        done = subprocess.run([*self._as_user, *argv], capture_output=True, text=True, timeout=120)
+        done = subprocess.run([*self._as_user, _program(argv[0]), *argv[1:]], capture_output=True, text=True,
+                              timeout=120)
         if done.returncode != 0:
             raise RuntimeError(f"{argv[0]} failed: {done.stderr.strip() or done.stdout.strip()}")
 
@@ -69,6 +88,6 @@ class PasswordPostgres:
     def stop(self) -> None:
         data = self.directory / "data"
         if (data / "postmaster.pid").exists():
-            subprocess.run([*self._as_user, "pg_ctl", "-D", str(data), "-m", "immediate", "-w", "stop"],
+            subprocess.run([*self._as_user, _program("pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
                            capture_output=True, timeout=60)
         shutil.rmtree(self.directory, ignore_errors=True)

@@ -274,8 +274,14 @@ class PostgresBackend(Backend):
         except GatewayError:
             return None
         try:
-            plan_text = await connection.fetchval(f"EXPLAIN (FORMAT JSON) {sql}")
-        except _ERRORS:
+            # Planning is bounded like connecting: a plan that takes longer is not worth waiting for.
+            plan_text = await asyncio.wait_for(connection.fetchval(f"EXPLAIN (FORMAT JSON) {sql}"),
+                                               timeout=self._connect_timeout)
+        except asyncpg.PostgresError:  # the statement cannot be explained; the connection is fine
+            return None
+        except CONNECTION_ERRORS:  # TimeoutError among them: the connection's state is unknown, so it is closed
+            with contextlib.suppress(asyncpg.InterfaceError):
+                connection.terminate()
             return None
         finally:
             await self.release(connection)
