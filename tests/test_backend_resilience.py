@@ -38,6 +38,8 @@ ANALYZE;
 """
 SMALL_SCANS = {"name": "small_scans", "priority": 5, "max_concurrency": 4, "max_queued": 10,
                "max_scan_bytes": "100KB", "selectors": [{"client_tags": ["small"]}]}
+ONE_SECOND = {"name": "one_second", "priority": 5, "max_concurrency": 4, "max_queued": 10,
+              "max_execution_time": "1s", "selectors": [{"client_tags": ["brief"]}]}
 
 
 class Database:
@@ -69,7 +71,7 @@ def policies(target: Path) -> Path:
     (target / "pg_s.yaml").write_text(yaml.safe_dump(
         {"tables": [{"name": "pg.s.*", "owner": "platform", "access": [{}]}]}))
     workload = yaml.safe_load((target / "workload.yaml").read_text())
-    workload["resource_groups"].insert(0, SMALL_SCANS)
+    workload["resource_groups"][:0] = [SMALL_SCANS, ONE_SECOND]
     (target / "workload.yaml").write_text(yaml.safe_dump(workload))
     return target
 
@@ -109,6 +111,20 @@ def test_a_read_whose_connection_drops_at_the_start_is_retried(database: Databas
         threading.Timer(0.5, proxy.restore).start()
         assert rows(gateway, "SELECT count(*) FROM numbers") == [(ROWS,)]
         assert gateway.metric("gateway_backend_retries_total", 'backend="pg"') >= 1
+    finally:
+        gateway.stop()
+
+
+def test_retries_stay_within_the_query_time_limit(database: Database, proxy: TcpProxy, tmp_path: Path) -> None:
+    gateway = start_gateway(tmp_path, database.dsn(proxy.port), retries={"attempts": 10, "backoff_seconds": 0.3},
+                            circuit={"failures": 100})
+    try:
+        proxy.cut()
+        with pytest.raises(trino.exceptions.TrinoQueryError) as error:
+            rows(gateway, "SELECT count(*) FROM one", client_tags=["brief"])
+        assert error.value.message.startswith("PostgreSQL is unavailable")
+        # waits of 0.3 s and 0.6 s fit in the 1 s limit; the third (1.2 s) would not: 2 of the 10 attempts
+        assert 1 <= gateway.metric("gateway_backend_retries_total", 'backend="pg"') <= 2
     finally:
         gateway.stop()
 
