@@ -114,7 +114,7 @@ def _at(node: Any, path: tuple[str | int, ...]) -> Any:
 DEPLOYMENT = by_kind(base_objects(), "Deployment")
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(st.sampled_from(list(_paths(DEPLOYMENT))), st.from_regex(r"[a-z][A-Za-z]{2,12}", fullmatch=True))
 def test_schema_validation_catches_a_misspelt_key(path: tuple[str | int, ...], key: str) -> None:
     """The validation above can fail: a key the schema does not know, anywhere in the Deployment, is refused
@@ -278,7 +278,7 @@ def test_helm_lint_finds_no_error() -> None:
     assert helm_python.lint(str(CHART))["errors"] == []
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=10, deadline=None)
 @given(pre_stop=st.integers(0, 60), grace=st.integers(1, 600), delivery=st.integers(1, 60),
        spare=st.integers(0, 30), queue_depth=st.booleans(), autoscaling=st.booleans(),
        network_policy=st.booleans(), pdb=st.booleans(), replicas=st.integers(1, 20))
@@ -347,6 +347,7 @@ def run_query(url: str, token: str, sql: str) -> tuple[list[list[Any]], str | No
             body = http.get(body["nextUri"]).json()
 
 
+@pytest.mark.slow
 @needs_redis
 def test_a_gateway_runs_from_the_manifests(pg_database: str, redis_prefix: str, tmp_path: Path) -> None:
     """The base's gateway.yaml and policies, with the Secret's keys pointing at the real PostgreSQL (warehouse,
