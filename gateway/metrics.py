@@ -129,6 +129,9 @@ class Metrics:
                                               buckets=(*STAGE_BUCKETS, 1, 5), registry=r)
         self.audit_spool_bytes = Gauge("gateway_audit_spool_bytes",
                                        "Bytes of local audit journal not yet confirmed in the store", registry=r)
+        self.audit_spool_limit_bytes = Gauge("gateway_audit_spool_limit_bytes",
+                                             "audit.spool_max_bytes: with this much spooled, queries are refused",
+                                             registry=r)
         self.audit_store_failures = Counter("gateway_audit_store_failures",
                                             "Failed attempts to open or write the audit store", registry=r)
         self.audit_store_up = Gauge("gateway_audit_store_up", "1 while the audit store takes writes", registry=r)
