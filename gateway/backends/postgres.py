@@ -27,7 +27,7 @@ from typing import Any
 
 import asyncpg
 
-from gateway.backends.base import Backend
+from gateway.backends.base import Backend, PrefetchingExecution
 from gateway.backends.credentials import Secret, SecretSource
 from gateway.backends.postgres_types import converter, result_decimal, to_sql_type
 from gateway.errors import (
@@ -41,7 +41,7 @@ from gateway.errors import (
     UserError,
 )
 from gateway.metrics import Metrics
-from gateway.relations import Column, Execution, ExecutionStats, Row, Table
+from gateway.relations import Column, Execution, Row, Table
 
 log = logging.getLogger("gateway.backends.postgres")
 
@@ -345,22 +345,19 @@ class PostgresBackend(Backend):
                 raise translate_error(error) from None
 
 
-class PostgresExecution(Execution):
+class PostgresExecution(PrefetchingExecution):
     def __init__(self, backend: PostgresBackend, sql: str, query_id: str, *,
                  time_limit_seconds: float | None) -> None:
+        super().__init__(query_id)
         self._backend = backend
         self._sql = sql
         self._time_limit = time_limit_seconds
         self._connection: Any = None
         self._cursor: Any = None
         self._converters: list[Any] = []
-        self._prefetched: list[Row] | None = None
         self._busy = False
         self._done = False
         self._cancelled = False
-        self._started = time.perf_counter()
-        self.columns = ()
-        self.stats = ExecutionStats(backend_query_id=query_id)
 
     async def start(self) -> None:
         self._busy = True
@@ -396,7 +393,7 @@ class PostgresExecution(Execution):
             raise await self._failed(error) from None
         finally:
             self._busy = False
-        self.stats.elapsed_seconds = time.perf_counter() - self._started
+        self._clock()
 
     async def _failed(self, error: BaseException) -> BaseException:
         """Give the connection back after `error` (which may be the task's own cancellation, mid-call: then
@@ -439,13 +436,10 @@ class PostgresExecution(Execution):
             await self._release(broken=False)
         return rows or None
 
-    async def fetch(self, max_rows: int) -> Sequence[Row] | None:
-        if self._prefetched is not None:
-            prefetched, self._prefetched = self._prefetched, None
-            if prefetched:
-                return prefetched
-        if self._done or self._connection is None:
-            return None
+    def _exhausted(self) -> bool:
+        return self._done or self._connection is None
+
+    async def _read_more(self, max_rows: int) -> Sequence[Row] | None:
         self._busy = True
         try:
             return await self._read(max_rows)
@@ -453,7 +447,6 @@ class PostgresExecution(Execution):
             raise await self._failed(error) from None
         finally:
             self._busy = False
-            self.stats.elapsed_seconds = time.perf_counter() - self._started
 
     async def _release(self, *, broken: bool) -> None:
         self._done = True
