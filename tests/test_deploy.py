@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import helm_python
 import httpx
 import pytest
 import yaml
@@ -184,8 +185,6 @@ def kubernetes_quantity(text: str) -> int:
 
 
 def rendered_objects(values: dict[str, Any] | None = None) -> dict[tuple[str, str], dict[str, Any]]:
-    import helm_python
-
     with helm_python.Chart.load(str(CHART)) as chart:
         rendered = chart.render(values or {}, name="query-gateway", namespace="gateway")
     objects = {}
@@ -273,8 +272,6 @@ def _without_labels(node: Any) -> Any:
 
 
 def test_helm_lint_finds_no_error() -> None:
-    import helm_python
-
     assert helm_python.lint(str(CHART))["errors"] == []
 
 
@@ -306,8 +303,6 @@ def test_helm_values_render_valid_manifests(pre_stop: int, grace: int, delivery:
 
 
 def test_helm_renders_a_secret_only_when_asked() -> None:
-    import helm_python
-
     values = secret_values()
     objects = rendered_objects({"secret": {"create": True, "values": values}})
     secret = by_kind(objects, "Secret")
