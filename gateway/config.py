@@ -54,6 +54,12 @@ class ServerSettings:
     shutdown_delivery_seconds: float = 5.0  # then: how long cancelled queries' clients have to fetch the news
     tls_cert: Path | None = None  # server.tls.cert / server.tls.key: PEM files; both set -> HTTPS
     tls_key: Path | None = None
+    # PostgreSQL wire frontend (gateway/frontends/pgwire.py): off unless a port is set; TLS from server.tls.
+    pgwire_port: int | None = None
+    pgwire_max_message_bytes: int = 4 * 1024 * 1024  # one client message (a query text, a Bind)
+    pgwire_startup_timeout_seconds: float = 10.0  # connect to authenticated
+    pgwire_idle_timeout_seconds: float = 3600.0  # waiting for the next message between statements
+    pgwire_max_connections: int = 1024
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -473,7 +479,8 @@ def _server(r: _Reader, data: Mapping[str, Any]) -> ServerSettings:
     s = r.section(data, p, {"host", "port", "environment", "max_request_bytes", "shutdown_grace_seconds",
                             "shutdown_delivery_seconds", "tls",
                             "header_timeout_seconds", "body_timeout_seconds", "keep_alive_timeout_seconds",
-                            "max_connections", "max_header_bytes"})
+                            "max_connections", "max_header_bytes", "pgwire_port", "pgwire_max_message_bytes",
+                            "pgwire_startup_timeout_seconds", "pgwire_idle_timeout_seconds", "pgwire_max_connections"})
     d = ServerSettings()
     tls = r.section(s, (*p, "tls"), {"cert", "key"})
     cert = r.get(tls, (*p, "tls", "cert"), Path, None)
@@ -500,6 +507,13 @@ def _server(r: _Reader, data: Mapping[str, Any]) -> ServerSettings:
                                         _positive),
         tls_cert=cert,
         tls_key=key,
+        pgwire_port=r.get(s, (*p, "pgwire_port"), int, d.pgwire_port, _port),
+        pgwire_max_message_bytes=_bytes(r, s, (*p, "pgwire_max_message_bytes"), d.pgwire_max_message_bytes),
+        pgwire_startup_timeout_seconds=r.get(s, (*p, "pgwire_startup_timeout_seconds"), float,
+                                             d.pgwire_startup_timeout_seconds, _positive),
+        pgwire_idle_timeout_seconds=r.get(s, (*p, "pgwire_idle_timeout_seconds"), float,
+                                          d.pgwire_idle_timeout_seconds, _positive),
+        pgwire_max_connections=r.get(s, (*p, "pgwire_max_connections"), int, d.pgwire_max_connections, _positive),
     )
 
 
