@@ -242,8 +242,7 @@ class PgConnection:
         self.parameters = default_parameters(frontend.settings)
         self.status = "I"  # ReadyForQuery: I idle, T in a transaction block, E failed transaction block
         self.statements: dict[str, Prepared] = {}
-        self.portals: dict[str, Portal] = {}
-        self.cursors: dict[str, Portal] = {}
+        self.portals: dict[str, Portal] = {}  # bound statements and DECLAREd cursors alike, as in PostgreSQL
         self.current: QueryRun | None = None
         self.skipping = False  # after an error in the extended protocol: discard messages until Sync
         self.shutting_down = False
@@ -284,11 +283,10 @@ class PgConnection:
             await asyncio.wait_for(self.writer.drain(), timeout=1)
 
     async def _close_all(self) -> None:
-        for portal in [*self.portals.values(), *self.cursors.values()]:
+        for portal in self.portals.values():
             if portal.run is not None:
                 await portal.run.cancel()
         self.portals.clear()
-        self.cursors.clear()
 
     async def cancel_current(self) -> None:
         run = self.current
@@ -427,7 +425,7 @@ class PgConnection:
         for name, value in startup.items():
             if name not in ("user", "database", "options", "replication"):
                 self.parameters[name.lower()] = value
-        if self.parameters.get("client_encoding", "UTF8").lower() not in _UTF8:
+        if self.parameters.get("client_encoding", "UTF8").strip("'\"").lower() not in _UTF8:
             raise Fatal("22023", f"client_encoding {self.parameters['client_encoding'][:20]!r} is not supported: "
                                  f"the gateway speaks UTF8")
         self.parameters["client_encoding"] = "UTF8"
@@ -512,10 +510,7 @@ class PgConnection:
     async def _sync(self) -> None:
         self.skipping = False
         if self.status == "I":  # the implicit transaction ends: its portals go with it
-            for portal in self.portals.values():
-                if portal.run is not None:
-                    await portal.run.cancel()
-            self.portals.clear()
+            await self._close_all()
         self.writer.write(pm.ready_for_query(self.status))
         await self.writer.drain()
 
@@ -756,10 +751,7 @@ class PgConnection:
                 write(pm.notice_response("there is no transaction in progress"))
             tag = "COMMIT" if command.commit and self.status != "E" else "ROLLBACK"
             self.status = "I"
-            for cursor in self.cursors.values():
-                if cursor.run is not None:
-                    await cursor.run.cancel()
-            self.cursors.clear()
+            await self._close_all()  # a transaction's end closes its portals, cursors among them
             write(pm.command_complete(tag))
         elif isinstance(command, ps.SetParameter):
             self._set(command)
@@ -789,7 +781,7 @@ class PgConnection:
             write(pm.command_complete("DEALLOCATE ALL" if command.name is None else "DEALLOCATE"))
 
     async def _fetch(self, command: ps.Fetch) -> None:
-        cursor = self.cursors.get(command.name)
+        cursor = self.portals.get(command.name)
         if cursor is None:
             raise ClientError("34000", f'cursor "{command.name[:64]}" does not exist')
         assert cursor.run is not None
@@ -800,9 +792,9 @@ class PgConnection:
         self.writer.write(pm.command_complete(f"FETCH {cursor.sent - before}"))
 
     async def _close_cursors(self, command: ps.CloseCursor) -> None:
-        names = list(self.cursors) if command.name is None else [command.name]
+        names = list(self.portals) if command.name is None else [command.name]
         for name in names:
-            cursor = self.cursors.pop(name, None)
+            cursor = self.portals.pop(name, None)
             if cursor is None:
                 raise ClientError("34000", f'cursor "{name[:64]}" does not exist')
             if cursor.run is not None:
@@ -812,11 +804,11 @@ class PgConnection:
     async def _declare(self, command: ps.Declare) -> None:
         if self.status != "T":
             raise ClientError("25P01", "DECLARE CURSOR can only be used in transaction blocks")
-        if command.name in self.cursors:
+        if command.name in self.portals:
             raise ClientError("42P03", f'cursor "{command.name[:64]}" already exists')
         cursor = Portal(sql=command.query, command=None)
         await self._start(cursor)
-        self.cursors[command.name] = cursor
+        self.portals[command.name] = cursor
         self.writer.write(pm.command_complete("DECLARE CURSOR"))
 
     def _set(self, command: ps.SetParameter) -> None:
@@ -831,7 +823,7 @@ class PgConnection:
         elif name in ("server_version", "server_encoding", "integer_datetimes", "is_superuser",
                       "session_authorization", "server_version_num"):
             raise ClientError("55P02", f'parameter "{name}" cannot be changed')
-        elif name == "client_encoding" and command.value is not None and command.value.lower() not in _UTF8:
+        elif name == "client_encoding" and command.value is not None and command.value.strip("'\"").lower() not in _UTF8:
             raise ClientError("22023", f"client_encoding {command.value[:20]!r} is not supported: the gateway "
                                        f"speaks UTF8")
         elif command.value is None:
