@@ -174,3 +174,5 @@ class Metrics:
         self.pgwire_cancel_requests = Counter("gateway_pgwire_cancel_requests",
                                               "CancelRequests by outcome (cancelled, ignored)", ["outcome"],
                                               registry=r)
+        for outcome in ("cancelled", "ignored"):
+            self.pgwire_cancel_requests.labels(outcome)  # exposed as 0 from the start

@@ -31,6 +31,7 @@ class Session:
     trace_token: str | None = None
     client_address: str | None = None
     dialect: str = "trino"  # the SQL dialect the client writes (sqlglot name): trino over HTTP, postgres on pgwire
+    frontend: str = "trino_http"  # the protocol it came by, as audit records name it
 
 
 @dataclass(kw_only=True)

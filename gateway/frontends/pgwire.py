@@ -364,11 +364,12 @@ class PgConnection:
         failure = AuthenticationFailed("wrong_scheme", message)
         self.metrics.pgwire_auth_failures.labels("none").inc()
         self.pipeline.record_rejected_attempt(Credentials(scheme=None, username=user, session_user=user,
-                                                          client_address=self.client_address), failure)
+                                                          client_address=self.client_address), failure,
+                                              frontend=FRONTEND)
 
     async def _verified(self, credentials: Credentials, method: str) -> Identity:
         try:
-            return await self.pipeline.authenticate(credentials)  # audits and slows down failures
+            return await self.pipeline.authenticate(credentials, frontend=FRONTEND)  # audits, slows down failures
         except AuthenticationFailed as failure:
             self.metrics.pgwire_auth_failures.labels(method).inc()
             raise Fatal(authentication_sqlstate(failure.reason), failure.message) from None
@@ -405,7 +406,7 @@ class PgConnection:
             failure = error if isinstance(error, AuthenticationFailed) else \
                 AuthenticationFailed("invalid_api_key", str(error))
             self.metrics.pgwire_auth_failures.labels("scram").inc()
-            self.pipeline.record_rejected_attempt(base, failure)
+            self.pipeline.record_rejected_attempt(base, failure, frontend=FRONTEND)
             raise Fatal(authentication_sqlstate(failure.reason), failure.message) from None
         self.writer.write(pm.authentication(pm.AUTH_SASL_CONTINUE, server_first.encode()))
         await self.writer.drain()
@@ -433,6 +434,7 @@ class PgConnection:
             default = next((b.schema for b in self.frontend.settings.backends if b.name == database), None)
             self.parameters["search_path"] = default or "public"
         return Session(user=user, catalog=database, client_address=self.client_address, dialect=ps.DIALECT,
+                       frontend=FRONTEND,
                        **self._session_fields())
 
     def _session_fields(self) -> dict[str, Any]:
@@ -823,7 +825,8 @@ class PgConnection:
         elif name in ("server_version", "server_encoding", "integer_datetimes", "is_superuser",
                       "session_authorization", "server_version_num"):
             raise ClientError("55P02", f'parameter "{name}" cannot be changed')
-        elif name == "client_encoding" and command.value is not None and command.value.strip("'\"").lower() not in _UTF8:
+        elif name == "client_encoding" and command.value is not None and \
+                command.value.strip("'\"").lower() not in _UTF8:
             raise ClientError("22023", f"client_encoding {command.value[:20]!r} is not supported: the gateway "
                                        f"speaks UTF8")
         elif command.value is None:
