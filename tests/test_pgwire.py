@@ -230,3 +230,28 @@ def test_unknown_database_is_refused_clearly(gw: PgGateway) -> None:
     with pytest.raises(psycopg.OperationalError) as caught:
         psycopg.connect(gw.dsn(dbname="nosuchdb"))
     assert "does not exist" in str(caught.value) and "demo" in str(caught.value)
+
+
+PGJDBC = Path("/usr/share/java/postgresql.jar")
+PROBE = Path(__file__).parent / "pgjdbc" / "PgwireProbe.java"
+
+
+def test_pgjdbc_queries_prepared_binary_fetch_size_and_errors(gw: PgGateway, request: pytest.FixtureRequest) -> None:
+    if not PGJDBC.exists():
+        pytest.fail(f"{PGJDBC} is missing: apt-get install libpostgresql-jdbc-java (.ci/run does)")
+    classes = Path(request.config.cache.mkdir("pgjdbc-probe"))
+    compiled = classes / "PgwireProbe.class"
+    if not compiled.exists() or compiled.stat().st_mtime < PROBE.stat().st_mtime:
+        subprocess.run(["javac", "-cp", str(PGJDBC), "-d", str(classes), str(PROBE)], check=True, timeout=120)
+    url = f"jdbc:postgresql://{gw.host}:{gw.pg_port}/demo?user=alice&prepareThreshold=1"
+    done = subprocess.run(["java", "-cp", f"{PGJDBC}:{classes}", "PgwireProbe", url], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("version=16.")
+    assert lines[1:4] == ["row=ALGERIA|0", "row=ARGENTINA|1", "row=BRAZIL|2"]
+    assert lines[4:7] == [f"typed={name}|{key}|1.50|2024-02-29|2024-02-29 13:14:15.0|true|2.25"
+                          for name, key in (("ETHIOPIA", 5), ("FRANCE", 6), ("GERMANY", 7))]
+    masked = lines[7].removeprefix("masked=")
+    assert masked == http_rows(gw, "SELECT c_name FROM customer ORDER BY c_custkey LIMIT 1")[0][0]
+    assert lines[8:] == ["fetched=25", "sqlstate=42P01"]
