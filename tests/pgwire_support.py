@@ -21,7 +21,8 @@ class PgGateway:
     def dsn(self, user: str = "alice", *, dbname: str = "demo", **options: str) -> str:
         parts = {"host": self.host, "port": str(self.pg_port), "user": user, "dbname": dbname,
                  "connect_timeout": "10", **options}
-        return " ".join(f"{key}={value}" for key, value in parts.items())
+        quoted = {key: "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'" for key, value in parts.items()}
+        return " ".join(f"{key}={value}" for key, value in quoted.items())
 
     def stop(self) -> None:
         self.process.stop()

@@ -117,7 +117,7 @@ def _numeric_binary(value: Any) -> bytes:
     number = decimal.Decimal(value)
     if number.is_nan():
         return struct.pack("!hhHh", 0, 0, 0xC000, 0)
-    integer, _, fraction = format(abs(number), "f").partition(".")
+    integer, _, fraction = format(number.copy_abs(), "f").partition(".")  # abs() rounds to 28 digits
     scale = len(fraction)
     integer = integer.lstrip("0")
     integer = integer.rjust(-(-len(integer) // 4) * 4, "0")
@@ -208,7 +208,7 @@ def _decode_binary(data: bytes, oid: int) -> Any:
         if oid == BYTEA:
             return bytes(data)
         return data.decode("utf-8")
-    except (struct.error, ValueError, OverflowError):
+    except (struct.error, ValueError, ArithmeticError):
         return _bad(oid)
 
 
@@ -223,10 +223,12 @@ def _numeric_from_binary(data: bytes) -> decimal.Decimal:
     if sign == 0xC000:
         return decimal.Decimal("NaN")
     digits = struct.unpack_from(f"!{count}h", data, 8)
-    value = sum((decimal.Decimal(d) * decimal.Decimal(10000) ** (weight - i) for i, d in enumerate(digits)),
-                decimal.Decimal(0))
-    value = value.quantize(decimal.Decimal(1).scaleb(-scale)) if scale else value
-    return -value if sign == 0x4000 else value
+    if any(not 0 <= d < 10000 for d in digits) or not 0 <= scale <= 16383:
+        raise ValueError("numeric digits")
+    with decimal.localcontext(prec=4 * (max(count, weight + 1) + 2) + scale):  # exact: never the default 28 digits
+        value = sum((decimal.Decimal(d).scaleb(4 * (weight - i)) for i, d in enumerate(digits)), decimal.Decimal(0))
+        value = value.quantize(decimal.Decimal(1).scaleb(-scale))
+    return value.copy_negate() if sign == 0x4000 else value  # unary minus would round to 28 digits
 
 
 def parameter_literal(data: bytes | None, oid: int, binary: bool) -> exp.Expr:
