@@ -64,7 +64,7 @@ def main() -> None:
             script.write_text(SCRIPT.format(max_key=max_key))
             run = {"clients": args.clients, "seconds": args.seconds, "protocol": args.protocol}
             results["postgres direct"] = pgbench(script, host="127.0.0.1", port=5432, user=warehouse.reader,
-                                                 database=warehouse.database, **run)  # type: ignore[arg-type]
+                                                 database=warehouse.database, **run)
             pg_port = free_port()
             config = {"backends": {"pg": {"type": "postgres", "dsn": warehouse.dsn}},
                       "policies": {"dir": str(REPO / "policies")}, "cache": {"enabled": False},
@@ -73,7 +73,7 @@ def main() -> None:
             try:
                 for user in ("admin", "alice"):
                     results[f"gateway {user}"] = pgbench(script, host=gateway.host, port=pg_port, user=user,
-                                                         database="pg", **run)  # type: ignore[arg-type]
+                                                         database="pg", **run)
             finally:
                 gateway.stop()
     finally:
