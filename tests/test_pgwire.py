@@ -255,3 +255,35 @@ def test_pgjdbc_queries_prepared_binary_fetch_size_and_errors(gw: PgGateway, req
     masked = lines[7].removeprefix("masked=")
     assert masked == http_rows(gw, "SELECT c_name FROM customer ORDER BY c_custkey LIMIT 1")[0][0]
     assert lines[8:] == ["fetched=25", "sqlstate=42P01"]
+
+
+@pytest.mark.slow
+def test_sigterm_drains_then_cancels_running_statements(demo_database: Path,
+                                                        tmp_path_factory: pytest.TempPathFactory) -> None:
+    from tests.conftest import demo_config
+
+    gateway = PgGateway(tmp_path_factory.mktemp("pgwire-drain"), demo_config(demo_database))
+    outcome: dict[str, Any] = {}
+
+    def long_query() -> None:
+        try:
+            with psycopg.connect(gateway.dsn()) as connection:
+                connection.execute("SELECT count(*) FROM lineitem a, lineitem b, lineitem c")
+        except psycopg.Error as error:
+            outcome["sqlstate"] = error.sqlstate
+            outcome["message"] = str(error)
+
+    try:
+        worker = threading.Thread(target=long_query)
+        worker.start()
+        time.sleep(1.0)
+        gateway.process.process.send_signal(15)
+        time.sleep(0.3)
+        with pytest.raises(psycopg.OperationalError, match="shutting down"):  # draining: no new sessions
+            psycopg.connect(gateway.dsn())
+        worker.join(30)
+        assert outcome.get("sqlstate") == "57P01", outcome
+        assert gateway.process.process.wait(30) in (0, -15)  # uvicorn re-raises the signal it drained on
+        assert "Traceback" not in gateway.process.log()
+    finally:
+        gateway.stop()
