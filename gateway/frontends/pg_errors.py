@@ -50,6 +50,15 @@ BY_TYPE = {"USER_ERROR": "42000", "INSUFFICIENT_RESOURCES": "53000", "EXTERNAL":
 NOT_CHECKED = frozenset({"missing", "rate_limited", "keys_unavailable", "wrong_scheme"})
 
 
+class ClientError(Exception):
+    """An error answered with an ErrorResponse that is not a gateway error (protocol state, parameters)."""
+
+    def __init__(self, sqlstate: str, message: str) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+        self.message = message
+
+
 def sqlstate_of(error: GatewayError) -> str:
     return SQLSTATES.get(error.error_name) or BY_TYPE.get(error.error.type, "XX000")
 

@@ -24,18 +24,17 @@ import ssl
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from sqlglot import exp
 
-from gateway import __version__
 from gateway.backends.base import Column, Row
 from gateway.config import Settings
 from gateway.errors import AuthenticationFailed, GatewayError, QueryCanceled
 from gateway.frontends import pg_messages as pm
 from gateway.frontends import pg_statements as ps
 from gateway.frontends import pg_types as pt
-from gateway.frontends.pg_errors import authentication_sqlstate, sqlstate_of
+from gateway.frontends.pg_errors import ClientError, authentication_sqlstate, sqlstate_of
+from gateway.frontends.pg_session import SessionParameters
 from gateway.identity import Credentials, Identity
 from gateway.identity.api_keys import parse_key
 from gateway.identity.scram import MECHANISM, ScramError
@@ -45,21 +44,11 @@ from gateway.session import Session
 
 log = logging.getLogger("gateway.pgwire")
 
-SERVER_VERSION = f"16.0-gateway-{__version__}"
 FETCH_BATCH = 1024  # rows asked of a run at a time
 FRONTEND = "pgwire"
 _MESSAGE_NAMES = {b"Q": "query", b"P": "parse", b"B": "bind", b"D": "describe", b"E": "execute", b"C": "close",
                   b"S": "sync", b"H": "flush", b"X": "terminate", b"p": "password", b"F": "function_call",
                   b"d": "copy_data", b"c": "copy_done", b"f": "copy_fail"}
-
-
-class ClientError(Exception):
-    """An error answered with an ErrorResponse that is not a gateway error (protocol state, parameters)."""
-
-    def __init__(self, sqlstate: str, message: str) -> None:
-        super().__init__(message)
-        self.sqlstate = sqlstate
-        self.message = message
 
 
 class Fatal(Exception):
@@ -69,29 +58,6 @@ class Fatal(Exception):
         super().__init__(message)
         self.sqlstate = sqlstate
         self.message = message
-
-
-def default_parameters(settings: Settings) -> dict[str, str]:
-    """The session parameters a new connection starts with; those in REPORTED are sent as ParameterStatus."""
-    return {"server_version": SERVER_VERSION, "server_version_num": "160000", "server_encoding": "UTF8",
-            "client_encoding": "UTF8", "datestyle": "ISO, MDY", "integer_datetimes": "on",
-            "standard_conforming_strings": "on", "timezone": "UTC", "intervalstyle": "postgres",
-            "is_superuser": "off", "application_name": "", "extra_float_digits": "1",
-            "transaction_isolation": "read committed", "transaction_read_only": "on",
-            "default_transaction_read_only": "on", "max_identifier_length": "63", "lc_collate": "C",
-            "lc_ctype": "C", "bytea_output": "hex", "search_path": "", "statement_timeout": "0"}
-
-
-# ParameterStatus names as PostgreSQL spells them (clients match some case-sensitively).
-REPORTED = {"server_version": "server_version", "server_encoding": "server_encoding",
-            "client_encoding": "client_encoding", "datestyle": "DateStyle", "integer_datetimes": "integer_datetimes",
-            "standard_conforming_strings": "standard_conforming_strings", "timezone": "TimeZone",
-            "intervalstyle": "IntervalStyle", "is_superuser": "is_superuser", "application_name": "application_name",
-            "session_authorization": "session_authorization", "default_transaction_read_only":
-            "default_transaction_read_only", "in_hot_standby": "in_hot_standby"}
-_ALIASES = {"transaction isolation level": "transaction_isolation", "time zone": "timezone",
-            "session authorization": "session_authorization"}
-_UTF8 = {"utf8", "utf-8", "unicode"}
 
 
 @dataclass
@@ -239,7 +205,7 @@ class PgConnection:
         self.secret = 0
         self.principal: Identity | None = None
         self.session: Session | None = None
-        self.parameters = default_parameters(frontend.settings)
+        self.parameters = SessionParameters()
         self.status = "I"  # ReadyForQuery: I idle, T in a transaction block, E failed transaction block
         self.statements: dict[str, Prepared] = {}
         self.portals: dict[str, Portal] = {}  # bound statements and DECLAREd cursors alike, as in PostgreSQL
@@ -352,10 +318,8 @@ class PgConnection:
         self.session = self._session(startup, user)
         self.writer.write(pm.authentication(pm.AUTH_OK))
         self.process_id, self.secret = self.frontend.register(self)
-        self.parameters["session_authorization"] = user
-        self.parameters["in_hot_standby"] = "off"
-        for name, shown in REPORTED.items():
-            self.writer.write(pm.parameter_status(shown, self.parameters.get(name, "")))
+        for name, value in self.parameters.reported():
+            self.writer.write(pm.parameter_status(name, value))
         self.writer.write(pm.backend_key_data(self.process_id, self.secret))
         self.writer.write(pm.ready_for_query(self.status))
         await self.writer.drain()
@@ -421,28 +385,13 @@ class PgConnection:
         if database not in catalogs:
             shown = ", ".join(sorted(catalogs))
             raise Fatal("3D000", f'database "{database[:64]}" does not exist; the gateway\'s catalogs are: {shown}')
-        for name, value in _startup_options(startup.get("options", "")).items():
-            self.parameters[name] = value
-        for name, value in startup.items():
-            if name not in ("user", "database", "options", "replication"):
-                self.parameters[name.lower()] = value
-        if self.parameters.get("client_encoding", "UTF8").strip("'\"").lower() not in _UTF8:
-            raise Fatal("22023", f"client_encoding {self.parameters['client_encoding'][:20]!r} is not supported: "
-                                 f"the gateway speaks UTF8")
-        self.parameters["client_encoding"] = "UTF8"
-        if not self.parameters.get("search_path"):
-            default = next((b.schema for b in self.frontend.settings.backends if b.name == database), None)
-            self.parameters["search_path"] = default or "public"
+        default_schema = next((b.schema for b in self.frontend.settings.backends if b.name == database), None)
+        try:
+            self.parameters.start(startup, user=user, default_schema=default_schema)
+        except ClientError as error:
+            raise Fatal(error.sqlstate, error.message) from None
         return Session(user=user, catalog=database, client_address=self.client_address, dialect=ps.DIALECT,
-                       frontend=FRONTEND,
-                       **self._session_fields())
-
-    def _session_fields(self) -> dict[str, Any]:
-        search_path = [s.strip().strip('"') for s in self.parameters.get("search_path", "").split(",")]
-        schema = next((s for s in search_path if s and s not in ("$user", "pg_catalog")), None)
-        zone = self.parameters.get("timezone") or "UTC"
-        return {"source": self.parameters.get("application_name") or None, "schema": schema,
-                "time_zone": zone}
+                       frontend=FRONTEND, **self.parameters.session_fields())
 
     # -- the message loop -------------------------------------------------------------------------------------
 
@@ -599,7 +548,7 @@ class PgConnection:
 
     def _describe_command(self, command: ps.Command | None) -> None:
         if isinstance(command, ps.ShowParameter):
-            self._row_description(self._show_columns(command), ())
+            self._row_description(self.parameters.show_columns(command), ())
         else:
             self.writer.write(pm.NO_DATA)
 
@@ -736,7 +685,7 @@ class PgConnection:
         if catalog is not None:
             self.session = replace(self.session, catalog=catalog)
         if schema is not None:
-            self.parameters["search_path"] = schema
+            self.parameters.set_schema(schema)
             self.session = replace(self.session, schema=schema)
 
     # -- connection commands ----------------------------------------------------------------------------------
@@ -759,10 +708,10 @@ class PgConnection:
             self._set(command)
             write(pm.command_complete("RESET" if command.value is None else "SET"))
         elif isinstance(command, ps.ShowParameter):
-            columns = self._show_columns(command)
+            columns = self.parameters.show_columns(command)
             if describe:
                 self._row_description(columns, ())
-            for row in self._show_rows(command):
+            for row in self.parameters.show_rows(command):
                 write(pm.data_row([v.encode() for v in row]))
             write(pm.command_complete("SHOW"))
         elif isinstance(command, ps.Declare):
@@ -814,45 +763,10 @@ class PgConnection:
         self.writer.write(pm.command_complete("DECLARE CURSOR"))
 
     def _set(self, command: ps.SetParameter) -> None:
-        name = _ALIASES.get(command.name, command.name)
-        defaults = default_parameters(self.frontend.settings)
-        if name == "transaction":
-            return  # SET TRANSACTION ...: every statement is read-only and read committed already
-        if name == "all":
-            kept = ("session_authorization", "in_hot_standby", "search_path")
-            keep: dict[str, str] = {k: self.parameters[k] for k in kept if k in self.parameters}
-            self.parameters = {**defaults, **keep}
-        elif name in ("server_version", "server_encoding", "integer_datetimes", "is_superuser",
-                      "session_authorization", "server_version_num"):
-            raise ClientError("55P02", f'parameter "{name}" cannot be changed')
-        elif name == "client_encoding" and command.value is not None and \
-                command.value.strip("'\"").lower() not in _UTF8:
-            raise ClientError("22023", f"client_encoding {command.value[:20]!r} is not supported: the gateway "
-                                       f"speaks UTF8")
-        elif command.value is None:
-            self.parameters[name] = defaults.get(name, "")
-        else:
-            self.parameters[name] = "UTF8" if name == "client_encoding" else command.value[:1024]
+        for name, value in self.parameters.set(command):
+            self.writer.write(pm.parameter_status(name, value))
         assert self.session is not None
-        self.session = replace(self.session, **self._session_fields())
-        shown = REPORTED.get(name)
-        if shown is not None:
-            self.writer.write(pm.parameter_status(shown, self.parameters.get(name, "")))
-
-    def _show_columns(self, command: ps.ShowParameter) -> tuple[Column, ...]:
-        from gateway.types import VARCHAR
-
-        if command.name == "all":
-            return (Column("name", VARCHAR), Column("setting", VARCHAR), Column("description", VARCHAR))
-        return (Column(_ALIASES.get(command.name, command.name), VARCHAR),)
-
-    def _show_rows(self, command: ps.ShowParameter) -> list[tuple[str, ...]]:
-        if command.name == "all":
-            return [(name, value, "") for name, value in sorted(self.parameters.items())]
-        name = _ALIASES.get(command.name, command.name)
-        if name not in self.parameters:
-            raise ClientError("42704", f'unrecognized configuration parameter "{command.name[:64]}"')
-        return [(self.parameters[name],)]
+        self.session = replace(self.session, **self.parameters.session_fields())
 
 
 def _type_modifier(column: Column) -> int:
@@ -863,24 +777,3 @@ def _type_modifier(column: Column) -> int:
     if sql_type.name in ("varchar", "char") and sql_type.arguments and sql_type.arguments[0] < 10_485_760:
         return sql_type.arguments[0] + 4
     return -1
-
-
-def _startup_options(options: str) -> dict[str, str]:
-    """`-c name=value` and `--name=value` settings from the startup `options` parameter."""
-    found: dict[str, str] = {}
-    words = options.replace("\\ ", "\x00").split()
-    index = 0
-    while index < len(words):
-        word = words[index].replace("\x00", " ")
-        setting = None
-        if word == "-c" and index + 1 < len(words):
-            index += 1
-            setting = words[index].replace("\x00", " ")
-        elif word.startswith(("-c", "--")):
-            setting = word[2:]
-        if setting is not None and "=" in setting:
-            name, value = setting.split("=", 1)
-            found[name.strip().lower().replace("-", "_")] = value
-        index += 1
-    return found
-
