@@ -149,6 +149,9 @@ def test_scram_exchange_property_only_the_key_verifies() -> None:
             exchange = ScramExchange(verifier, "u", key_id="k")
             first = exchange.first(f"n,,n=u,r={nonce}")
             final = _client_final(attempt, f"n=u,r={nonce}", first)
+            again = ScramExchange(verifier, "u", key_id="k")
+            assert exchange.claimed_key(final) == again.claimed_key(_client_final(
+                attempt, f"n=u,r={nonce}", again.first(f"n,,n=u,r={nonce}")))  # stable per password
             if attempt == password:
                 exchange.verify(final)
                 assert exchange.server_final().startswith("v=")
@@ -174,3 +177,27 @@ def _client_final(password: str, client_first_bare: str, server_first: str) -> s
     signature = hmac.new(stored_key, message, hashlib.sha256).digest()
     proof = bytes(a ^ b for a, b in zip(client_key, signature, strict=True))
     return f"{without_proof},p={base64.b64encode(proof).decode()}"
+
+
+@pytest.fixture(scope="module")
+def strict(demo_database: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PgGateway, str]]:
+    workdir = tmp_path_factory.mktemp("pgwire-strict")
+    key = api_keys_file(workdir / "api_keys.yaml", {"svc-bi": KEYS["svc-bi"]})["svc-bi"]
+    identity = {"mode": "api_keys", "api_keys": {"file": str(workdir / "api_keys.yaml")},
+                "failure_limit": {"burst": 2, "per_minute": 1}}
+    gateway = PgGateway(workdir, demo_config(demo_database, identity=identity))
+    yield gateway, key
+    gateway.stop()
+
+
+def test_scram_failures_are_slowed_down_but_a_recently_verified_key_still_works(strict: tuple[PgGateway, str]) -> None:
+    gateway, key = strict
+    assert nations(gateway.dsn("svc-bi", password=key, sslmode="disable")) == [2]  # verified once
+    reasons = []
+    for _ in range(3):
+        with pytest.raises(psycopg.OperationalError) as caught:
+            psycopg.connect(gateway.dsn("svc-bi", password=key[:-4] + "AAAA", sslmode="disable"))
+        reasons.append(str(caught.value))
+    assert "password authentication failed" in reasons[0] and "Too many failed" in reasons[-1], reasons
+    assert nations(gateway.dsn("svc-bi", password=key, sslmode="disable")) == [2]  # not locked out
+    assert gateway.process.metric("gateway_pgwire_auth_failures_total", 'method="scram"') >= 3

@@ -81,7 +81,10 @@ class Authenticator:
             raise AuthenticationFailed("missing", f"Authentication required: send {self._accepted()}")
         key = limit_key(credentials)
         wait = self._limiter.retry_after(key)
-        if wait is not None and credentials not in self._verified:
+        remembered = credentials
+        if credentials.scram is not None:  # each SCRAM proof is new; the ClientKey it implies is not
+            remembered = dataclasses.replace(credentials, secret=credentials.scram.claimed_key(credentials.secret))
+        if wait is not None and remembered not in self._verified:
             raise AuthenticationFailed("rate_limited", f"Too many failed authentication attempts for this "
                                                        f"user from this address; retry in {max(1, round(wait))} s",
                                        retry_after=wait)
@@ -90,7 +93,7 @@ class Authenticator:
         except AuthenticationFailed:
             self._limiter.failed(key)
             raise
-        self._verified.remember(credentials)
+        self._verified.remember(remembered)
         return identity
 
     async def _verify(self, credentials: Credentials) -> Identity:

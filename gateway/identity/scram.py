@@ -117,7 +117,8 @@ class ScramExchange:
         self._server_first = f"r={self._nonce},s={_b64(verifier.salt)},i={verifier.iterations}"
         return self._server_first
 
-    def verify(self, client_final: str) -> None:
+    def _client_key(self, client_final: str) -> tuple[bytes, bytes]:
+        """(the ClientKey the client's proof implies, the auth message); raises ScramError if malformed."""
         if not self._server_first or len(client_final) > MAX_MESSAGE:
             raise ScramError("unexpected SCRAM message")
         without_proof, sep, proof_part = client_final.rpartition(",p=")
@@ -133,11 +134,23 @@ class ScramExchange:
         except ValueError:
             raise ScramError("malformed SCRAM proof") from None
         message = f"{self._client_first_bare},{self._server_first},{without_proof}".encode()
-        verifier = self.verifier
-        signature = _hmac(verifier.stored_key, message)
+        signature = _hmac(self.verifier.stored_key, message)
         if len(proof) != len(signature):
             raise ScramError("malformed SCRAM proof")
-        client_key = bytes(a ^ b for a, b in zip(proof, signature, strict=True))
+        return bytes(a ^ b for a, b in zip(proof, signature, strict=True)), message
+
+    def claimed_key(self, client_final: str) -> str:
+        """A stable stand-in for the password, unverified: the ClientKey the proof implies (the same on every
+        exchange with the same password, unlike the proof). Lets the failure limiter recognise a credential
+        that verified recently; "" for a malformed message."""
+        try:
+            return self._client_key(client_final)[0].hex()
+        except ScramError:
+            return ""
+
+    def verify(self, client_final: str) -> None:
+        client_key, message = self._client_key(client_final)
+        verifier = self.verifier
         if not hmac.compare_digest(hashlib.sha256(client_key).digest(), verifier.stored_key) or not self.genuine:
             raise ScramError("password authentication failed")
         self._signature = _hmac(verifier.server_key, message)
