@@ -140,9 +140,9 @@ class ScramExchange:
         return bytes(a ^ b for a, b in zip(proof, signature, strict=True)), message
 
     def claimed_key(self, client_final: str) -> str:
-        """A stable stand-in for the password, unverified: the ClientKey the proof implies (the same on every
-        exchange with the right password, unlike the proof; a wrong password gives a different one each time). Lets the failure limiter recognise a credential
-        that verified recently; "" for a malformed message."""
+        """A stable stand-in for the password, unverified: the ClientKey the proof implies — the same on every
+        exchange with the right password, unlike the proof (a wrong password gives a different one each time).
+        Lets the failure limiter recognise a credential that verified recently; "" for a malformed message."""
         try:
             return self._client_key(client_final)[0].hex()
         except ScramError:
