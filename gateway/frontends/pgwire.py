@@ -238,6 +238,9 @@ class PgConnection:
             pass  # the client went away; whatever it was running is cancelled below
         except asyncio.CancelledError:
             await self._send_fatal("57P01", "terminating connection: the gateway is shutting down")
+        except Exception:  # a bug here: loud in the log, never a stack trace to the client
+            log.exception("pgwire connection %s failed inside the gateway", self.process_id)
+            await self._send_fatal("XX000", "internal error in the gateway")
         finally:
             await self._close_all()
             if self.process_id:
