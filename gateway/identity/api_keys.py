@@ -77,6 +77,11 @@ def verify_secret(secret: str, stored: str) -> bool:
     return hmac.compare_digest(actual, expected)
 
 
+def _store_unavailable(error: KeyStoreUnavailable) -> AuthenticationFailed:
+    log.error("API key store unavailable: %s", error)
+    return AuthenticationFailed("keys_unavailable", "Cannot verify API keys right now (key store unavailable)")
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -201,9 +206,7 @@ class ApiKeys:
         try:
             record = await self.store.get(key_id)
         except KeyStoreUnavailable as error:
-            log.error("API key store unavailable: %s", error)
-            raise AuthenticationFailed("keys_unavailable", "Cannot verify API keys right now (key store "
-                                                           "unavailable)") from None
+            raise _store_unavailable(error) from None
         if record is None or not await self._secret_matches(record, secret):
             raise invalid
         return await self._accept(record, username)
@@ -214,9 +217,7 @@ class ApiKeys:
         try:
             records = await self.store.all()
         except KeyStoreUnavailable as error:
-            log.error("API key store unavailable: %s", error)
-            raise AuthenticationFailed("keys_unavailable", "Cannot verify API keys right now (key store "
-                                                           "unavailable)") from None
+            raise _store_unavailable(error) from None
         now = self._clock()
         active = sorted((r for r in records if r.name == name and r.state(now) == "active" and r.scram_verifier),
                         key=lambda r: r.created_at)
@@ -231,9 +232,7 @@ class ApiKeys:
         try:
             record = await self.store.get(key_id)
         except KeyStoreUnavailable as error:
-            log.error("API key store unavailable: %s", error)
-            raise AuthenticationFailed("keys_unavailable", "Cannot verify API keys right now (key store "
-                                                           "unavailable)") from None
+            raise _store_unavailable(error) from None
         if record is None:
             raise AuthenticationFailed("invalid_api_key", "Invalid API key")
         return await self._accept(record, username)
