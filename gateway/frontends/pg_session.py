@@ -8,9 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 from gateway import __version__
-from gateway.backends.base import Column
 from gateway.frontends import pg_statements as ps
 from gateway.frontends.pg_errors import ClientError
+from gateway.relations import Column
 from gateway.types import VARCHAR
 
 SERVER_VERSION = f"16.0-gateway-{__version__}"

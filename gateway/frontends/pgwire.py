@@ -27,7 +27,6 @@ from dataclasses import dataclass, field, replace
 
 from sqlglot import exp
 
-from gateway.backends.base import Column, Row
 from gateway.config import Settings
 from gateway.errors import AuthenticationFailed, GatewayError, QueryCanceled
 from gateway.frontends import pg_messages as pm
@@ -40,6 +39,7 @@ from gateway.identity.api_keys import parse_key
 from gateway.identity.scram import MECHANISM, ScramError
 from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline, QueryRun
+from gateway.relations import Column, Row
 from gateway.session import Session
 
 log = logging.getLogger("gateway.pgwire")

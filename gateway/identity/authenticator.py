@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-from gateway.config import ClaimSettings
 from gateway.errors import AuthenticationFailed
 from gateway.identity.api_keys import ApiKeys
 from gateway.identity.claims import identity_from_claims
@@ -24,6 +23,7 @@ from gateway.identity.failures import FailureLimiter, VerifiedCredentials, limit
 from gateway.identity.jwt_verify import JwtVerifier, unverified_header
 from gateway.identity.model import Credentials, Identity
 from gateway.identity.scram import ScramError, ScramExchange
+from gateway.identity.settings import ClaimSettings
 
 
 class Authenticator:
