@@ -25,6 +25,7 @@ from tests.conftest import demo_config
 from tests.pgwire_support import PgGateway
 
 MAX_MESSAGE = 4096
+MAX_CONNECTIONS = 4
 DECODERS = (pm.startup_parameters, pm.cancel_request, pm.decode_query, pm.decode_parse, pm.decode_bind,
             pm.decode_describe, pm.decode_close, pm.decode_execute, pm.decode_password, pm.decode_sasl_initial)
 
@@ -86,7 +87,7 @@ def test_binary_values_round_trip(typed: tuple[int, object]) -> None:
 @pytest.fixture(scope="module")
 def bounded(demo_database: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgGateway]:
     server = {"pgwire_max_message_bytes": MAX_MESSAGE, "pgwire_startup_timeout_seconds": 1,
-              "pgwire_idle_timeout_seconds": 2}
+              "pgwire_idle_timeout_seconds": 2, "pgwire_max_connections": MAX_CONNECTIONS}
     gateway = PgGateway(tmp_path_factory.mktemp("pgwire-codec"), demo_config(demo_database, server=server))
     yield gateway
     gateway.stop()
@@ -195,3 +196,18 @@ def test_uuid_and_interval_text_forms() -> None:
     assert pt.text_value(uuid.UUID(int=1)) == "00000000-0000-0000-0000-000000000001"
     assert pt.text_value(dt.timedelta(days=2, seconds=3661)) == "2 days 01:01:01"
     assert pt.text_value([1, None, "a b"]) == '{1,NULL,"a b"}'
+
+
+def test_connections_beyond_the_bound_are_refused_53300_even_while_others_are_starting(bounded: PgGateway) -> None:
+    held = [socket.create_connection((bounded.host, bounded.pg_port), timeout=10) for _ in range(MAX_CONNECTIONS)]
+    try:
+        time.sleep(0.2)  # accepted: each waits in startup, none authenticated
+        with socket.create_connection((bounded.host, bounded.pg_port), timeout=10) as extra:
+            errors = [error_fields(body) for kind, body in messages(read_all(extra)) if kind == b"E"]
+        assert errors and errors[0]["C"] == "53300" and "pgwire_max_connections" in errors[0]["M"]
+    finally:
+        for sock in held:
+            sock.close()
+    time.sleep(0.2)
+    with psycopg.connect(bounded.dsn()) as connection:  # the slots are free again
+        assert connection.execute("SELECT 1").fetchone() == (1,)

@@ -139,10 +139,12 @@ class PgWireFrontend:
         metrics = self.metrics
         metrics.pgwire_connections_open.inc()
         try:
-            if len(self.connections) >= self.settings.server.pgwire_max_connections:
+            if len(self._tasks) > self.settings.server.pgwire_max_connections:  # those still starting count too
                 metrics.pgwire_connections.labels("refused").inc()
                 writer.write(pm.error_response("53300", "sorry, too many clients already "
                                                         "(server.pgwire_max_connections)", severity="FATAL"))
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(writer.drain(), timeout=1)
                 return
             connection = PgConnection(self, reader, writer)
             await connection.serve()
