@@ -88,7 +88,9 @@ def to_sql_type(duck: Any) -> t.SqlType:
         children = dict(duck.children)
         return t.map_of(to_sql_type(children["key"]), to_sql_type(children["value"]))
     if kind == "struct":
-        return t.row([(name, to_sql_type(child)) for name, child in duck.children])
+        # sqlglot names the fields of an anonymous ROW(...) _0, _1, ...: Trino shows them without names
+        return t.row([("" if name == f"_{i}" else name, to_sql_type(child))
+                      for i, (name, child) in enumerate(duck.children)])
     return t.VARCHAR if kind == "union" else t.UNKNOWN
 
 

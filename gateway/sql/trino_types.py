@@ -1,0 +1,158 @@
+"""Trino's types and literals in client SQL, translated for the backend's dialect (a pure tree -> tree step of
+generation), or refused with NOT_SUPPORTED naming the type where the backend cannot keep the value.
+
+    timestamp(p), time(p)      The backends keep microseconds. A literal with non-zero digits past the sixth is
+    (… with time zone)         refused (its value would be rounded), so is a precision the backend has no type
+                               for (DuckDB: timestamp up to 9, the rest up to 6; PostgreSQL: 6).
+    '… +05:30' zone offsets    DuckDB reads an offset only when it follows the time without a space.
+    INTERVAL '1-2' YEAR TO     Trino's field syntax becomes the engines' text ('1 years 2 months',
+    MONTH, '1 2:03:04' DAY     '1 days 02:03:04'). Month intervals are exact in date arithmetic; as a result
+    TO SECOND                  column they are refused (both engines hand them out as days).
+    CAST(x AS char(n))         DuckDB has no char: the value is padded (and cut) to n, as Trino's char is.
+    ipaddress, ipprefix, …     Types no backend has: refused.
+    nan(), infinity()          The double values themselves (neither engine has the functions).
+"""
+
+from __future__ import annotations
+
+import re
+
+from sqlglot import exp
+
+from gateway.errors import NotSupported
+
+# Digits of a second's fraction each backend keeps in a value, and the largest precision it has a type for.
+KEPT_DIGITS = 6
+_MAX_PRECISION: dict[str, dict[exp.DType, int]] = {
+    "duckdb": {exp.DType.TIMESTAMP: 9, exp.DType.TIMESTAMPTZ: 6, exp.DType.TIME: 6, exp.DType.TIMETZ: 6},
+    "postgres": {exp.DType.TIMESTAMP: 6, exp.DType.TIMESTAMPTZ: 6, exp.DType.TIME: 6, exp.DType.TIMETZ: 6},
+}
+_TRINO_NAMES = {exp.DType.TIMESTAMP: "timestamp({})", exp.DType.TIMESTAMPTZ: "timestamp({}) with time zone",
+                exp.DType.TIME: "time({})", exp.DType.TIMETZ: "time({}) with time zone"}
+_NO_BACKEND_HAS = {exp.DType.IPADDRESS: "ipaddress", exp.DType.IPPREFIX: "ipprefix",
+                   exp.DType.HLLSKETCH: "HyperLogLog"}
+_FRACTION = re.compile(r"\d{1,2}:\d{2}(?::\d{2})?\.(\d+)")
+_SPACED_OFFSET = re.compile(r"^(.*\d)\s+([+-]\d{1,2}(?::?\d{2})?)$")
+_YEAR_TO_MONTH = re.compile(r"^\s*([+-]?)(\d+)-(\d+)\s*$")
+_DAY_TO_SECOND = re.compile(r"^\s*([+-]?)(\d+)\s+(\d+):(\d+):(\d+(?:\.\d+)?)\s*$")
+_MONTH_UNITS = frozenset({"YEAR", "MONTH"})
+_CONSTANTS = {"nan": "NaN", "infinity": "Infinity"}
+
+
+def trino_types(tree: exp.Expr, *, dialect: str) -> exp.Expr:
+    """Translate Trino's type syntax in `tree` (in place) for `dialect`; returns the tree."""
+    _refuse_month_interval_results(tree)
+
+    def translate(node: exp.Expr) -> exp.Expr:
+        if isinstance(node, exp.DataType):
+            _refuse_unknown(node, dialect)
+        elif isinstance(node, exp.Cast):
+            return _cast(node, dialect)
+        elif isinstance(node, exp.Interval):
+            return _interval(node)
+        elif isinstance(node, exp.Anonymous) and node.name.lower() in _CONSTANTS and not node.expressions:
+            return exp.cast(exp.Literal.string(_CONSTANTS[node.name.lower()]), exp.DType.DOUBLE)
+        return node
+
+    return tree.transform(translate, copy=False)
+
+
+def _refuse_unknown(kind: exp.DataType, dialect: str) -> None:
+    name = _NO_BACKEND_HAS.get(kind.this)
+    if name is not None:
+        raise NotSupported(f"Type {name} is not supported by this gateway's {dialect} backend")
+
+
+def _precision(kind: exp.DataType) -> int | None:
+    if not kind.expressions:
+        return None
+    value = kind.expressions[0]
+    literal = value.this if isinstance(value, exp.DataTypeParam) else value
+    return int(literal.name) if isinstance(literal, exp.Literal) and literal.name.isdigit() else None
+
+
+def _cast(node: exp.Cast, dialect: str) -> exp.Expr:
+    kind = node.to
+    if kind.this in _TRINO_NAMES:
+        return _temporal(node, kind, dialect)
+    if kind.this == exp.DType.CHAR and dialect == "duckdb":
+        length = _precision(kind)
+        if length is not None:
+            text = exp.cast(node.this, exp.DType.VARCHAR)
+            return exp.func("rpad", text, exp.Literal.number(length), exp.Literal.string(" "))
+    if kind.this == exp.DType.INTERVAL:
+        unit = kind.find(exp.IntervalSpan, exp.Var)
+        first = unit.this if isinstance(unit, exp.IntervalSpan) else unit
+        if isinstance(first, exp.Var) and first.name.upper() in _MONTH_UNITS:
+            raise NotSupported("Type interval year to month is not supported as a cast target by this gateway's "
+                               f"{dialect} backend; add month intervals to dates or timestamps instead")
+        node.set("to", exp.DataType.build("INTERVAL"))
+    return node
+
+
+def _temporal(node: exp.Cast, kind: exp.DataType, dialect: str) -> exp.Expr:
+    precision = _precision(kind)
+    value = node.this
+    literal = value.name if isinstance(value, exp.Literal) and value.is_string else None
+    if precision is None and literal is not None:
+        fraction = _FRACTION.search(literal)
+        precision = len(fraction.group(1)) if fraction else 0
+    name = _TRINO_NAMES[kind.this].format(precision if precision is not None else KEPT_DIGITS)
+    limit = _MAX_PRECISION.get(dialect, {}).get(kind.this, KEPT_DIGITS)
+    if precision is not None and precision > limit:
+        raise NotSupported(f"Type {name} is not supported by this gateway's {dialect} backend "
+                           f"(its largest precision is {limit})")
+    if literal is not None:
+        fraction = _FRACTION.search(literal)
+        if fraction and fraction.group(1)[KEPT_DIGITS:].strip("0"):
+            raise NotSupported(f"A {name} value with digits beyond microseconds is not supported by this "
+                               f"gateway's {dialect} backend (it would be rounded); give at most 6 digits")
+        if kind.this in (exp.DType.TIMESTAMPTZ, exp.DType.TIMETZ):
+            spaced = _SPACED_OFFSET.match(literal)
+            if spaced:
+                node.set("this", exp.Literal.string(spaced.group(1) + spaced.group(2)))
+    return node
+
+
+def _interval(node: exp.Interval) -> exp.Expr:
+    unit = node.args.get("unit")
+    if not isinstance(unit, exp.IntervalSpan):
+        return node
+    span = f"{unit.this.name} TO {unit.expression.name}".upper()
+    text = node.this.name if isinstance(node.this, exp.Literal) else None
+    pattern = {"YEAR TO MONTH": _YEAR_TO_MONTH, "DAY TO SECOND": _DAY_TO_SECOND}.get(span)
+    match = pattern.match(text) if pattern is not None and text is not None else None
+    if match is None:
+        raise NotSupported(f"Interval literal {span} is not supported unless written as Trino writes it "
+                           f"('1-2' YEAR TO MONTH, '1 02:03:04.5' DAY TO SECOND)")
+    sign, *fields = match.groups()
+    if span == "YEAR TO MONTH":
+        spelled = f"{sign}{fields[0]} years {sign}{fields[1]} months"
+    else:
+        days, hours, minutes, seconds = fields
+        spelled = f"{sign}{days} days {sign}{int(hours):02d}:{int(minutes):02d}:{seconds}"
+    return exp.Interval(this=exp.Literal.string(spelled))
+
+
+def _is_month_interval(node: exp.Expr) -> bool:
+    while isinstance(node, exp.Neg | exp.Paren | exp.Alias):
+        node = node.this
+    if isinstance(node, exp.Interval):
+        unit = node.args.get("unit")
+        first = unit.this if isinstance(unit, exp.IntervalSpan) else unit
+        return isinstance(first, exp.Var) and first.name.upper() in _MONTH_UNITS
+    if isinstance(node, exp.Add | exp.Sub):
+        return _is_month_interval(node.this) and _is_month_interval(node.expression)
+    return False
+
+
+def _refuse_month_interval_results(tree: exp.Expr) -> None:
+    """Month intervals as result columns: both engines hand them out as a number of days (30 a month)."""
+    selects = [tree]
+    while selects and isinstance(selects[-1], exp.SetOperation):
+        selects.append(selects[-1].this)
+    for select in selects:
+        if isinstance(select, exp.Select) and any(_is_month_interval(p) for p in select.expressions):
+            raise NotSupported("Type interval year to month is not supported as a result column by this "
+                               "gateway's backends (they hand it out as days); return the months as a number "
+                               "instead (14 for INTERVAL '1-2' YEAR TO MONTH)")
