@@ -77,6 +77,8 @@ _SIMPLE_TYPES = {
 def to_sql_type(duck: Any) -> t.SqlType:
     """DuckDB's type -> the Trino type clients see."""
     kind = duck.id
+    if kind == "varchar" and str(duck) == "JSON":  # json is an alias of varchar in DuckDB
+        return t.JSON
     if kind in _SIMPLE_TYPES:
         return _SIMPLE_TYPES[kind]
     if kind == "decimal":

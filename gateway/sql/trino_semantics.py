@@ -102,7 +102,7 @@ _INTEGER_SHAPES: dict[exp.DType, Shape] = {exp.DType.TINYINT: (3, 0), exp.DType.
 MAX_DECIMAL_PRECISION = 38
 
 
-def _literal_shape(text: str) -> Shape | None:
+def literal_decimal_shape(text: str) -> Shape | None:
     """The decimal type Trino gives a literal (1.50 is decimal(3,2), DECIMAL '0.5' decimal(1,1))."""
     digits = text.strip().lstrip("+-")
     whole, _, fraction = digits.partition(".")
@@ -119,7 +119,7 @@ def _shape(node: exp.Expr) -> tuple[Shape, bool] | None:
         if "e" in node.name.lower():
             return None
         if "." in node.name:
-            shape = _literal_shape(node.name)
+            shape = literal_decimal_shape(node.name)
             return (shape, True) if shape else None
         return ((10, 0) if abs(int(node.name)) < 2**31 else (19, 0)), False
     kind = node.type
@@ -133,7 +133,7 @@ def _shape(node: exp.Expr) -> tuple[Shape, bool] | None:
     if len(params) == 2 and all(isinstance(p, exp.Literal) and p.name.isdigit() for p in params):
         return (int(params[0].name), int(params[1].name)), True
     if isinstance(node, exp.Cast) and isinstance(node.this, exp.Literal) and node.this.is_string:
-        shape = _literal_shape(node.this.name)  # DECIMAL '1.5'
+        shape = literal_decimal_shape(node.this.name)  # DECIMAL '1.5'
         return (shape, True) if shape else None
     return None
 
@@ -156,9 +156,13 @@ def _decimal_division(dividend: exp.Expr, divisor: exp.Expr, left: Shape, right:
     precision = min(MAX_DECIMAL_PRECISION, p1 + s2 + max(0, s2 - s1))
 
     def unscaled(value: exp.Expr, digits: int) -> exp.Expr:
-        scaled = exp.Mul(this=exp.paren(value, copy=False), expression=exp.Literal.number(10 ** digits)) \
-            if digits else value
-        return exp.cast(scaled, exp.DType.INT128)
+        if not digits:
+            return exp.cast(value, exp.DType.INT128)
+        # Through its text: DuckDB multiplies a decimal in its own width (decimal(13,6) * 10^6 overflows int64).
+        text = exp.cast(exp.cast(value, exp.DataType.build(f"DECIMAL({MAX_DECIMAL_PRECISION}, {digits})")),
+                        exp.DType.VARCHAR)
+        return exp.cast(exp.func("replace", text, exp.Literal.string("."), exp.Literal.string("")),
+                        exp.DType.INT128)
 
     numerator = exp.Mul(this=unscaled(dividend, s1), expression=exp.Literal.number(10 ** (scale - s1 + s2)))
     denominator = unscaled(divisor, s2)

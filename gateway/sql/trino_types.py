@@ -8,8 +8,11 @@ generation), or refused with NOT_SUPPORTED naming the type where the backend can
     INTERVAL '1-2' YEAR TO     Trino's field syntax becomes the engines' text ('1 years 2 months',
     MONTH, '1 2:03:04' DAY     '1 days 02:03:04'). Month intervals are exact in date arithmetic; as a result
     TO SECOND                  column they are refused (both engines hand them out as days).
+    DECIMAL '1.50'             decimal(3,2) as in Trino (the engines' default is decimal(18,3) or numeric).
     CAST(x AS char(n))         DuckDB has no char: the value is padded (and cut) to n, as Trino's char is.
     ipaddress, ipprefix, …     Types no backend has: refused.
+    X'65683F' on PostgreSQL    a bytea literal (PostgreSQL reads X'…' as a bit string).
+    row, map, array(array)     refused on PostgreSQL (no anonymous rows, no maps, arrays of arrays are one array).
     nan(), infinity()          The double values themselves (neither engine has the functions).
 """
 
@@ -20,6 +23,7 @@ import re
 from sqlglot import exp
 
 from gateway.errors import NotSupported
+from gateway.sql.trino_semantics import literal_decimal_shape
 
 # Digits of a second's fraction each backend keeps in a value, and the largest precision it has a type for.
 KEPT_DIGITS = 6
@@ -27,6 +31,7 @@ _MAX_PRECISION: dict[str, dict[exp.DType, int]] = {
     "duckdb": {exp.DType.TIMESTAMP: 9, exp.DType.TIMESTAMPTZ: 6, exp.DType.TIME: 6, exp.DType.TIMETZ: 6},
     "postgres": {exp.DType.TIMESTAMP: 6, exp.DType.TIMESTAMPTZ: 6, exp.DType.TIME: 6, exp.DType.TIMETZ: 6},
 }
+NANOSECOND_RANGE = ("1677-09-22", "2262-04-11")  # the days DuckDB's timestamp_ns holds whole
 _TRINO_NAMES = {exp.DType.TIMESTAMP: "timestamp({})", exp.DType.TIMESTAMPTZ: "timestamp({}) with time zone",
                 exp.DType.TIME: "time({})", exp.DType.TIMETZ: "time({}) with time zone"}
 _NO_BACKEND_HAS = {exp.DType.IPADDRESS: "ipaddress", exp.DType.IPPREFIX: "ipprefix",
@@ -52,9 +57,27 @@ def trino_types(tree: exp.Expr, *, dialect: str) -> exp.Expr:
             return _interval(node)
         elif isinstance(node, exp.Anonymous) and node.name.lower() in _CONSTANTS and not node.expressions:
             return exp.cast(exp.Literal.string(_CONSTANTS[node.name.lower()]), exp.DType.DOUBLE)
+        elif dialect == "postgres" and isinstance(node, exp.HexString):
+            return exp.cast(exp.Literal.string("\\x" + node.name), exp.DType.VARBINARY)
+        elif dialect == "postgres":
+            _refuse_structural(node)
         return node
 
     return tree.transform(translate, copy=False)
+
+
+def _refuse_structural(node: exp.Expr) -> None:
+    """PostgreSQL has composite types and arrays, but no anonymous rows, no maps, and only rectangular arrays
+    of arrays (typed as one array): none reads back as Trino's row, map or array(array)."""
+    name = None
+    if isinstance(node, exp.Struct) or (isinstance(node, exp.DataType) and node.this == exp.DType.STRUCT):
+        name = "row"
+    elif isinstance(node, exp.Map | exp.VarMap) or (isinstance(node, exp.DataType) and node.this == exp.DType.MAP):
+        name = "map"
+    elif isinstance(node, exp.Array) and any(isinstance(e, exp.Array) for e in node.expressions):
+        name = "array(array)"
+    if name is not None:
+        raise NotSupported(f"Type {name} is not supported by this gateway's postgres backend")
 
 
 def _refuse_unknown(kind: exp.DataType, dialect: str) -> None:
@@ -75,6 +98,10 @@ def _cast(node: exp.Cast, dialect: str) -> exp.Expr:
     kind = node.to
     if kind.this in _TRINO_NAMES:
         return _temporal(node, kind, dialect)
+    if kind.this == exp.DType.DECIMAL and not kind.expressions and isinstance(node.this, exp.Literal):
+        shape = literal_decimal_shape(node.this.name)  # DECIMAL '1.50' is decimal(3,2), not the engine's default
+        if shape is not None:
+            node.set("to", exp.DataType.build(f"DECIMAL({shape[0]}, {shape[1]})"))
     if kind.this == exp.DType.CHAR and dialect == "duckdb":
         length = _precision(kind)
         if length is not None:
@@ -107,6 +134,11 @@ def _temporal(node: exp.Cast, kind: exp.DataType, dialect: str) -> exp.Expr:
         if fraction and fraction.group(1)[KEPT_DIGITS:].strip("0"):
             raise NotSupported(f"A {name} value with digits beyond microseconds is not supported by this "
                                f"gateway's {dialect} backend (it would be rounded); give at most 6 digits")
+        if (dialect == "duckdb" and kind.this == exp.DType.TIMESTAMP and precision is not None
+                and precision > KEPT_DIGITS and not NANOSECOND_RANGE[0] <= literal.strip()[:10] <= NANOSECOND_RANGE[1]):
+            raise NotSupported(f"A {name} value outside {NANOSECOND_RANGE[0]} to {NANOSECOND_RANGE[1]} is not "
+                               f"supported by this gateway's duckdb backend (it keeps nanosecond timestamps as "
+                               f"64-bit counts); use timestamp(6)")
         if kind.this in (exp.DType.TIMESTAMPTZ, exp.DType.TIMETZ):
             spaced = _SPACED_OFFSET.match(literal)
             if spaced:
