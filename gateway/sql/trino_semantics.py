@@ -112,7 +112,10 @@ def literal_decimal_shape(text: str) -> Shape | None:
 
 
 def _shape(node: exp.Expr) -> tuple[Shape, bool] | None:
-    """A division operand's decimal shape, and whether the operand is a decimal (not an integer)."""
+    """A division operand's decimal shape by Trino's rules, and whether it is a decimal (not an integer); None
+    where it is not known for sure (the division then stays the engine's). Only what Trino's rules derive
+    exactly: literals, typed casts and columns, integers, and +, -, *, sum() of those — never sqlglot's guess for
+    an expression, whose scale would silently change the quotient's rounding."""
     while isinstance(node, exp.Neg | exp.Paren):
         node = node.this
     if isinstance(node, exp.Literal) and not node.is_string:
@@ -122,12 +125,26 @@ def _shape(node: exp.Expr) -> tuple[Shape, bool] | None:
             shape = literal_decimal_shape(node.name)
             return (shape, True) if shape else None
         return ((10, 0) if abs(int(node.name)) < 2**31 else (19, 0)), False
+    if isinstance(node, exp.Add | exp.Sub | exp.Mul):
+        left, right = _shape(node.this), _shape(node.expression)
+        if left is None or right is None:
+            return None
+        (p1, s1), (p2, s2) = left[0], right[0]
+        if isinstance(node, exp.Mul):
+            shape = (min(MAX_DECIMAL_PRECISION, p1 + p2), s1 + s2)
+        else:
+            scale = max(s1, s2)
+            shape = (min(MAX_DECIMAL_PRECISION, 1 + scale + max(p1 - s1, p2 - s2)), scale)
+        return (shape, left[1] or right[1]) if shape[1] <= MAX_DECIMAL_PRECISION else None
+    if isinstance(node, exp.Sum):
+        inner = _shape(node.this)
+        return None if inner is None or not inner[1] else ((MAX_DECIMAL_PRECISION, inner[0][1]), True)
     kind = node.type
     if not isinstance(kind, exp.DataType):
         return None
     if kind.this in _INTEGER_SHAPES:
         return _INTEGER_SHAPES[kind.this], False
-    if kind.this != exp.DType.DECIMAL:
+    if kind.this != exp.DType.DECIMAL or not isinstance(node, exp.Column | exp.Cast):
         return None
     params = [p.this if isinstance(p, exp.DataTypeParam) else p for p in kind.expressions]
     if len(params) == 2 and all(isinstance(p, exp.Literal) and p.name.isdigit() for p in params):
