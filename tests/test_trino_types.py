@@ -379,3 +379,25 @@ def test_any_encoder_failure_is_a_user_error_naming_column_and_type(kind: t.SqlT
     with pytest.raises(UserError) as failure:
         encode([1, Exploding(error)])
     assert f"Column '{column}' of type {kind.display()}" in failure.value.message
+
+
+# The session zone (X-Trino-Time-Zone) across Brussels' DST changes: 02:00-03:00 skipped in March, 02:00-03:00
+# twice in October; Trino shows the zone's id.
+SESSION_ZONE_CASES = [
+    ("TIMESTAMP '2024-03-31 00:59:59 UTC'", "2024-03-31 01:59:59.000000 Europe/Brussels"),
+    ("TIMESTAMP '2024-03-31 01:00:00 UTC'", "2024-03-31 03:00:00.000000 Europe/Brussels"),
+    ("TIMESTAMP '2024-10-27 00:30:00 UTC'", "2024-10-27 02:30:00.000000 Europe/Brussels"),
+    ("TIMESTAMP '2024-10-27 01:30:00 UTC'", "2024-10-27 02:30:00.000000 Europe/Brussels"),
+    ("TIMESTAMP '0001-01-01 12:00:00 UTC'", "0001-01-01 12:17:30.000000 Europe/Brussels"),  # local mean time
+]
+
+
+@pytest.mark.parametrize(("sql", "legacy"), SESSION_ZONE_CASES, ids=[c[0] for c in SESSION_ZONE_CASES])
+def test_timestamps_with_time_zone_show_in_the_session_zone(duckdb_gateway: GatewayProcess, sql: str,
+                                                            legacy: str) -> None:
+    connection = trino.dbapi.connect(host=duckdb_gateway.host, port=duckdb_gateway.port, user="alice",
+                                     catalog="demo", schema="tpch", legacy_primitive_types=True,
+                                     timezone="Europe/Brussels")
+    cursor = connection.cursor()
+    cursor.execute(f"SELECT {sql}")
+    assert cursor.fetchall() == [[legacy]]
