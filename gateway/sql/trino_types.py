@@ -6,8 +6,8 @@ generation), or refused with NOT_SUPPORTED naming the type where the backend can
                                for (DuckDB: timestamp up to 9, the rest up to 6; PostgreSQL: 6).
     '… +05:30' zone offsets    DuckDB reads an offset only when it follows the time without a space.
     INTERVAL '1-2' YEAR TO     Trino's field syntax becomes the engines' text ('1 years 2 months',
-    MONTH, '1 2:03:04' DAY     '1 days 02:03:04'). Month intervals are exact in date arithmetic; as a result
-    TO SECOND                  column they are refused (both engines hand them out as days).
+    MONTH, '1 2:03:04' DAY     '1 days 02:03:04'). Month intervals are exact added to a date or timestamp;
+    TO SECOND                  anywhere else they are refused (both engines hand them out as days).
     DECIMAL '1.50'             decimal(3,2) as in Trino (the engines' default is decimal(18,3) or numeric).
     CAST(x AS char(n))         DuckDB has no char: the value is padded (and cut) to n, as Trino's char is.
     ipaddress, ipprefix, …     Types no backend has: refused.
@@ -167,24 +167,32 @@ def _interval(node: exp.Interval) -> exp.Expr:
 
 
 def _is_month_interval(node: exp.Expr) -> bool:
-    while isinstance(node, exp.Neg | exp.Paren | exp.Alias):
-        node = node.this
     if isinstance(node, exp.Interval):
         unit = node.args.get("unit")
         first = unit.this if isinstance(unit, exp.IntervalSpan) else unit
         return isinstance(first, exp.Var) and first.name.upper() in _MONTH_UNITS
-    if isinstance(node, exp.Add | exp.Sub):
-        return _is_month_interval(node.this) and _is_month_interval(node.expression)
     return False
 
 
 def _refuse_month_interval_results(tree: exp.Expr) -> None:
-    """Month intervals as result columns: both engines hand them out as a number of days (30 a month)."""
-    selects = [tree]
-    while selects and isinstance(selects[-1], exp.SetOperation):
-        selects.append(selects[-1].this)
-    for select in selects:
-        if isinstance(select, exp.Select) and any(_is_month_interval(p) for p in select.expressions):
-            raise NotSupported("Type interval year to month is not supported as a result column by this "
-                               "gateway's backends (they hand it out as days); return the months as a number "
-                               "instead (14 for INTERVAL '1-2' YEAR TO MONTH)")
+    """Month intervals anywhere but added to (or subtracted from) a date or timestamp: both engines hand them
+    out as a number of days (30 a month), so as a value of their own they would come back wrong. Fail closed:
+    only `x + INTERVAL ... MONTH`, `INTERVAL ... MONTH + x` and `x - INTERVAL ... MONTH`, with x not itself an
+    interval, are translated."""
+    for interval in tree.find_all(exp.Interval):
+        if not _is_month_interval(interval):
+            continue
+        node: exp.Expr = interval
+        while isinstance(node.parent, exp.Paren):
+            node = node.parent
+        parent = node.parent
+        added = isinstance(parent, exp.Add) or (isinstance(parent, exp.Sub) and parent.expression is node)
+        if added and parent is not None:
+            other = parent.this if parent.expression is node else parent.expression
+            while isinstance(other, exp.Paren | exp.Neg):
+                other = other.this
+            if not isinstance(other, exp.Interval):
+                continue
+        raise NotSupported("Type interval year to month is not supported by this gateway's backends except "
+                           "added to or subtracted from a date or timestamp (they hand it out as days); "
+                           "return months as a number instead (14 for INTERVAL '1-2' YEAR TO MONTH)")
