@@ -81,8 +81,8 @@ def to_backend_sql(tree: exp.Query, *, dialect: str, session: SessionValues, met
     up a table's description, for engines whose names are not all lower case. With `copy=False` the tree is
     transformed in place (for a caller that owns it)."""
     result: exp.Expr = tree.copy() if copy else tree
-    if dialect == "duckdb":  # first: operands are typed by the catalog's (gateway) table names
-        result = trino_arithmetic(result, schema=schema)
+    if dialect in ("duckdb", "postgres"):  # first: operands are typed by the catalog's (gateway) table names
+        result = trino_arithmetic(result, schema=schema, dialect=dialect)
     result = trino_types(result, dialect=dialect)
     result = _rename_tables(result, metadata=metadata, backend_catalog=backend_catalog, tables=tables)
     result = _session_functions(result, session)

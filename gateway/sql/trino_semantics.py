@@ -37,15 +37,20 @@ INTEGER_TEXT = r"\s*[+-]?[0-9]+\s*"  # what Trino casts to an integer type
 _FLOATING = {exp.DType.DOUBLE, exp.DType.FLOAT}
 
 
-def trino_arithmetic(tree: exp.Expr, *, schema: Mapping[str, Any] | None = None) -> exp.Expr:
-    """Rewrite `/` and text-to-integer casts in place for DuckDB (see the module docstring); returns the tree."""
+def trino_arithmetic(tree: exp.Expr, *, schema: Mapping[str, Any] | None = None,
+                     dialect: str = "duckdb") -> exp.Expr:
+    """Rewrite `/` and text-to-integer casts in place for DuckDB (see the module docstring); for PostgreSQL,
+    whose other arithmetic is Trino's already, only decimal division. Returns the tree."""
     nodes = _nodes(tree)
     if not nodes:
         return tree
     typed: list[exp.Expr | None] = [*(_typed_nodes(tree, nodes, schema) or [])] or [None] * len(nodes)
     for node, copy in zip(nodes, typed, strict=True):
         left, right = _operand_kinds(copy)
-        if isinstance(node, exp.Cast):
+        if dialect == "postgres":
+            if isinstance(node, exp.Div) and (shapes := _decimal_operands(copy)) is not None:
+                node.replace(_numeric_division(node.this, node.expression, *shapes))
+        elif isinstance(node, exp.Cast):
             if right in exp.DataType.TEXT_TYPES:
                 _check_integer_text(node)
         elif left in exp.DataType.INTEGER_TYPES and right in exp.DataType.INTEGER_TYPES:
@@ -164,13 +169,26 @@ def _decimal_operands(copy: exp.Expr | None) -> tuple[Shape, Shape] | None:
     return left[0], right[0]
 
 
+def _result_shape(left: Shape, right: Shape) -> Shape:
+    (p1, s1), (_, s2) = left, right
+    return min(MAX_DECIMAL_PRECISION, p1 + s2 + max(0, s2 - s1)), max(s1, s2)
+
+
+def _numeric_division(dividend: exp.Expr, divisor: exp.Expr, left: Shape, right: Shape) -> exp.Expr:
+    """PostgreSQL: numeric division (exact to at least 16 digits past the point) rounded half away from zero, as
+    Trino's half up, to Trino's result type."""
+    precision, scale = _result_shape(left, right)
+    quotient = exp.Div(this=exp.cast(dividend, exp.DType.DECIMAL), expression=divisor)
+    rounded = exp.func("round", quotient, exp.Literal.number(scale))
+    return exp.cast(rounded, exp.DataType.build(f"DECIMAL({precision}, {scale})"))
+
+
 def _decimal_division(dividend: exp.Expr, divisor: exp.Expr, left: Shape, right: Shape) -> exp.Expr:
     """dividend / divisor in Trino's decimal arithmetic: on the unscaled integers A and B, the quotient
     A * 10^(s - s1 + s2) / B rounded half up, then given scale s. A quotient beyond hugeint overflows (an
     error, never a rounded value)."""
-    (p1, s1), (_, s2) = left, right
-    scale = max(s1, s2)
-    precision = min(MAX_DECIMAL_PRECISION, p1 + s2 + max(0, s2 - s1))
+    (_, s1), (_, s2) = left, right
+    precision, scale = _result_shape(left, right)
 
     def unscaled(value: exp.Expr, digits: int) -> exp.Expr:
         if not digits:
