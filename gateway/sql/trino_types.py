@@ -51,6 +51,8 @@ def trino_types(tree: exp.Expr, *, dialect: str) -> exp.Expr:
     def translate(node: exp.Expr) -> exp.Expr:
         if isinstance(node, exp.DataType):
             _refuse_unknown(node, dialect)
+            if dialect == "postgres":
+                _refuse_structural(node)
         elif isinstance(node, exp.Cast):
             return _cast(node, dialect)
         elif isinstance(node, exp.Interval):
