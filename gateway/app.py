@@ -111,7 +111,7 @@ class Gateway:
         self.settings = settings
         self.metrics = Metrics()
         self.metrics.info.info({"version": __version__})
-        self.backends = {b.name: build_backend(b) for b in settings.backends}
+        self.backends = {b.name: build_backend(b, metrics=self.metrics) for b in settings.backends}
         for name, backend in self.backends.items():
             self.metrics.backend_busy_threads.labels(name).set_function(partial(_busy_threads, backend))
             for per_backend in (self.metrics.backend_running, self.metrics.backend_duration,

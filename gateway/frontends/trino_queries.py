@@ -239,8 +239,8 @@ class TrinoQuery:
             self._producer.cancel()
 
 
-def _json(value: Any) -> str:
-    return json.dumps(value, allow_nan=False, separators=(",", ":"), default=str)
+# One encoder for every page: json.dumps with options builds a new JSONEncoder on each call.
+_json: Callable[[Any], str] = json.JSONEncoder(allow_nan=False, separators=(",", ":"), default=str).encode
 
 
 class QueryRegistry:
