@@ -54,6 +54,19 @@ class ExecutionStats:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class ExecutionContext:
+    """Who a backend query runs for, for engines that can label their own queries (Snowflake's QUERY_TAG,
+    Trino's client tags and source): the gateway's query id, the identity it runs as, the client's source and
+    tags, and the cost center it is charged to. Never holds a secret."""
+
+    query_id: str
+    user: str
+    source: str | None
+    client_tags: tuple[str, ...]
+    cost_center: str | None
+
+
 class Execution(abc.ABC):
     """One backend query: `start` it, `fetch` until None; `cancel` at any time, from any task, also while
     `start` is still running (so a query can be stopped before it returns its first row)."""
@@ -91,10 +104,11 @@ class Backend(abc.ABC):
     async def close(self) -> None: ...
 
     @abc.abstractmethod
-    def execution(self, sql: str, *, time_limit_seconds: float | None = None) -> Execution:
+    def execution(self, sql: str, *, time_limit_seconds: float | None = None,
+                  context: ExecutionContext | None = None) -> Execution:
         """An execution of `sql`, not yet started. `time_limit_seconds`: the resource group's
         max_execution_time, for engines that can enforce it themselves (the gateway's own timer cancels
-        the query either way)."""
+        the query either way). `context`: who it runs for, for engines that label queries (others ignore it)."""
 
     @abc.abstractmethod
     async def tables(self) -> list[Table]:

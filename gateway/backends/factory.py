@@ -25,4 +25,10 @@ def build_backend(settings: BackendSettings, *, generate_demo: bool = True) -> B
         return PostgresBackend(name=settings.name, dsn=settings.dsn, schemas=settings.schemas,
                                pool_size=settings.pool_size, connect_timeout_seconds=settings.connect_timeout_seconds,
                                explain_analyze=settings.explain_analyze)
+    if settings.type == "snowflake":
+        assert settings.snowflake is not None  # config validation requires it
+        from gateway.backends.snowflake import SnowflakeBackend  # the connector loads only where it is used
+
+        return SnowflakeBackend(name=settings.name, settings=settings.snowflake, schemas=settings.schemas,
+                                pool_size=settings.pool_size, connect_timeout_seconds=settings.connect_timeout_seconds)
     raise ValueError(f"unknown backend type {settings.type!r}")
