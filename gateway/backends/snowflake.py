@@ -77,11 +77,13 @@ _SNOWFLAKE_RULES: list[tuple[re.Pattern[str], str, str]] = [
 ]
 _NOT_FOUND = ("TABLE_NOT_FOUND",)
 
+# DATETIME_PRECISION is left out (fakesnow has none): TIME/TIMESTAMP columns show precision 6, the most the
+# connector's Python values carry; a TIMESTAMP(3) column reads as timestamp(6) with the same values.
 _CATALOG_QUERY = """
 SELECT c.TABLE_SCHEMA, c.TABLE_NAME, t.TABLE_TYPE, t.COMMENT, c.COLUMN_NAME, c.DATA_TYPE, c.NUMERIC_PRECISION,
-       c.NUMERIC_SCALE, c.CHARACTER_MAXIMUM_LENGTH, c.DATETIME_PRECISION, c.IS_NULLABLE, c.COMMENT
+       c.NUMERIC_SCALE, c.CHARACTER_MAXIMUM_LENGTH, NULL, c.IS_NULLABLE, c.COMMENT
 FROM INFORMATION_SCHEMA.COLUMNS c
-JOIN INFORMATION_SCHEMA.TABLES t ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME
+LEFT JOIN INFORMATION_SCHEMA.TABLES t ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME
 WHERE c.TABLE_SCHEMA <> 'INFORMATION_SCHEMA'
 ORDER BY c.TABLE_SCHEMA, c.TABLE_NAME, c.ORDINAL_POSITION
 """
@@ -231,7 +233,10 @@ class SnowflakeBackend(Backend):
 
     async def tables(self) -> list[Table]:
         async with self._slots:
-            rows = await self.run(self._read_catalog)
+            try:
+                rows = await self.run(self._read_catalog)
+            except UserError as error:  # the catalog query is the gateway's own: the backend is not usable
+                raise BackendError(f"Snowflake catalog of {self.settings.database}: {error.message}") from None
         return describe_catalog(rows, self._schemas)
 
     def _read_catalog(self) -> list[tuple[Any, ...]]:

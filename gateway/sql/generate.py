@@ -22,11 +22,8 @@ from gateway.backends.base import Table
 from gateway.catalog import INFORMATION_SCHEMA, TableName
 from gateway.metadata import catalog_column, local_columns, local_name
 from gateway.sql.barrier import fenced
+from gateway.sql.dialects import quotes_every_identifier
 from gateway.sql.trino_semantics import trino_arithmetic
-
-#: Engines that fold unquoted names to upper case (Snowflake): every name the gateway sends is quoted, as the
-#: catalog spells it (tables and columns stored in upper case have their `remote_name`), so none is re-folded.
-QUOTE_EVERY_IDENTIFIER = frozenset({"snowflake"})
 
 
 @dataclass(frozen=True)
@@ -91,7 +88,7 @@ def to_backend_sql(tree: exp.Query, *, dialect: str, session: SessionValues, met
     if output_names is not None:
         result = _rename_outputs(result, output_names)
     return result.sql(dialect=dialect, comments=False, copy=False,  # the generator copies by default
-                      identify=dialect in QUOTE_EVERY_IDENTIFIER)
+                      identify=quotes_every_identifier(dialect))
 
 
 def _table_name(table: exp.Table) -> TableName:
