@@ -525,3 +525,79 @@ def test_cost_is_credits_of_the_warehouse_size(sf_gateway: GatewayProcess) -> No
 def test_warehouse_sizes_are_snowflakes_table(size: str) -> None:
     assert warehouse_size(size) == size
     assert CREDITS_PER_HOUR[size] == 2 ** list(CREDITS_PER_HOUR).index(size)
+
+
+# --- authentication, health, secrets ----------------------------------------------------------------------------
+
+
+def encrypted_key_file(path: Path, passphrase: str) -> Path:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.BestAvailableEncryption(passphrase.encode())))
+    return path
+
+
+@pytest.mark.slow
+def test_health_names_snowflake_when_it_is_down_and_secrets_stay_out(fakesnow: FakeSnow, demo_database: Path,
+                                                                     tmp_path: Path) -> None:
+    """Key-pair login (fakesnow accepts any key: that Snowflake accepts this one only a real account shows),
+    an outage through a TCP proxy, recovery; the passphrase never appears in logs, errors or `gateway config`."""
+    from tests.tcp_proxy import TcpProxy
+
+    passphrase = "pp-never-shown-5e1c"
+    proxy = TcpProxy(fakesnow.port)
+    backend = snowflake_backend(fakesnow, port=proxy.port, connect_timeout_seconds=2, password_env=None,
+                                private_key_file=str(encrypted_key_file(tmp_path / "key.p8", passphrase)),
+                                private_key_passphrase_env="GW_TEST_SF_PASSPHRASE")
+    config = {"backends": {"sf": backend, "demo": {"type": "duckdb", "path": str(demo_database), "schema": "tpch"}},
+              "policies": {"dir": str(POLICIES)}}
+    gateway = GatewayProcess(tmp_path, config, env={"GW_TEST_SF_PASSPHRASE": passphrase})
+    try:
+        with httpx.Client(base_url=gateway.url, timeout=15) as client:
+            assert client.get("/health/ready").json()["backends"] == ["demo", "sf"]
+            assert rows_of(gateway, "admin", "SELECT count(*) FROM nation") == [(25,)]
+            proxy.cut()
+            ready = client.get("/health/ready")
+            assert ready.status_code == 503 and set(ready.json()["backends"]) == {"sf"}
+            # the connector retries until its network timeout: the probe may give up first
+            assert ready.json()["backends"]["sf"].startswith(("Snowflake is unavailable", "no answer in time"))
+            failure = error_of(gateway, "admin", "SELECT count(*) FROM region")
+            assert failure.error_name != "GENERIC_INTERNAL_ERROR"
+            assert rows_of(gateway, "admin", "SELECT count(*) FROM demo.tpch.nation") == [(25,)]
+            proxy.restore()
+            deadline = time.monotonic() + 20
+            while client.get("/health/ready").status_code != 200 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert rows_of(gateway, "admin", "SELECT count(*) FROM region") == [(5,)]
+        shown = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-m", "gateway.cli", "config", "--config",
+                                str(gateway.config_path)], capture_output=True, text=True, timeout=60,
+                               env={"GW_TEST_SF_PASSPHRASE": passphrase, "PATH": "/usr/bin:/bin"})
+        assert "GW_TEST_SF_PASSPHRASE" in shown.stdout
+        for text in (shown.stdout, shown.stderr, gateway.log(), failure.message):
+            assert passphrase not in text
+    finally:
+        gateway.stop()
+        proxy.cut()
+
+
+def test_configuration_is_checked(tmp_path: Path) -> None:
+    from gateway.config import ConfigError, load_settings
+
+    def problems(**backend: Any) -> str:
+        path = tmp_path / "gateway.yaml"
+        import yaml
+
+        path.write_text(yaml.safe_dump({"backends": {"sf": {"type": "snowflake", **backend}}}))
+        with pytest.raises(ConfigError) as failure:
+            load_settings(path, environ={})
+        return str(failure.value)
+
+    missing = problems()
+    assert all(f"backends.sf.{key}: is required" in missing for key in ("account", "user", "database"))
+    both = problems(account="a", user="u", database="d", password_env="P", private_key_file="k.p8")
+    assert "not both" in both
+    assert "unknown warehouse size 'HUGE'" in problems(account="a", user="u", database="d", warehouse_size="HUGE")
+    assert "environment variable name" in problems(account="a", user="u", database="d", password_env="not a name")
