@@ -33,7 +33,6 @@ from typing import Any
 import duckdb
 import httpx
 import pytest
-import snowflake.connector
 import sqlglot
 import trino
 from hypothesis import given, settings
@@ -45,68 +44,18 @@ from gateway.backends.base import ExecutionContext
 from gateway.backends.snowflake import QUERY_TAG_MAX, describe_catalog, query_tag, statement_parameters
 from gateway.backends.snowflake_settings import CREDITS_PER_HOUR, warehouse_size
 from gateway.backends.snowflake_types import to_sql_type
-from gateway.demo import TPCH_TABLES
 from gateway.policy.model import MaskRef
 from gateway.sql.masks import mask_expression, parse_type
-from gateway.testing import free_port
 from tests.conftest import POLICIES, GatewayProcess, gateway_hash_key
+from tests.fakesnow_warehouse import FAKESNOW_PYTHON, FakeSnow, load_tpch
 
 ROOT = Path(__file__).resolve().parent.parent
-FAKESNOW_PYTHON = ROOT / ".venv-fakesnow" / "bin" / "python"
-SERVE = ROOT / "tests" / "fakesnow" / "serve.py"
 TPCH = sorted((Path(__file__).parent / "tpch").glob("q*.sql"))
 # TPC-H queries fakesnow runs as DuckDB would (others hit fakesnow's own translation gaps, not the gateway's)
 TPCH_ON_FAKESNOW = ("q01", "q03", "q04", "q05", "q06", "q10", "q12", "q14", "q19")
 
 pytestmark = pytest.mark.skipif(not FAKESNOW_PYTHON.exists(),
                                 reason="fakesnow is installed by `make test` into .venv-fakesnow")
-
-
-class FakeSnow:
-    """A fakesnow server on a free port, and the statement parameters it received."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.record = workdir / f"fakesnow-{self.port}.jsonl"
-        self.database = f"GW_{uuid.uuid4().hex[:10].upper()}"
-        self._log = open(workdir / f"fakesnow-{self.port}.log", "wb")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen([str(FAKESNOW_PYTHON), str(SERVE), str(self.port), str(self.record)],
-                                        stdout=self._log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and self.process.poll() is None:
-            try:
-                self.connect().close()
-                break
-            except snowflake.connector.errors.Error:
-                time.sleep(0.2)
-        else:
-            self.stop()
-            raise RuntimeError("fakesnow did not start")
-
-    def connect(self, **options: Any) -> Any:
-        return snowflake.connector.connect(user="loader", password="x", account="gwtest", host="127.0.0.1",
-                                           port=self.port, protocol="http", login_timeout=5, network_timeout=30,
-                                           **options)
-
-    def sql(self, *statements: str) -> list[list[tuple[Any, ...]]]:
-        with self.connect(database=self.database) as connection, connection.cursor() as cursor:
-            results = []
-            for statement in statements:
-                cursor.execute(statement)
-                results.append([tuple(r) for r in cursor.fetchall()])
-            return results
-
-    def sent(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.record.read_text().splitlines() if line.strip()]
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self._log.close()
 
 
 KINDS = """
@@ -141,29 +90,11 @@ LIMITED_GROUP = {"name": "limited", "priority": 5, "max_concurrency": 4, "max_qu
                  "max_execution_time": "2s", "selectors": [{"client_tags": ["limited"]}]}
 
 
-def load_tpch(fake: FakeSnow, demo_database: Path, workdir: Path) -> None:
-    """The demo's TPC-H tables into schema TPCH, every name upper case (as unquoted names are stored)."""
-    demo = duckdb.connect(str(demo_database), read_only=True)
-    statements = ["CREATE SCHEMA TPCH"]
-    try:
-        for table in TPCH_TABLES:
-            parquet = workdir / f"{table}.parquet"
-            demo.execute(f"COPY (SELECT * FROM tpch.{table}) TO '{parquet}' (FORMAT parquet)")
-            columns = [r[0] for r in demo.execute(f"DESCRIBE tpch.{table}").fetchall()]
-            select = ", ".join(f'{c} AS "{c.upper()}"' for c in columns)
-            statements.append(f"CREATE TABLE TPCH.{table.upper()} AS SELECT {select} FROM read_parquet('{parquet}')")
-    finally:
-        demo.close()
-    fake.sql(*statements)
-
-
 @pytest.fixture(scope="module")
 def fakesnow(demo_database: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeSnow]:
     work = tmp_path_factory.mktemp("fakesnow")
     server = FakeSnow(work)
     try:
-        with server.connect() as connection, connection.cursor() as cursor:
-            cursor.execute(f"CREATE DATABASE {server.database}")
         load_tpch(server, demo_database, work)
         server.sql("CREATE SCHEMA KINDS", KINDS, KINDS_ROWS, KINDS_NULLS, SLOW_VIEW, 'CREATE SCHEMA "MixedCase"', MIXED,
                    MIXED_ROWS)
