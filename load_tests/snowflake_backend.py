@@ -54,10 +54,11 @@ def main() -> None:
             order_keys = [int(r[0]) for r in fake.sql("SELECT O_ORDERKEY FROM TPCH.ORDERS")[0]]
             keys = [random.choice(order_keys) for _ in range(args.repeat)]
             backend = {"type": "snowflake", "account": "bench", "user": "gateway", "database": fake.database,
-                       "host": "127.0.0.1", "port": fake.port, "protocol": "http"}
+                       "host": "127.0.0.1", "port": fake.port, "protocol": "http",
+                       "password_env": "BENCH_SNOWFLAKE_PASSWORD"}
             config = {"backends": {"sf": backend}, "policies": {"dir": str(REPO / "policies")},
                       "cache": {"enabled": False}, "logging": {"level": "WARNING"}}
-            gateway = GatewayProcess(Path(work) / "gw", config)
+            gateway = GatewayProcess(Path(work) / "gw", config, env={"BENCH_SNOWFLAKE_PASSWORD": "fakesnow"})
             try:
                 run = direct(fake)
                 sampled(run, keys[:20])

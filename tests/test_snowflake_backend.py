@@ -528,6 +528,7 @@ def test_configuration_is_checked(tmp_path: Path) -> None:
 
     missing = problems()
     assert all(f"backends.sf.{key}: is required" in missing for key in ("account", "user", "database"))
+    assert "needs password_env or private_key_file" in missing
     both = problems(account="a", user="u", database="d", password_env="P", private_key_file="k.p8")
     assert "not both" in both
     assert "unknown warehouse size 'HUGE'" in problems(account="a", user="u", database="d", warehouse_size="HUGE")

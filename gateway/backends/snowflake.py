@@ -128,8 +128,10 @@ def translate_error(error: BaseException, *, timed_out_after: float | None = Non
                                      error_name="EXCEEDED_TIME_LIMIT")
     if errno == _CANCELED_ERRNO:
         return QueryCanceled("Query was canceled")
-    if errno in (390100, 390144, 390318) or (error.sqlstate or "").startswith("28"):
-        return BackendError("Snowflake refused the gateway's credentials")
+    if 390000 <= errno < 400000 or (error.sqlstate or "").startswith(("28", "08")):  # login, session
+        return BackendError(f"Snowflake refused the gateway's connection (error {errno})")
+    if errno >= 250000:  # raised by the connector itself (bad settings, protocol), not by a statement
+        return BackendError(f"Snowflake connector error {errno}")
     if not isinstance(error, sf_errors.ProgrammingError | sf_errors.DataError | sf_errors.IntegrityError):
         return BackendError(f"Snowflake error {errno}")
     message = _COMPILATION.sub("", (error.msg or "").strip())

@@ -125,6 +125,8 @@ def snowflake_settings(r: _Reader, s: Mapping[str, Any], p: tuple[str, ...]) -> 
     password_env, key_file = env_name("password_env"), r.get(s, (*p, "private_key_file"), Path, None)
     if password_env is not None and key_file is not None:
         r.fail((*p, "password_env"), "give either password_env or private_key_file, not both")
+    if password_env is None and key_file is None and "password_env" not in s and "private_key_file" not in s:
+        r.fail((*p, "password_env"), "a snowflake backend needs password_env or private_key_file")
     if account is None or user is None or database is None:
         return None
     return SnowflakeSettings(
