@@ -55,7 +55,7 @@ def main() -> None:
             keys = [random.choice(order_keys) for _ in range(args.repeat)]
             backend = {"type": "snowflake", "account": "bench", "user": "gateway", "database": fake.database,
                        "host": "127.0.0.1", "port": fake.port, "protocol": "http",
-                       "password_env": "BENCH_SNOWFLAKE_PASSWORD"}
+                       "password": {"env": "BENCH_SNOWFLAKE_PASSWORD"}}
             config = {"backends": {"sf": backend}, "policies": {"dir": str(REPO / "policies")},
                       "cache": {"enabled": False}, "logging": {"level": "WARNING"}}
             gateway = GatewayProcess(Path(work) / "gw", config, env={"BENCH_SNOWFLAKE_PASSWORD": "fakesnow"})

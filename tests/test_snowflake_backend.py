@@ -119,7 +119,7 @@ def policies_dir(target: Path) -> Path:
 
 def snowflake_backend(fake: FakeSnow, **options: Any) -> dict[str, Any]:
     return {"type": "snowflake", "account": "gwtest", "user": "gateway", "database": fake.database,
-            "password_env": "GW_TEST_SNOWFLAKE_PASSWORD", "host": "127.0.0.1", "port": fake.port,
+            "password": {"env": "GW_TEST_SNOWFLAKE_PASSWORD"}, "host": "127.0.0.1", "port": fake.port,
             "protocol": "http", "warehouse": "GW_WH", "warehouse_size": "M", "pool_size": 4, **options}
 
 
@@ -481,9 +481,10 @@ def test_health_names_snowflake_when_it_is_down_and_secrets_stay_out(fakesnow: F
 
     passphrase = "pp-never-shown-5e1c"
     proxy = TcpProxy(fakesnow.port)
-    backend = snowflake_backend(fakesnow, port=proxy.port, connect_timeout_seconds=2, password_env=None,
-                                private_key_file=str(encrypted_key_file(tmp_path / "key.p8", passphrase)),
-                                private_key_passphrase_env="GW_TEST_SF_PASSPHRASE")
+    key_file = encrypted_key_file(tmp_path / "key.p8", passphrase)
+    backend = snowflake_backend(fakesnow, port=proxy.port, connect_timeout_seconds=2, password=None,
+                                credentials={"private_key": {"file": str(key_file)},
+                                             "private_key_passphrase": {"env": "GW_TEST_SF_PASSPHRASE"}})
     config = {"backends": {"sf": backend, "demo": {"type": "duckdb", "path": str(demo_database), "schema": "tpch"}},
               "policies": {"dir": str(POLICIES)}}
     gateway = GatewayProcess(tmp_path, config, env={"GW_TEST_SF_PASSPHRASE": passphrase})
@@ -507,7 +508,7 @@ def test_health_names_snowflake_when_it_is_down_and_secrets_stay_out(fakesnow: F
         shown = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-m", "gateway.cli", "config", "--config",
                                 str(gateway.config_path)], capture_output=True, text=True, timeout=60,
                                env={"GW_TEST_SF_PASSPHRASE": passphrase, "PATH": "/usr/bin:/bin"})
-        assert "GW_TEST_SF_PASSPHRASE" in shown.stdout
+        assert "GW_TEST_SF_PASSPHRASE" in shown.stdout and shown.returncode == 0
         for text in (shown.stdout, shown.stderr, gateway.log(), failure.message):
             assert passphrase not in text
     finally:
@@ -529,8 +530,10 @@ def test_configuration_is_checked(tmp_path: Path) -> None:
 
     missing = problems()
     assert all(f"backends.sf.{key}: is required" in missing for key in ("account", "user", "database"))
-    assert "needs password_env or private_key_file" in missing
-    both = problems(account="a", user="u", database="d", password_env="P", private_key_file="k.p8")
+    assert "needs password or credentials.private_key" in missing
+    both = problems(account="a", user="u", database="d", password={"env": "P"},
+                    credentials={"private_key": {"file": "k.p8"}})
     assert "not both" in both
     assert "unknown warehouse size 'HUGE'" in problems(account="a", user="u", database="d", warehouse_size="HUGE")
-    assert "environment variable name" in problems(account="a", user="u", database="d", password_env="not a name")
+    assert "unknown kind(s) token" in problems(account="a", user="u", database="d", password={"env": "P"},
+                                               credentials={"token": {"env": "T"}})

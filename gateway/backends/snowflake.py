@@ -42,8 +42,9 @@ from snowflake.connector import errors as sf_errors
 from snowflake.connector.constants import FIELD_ID_TO_NAME
 
 from gateway.backends.base import Backend, Column, Execution, ExecutionContext, ExecutionStats, Row, Table
+from gateway.backends.credentials import SecretSource
 from gateway.backends.duckdb_messages import trino_message
-from gateway.backends.snowflake_settings import CredentialsError, SnowflakeSettings, read_credentials
+from gateway.backends.snowflake_settings import Credentials, CredentialsError, SnowflakeSettings, read_credentials
 from gateway.backends.snowflake_types import converter, to_sql_type
 from gateway.errors import (
     BackendError,
@@ -196,10 +197,12 @@ class SnowflakeBackend(Backend):
     dialect = "snowflake"
 
     def __init__(self, *, name: str, settings: SnowflakeSettings, schemas: Sequence[str] | None = None,
-                 pool_size: int = 4, connect_timeout_seconds: float = 10.0,
+                 pool_size: int = 4, connect_timeout_seconds: float = 10.0, password: SecretSource | None = None,
+                 private_key: SecretSource | None = None, private_key_passphrase: SecretSource | None = None,
                  connect: Callable[..., Any] = snowflake.connector.connect) -> None:
         super().__init__(name=name)
         self.settings = settings
+        self._secrets = (password, private_key, private_key_passphrase)
         self._schemas = list(schemas) if schemas is not None else None
         self._pool_size = pool_size
         self._connect_timeout = connect_timeout_seconds
@@ -233,16 +236,24 @@ class SnowflakeBackend(Backend):
                   context: ExecutionContext | None = None) -> Execution:
         return SnowflakeExecution(self, sql, time_limit_seconds=time_limit_seconds, context=context)
 
+    async def credentials(self) -> Credentials:
+        """What a new session logs in with, read from the secret sources now (rotation: every new session)."""
+        try:
+            return await read_credentials(*self._secrets)
+        except CredentialsError as error:
+            raise translate_error(error) from None
+
     async def tables(self) -> list[Table]:
         async with self._slots:
+            credentials = await self.credentials()
             try:
-                rows = await self.run(self._read_catalog)
+                rows = await self.run(lambda: self._read_catalog(credentials))
             except UserError as error:  # the catalog query is the gateway's own: the backend is not usable
                 raise BackendError(f"Snowflake catalog of {self.settings.database}: {error.message}") from None
         return describe_catalog(rows, self._schemas)
 
-    def _read_catalog(self) -> list[tuple[Any, ...]]:
-        connection = self.checkout()
+    def _read_catalog(self, credentials: Credentials) -> list[tuple[Any, ...]]:
+        connection = self.checkout(credentials)
         broken = True
         try:
             with connection.cursor() as cursor:
@@ -263,15 +274,16 @@ class SnowflakeBackend(Backend):
 
     async def control(self, sql: str) -> Any:
         loop = asyncio.get_running_loop()
+        credentials = await self.credentials()
         try:
-            return await loop.run_in_executor(self._control_thread, self._control_call, sql)
+            return await loop.run_in_executor(self._control_thread, self._control_call, sql, credentials)
         except (sf_errors.Error, CredentialsError, OSError) as error:
             raise translate_error(error) from None
 
-    def _control_call(self, sql: str) -> Any:
+    def _control_call(self, sql: str, credentials: Credentials) -> Any:
         try:
             if self._control is None or self._control.is_closed():
-                self._control = self.open_connection()
+                self._control = self.open_connection(credentials)
             with self._control.cursor() as cursor:
                 cursor.execute(sql)
                 return cursor.fetchone()
@@ -289,15 +301,15 @@ class SnowflakeBackend(Backend):
         except (sf_errors.Error, CredentialsError, OSError) as error:
             raise translate_error(error) from None
 
-    def open_connection(self) -> Any:
-        """A new Snowflake session, authenticated with the secret as it is now (blocking)."""
+    def open_connection(self, credentials: Credentials) -> Any:
+        """A new Snowflake session (blocking)."""
         s = self.settings
         options: dict[str, Any] = {
             "account": s.account, "user": s.user, "database": s.database, "warehouse": s.warehouse, "role": s.role,
             "login_timeout": self._connect_timeout, "network_timeout": self._connect_timeout,
             "application": "query_gateway", "client_session_keep_alive": False, "autocommit": True,
             "session_parameters": {"TIMEZONE": "UTC"},
-            **read_credentials(s).connector_arguments(),
+            **credentials.connector_arguments(),
         }
         if s.host is not None:
             options.update(host=s.host, protocol=s.protocol)
@@ -305,14 +317,14 @@ class SnowflakeBackend(Backend):
             options["port"] = s.port
         return self._connect(**{k: v for k, v in options.items() if v is not None})
 
-    def checkout(self) -> Any:
+    def checkout(self, credentials: Credentials) -> Any:
         """An idle pooled connection, or a new one (blocking; the caller holds a slot)."""
         with self._idle_lock:
             while self._idle:
                 connection = self._idle.pop()
                 if not connection.is_closed():
                     return connection
-        return self.open_connection()
+        return self.open_connection(credentials)
 
     def checkin(self, connection: Any, *, broken: bool) -> None:
         if broken or connection.is_closed():
@@ -356,7 +368,12 @@ class SnowflakeExecution(Execution):
         self._loop = asyncio.get_running_loop()
         await self._wait(asyncio.ensure_future(backend._slots.acquire()), on_cancel=backend._slots.release)
         self._holding_slot = True
-        self._connection = await self._call(backend.checkout)
+        try:
+            credentials = await backend.credentials()
+        except GatewayError:
+            self._release_in_background(broken=False)
+            raise
+        self._connection = await self._call(lambda: backend.checkout(credentials))
         self.stats.extra["session_id"] = self._connection.session_id
         await self._call(self._execute)
         self.columns = tuple(Column(d.name.lower(), kind) for d, kind in zip(self._cursor.description,

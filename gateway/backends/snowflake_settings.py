@@ -1,22 +1,22 @@
-"""`backends.<name>` keys of a `type: snowflake` catalog, and the one function that reads its secrets.
+"""`backends.<name>` keys of a `type: snowflake` catalog, and the one function that turns its secrets into what
+the connector logs in with.
 
-Parsed by `gateway.config` (one call, `snowflake_settings`); kept apart so the configuration never imports the
-connector. Secrets are named, never held here: `password_env` / `private_key_passphrase_env` are environment
-variable names and `private_key_file` a path, read by `read_credentials` when a connection opens (one small
-function, so a credentials provider that re-reads rotated secrets can take its place).
+Parsed by `gateway.backends.settings` (one call, `snowflake_settings`); kept apart so reading the configuration
+never imports the connector. Secrets are never here: they come through the backends' credentials sources
+(gateway/backends/credentials.py), `password: {env|file|command}` or `credentials: {private_key: ...,
+private_key_passphrase: ...}` (key-pair), and `read_credentials` reads them when a connection opens, so a
+rotated secret is used by every new Snowflake session.
 """
 
 from __future__ import annotations
 
-import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from gateway.config import _Reader
+    from gateway.backends.credentials import SecretSource, SecretSpec
+    from gateway.config_reader import Reader
 
 #: Snowflake's published credits per hour of a standard warehouse, by size
 CREDITS_PER_HOUR = {"XSMALL": 1, "SMALL": 2, "MEDIUM": 4, "LARGE": 8, "XLARGE": 16, "XXLARGE": 32, "XXXLARGE": 64,
@@ -26,9 +26,9 @@ _SIZE_ALIASES = {"XS": "XSMALL", "S": "SMALL", "M": "MEDIUM", "L": "LARGE", "XL"
                  "6XL": "X6LARGE", "X-SMALL": "XSMALL", "X-LARGE": "XLARGE", "2X-LARGE": "XXLARGE",
                  "3X-LARGE": "XXXLARGE", "4X-LARGE": "X4LARGE", "5X-LARGE": "X5LARGE", "6X-LARGE": "X6LARGE"}
 PROTOCOLS = ("https", "http")
-KEYS = frozenset({"account", "user", "warehouse", "role", "database", "password_env", "private_key_file",
-                  "private_key_passphrase_env", "host", "port", "protocol", "warehouse_size", "credit_price"})
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+KEYS = frozenset({"account", "user", "warehouse", "role", "database", "host", "port", "protocol", "warehouse_size",
+                  "credit_price"})
+CREDENTIAL_KINDS = ("private_key", "private_key_passphrase")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,9 +38,6 @@ class SnowflakeSettings:
     database: str  # as Snowflake spells it; discovery reads its INFORMATION_SCHEMA
     warehouse: str | None = None
     role: str | None = None
-    password_env: str | None = None  # name of the environment variable holding the password
-    private_key_file: Path | None = None  # PEM (PKCS#8) key-pair authentication, instead of a password
-    private_key_passphrase_env: str | None = None
     host: str | None = None  # overrides <account>.snowflakecomputing.com (a proxy, or fakesnow in tests)
     port: int | None = None
     protocol: str = "https"
@@ -70,43 +67,32 @@ class Credentials:
 
 
 class CredentialsError(ValueError):
-    """A secret that cannot be read; its message names the variable or file, never the value."""
+    """A secret that cannot be used; its message names the secret's kind, never its value."""
 
 
-def read_credentials(settings: SnowflakeSettings) -> Credentials:
-    """The secret for the next connection, read now (rotation: each new connection reads it again)."""
-    if settings.private_key_file is not None:
+async def read_credentials(password: SecretSource | None, private_key: SecretSource | None,
+                           passphrase: SecretSource | None) -> Credentials:
+    """The secret for the next connection, as the sources hold it now."""
+    if private_key is not None:
         from cryptography.hazmat.primitives import serialization
 
-        passphrase = None
-        if settings.private_key_passphrase_env is not None:
-            passphrase = _env(settings.private_key_passphrase_env).encode()
+        pem = (await private_key.current()).value.encode()
+        secret = (await passphrase.current()).value.encode() if passphrase is not None else None
         try:
-            pem = settings.private_key_file.read_bytes()
-        except OSError as exc:
-            raise CredentialsError(f"cannot read private_key_file {settings.private_key_file}: {exc.strerror}") \
-                from None
-        try:
-            key = serialization.load_pem_private_key(pem, password=passphrase)
+            key = serialization.load_pem_private_key(pem, password=secret)
         except (ValueError, TypeError):
-            raise CredentialsError(f"private_key_file {settings.private_key_file} is not a PEM private key "
-                                   "(or its passphrase is wrong)") from None
+            raise CredentialsError("the private_key credential is not a PEM private key (or its passphrase is "
+                                   "wrong)") from None
         der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
         return Credentials(private_key=der)
-    if settings.password_env is not None:
-        return Credentials(password=_env(settings.password_env))
+    if password is not None:
+        return Credentials(password=(await password.current()).value)
     return Credentials()
 
 
-def _env(name: str) -> str:
-    value = os.environ.get(name)
-    if value is None:
-        raise CredentialsError(f"environment variable {name} is not set")
-    return value
-
-
-def snowflake_settings(r: _Reader, s: Mapping[str, Any], p: tuple[str, ...]) -> SnowflakeSettings | None:
+def snowflake_settings(r: Reader, s: Mapping[str, Any], p: tuple[str, ...], *, password: SecretSpec | None,
+                       credentials: Mapping[str, SecretSpec]) -> SnowflakeSettings | None:
     """The `type: snowflake` keys of section `s` at path `p`, problems reported through `r`."""
     def text(key: str, *, required: bool = False) -> str | None:
         value: str | None = r.get(s, (*p, key), str, None, lambda v: None if v.strip() else "must not be empty")
@@ -114,25 +100,19 @@ def snowflake_settings(r: _Reader, s: Mapping[str, Any], p: tuple[str, ...]) -> 
             r.fail((*p, key), "is required for a snowflake backend")
         return value
 
-    def env_name(key: str) -> str | None:
-        name: str | None = r.get(s, (*p, key), str, None, lambda v: None if _ENV_NAME.match(v)
-                                 else f"must be an environment variable name, not {v!r}")
-        return name
-
     account, user, database = text("account", required=True), text("user", required=True), \
         text("database", required=True)
     size = r.get(s, (*p, "warehouse_size"), str, "XSMALL", _size_problem)
-    password_env, key_file = env_name("password_env"), r.get(s, (*p, "private_key_file"), Path, None)
-    if password_env is not None and key_file is not None:
-        r.fail((*p, "password_env"), "give either password_env or private_key_file, not both")
-    if password_env is None and key_file is None and "password_env" not in s and "private_key_file" not in s:
-        r.fail((*p, "password_env"), "a snowflake backend needs password_env or private_key_file")
+    if unknown := sorted(set(credentials) - set(CREDENTIAL_KINDS)):
+        r.fail((*p, "credentials"), f"unknown kind(s) {', '.join(unknown)} (expected: {', '.join(CREDENTIAL_KINDS)})")
+    if password is not None and "private_key" in credentials:
+        r.fail((*p, "password"), "give either password or credentials.private_key, not both")
+    if password is None and "private_key" not in credentials and "password" not in s:
+        r.fail((*p, "password"), "a snowflake backend needs password or credentials.private_key")
     if account is None or user is None or database is None:
         return None
     return SnowflakeSettings(
         account=account, user=user, database=database, warehouse=text("warehouse"), role=text("role"),
-        password_env=password_env, private_key_file=key_file,
-        private_key_passphrase_env=env_name("private_key_passphrase_env"),
         host=text("host"),
         port=r.get(s, (*p, "port"), int, None, lambda v: None if 0 < v <= 65535 else f"must be a port, not {v}"),
         protocol=r.get(s, (*p, "protocol"), str, "https",

@@ -29,12 +29,12 @@ from datetime import tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from gateway.backends.base import Row
-from gateway.config import ProtocolSettings
 from gateway.errors import GatewayError, InsufficientResources, InternalError, QueryCanceled, UserError
+from gateway.frontends.settings import ProtocolSettings
 from gateway.frontends.trino_values import row_encoder
 from gateway.metrics import Metrics
 from gateway.pipeline import QueryRun
+from gateway.relations import Row
 
 log = logging.getLogger("gateway.trino")
 
@@ -223,8 +223,8 @@ class TrinoQuery:
             self._producer.cancel()
 
 
-def _json(value: Any) -> str:
-    return json.dumps(value, allow_nan=False, separators=(",", ":"), default=str)
+# One encoder for every page: json.dumps with options builds a new JSONEncoder on each call.
+_json: Callable[[Any], str] = json.JSONEncoder(allow_nan=False, separators=(",", ":"), default=str).encode
 
 
 class QueryRegistry:
