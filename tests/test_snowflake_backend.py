@@ -537,3 +537,20 @@ def test_configuration_is_checked(tmp_path: Path) -> None:
     assert "unknown warehouse size 'HUGE'" in problems(account="a", user="u", database="d", warehouse_size="HUGE")
     assert "unknown kind(s) token" in problems(account="a", user="u", database="d", password={"env": "P"},
                                                credentials={"token": {"env": "T"}})
+
+
+@given(name=st.from_regex(r"__gw_[a-z_]{1,12}", fullmatch=True), value=st.text(alphabet="abcXYZ019 -", max_size=12),
+       errno=st.sampled_from([100038, 100035, 2003, 2043, 1003]),
+       prefix=st.sampled_from(["", "SQL compilation error:\n"]))
+def test_errors_never_show_generated_names_or_row_values(name: str, value: str, errno: int, prefix: str) -> None:
+    from snowflake.connector.errors import ProgrammingError
+
+    from gateway.backends.snowflake import translate_error
+
+    data_error = errno >= 100000
+    message = f"{prefix}Numeric value '{value}' is not recognized near {name}.x or \"{name.upper()}\""
+    state = "22018" if data_error else "42000"
+    translated = translate_error(ProgrammingError(msg=message, errno=errno, sqlstate=state))
+    assert "__gw" not in translated.message.lower()
+    if data_error:
+        assert f"'{value}'" not in translated.message

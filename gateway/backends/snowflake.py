@@ -48,6 +48,7 @@ from gateway.backends.snowflake_settings import Credentials, CredentialsError, S
 from gateway.backends.snowflake_types import converter, to_sql_type
 from gateway.errors import (
     BackendError,
+    BackendUnavailable,
     GatewayError,
     InsufficientResources,
     NotFound,
@@ -121,7 +122,7 @@ def translate_error(error: BaseException, *, timed_out_after: float | None = Non
         return BackendError(f"Snowflake credentials: {error}")
     if not isinstance(error, sf_errors.Error) or isinstance(error, sf_errors.OperationalError
                                                             | sf_errors.InterfaceError):
-        return BackendError(f"Snowflake is unavailable ({type(error).__name__})")
+        return BackendUnavailable(f"Snowflake is unavailable ({type(error).__name__})")
     errno = error.errno or 0
     if errno == _STATEMENT_TIMEOUT_ERRNO:
         limit = f" of {timed_out_after:g}s" if timed_out_after is not None else ""
@@ -130,7 +131,7 @@ def translate_error(error: BaseException, *, timed_out_after: float | None = Non
     if errno == _CANCELED_ERRNO:
         return QueryCanceled("Query was canceled")
     if 390000 <= errno < 400000 or (error.sqlstate or "").startswith(("28", "08")):  # login, session
-        return BackendError(f"Snowflake refused the gateway's connection (error {errno})")
+        return BackendUnavailable(f"Snowflake refused the gateway's connection (error {errno})")
     if errno >= 250000:  # raised by the connector itself (bad settings, protocol), not by a statement
         return BackendError(f"Snowflake connector error {errno}")
     if not isinstance(error, sf_errors.ProgrammingError | sf_errors.DataError | sf_errors.IntegrityError):
