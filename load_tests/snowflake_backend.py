@@ -21,24 +21,16 @@ from __future__ import annotations
 import argparse
 import random
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from load_tests._gateway import REPO, GatewayProcess, demo_database
-from load_tests.postgres import POINT, sampled, through_gateway
-from load_tests.rewrite import percentile
+from load_tests.postgres import point_queries, report, sampled, through_gateway
 from tests.fakesnow_warehouse import FakeSnow, load_tpch
 
 
-def direct(fake: FakeSnow) -> Any:
-    connection = fake.connect(database=fake.database)
-    cursor = connection.cursor()
-
-    def run(key: int) -> object:
-        cursor.execute(POINT.format(key=key))
-        return cursor.fetchall()
-
-    return run
+def direct(fake: FakeSnow) -> Callable[[int], object]:
+    return point_queries(fake.connect(database=fake.database).cursor())
 
 
 def main() -> None:
@@ -71,16 +63,8 @@ def main() -> None:
                 gateway.stop()
         finally:
             fake.stop()
-    print(f"point query on Snowflake (fakesnow, sf{args.scale:g}, {args.repeat} runs, distinct keys, cache off), ms")
-    print(f"{'path':<17} {'p50':>7} {'p99':>7}")
-    for name, samples in results.items():
-        print(f"{name:<17} {percentile(samples, .5):7.2f} {percentile(samples, .99):7.2f}")
-    base = results["connector direct"]
-    for user in ("admin", "alice"):
-        mine = results[f"gateway {user}"]
-        print(f"added by the gateway ({user}): p50 {percentile(mine, .5) - percentile(base, .5):+.2f} ms, "
-              f"p99 {percentile(mine, .99) - percentile(base, .99):+.2f} ms")
-
+    report(f"point query on Snowflake (fakesnow, sf{args.scale:g}, {args.repeat} runs, distinct keys, cache off), ms",
+           results, direct_path="connector direct")
 
 if __name__ == "__main__":
     main()
