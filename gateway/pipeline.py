@@ -60,7 +60,7 @@ from gateway.policy.store import PolicyStore
 from gateway.query_history import QueryHistory
 from gateway.query_id import QueryIdGenerator
 from gateway.query_outcome import QueryOutcome
-from gateway.relations import Column, Execution, ExecutionStats, Row
+from gateway.relations import Column, Execution, ExecutionContext, ExecutionStats, Row
 from gateway.session import Session, SessionChange
 from gateway.sql.explain_io import COLUMN as IO_PLAN_COLUMN
 from gateway.sql.explain_io import IoExplain, from_duckdb_plan
@@ -337,11 +337,21 @@ class QueryRun:
             group = self.admission.group if self.admission is not None else None
             self._execution = self.pipeline.backends[target].execution(
                 self._runnable(sql),
-                time_limit_seconds=group.max_execution_time if group is not None else None)
+                time_limit_seconds=group.max_execution_time if group is not None else None,
+                context=self._execution_context())
             self.target = target
             self.pipeline.metrics.backend_running.labels(target).inc()
         await self._execution.start()
         return self._execution
+
+    def _execution_context(self) -> ExecutionContext:
+        """Who the backend query runs for; the cost center as the meter will charge it."""
+        identity = self.identity
+        assert identity is not None
+        meter = self.pipeline.meter
+        cost_center = meter.cost_center_of(identity) if meter is not None else identity.cost_center
+        return ExecutionContext(query_id=self.query_id, user=identity.user, source=self.session.source,
+                                client_tags=tuple(sorted(self.session.client_tags)), cost_center=cost_center)
 
     def _live_tables(self) -> CursorSetup | None:
         """system.runtime.* tables read by this metadata query, filled with what its identity may see."""

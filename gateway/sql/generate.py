@@ -23,6 +23,7 @@ from gateway.catalog import INFORMATION_SCHEMA, TableName
 from gateway.metadata import catalog_column, local_columns, local_name
 from gateway.relations import Table
 from gateway.sql.barrier import fenced
+from gateway.sql.dialects import quotes_every_identifier
 from gateway.sql.trino_semantics import trino_arithmetic
 from gateway.sql.trino_types import trino_types
 
@@ -89,7 +90,8 @@ def to_backend_sql(tree: exp.Query, *, dialect: str, session: SessionValues, met
     result = name_output_columns(result)
     if output_names is not None:
         result = _rename_outputs(result, output_names)
-    return result.sql(dialect=dialect, comments=False, copy=False)  # the generator copies by default
+    return result.sql(dialect=dialect, comments=False, copy=False,  # the generator copies by default
+                      identify=quotes_every_identifier(dialect))
 
 
 def _table_name(table: exp.Table) -> TableName:
