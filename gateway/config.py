@@ -5,7 +5,7 @@ variable `GATEWAY__SECTION__KEY` (`GATEWAY__SERVER__PORT=8181`, `GATEWAY__BACKEN
 its value is read as YAML, so numbers and booleans keep their type. Relative paths are relative to the config
 file's folder (or to the working directory when there is no file). Errors name the file, line and key:
 
-    gateway.yaml:12: backends.demo.type: unknown backend 'duckbd' (expected one of: duckdb, postgres)
+    gateway.yaml:12: backends.demo.type: unknown backend 'duckbd' (expected one of: duckdb, postgres, trino)
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ from typing import Any
 
 import yaml
 
+from gateway.backends.trino_settings import TRINO_KEYS, TrinoSettings, trino_settings
 from gateway.examples import EXAMPLE_POLICIES
 from gateway.units import parse_size
 
-BACKEND_TYPES = ("duckdb", "postgres")
+BACKEND_TYPES = ("duckdb", "postgres", "trino")
 IDENTITY_MODES = ("dev", "jwt", "api_keys")
 # Asymmetric only: keys come from a JWKS, and an HMAC "key" there would be public (key confusion, CVE-2022-29217).
 JWT_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
@@ -83,6 +84,7 @@ class BackendSettings:
     pool_size: int = 4  # postgres: connections at most (each running query holds one)
     connect_timeout_seconds: float = 10.0  # postgres: opening one connection
     explain_analyze: bool = False  # postgres: rows and buffers from EXPLAIN (ANALYZE, BUFFERS), run twice
+    trino: TrinoSettings | None = None  # trino: its own keys (gateway/backends/trino_settings.py)
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={_mask_url(v) if k == 'dsn' else v!r}" for k, v in vars(self).items())
@@ -533,7 +535,7 @@ def _backends(r: _Reader, data: Mapping[str, Any], base: Path) -> tuple[BackendS
             r.fail(p, problem or f"catalog name {name!r} is reserved")
             continue
         s = r.section(raw, p, {"type", "path", "schema", "tpch_scale", "threads", "memory_limit", "dsn", "schemas",
-                               "pool_size", "connect_timeout_seconds", "explain_analyze"})
+                               "pool_size", "connect_timeout_seconds", "explain_analyze", *TRINO_KEYS})
         kind = r.get(s, (*p, "type"), str, None, _one_of(BACKEND_TYPES, "backend"))
         if kind is None:
             if "type" not in s:
@@ -564,6 +566,7 @@ def _backends(r: _Reader, data: Mapping[str, Any], base: Path) -> tuple[BackendS
             connect_timeout_seconds=r.get(s, (*p, "connect_timeout_seconds"), float, d.connect_timeout_seconds,
                                           _positive),
             explain_analyze=r.get(s, (*p, "explain_analyze"), bool, d.explain_analyze),
+            trino=trino_settings(r, s, p, kind),
         ))
     return tuple(result)
 

@@ -36,7 +36,7 @@ from typing import TypeVar
 
 from gateway.audit.record import DENIED, REJECTED, AuditRecord, decision_for, redact_message, redact_sql, utc_now
 from gateway.audit.trail import AuditTrail
-from gateway.backends.base import Backend, Column, Execution, ExecutionStats, Row
+from gateway.backends.base import Backend, Column, Execution, ExecutionContext, ExecutionStats, Row
 from gateway.cache.stage import CacheStage, Lease, from_cache
 from gateway.cache.store import CachedResult
 from gateway.cost.meter import Meter
@@ -346,11 +346,18 @@ class QueryRun:
             group = self.admission.group if self.admission is not None else None
             self._execution = self.pipeline.backends[target].execution(
                 self._runnable(sql),
-                time_limit_seconds=group.max_execution_time if group is not None else None)
+                time_limit_seconds=group.max_execution_time if group is not None else None,
+                context=self._execution_context())
             self.target = target
             self.pipeline.metrics.backend_running.labels(target).inc()
         await self._execution.start()
         return self._execution
+
+    def _execution_context(self) -> ExecutionContext:
+        identity = self.identity
+        return ExecutionContext(user=identity.user if identity is not None else self.session.user,
+                                source=self.session.source, client_tags=self.session.client_tags,
+                                query_id=self.query_id, cost_center=identity.cost_center if identity else None)
 
     def _live_tables(self) -> CursorSetup | None:
         """system.runtime.* tables read by this metadata query, filled with what its identity may see."""

@@ -54,6 +54,18 @@ class ExecutionStats:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class ExecutionContext:
+    """Who a backend query runs for, for engines that can carry it (Trino's session user, source and client
+    tags; Snowflake's QUERY_TAG). Never a secret: engines may log all of it."""
+
+    user: str | None = None
+    source: str | None = None
+    client_tags: frozenset[str] = frozenset()
+    query_id: str | None = None  # the gateway's query id, to find the backend query from the audit trail
+    cost_center: str | None = None
+
+
 class Execution(abc.ABC):
     """One backend query: `start` it, `fetch` until None; `cancel` at any time, from any task, also while
     `start` is still running (so a query can be stopped before it returns its first row)."""
@@ -91,10 +103,11 @@ class Backend(abc.ABC):
     async def close(self) -> None: ...
 
     @abc.abstractmethod
-    def execution(self, sql: str, *, time_limit_seconds: float | None = None) -> Execution:
+    def execution(self, sql: str, *, time_limit_seconds: float | None = None,
+                  context: ExecutionContext | None = None) -> Execution:
         """An execution of `sql`, not yet started. `time_limit_seconds`: the resource group's
         max_execution_time, for engines that can enforce it themselves (the gateway's own timer cancels
-        the query either way)."""
+        the query either way). `context`: who it runs for, for engines that pass it on."""
 
     @abc.abstractmethod
     async def tables(self) -> list[Table]:

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import duckdb
 
 from gateway import types as t
-from gateway.backends.base import Backend, Column, Execution, ExecutionStats, Row, Table
+from gateway.backends.base import Backend, Column, Execution, ExecutionContext, ExecutionStats, Row, Table
 from gateway.backends.duckdb_messages import trino_message
 from gateway.errors import BackendError, GatewayError, InsufficientResources, NotFound, QueryCanceled, UserError
 
@@ -396,7 +396,8 @@ class DuckDBBackend(Backend):
             self._engine.close()
             self._engine = None
 
-    def execution(self, sql: str, *, time_limit_seconds: float | None = None) -> Execution:
+    def execution(self, sql: str, *, time_limit_seconds: float | None = None,
+                  context: ExecutionContext | None = None) -> Execution:
         return self.engine.execution(sql)
 
     @property

@@ -7,6 +7,7 @@ from functools import partial
 from gateway.backends.base import Backend
 from gateway.backends.duckdb import DuckDBBackend
 from gateway.backends.postgres import PostgresBackend
+from gateway.backends.trino import TrinoBackend
 from gateway.config import BackendSettings
 from gateway.demo import build_demo_database
 
@@ -25,4 +26,9 @@ def build_backend(settings: BackendSettings, *, generate_demo: bool = True) -> B
         return PostgresBackend(name=settings.name, dsn=settings.dsn, schemas=settings.schemas,
                                pool_size=settings.pool_size, connect_timeout_seconds=settings.connect_timeout_seconds,
                                explain_analyze=settings.explain_analyze)
+    if settings.type == "trino":
+        assert settings.trino is not None  # config validation requires it
+        return TrinoBackend(name=settings.name, settings=settings.trino, schema=settings.schema,
+                            schemas=settings.schemas, pool_size=settings.pool_size,
+                            connect_timeout_seconds=settings.connect_timeout_seconds)
     raise ValueError(f"unknown backend type {settings.type!r}")

@@ -26,7 +26,7 @@ from typing import Any
 
 import asyncpg
 
-from gateway.backends.base import Backend, Column, Execution, ExecutionStats, Row, Table
+from gateway.backends.base import Backend, Column, Execution, ExecutionContext, ExecutionStats, Row, Table
 from gateway.backends.postgres_types import converter, result_decimal, to_sql_type
 from gateway.errors import (
     BackendError,
@@ -157,7 +157,8 @@ class PostgresBackend(Backend):
             self._control.terminate()
             self._control = None
 
-    def execution(self, sql: str, *, time_limit_seconds: float | None = None) -> Execution:
+    def execution(self, sql: str, *, time_limit_seconds: float | None = None,
+                  context: ExecutionContext | None = None) -> Execution:
         return PostgresExecution(self, sql, f"{self.name}-{next(self._ids)}", time_limit_seconds=time_limit_seconds)
 
     async def tables(self) -> list[Table]:
