@@ -56,7 +56,7 @@ POLL_RETRIES = 3
 CANCEL_TIMEOUT_SECONDS = 5.0
 
 _POSITION = re.compile(r"^line \d+:\d+:\s*")
-_INTERNAL_NAME = re.compile(r'"?__gw_[A-Za-z0-9_]*"?\.?')
+_INTERNAL_NAME = re.compile(r'"?\b(?:__gw_|gw\d+_)[A-Za-z0-9_]*"?\.?')  # sql/generate.py renames __gw_ to gwN_
 _QUOTED_VALUE = re.compile(r"'(?:[^']|'')*'")
 _CANCELED = frozenset({"USER_CANCELED", "ADMINISTRATIVELY_KILLED", "ADMINISTRATIVELY_PREEMPTED"})
 _NOT_FOUND = frozenset({"TABLE_NOT_FOUND", "SCHEMA_NOT_FOUND", "CATALOG_NOT_FOUND", "NOT_FOUND"})
