@@ -187,17 +187,31 @@ def decoder_for(kind: t.SqlType) -> Decoder | None:
             return None
         return lambda value: [None if v is None else element(v) for v in value]
     if name == "map":
-        # Keys arrive as JSON object keys (text); the encoder writes str(key) back, which they already are.
-        inner = decoder_for(kind.children[1])
-        if inner is None:
+        key, inner = _key_decoder(kind.children[0]), decoder_for(kind.children[1])
+        if key is None and inner is None:
             return None
-        return lambda value: {k: (None if v is None else inner(v)) for k, v in value.items()}
+        keys, values = key or _text, inner or _same
+        return lambda value: {keys(k): (None if v is None else values(v)) for k, v in value.items()}
     if name == "row":
         fields = [decoder_for(c) for c in kind.children]
         if all(f is None for f in fields):
             return None
-        return lambda value: [None if v is None or f is None else f(v) for f, v in zip(fields, value, strict=True)]
+        return lambda value: [v if v is None or f is None else f(v) for f, v in zip(fields, value, strict=True)]
     return _text
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _key_decoder(kind: t.SqlType) -> Decoder | None:
+    """Map keys arrive as JSON object keys, text whatever their type: back to the key type's value (the
+    encoder writes each key through its type's encoder, then as text)."""
+    if kind.name in ("tinyint", "smallint", "integer", "bigint"):
+        return int
+    if kind.name == "boolean":
+        return lambda k: k == "true"
+    return decoder_for(kind)
 
 
 def row_decoder(kinds: list[t.SqlType]) -> Callable[[list[Any]], tuple[Any, ...]]:
