@@ -1,0 +1,99 @@
+"""Benchmark: what an outer gateway with a Trino backend adds to a point query.
+
+    .venv/bin/python -m load_tests.trino_backend [--repeat 300] [--scale 0.01]
+
+No Trino server runs here, so the "warehouse" is an inner gateway (Trino protocol over the embedded DuckDB
+demo), and the outer gateway's `type: trino` backend talks to it, both with the result cache off. The same
+point query on a different key each time
+(`SELECT o_orderkey, o_totalprice, o_orderstatus FROM orders WHERE o_orderkey = k`):
+
+    inner direct       the trino client against the inner gateway: what a client of the warehouse pays
+    outer admin        the trino client through the outer gateway (no row filter), which runs the query on
+                       the inner through the Trino backend: parse, policy, plan, admission, audit, HTTP
+                       paging, then the backend's own POST/GET round trips
+    outer alice        the same for alice, whose orders are row-filtered behind the security barrier
+
+p50 and p99 per path in milliseconds (measured in the same run), and the outer's added latency (outer p50
+minus inner direct p50), and the ratio of the p50s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import trino
+
+from load_tests._gateway import REPO, GatewayProcess, demo_database
+from load_tests.postgres import sampled
+from load_tests.rewrite import percentile
+
+POINT = "SELECT o_orderkey, o_totalprice, o_orderstatus FROM orders WHERE o_orderkey = {key}"
+INNER_POLICY = "tables:\n  - {name: 'demo.tpch.*', owner: platform, access: [{}]}\n"
+
+
+def runner(gateway: GatewayProcess, user: str) -> Any:
+    connection = trino.dbapi.connect(  # type: ignore[no-untyped-call]
+        host=gateway.host, port=gateway.port, user=user, catalog="demo", schema="tpch")
+    cursor: Any = connection.cursor()
+
+    def run(key: int) -> object:
+        cursor.execute(POINT.format(key=key))
+        return cursor.fetchall()
+
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=300)
+    parser.add_argument("--scale", type=float, default=0.01)
+    args = parser.parse_args()
+    database = demo_database(args.scale)
+    with tempfile.TemporaryDirectory() as work_dir:
+        work = Path(work_dir)
+        (work / "inner-policies").mkdir()
+        (work / "inner-policies" / "tables.yaml").write_text(INNER_POLICY)
+        quiet = {"cache": {"enabled": False}, "logging": {"level": "WARNING"}}
+        inner = GatewayProcess(work / "inner", {
+            "backends": {"demo": {"type": "duckdb", "path": str(database), "schema": "tpch"}},
+            "policies": {"dir": str(work / "inner-policies")}, **quiet})
+        try:
+            outer = GatewayProcess(work / "outer", {
+                "backends": {"demo": {"type": "trino", "url": inner.url, "catalog": "demo", "schema": "tpch",
+                                      "forward_identity": True}},
+                "policies": {"dir": str(REPO / "policies")}, **quiet})
+            try:
+                cursor: Any = trino.dbapi.connect(  # type: ignore[no-untyped-call]
+                    host=inner.host, port=inner.port, user="admin", catalog="demo", schema="tpch").cursor()
+                cursor.execute("SELECT o_orderkey FROM orders")
+                order_keys = [int(row[0]) for row in cursor.fetchall()]
+                keys = [random.choice(order_keys) for _ in range(args.repeat)]
+                results: dict[str, list[float]] = {}
+                for name, gateway, user in (("inner direct", inner, "admin"), ("outer admin", outer, "admin"),
+                                            ("outer alice", outer, "alice")):
+                    run = runner(gateway, user)
+                    sampled(run, keys[:20])  # warm: plan cache, connections
+                    results[name] = sampled(run, keys)
+            finally:
+                outer.stop()
+        finally:
+            inner.stop()
+    print(f"point query through a Trino backend (inner gateway on DuckDB sf{args.scale:g}, {args.repeat} runs, "
+          "distinct keys, cache off), ms")
+    print(f"{'path':<14} {'p50':>7} {'p99':>7}")
+    for name, samples in results.items():
+        print(f"{name:<14} {percentile(samples, .5):7.2f} {percentile(samples, .99):7.2f}")
+    base = results["inner direct"]
+    for name in ("outer admin", "outer alice"):
+        mine = results[name]
+        p50, p99 = percentile(mine, .5), percentile(mine, .99)
+        print(f"added by the outer gateway ({name.split()[1]}): p50 {p50 - percentile(base, .5):+.2f} ms, "
+              f"p99 {p99 - percentile(base, .99):+.2f} ms, p50 ratio {p50 / percentile(base, .5):.2f}x")
+
+
+if __name__ == "__main__":
+    main()
