@@ -76,9 +76,9 @@ async def adapter(dsn: str, keys: list[int]) -> list[float]:
     return samples
 
 
-def through_gateway(gateway: GatewayProcess, user: str) -> Callable[[int], object]:
+def through_gateway(gateway: GatewayProcess, user: str, catalog: str = "pg") -> Callable[[int], object]:
     connection = trino.dbapi.connect(  # type: ignore[no-untyped-call]
-        host=gateway.host, port=gateway.port, user=user, catalog="pg", schema="tpch")
+        host=gateway.host, port=gateway.port, user=user, catalog=catalog, schema="tpch")
     cursor: Any = connection.cursor()
 
     def run(key: int) -> object:

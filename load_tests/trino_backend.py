@@ -5,7 +5,7 @@
 No Trino server runs here, so the "warehouse" is an inner gateway (Trino protocol over the embedded DuckDB
 demo), and the outer gateway's `type: trino` backend talks to it, both with the result cache off. The same
 point query on a different key each time
-(`SELECT o_orderkey, o_totalprice, o_orderstatus FROM orders WHERE o_orderkey = k`):
+(`SELECT o_orderkey, o_totalprice, o_orderstatus FROM tpch.orders WHERE o_orderkey = k`):
 
     inner direct       the trino client against the inner gateway: what a client of the warehouse pays
     outer admin        the trino client through the outer gateway (no row filter), which runs the query on
@@ -28,23 +28,10 @@ from typing import Any
 import trino
 
 from load_tests._gateway import REPO, GatewayProcess, demo_database
-from load_tests.postgres import sampled
+from load_tests.postgres import sampled, through_gateway
 from load_tests.rewrite import percentile
 
-POINT = "SELECT o_orderkey, o_totalprice, o_orderstatus FROM orders WHERE o_orderkey = {key}"
 INNER_POLICY = "tables:\n  - {name: 'demo.tpch.*', owner: platform, access: [{}]}\n"
-
-
-def runner(gateway: GatewayProcess, user: str) -> Any:
-    connection = trino.dbapi.connect(  # type: ignore[no-untyped-call]
-        host=gateway.host, port=gateway.port, user=user, catalog="demo", schema="tpch")
-    cursor: Any = connection.cursor()
-
-    def run(key: int) -> object:
-        cursor.execute(POINT.format(key=key))
-        return cursor.fetchall()
-
-    return run
 
 
 def main() -> None:
@@ -75,7 +62,7 @@ def main() -> None:
                 results: dict[str, list[float]] = {}
                 for name, gateway, user in (("inner direct", inner, "admin"), ("outer admin", outer, "admin"),
                                             ("outer alice", outer, "alice")):
-                    run = runner(gateway, user)
+                    run = through_gateway(gateway, user, catalog="demo")
                     sampled(run, keys[:20])  # warm: plan cache, connections
                     results[name] = sampled(run, keys)
             finally:

@@ -31,7 +31,7 @@ import math
 import re
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -284,18 +284,30 @@ class TrinoExecution(Execution):
     # -- protocol ------------------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        await self._guarded(self._submit())
+
+    async def _submit(self) -> None:
         backend = self._backend
+        if self._uses_slot:
+            await backend._slots.acquire()
+            self._holds_slot = True
+        self._check_cancelled()
+        headers = backend.headers(self._context, self._time_limit)
+        response = await self._request("POST", f"{backend.settings.url}/v1/statement", headers=headers,
+                                       content=self._sql.encode())
+        self._take(response)
+        while not self.columns and self._next_uri is not None:
+            await self._advance()
+
+    async def _pull(self) -> None:
+        while not self._buffer and self._next_uri is not None:
+            await self._advance()
+
+    async def _guarded(self, work: Coroutine[Any, Any, None]) -> None:
+        """Runs `work`; on any failure (the task's own cancellation included) the remote query is deleted
+        and its slot given back, and HTTP failures become the gateway's BackendError."""
         try:
-            if self._uses_slot:
-                await backend._slots.acquire()
-                self._holds_slot = True
-            self._check_cancelled()
-            headers = backend.headers(self._context, self._time_limit)
-            response = await self._request("POST", f"{backend.settings.url}/v1/statement", headers=headers,
-                                           content=self._sql.encode())
-            self._take(response)
-            while not self.columns and self._next_uri is not None:
-                await self._advance()
+            await work
         except BaseException as error:
             await self._failed()
             if isinstance(error, httpx.HTTPError):
@@ -305,16 +317,7 @@ class TrinoExecution(Execution):
             self.stats.elapsed_seconds = time.monotonic() - self._started
 
     async def fetch(self, max_rows: int) -> Sequence[Row] | None:
-        try:
-            while not self._buffer and self._next_uri is not None:
-                await self._advance()
-        except BaseException as error:
-            await self._failed()
-            if isinstance(error, httpx.HTTPError):
-                raise _unavailable(error, self._request_timeout()) from None
-            raise
-        finally:
-            self.stats.elapsed_seconds = time.monotonic() - self._started
+        await self._guarded(self._pull())
         if not self._buffer:
             self._finish()
             return None
