@@ -78,7 +78,7 @@ def backend(**options: Any) -> TrinoBackend:
                                                                  **options), schema="sales")
 
 
-def taken(body: dict[str, Any], *, time_limit: float | None = None) -> TrinoExecution:
+def taken(body: Any, *, time_limit: float | None = None) -> TrinoExecution:
     execution = backend().execution("SELECT 1", time_limit_seconds=time_limit)
     execution._take(httpx.Response(200, json=body))
     return execution
@@ -422,3 +422,10 @@ def test_trino_configuration_is_validated(tmp_path: Path) -> None:
     assert any("credentials" in m for m in config_problems(tmp_path, "    type: trino\n    url: https://u:pw@t\n"))
     misplaced = config_problems(tmp_path, "    type: duckdb\n    path: x.duckdb\n    url: https://t\n")
     assert any("applies to trino backends only" in m for m in misplaced)
+
+
+@pytest.mark.parametrize("body", [{"id": "q", "data": [[1]]}, {**FINAL_PAGE, "data": [["1.00"]]},
+                                  {**FINAL_PAGE, "data": ["not a row"]}, ["not", "an", "object"]])
+def test_pages_that_do_not_fit_their_columns_are_backend_errors(body: Any) -> None:
+    with pytest.raises(BackendError):
+        taken(body)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import itertools
 import json
 import logging
 import math
@@ -149,7 +148,6 @@ class TrinoBackend(Backend):
         self._connect_timeout = connect_timeout_seconds
         self._slots = asyncio.Semaphore(pool_size)
         self._client: httpx.AsyncClient | None = None
-        self._ids = itertools.count(1)
 
     def __repr__(self) -> str:
         return f"TrinoBackend(name={self.name!r}, url={self.settings.url!r})"  # never a credential
@@ -397,8 +395,9 @@ class TrinoExecution(Execution):
             self._decode = row_decoder([c.type for c in self.columns])
         data = body.get("data")
         if isinstance(data, list) and data:
-            if not self.columns:
-                raise BackendError("Trino sent rows before their columns")
+            width = len(self.columns)
+            if not self.columns or any(not isinstance(row, list) or len(row) != width for row in data):
+                raise BackendError("Trino sent rows that do not match their columns")
             self._buffer.extend(self._decode(row) for row in data)
             self.stats.rows += len(data)
 
