@@ -9,6 +9,7 @@ masked or filtered answer through the chain must equal the reference's answer fo
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import time
@@ -21,7 +22,10 @@ import pytest
 import trino
 import yaml
 
-from tests.conftest import POLICIES, GatewayProcess
+from gateway.backends.trino import TrinoBackend
+from gateway.backends.trino_settings import TrinoSettings
+from gateway.errors import BackendError
+from tests.conftest import POLICIES, GatewayProcess, api_keys_file
 from tests.tcp_proxy import HangingProxy, TcpProxy
 
 TPCH = sorted((Path(__file__).parent / "tpch").glob("q*.sql"))
@@ -275,3 +279,47 @@ def test_a_hanging_inner_times_out_with_a_clear_error(inner: GatewayProcess, gat
             proxy.resume()
         finally:
             process.stop()
+
+
+@pytest.mark.slow
+def test_the_service_user_authenticates_and_the_gateway_user_is_the_session_user(
+        demo_database: Path, gateway: GatewayProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An inner that checks credentials (API keys) and allows the service account to impersonate: the
+    outer's queries authenticate as `svc` and run as the gateway user, as on Trino with impersonation."""
+    config = inner_config(demo_database, tmp_path / "inner-policies")
+    (tmp_path / "inner-policies" / "impersonation.yaml").write_text(yaml.safe_dump(
+        {"impersonation": [{"when": {"groups": ["bi-service"]}, "new_user": "[a-z]+", "allow": True}]}))
+    keys = api_keys_file(tmp_path / "keys.json", {"svc": {"groups": ["bi-service"]}})
+    config["identity"] = {"mode": "api_keys", "api_keys": {"file": str(tmp_path / "keys.json")}}
+    inner = GatewayProcess(tmp_path / "inner", config)
+    try:
+        outer_settings = outer_config(inner.url, tmp_path / "policies", reference_mask_key(gateway), user="svc",
+                                      password_env="TRINO_BACKEND_TEST_KEY", allow_insecure_auth=True)
+        good = GatewayProcess(tmp_path / "good", outer_settings, env={"TRINO_BACKEND_TEST_KEY": keys["svc"]})
+        try:
+            c = cursor(good, "alice")
+            c.execute("SELECT count(*) FROM customer")
+            assert c.fetchall() == [[rows(gateway, "alice", "SELECT count(*) FROM customer")[0][0]]]
+            inner_id = inner_query_of(good, c.query_id)
+            basic = httpx.BasicAuth("svc", keys["svc"])
+            info = httpx.get(f"{inner.url}/v1/query/{inner_id}", auth=basic, timeout=10).json()
+            assert (info["session"]["user"], info["session"]["principal"]) == ("alice", "svc")
+            # a wrong key (a gateway with it never becomes ready, so the backend is driven in process)
+            wrong = TrinoBackend(name="demo", settings=TrinoSettings(
+                url=inner.url, user="svc", catalog="demo", password_env="TRINO_BACKEND_WRONG_KEY",
+                allow_insecure_auth=True))
+            monkeypatch.setenv("TRINO_BACKEND_WRONG_KEY", "not-the-key")
+            with pytest.raises(BackendError, match=r"refused the gateway's credentials \(HTTP 401\)"):
+                asyncio.run(ping_once(wrong))
+        finally:
+            good.stop()
+    finally:
+        inner.stop()
+    assert keys["svc"] not in good.log() + inner.log()
+
+
+async def ping_once(backend: TrinoBackend) -> None:
+    try:
+        await backend.ping()
+    finally:
+        await backend.close()
