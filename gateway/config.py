@@ -24,6 +24,7 @@ from gateway.examples import EXAMPLE_POLICIES
 from gateway.units import parse_size
 
 BACKEND_TYPES = ("duckdb", "postgres", "trino")
+_DEFAULT_SCHEMAS = {"duckdb": "main", "trino": "default"}  # else public
 IDENTITY_MODES = ("dev", "jwt", "api_keys")
 # Asymmetric only: keys come from a JWKS, and an HMAC "key" there would be public (key confusion, CVE-2022-29217).
 JWT_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
@@ -556,7 +557,7 @@ def _backends(r: _Reader, data: Mapping[str, Any], base: Path) -> tuple[BackendS
             name=name,
             type=kind,
             path=path,
-            schema=r.get(s, (*p, "schema"), str, "main" if kind == "duckdb" else "public", _identifier),
+            schema=r.get(s, (*p, "schema"), str, _DEFAULT_SCHEMAS.get(kind, "public"), _identifier),
             tpch_scale=r.get(s, (*p, "tpch_scale"), float, None, _positive),
             threads=r.get(s, (*p, "threads"), int, None, _positive),
             memory_limit=_bytes(r, s, (*p, "memory_limit"), BackendSettings.memory_limit),
