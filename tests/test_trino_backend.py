@@ -185,6 +185,16 @@ def test_cost_in_the_outer_ledger_comes_from_the_inner_stats(outer: GatewayProce
                                  rel=1e-3)
 
 
+def test_a_scan_limit_asks_the_inner_for_its_io_plan(outer: GatewayProcess, inner: GatewayProcess) -> None:
+    # The adhoc group has max_scan_bytes: the outer asks EXPLAIN (TYPE IO, FORMAT JSON) first. The inner
+    # gateway's IO plans carry no byte estimates ("NaN"), so the limit is not checked and the query runs.
+    marker = f"io-{time.time_ns()}"
+    assert rows(outer, "admin", f"SELECT count(*), '{marker}' FROM orders", client_tags=["adhoc"]) == [(15000, marker)]
+    explained = rows(inner, "inspector", "SELECT state FROM system.runtime.queries WHERE query LIKE "
+                                         f"'EXPLAIN (TYPE IO, FORMAT JSON)%{marker}%'")
+    assert explained == [("FINISHED",)]
+
+
 # --- stopping queries --------------------------------------------------------------------------------------
 
 
