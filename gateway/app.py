@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from gateway import __version__
+from gateway.access import Access, OperatorGroups
 from gateway.audit.record import format_time
 from gateway.audit.setup import AUDIT_CATALOG, build_trail
 from gateway.audit.stores import StoreUnavailable
@@ -75,7 +76,14 @@ def build_authenticator(settings: Settings, metrics: Metrics) -> Authenticator:
                           on_jwks_fetch=lambda outcome: metrics.jwks_fetches.labels(outcome).inc())
 
 
-def build_workload(settings: Settings, metrics: Metrics, budget: BudgetHook | None = None) -> WorkloadManager:
+def build_access(settings: Settings, policies: PolicyStore) -> Access:
+    return Access(policy=lambda: policies.current,
+                  groups=OperatorGroups.of(workload=settings.workload.admin_groups, cache=settings.cache.admin_groups,
+                                           finance=settings.cost.finance_groups))
+
+
+def build_workload(settings: Settings, metrics: Metrics, access: Access,
+                   budget: BudgetHook | None = None) -> WorkloadManager:
     """Resource groups from the policies directory; slots counted per process, or in Redis when configured."""
     store = WorkloadStore(settings.policies.dir, metrics)
     store.load()  # invalid workload.yaml: the gateway does not start (PolicyError, file:line)
@@ -86,7 +94,7 @@ def build_workload(settings: Settings, metrics: Metrics, budget: BudgetHook | No
                            lease_seconds=config.lease_seconds, poll_seconds=config.poll_seconds,
                            retry_seconds=config.retry_seconds, timeout_seconds=config.redis_timeout_seconds,
                            metrics=metrics)
-    return WorkloadManager(store=store, slots=slots, metrics=metrics, admin_groups=frozenset(config.admin_groups),
+    return WorkloadManager(store=store, slots=slots, metrics=metrics, access=access,
                            budget=budget)
 
 
@@ -129,7 +137,8 @@ class Gateway:
                                             sync_seconds=cost.sync_seconds)
             self.budgets.alerts = ClusterAlerts(self.alerts, self.shared_spend.redis, cost.redis_prefix,
                                                 self.metrics)
-        self.workload = build_workload(settings, self.metrics, self.budgets if cost.enabled else None)
+        self.access = build_access(settings, self.policies)
+        self.workload = build_workload(settings, self.metrics, self.access, self.budgets if cost.enabled else None)
         meter = None
         if cost.enabled:
             types = {b.name: b.type for b in settings.backends} | {AUDIT_CATALOG: self.audit_backend.dialect}
@@ -155,7 +164,7 @@ class Gateway:
                                  planning_threads=limits.planning_threads, max_result_bytes=limits.max_result_bytes,
                                  history=QueryHistory(max_entries=settings.protocol.query_history_max,
                                                       keep_seconds=settings.protocol.query_history_seconds,
-                                                      admin_groups=frozenset(settings.workload.admin_groups)),
+                                                      access=self.access),
                                  node=NodeInfo(version=__version__, environment=settings.server.environment,
                                                uri=f"{'https' if settings.server.tls_cert else 'http'}://"
                                                    f"{settings.server.host}:{settings.server.port}"))
@@ -279,9 +288,8 @@ class Gateway:
                            audit_status=self.audit.status)
         api = AuditApi(pipeline=self.pipeline, store=self.audit.store)
         queries = QueriesApi(pipeline=self.pipeline)
-        cache = CacheApi(pipeline=self.pipeline, cache=self.cache, admin_groups=self.settings.cache.admin_groups)
-        chargeback = ChargebackApi(pipeline=self.pipeline, store=self.audit.store,
-                                   finance_groups=self.settings.cost.finance_groups)
+        cache = CacheApi(pipeline=self.pipeline, cache=self.cache)
+        chargeback = ChargebackApi(pipeline=self.pipeline, store=self.audit.store)
         return Starlette(routes=[*trino.routes(), *ops.routes(), *api.routes(), *queries.routes(), *cache.routes(),
                                  *chargeback.routes()],
                          lifespan=self.lifespan,

@@ -21,9 +21,10 @@ from typing import Any, TypeVar
 import duckdb
 
 from gateway import types as t
-from gateway.backends.base import Backend, Column, Execution, ExecutionContext, ExecutionStats, Row, Table
+from gateway.backends.base import Backend
 from gateway.backends.duckdb_messages import trino_message
 from gateway.errors import BackendError, GatewayError, InsufficientResources, NotFound, QueryCanceled, UserError
+from gateway.relations import Column, Execution, ExecutionContext, ExecutionStats, Row, Table
 
 T = TypeVar("T")
 

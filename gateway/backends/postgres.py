@@ -26,7 +26,7 @@ from typing import Any
 
 import asyncpg
 
-from gateway.backends.base import Backend, Column, Execution, ExecutionContext, ExecutionStats, Row, Table
+from gateway.backends.base import Backend
 from gateway.backends.postgres_types import converter, result_decimal, to_sql_type
 from gateway.errors import (
     BackendError,
@@ -37,6 +37,7 @@ from gateway.errors import (
     QueryCanceled,
     UserError,
 )
+from gateway.relations import Column, Execution, ExecutionContext, ExecutionStats, Row, Table
 
 log = logging.getLogger("gateway.backends.postgres")
 

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gateway import types as t
-from gateway.backends.base import Backend, Column, Execution, ExecutionContext, ExecutionStats, Row, Table
+from gateway.backends.base import Backend
 from gateway.errors import BackendError, GatewayError, NotFound, QueryCanceled, UserError
+from gateway.relations import Column, Execution, ExecutionContext, ExecutionStats, Row, Table
 
 T = TypeVar("T")
 

@@ -29,12 +29,12 @@ from datetime import tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from gateway.backends.base import Row
-from gateway.config import ProtocolSettings
 from gateway.errors import GatewayError, InsufficientResources, InternalError, QueryCanceled, UserError
+from gateway.frontends.settings import ProtocolSettings
 from gateway.frontends.trino_values import row_encoder
 from gateway.metrics import Metrics
 from gateway.pipeline import QueryRun
+from gateway.relations import Row
 
 log = logging.getLogger("gateway.trino")
 
