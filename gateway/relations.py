@@ -42,6 +42,18 @@ class Table:
         return self.remote_name is not None or any(c.remote_name is not None for c in self.columns)
 
 
+@dataclass(frozen=True, slots=True)
+class ExecutionContext:
+    """Who a backend query runs for, for engines that can carry it (Trino's session user, source and client
+    tags; Snowflake's QUERY_TAG). Never a secret: engines may log all of it."""
+
+    user: str | None = None
+    source: str | None = None
+    client_tags: frozenset[str] = frozenset()
+    query_id: str | None = None  # the gateway's query id, to find the backend query from the audit trail
+    cost_center: str | None = None
+
+
 @dataclass(slots=True)
 class ExecutionStats:
     """What the backend reports about one query; used for Trino stats and cost."""

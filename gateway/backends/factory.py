@@ -7,8 +7,8 @@ from functools import partial
 from gateway.backends.base import Backend
 from gateway.backends.duckdb import DuckDBBackend
 from gateway.backends.postgres import PostgresBackend
-from gateway.backends.trino import TrinoBackend
 from gateway.backends.settings import BackendSettings
+from gateway.backends.trino import TrinoBackend
 from gateway.demo import build_demo_database
 
 

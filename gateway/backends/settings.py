@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from gateway.backends.trino_settings import TRINO_KEYS, TrinoSettings, trino_settings
 from gateway.config_reader import (
     Check,
     Reader,
@@ -20,7 +21,8 @@ from gateway.config_reader import (
     section_keys,
 )
 
-BACKEND_TYPES = ("duckdb", "postgres")
+BACKEND_TYPES = ("duckdb", "postgres", "trino")
+_DEFAULT_SCHEMAS = {"duckdb": "main", "trino": "default"}  # else public
 RESERVED_CATALOGS = ("system", "gateway")
 
 
@@ -40,6 +42,7 @@ class BackendSettings:
     pool_size: int = 4  # postgres: connections at most (each running query holds one)
     connect_timeout_seconds: float = 10.0  # postgres: opening one connection
     explain_analyze: bool = False  # postgres: rows and buffers from EXPLAIN (ANALYZE, BUFFERS), run twice
+    trino: TrinoSettings | None = None  # trino: its own keys (gateway/backends/trino_settings.py)
 
     CHECKS: ClassVar[Mapping[str, Check]] = {
         "type": one_of(BACKEND_TYPES, "backend"), "dsn": postgres_dsn, "tpch_scale": positive, "threads": positive,
@@ -51,7 +54,7 @@ class BackendSettings:
         return masked_repr(self, ("dsn",))
 
 
-_BY_HAND = ("name", "type", "schema", "schemas")
+_BY_HAND = ("name", "type", "schema", "schemas", "trino")
 
 
 def default_backends(base: Path) -> dict[str, Any]:
@@ -70,7 +73,7 @@ def read_backends(r: Reader, data: Mapping[str, Any]) -> tuple[BackendSettings, 
         if (problem := identifier(name)) is not None or name in RESERVED_CATALOGS:
             r.fail(p, problem or f"catalog name {name!r} is reserved")
             continue
-        s = r.section(raw, p, section_keys(BackendSettings, skip=("name",)))
+        s = r.section(raw, p, section_keys(BackendSettings, skip=("name", "trino"), extra=TRINO_KEYS))
         kind = r.get(s, (*p, "type"), str, None, BackendSettings.CHECKS["type"])
         if kind is None:
             if "type" not in s:
@@ -87,7 +90,8 @@ def read_backends(r: Reader, data: Mapping[str, Any]) -> tuple[BackendSettings, 
             schemas = None
         result.append(BackendSettings(
             **values, name=name, type=kind,
-            schema=r.get(s, (*p, "schema"), str, "main" if kind == "duckdb" else "public", identifier),
+            schema=r.get(s, (*p, "schema"), str, _DEFAULT_SCHEMAS.get(kind, "public"), identifier),
             schemas=tuple(schemas) if schemas is not None else None,
+            trino=trino_settings(r, s, p, kind),
         ))
     return tuple(result)

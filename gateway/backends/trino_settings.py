@@ -1,5 +1,5 @@
 """`backends.<name>` keys of a `type: trino` backend: a frozen dataclass and its parsing, called from
-gateway/config.py in one line (so config.py knows only that the keys exist).
+gateway/backends/settings.py in one line.
 
     backends:
       warehouse:
@@ -19,11 +19,10 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
-if TYPE_CHECKING:
-    from gateway.config import _Reader
+from gateway.config_reader import Reader
 
 TRINO_KEYS = frozenset({"url", "user", "catalog", "password_env", "token_env", "allow_insecure_auth",
                         "forward_identity", "request_timeout_seconds", "source"})
@@ -73,7 +72,7 @@ def _non_empty(value: Any) -> str | None:
     return None if value.strip() else "must not be empty"
 
 
-def trino_settings(r: _Reader, s: Mapping[str, Any], p: tuple[str, ...], kind: str) -> TrinoSettings | None:
+def trino_settings(r: Reader, s: Mapping[str, Any], p: tuple[str, ...], kind: str) -> TrinoSettings | None:
     """The Trino keys of backend section `s` (at path `p`) of type `kind`; None for other types (which must
     not set them) and, after reporting why, when they cannot work."""
     if kind != "trino":
