@@ -17,6 +17,7 @@ from functools import partial
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp
 
 from gateway import __version__
 from gateway.access import Access, OperatorGroups
@@ -38,6 +39,7 @@ from gateway.errors import GatewayError
 from gateway.frontends.api import AuditApi
 from gateway.frontends.cache_api import CacheApi
 from gateway.frontends.chargeback_api import ChargebackApi
+from gateway.frontends.forwarding import ForwardingMiddleware
 from gateway.frontends.ops import OpsEndpoints
 from gateway.frontends.queries_api import QueriesApi
 from gateway.frontends.trino_http import TrinoFrontend
@@ -53,6 +55,7 @@ from gateway.planner import Planner
 from gateway.policy.load import load_dev_users
 from gateway.policy.store import PolicyStore
 from gateway.query_history import QueryHistory
+from gateway.replicas import ReplicaDirectory, reachable_url
 from gateway.sql.limits import StatementLimits
 from gateway.workload.budget import BudgetHook
 from gateway.workload.manager import WorkloadManager
@@ -106,12 +109,26 @@ def build_cache(settings: Settings, metrics: Metrics) -> ResultCache | None:
                        redis_url=cache.redis, prefix=cache.redis_prefix)
 
 
+def build_directory(settings: Settings, pipeline: Pipeline, registry: QueryRegistry,
+                    metrics: Metrics) -> ReplicaDirectory | None:
+    """With Redis, replicas find each other's queries (any replica answers any poll); else None."""
+    workload = settings.workload
+    if workload.redis is None:
+        return None
+    server = settings.server
+    internal = server.internal_url or reachable_url("https" if server.tls_cert else "http", server.host, server.port)
+    return ReplicaDirectory(url=workload.redis, prefix=workload.key_prefix, node_id=pipeline.node.node_id,
+                            internal_url=internal, ttl_seconds=server.replica_ttl_seconds,
+                            timeout_seconds=workload.redis_timeout_seconds,
+                            held=lambda: {*registry.ids(), *pipeline.history.ids()}, metrics=metrics)
+
+
 class Gateway:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = Metrics()
         self.metrics.info.info({"version": __version__})
-        self.backends = {b.name: build_backend(b) for b in settings.backends}
+        self.backends = {b.name: build_backend(b, metrics=self.metrics) for b in settings.backends}
         for name, backend in self.backends.items():
             self.metrics.backend_busy_threads.labels(name).set_function(partial(_busy_threads, backend))
             for per_backend in (self.metrics.backend_running, self.metrics.backend_duration,
@@ -169,6 +186,9 @@ class Gateway:
                                                uri=f"{'https' if settings.server.tls_cert else 'http'}://"
                                                    f"{settings.server.host}:{settings.server.port}"))
         self.registry = QueryRegistry(settings.protocol, self.metrics)
+        self.directory = build_directory(settings, self.pipeline, self.registry, self.metrics)
+        if self.directory is not None:
+            self.registry.announce = self.directory.announce
         self.draining = False
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -192,6 +212,8 @@ class Gateway:
         await self.audit_backend.start()
         await self.catalog.refresh()
         await self.workload.slots.start()
+        if self.directory is not None:
+            await self.directory.start()
         if self.cache is not None:
             await self.cache.start()
         self.registry.start_reaper()
@@ -259,6 +281,8 @@ class Gateway:
         for task in self._tasks:
             task.cancel()
         await self.registry.close(GatewayError("The gateway is shutting down", error_name="SERVER_SHUTTING_DOWN"))
+        if self.directory is not None:
+            await self.directory.close()
         await self.workload.slots.close()
         if self.cache is not None:
             await self.cache.close()
@@ -281,7 +305,7 @@ class Gateway:
         finally:
             await self.stop()
 
-    def asgi(self) -> Starlette:
+    def asgi(self) -> ASGIApp:
         trino = TrinoFrontend(pipeline=self.pipeline, settings=self.settings, metrics=self.metrics,
                               registry=self.registry, is_draining=self.is_draining)
         ops = OpsEndpoints(metrics=self.metrics, backends=self.backends, is_draining=self.is_draining,
@@ -290,10 +314,19 @@ class Gateway:
         queries = QueriesApi(pipeline=self.pipeline)
         cache = CacheApi(pipeline=self.pipeline, cache=self.cache)
         chargeback = ChargebackApi(pipeline=self.pipeline, store=self.audit.store)
-        return Starlette(routes=[*trino.routes(), *ops.routes(), *api.routes(), *queries.routes(), *cache.routes(),
-                                 *chargeback.routes()],
-                         lifespan=self.lifespan,
-                         exception_handlers={Exception: _internal_error, 404: _not_found, 405: _not_allowed})
+        app = Starlette(routes=[*trino.routes(), *ops.routes(), *api.routes(), *queries.routes(), *cache.routes(),
+                                *chargeback.routes()],
+                        lifespan=self.lifespan,
+                        exception_handlers={Exception: _internal_error, 404: _not_found, 405: _not_allowed})
+        if self.directory is None:
+            return app
+        return ForwardingMiddleware(app, directory=self.directory, holds=self.holds,
+                                    timeout_seconds=self.settings.server.forward_timeout_seconds,
+                                    metrics=self.metrics)
+
+    def holds(self, query_id: str) -> bool:
+        """Whether this process answers the query's polls itself."""
+        return self.registry.by_id(query_id) is not None or self.pipeline.history.holds(query_id)
 
 
 def _busy_threads(backend: Backend) -> float:

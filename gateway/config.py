@@ -107,6 +107,9 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
             hint = closest(key, SECTIONS)
             reader.fail((key,), f"unknown section{f' (did you mean {hint!r}?)' if hint else ''}")
     sections = {key: read(reader, data) for key, read in SECTIONS.items()}
+    if (sections["server"].workers or 1) > 1 and sections["workload"].redis is None:
+        reader.fail(("server", "workers"), "more than 1 worker needs workload.redis (the workers share admission, "
+                    "paging and kills through it); set workload.redis or server.workers: 1")
     if errors:
         raise ConfigError(errors)
     return Settings(source=name, **sections)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import re
 import types
 import typing
@@ -198,6 +199,13 @@ def closest(key: str, allowed: Iterable[str]) -> str | None:
 # A section read from its dataclass
 
 
+@functools.cache
+def _field_rules(cls: type) -> tuple[tuple[dataclasses.Field[Any], Any], ...]:
+    """Each init field of `cls` with how it is read (resolving type hints is slow: once per class)."""
+    hints = typing.get_type_hints(cls)
+    return tuple((f, _field_kind(hints[f.name])) for f in dataclasses.fields(cls) if f.init)
+
+
 def _field_kind(hint: Any) -> Any:
     """int, float, str, bool, Path, or "strings" for tuple[str, ...]; None for anything else (read by hand)."""
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
@@ -217,24 +225,22 @@ def read_fields(r: Reader, s: Mapping[str, Any], path: tuple[str, ...], cls: typ
                 *, skip: Iterable[str] = ()) -> dict[str, Any]:
     """Every field of `cls` but `skip`, read from the section `s` (already checked for unknown keys) by its
     type: absent keys take the field's default (a relative Path default is relative to the config file)."""
-    hints = typing.get_type_hints(cls)
     checks: Mapping[str, Check] = getattr(cls, "CHECKS", {})
     sizes: frozenset[str] = getattr(cls, "SIZES", frozenset())
     skipped = set(skip)
     values: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        if not f.init or f.name in skipped:
+    for f, kind in _field_rules(cls):
+        if f.name in skipped:
             continue
         default: Any = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
-        kind = _field_kind(hints[f.name])
         key = (*path, f.name)
         if f.name in sizes:
             values[f.name] = r.size(s, key, default)
         elif kind == "strings":
             values[f.name] = r.strings(s, key, default)
         elif kind is None:
-            raise TypeError(f"{cls.__name__}.{f.name}: read it by hand (skip=) — no rule for {hints[f.name]!r}")
+            raise TypeError(f"{cls.__name__}.{f.name}: read it by hand (skip=) — no rule for its type {f.type!r}")
         else:
             if kind is Path and isinstance(default, Path):
                 default = r.path(default)

@@ -35,6 +35,10 @@ def read_logging(r: Reader, data: Mapping[str, Any]) -> LoggingSettings:
     return read_section(r, data, ("logging",), LoggingSettings)
 
 
+# One encoder for every line: json.dumps with options builds a new JSONEncoder on each call.
+_encode = json.JSONEncoder(default=str).encode
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -48,7 +52,7 @@ class JsonFormatter(logging.Formatter):
             entry.update(query)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return _encode(entry)
 
 
 class TextFormatter(logging.Formatter):
@@ -59,7 +63,7 @@ class TextFormatter(logging.Formatter):
         text = super().format(record)
         query = getattr(record, "query", None)
         if isinstance(query, dict):
-            fields = " ".join(f"{k}={json.dumps(v, default=str)}" for k, v in query.items() if v is not None)
+            fields = " ".join(f"{k}={_encode(v)}" for k, v in query.items() if v is not None)
             text = f"{text} {fields}"
         return text
 

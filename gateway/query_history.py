@@ -91,6 +91,13 @@ class QueryHistory:
             summary = entry[1]
         return summary if self.may_see(viewer, summary) else None
 
+    def holds(self, query_id: str) -> bool:
+        """Whether this process answers for the query (whoever asks)."""
+        return query_id in self._running or query_id in self._ended
+
+    def ids(self) -> list[str]:
+        return [*self._running, *self._ended]
+
     def visible_to(self, viewer: Identity) -> list[QuerySummary]:
         self._sweep()
         summaries = [summarize(run, created) for created, run in self._running.values()]

@@ -7,10 +7,49 @@ and batches of Python rows. It translates its engine's errors into `gateway.erro
 from __future__ import annotations
 
 import abc
+import time
+from collections.abc import Sequence
 
 from gateway.relations import Column, Execution, ExecutionContext, ExecutionStats, Row, Table
 
-__all__ = ["Backend", "Column", "Execution", "ExecutionContext", "ExecutionStats", "Row", "Table"]
+__all__ = ["Backend", "Column", "Execution", "ExecutionContext", "ExecutionStats", "PrefetchingExecution", "Row",
+           "Table"]
+
+
+class PrefetchingExecution(Execution):
+    """The shape every engine's execution shares: `start` runs the statement and reads the first rows in the
+    same round trip (a dashboard's small result then costs one), `fetch` hands those out first and then
+    reads on, page by page, until the engine's result is exhausted. An engine supplies `_exhausted` and
+    `_read_more`; the elapsed time is kept here."""
+
+    def __init__(self, query_id: str) -> None:
+        self.columns = ()
+        self.stats = ExecutionStats(backend_query_id=query_id)
+        self._prefetched: list[Row] | None = None
+        self._started = time.perf_counter()
+
+    async def fetch(self, max_rows: int) -> Sequence[Row] | None:
+        if self._prefetched is not None:
+            prefetched, self._prefetched = self._prefetched, None
+            if prefetched:
+                return prefetched
+        if self._exhausted():
+            return None
+        try:
+            return await self._read_more(max_rows)
+        finally:
+            self._clock()
+
+    def _clock(self) -> None:
+        self.stats.elapsed_seconds = time.perf_counter() - self._started
+
+    @abc.abstractmethod
+    def _exhausted(self) -> bool:
+        """No more rows can come (read to the end, or the engine side is closed)."""
+
+    @abc.abstractmethod
+    async def _read_more(self, max_rows: int) -> Sequence[Row] | None:
+        """The next rows after the prefetched ones, at most `max_rows`; None at the end."""
 
 
 class Backend(abc.ABC):

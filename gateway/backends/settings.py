@@ -4,15 +4,18 @@ named for them (`dsn` and `pool_size` for postgres, `path` and `threads` for duc
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from gateway.backends.credentials import SecretSpec, parse_secret_spec
+from gateway.backends.resilience import ResilienceSettings, parse_resilience
 from gateway.backends.trino_settings import TRINO_KEYS, TrinoSettings, trino_settings
 from gateway.config_reader import (
     Check,
     Reader,
     identifier,
+    mask_url,
     masked_repr,
     one_of,
     positive,
@@ -43,10 +46,15 @@ class BackendSettings:
     connect_timeout_seconds: float = 10.0  # postgres: opening one connection
     explain_analyze: bool = False  # postgres: rows and buffers from EXPLAIN (ANALYZE, BUFFERS), run twice
     trino: TrinoSettings | None = None  # trino: its own keys (gateway/backends/trino_settings.py)
+    # docs/backends-operations.md: secrets by source (never their values), pool wait, breaker, retries
+    password: SecretSpec | None = None  # postgres: the DSN's password, from {env|file|command}
+    credentials: Mapping[str, SecretSpec] = field(default_factory=dict)  # other secrets, by kind (private_key)
+    pool_timeout_seconds: float = 10.0  # waiting for a free pooled connection; counts against the time limit
+    resilience: ResilienceSettings = field(default_factory=ResilienceSettings)  # keys circuit: and retries:
 
     CHECKS: ClassVar[Mapping[str, Check]] = {
         "type": one_of(BACKEND_TYPES, "backend"), "dsn": postgres_dsn, "tpch_scale": positive, "threads": positive,
-        "pool_size": positive, "connect_timeout_seconds": positive,
+        "pool_size": positive, "connect_timeout_seconds": positive, "pool_timeout_seconds": positive,
     }
     SIZES: ClassVar[frozenset[str]] = frozenset({"memory_limit"})
 
@@ -54,7 +62,7 @@ class BackendSettings:
         return masked_repr(self, ("dsn",))
 
 
-_BY_HAND = ("name", "type", "schema", "schemas", "trino")
+_BY_HAND = ("name", "type", "schema", "schemas", "password", "credentials", "resilience", "trino")
 
 
 def default_backends(base: Path) -> dict[str, Any]:
@@ -73,7 +81,8 @@ def read_backends(r: Reader, data: Mapping[str, Any]) -> tuple[BackendSettings, 
         if (problem := identifier(name)) is not None or name in RESERVED_CATALOGS:
             r.fail(p, problem or f"catalog name {name!r} is reserved")
             continue
-        s = r.section(raw, p, section_keys(BackendSettings, skip=("name", "trino"), extra=TRINO_KEYS))
+        s = r.section(raw, p, section_keys(BackendSettings, skip=("name", "resilience", "trino"),
+                                            extra=("circuit", "retries", *TRINO_KEYS)))
         kind = r.get(s, (*p, "type"), str, None, BackendSettings.CHECKS["type"])
         if kind is None:
             if "type" not in s:
@@ -93,5 +102,36 @@ def read_backends(r: Reader, data: Mapping[str, Any]) -> tuple[BackendSettings, 
             schema=r.get(s, (*p, "schema"), str, _DEFAULT_SCHEMAS.get(kind, "public"), identifier),
             schemas=tuple(schemas) if schemas is not None else None,
             trino=trino_settings(r, s, p, kind),
+            **_operations(r, s, p, kind, values["dsn"]),
         ))
     return tuple(result)
+
+
+def _operations(r: Reader, s: Mapping[str, Any], p: tuple[str, ...], kind: str, dsn: str | None) -> dict[str, Any]:
+    """Secrets, circuit breaker and retries of one backend (docs/backends-operations.md)."""
+    password = _secret(r, s.get("password"), (*p, "password"))
+    if password is not None and kind != "postgres":
+        r.fail((*p, "password"), f"is not used by a {kind} backend")
+    if password is not None and dsn is not None and mask_url(dsn) != dsn:
+        r.fail((*p, "password"), "is given twice: remove the password from the dsn")
+    raw_credentials = s.get("credentials") or {}
+    if not isinstance(raw_credentials, Mapping):
+        r.fail((*p, "credentials"), "must map secret kinds to {env|file|command} sources")
+        raw_credentials = {}
+    credentials = {str(k): spec for k, v in raw_credentials.items()
+                   if (spec := _secret(r, v, (*p, "credentials", str(k)))) is not None}
+    resilience = parse_resilience(s.get("circuit"), s.get("retries"))
+    if isinstance(resilience, str):
+        r.fail(p, resilience)
+        resilience = ResilienceSettings()
+    return {"password": password, "credentials": credentials, "resilience": resilience}
+
+
+def _secret(r: Reader, raw: Any, path: tuple[str, ...]) -> SecretSpec | None:
+    if raw is None:
+        return None
+    spec = parse_secret_spec(raw, base=r.base)
+    if isinstance(spec, str):
+        r.fail(path, spec)
+        return None
+    return spec

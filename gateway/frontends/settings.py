@@ -12,6 +12,12 @@ from gateway.config_reader import Check, Reader, positive, read_fields, read_sec
 from gateway.config_reader import port as port_number
 
 
+def http_url(value: Any) -> str | None:
+    if isinstance(value, str) and value.startswith(("http://", "https://")):
+        return None
+    return "must be an http:// or https:// URL"
+
+
 @dataclass(frozen=True, kw_only=True)
 class ServerSettings:
     host: str = "127.0.0.1"
@@ -28,16 +34,23 @@ class ServerSettings:
     shutdown_delivery_seconds: float = 5.0  # then: how long cancelled queries' clients have to fetch the news
     tls_cert: Path | None = None  # server.tls.cert / server.tls.key: PEM files; both set -> HTTPS
     tls_key: Path | None = None
+    # Scale-out (docs/scale-out.md): processes sharing the port, and how replicas reach each other.
+    workers: int | None = None  # None: one per usable core when workload.redis is set, else 1
+    internal_url: str | None = None  # how other replicas reach this one; None: its own listener on server.host
+    forward_timeout_seconds: float = 30.0  # a request forwarded to the replica holding its query
+    replica_ttl_seconds: float = 15.0  # a replica (and its queries) count as gone this long after its heartbeat
 
     CHECKS: ClassVar[Mapping[str, Check]] = {
         "port": port_number, "max_request_bytes": positive, "header_timeout_seconds": positive,
         "body_timeout_seconds": positive, "keep_alive_timeout_seconds": positive, "max_connections": positive,
-        "shutdown_delivery_seconds": positive,
+        "shutdown_delivery_seconds": positive, "workers": positive, "internal_url": http_url,
+        "forward_timeout_seconds": positive, "replica_ttl_seconds": positive,
     }
     SIZES: ClassVar[frozenset[str]] = frozenset({"max_header_bytes"})
 
 
 _TLS = ("tls_cert", "tls_key")
+
 
 
 def read_server(r: Reader, data: Mapping[str, Any]) -> ServerSettings:
