@@ -112,17 +112,18 @@ class Pipeline:
     def close(self) -> None:
         self._planning.shutdown(wait=False, cancel_futures=True)
 
-    async def authenticate(self, credentials: Credentials) -> Identity:
+    async def authenticate(self, credentials: Credentials, *, frontend: str = "trino_http") -> Identity:
         """The authenticated principal; raises AuthenticationFailed after reporting it."""
         try:
             identity = await self.authenticator.authenticate(credentials)
         except AuthenticationFailed as failure:
-            self.record_rejected_attempt(credentials, failure)
+            self.record_rejected_attempt(credentials, failure, frontend=frontend)
             raise
         self.metrics.authentications.labels(identity.auth_method).inc()
         return identity
 
-    def record_rejected_attempt(self, credentials: Credentials, failure: AuthenticationFailed) -> None:
+    def record_rejected_attempt(self, credentials: Credentials, failure: AuthenticationFailed, *,
+                                frontend: str = "trino_http") -> None:
         """Every failed authentication passes here exactly once: a metric and a log line now, the audit
         trail's hook later. Never given a secret: `credentials` masks it, `failure` never holds it."""
         self.metrics.auth_failures.labels(failure.reason).inc()
@@ -130,7 +131,8 @@ class Pipeline:
         self.record_refused_request(client_address=credentials.client_address,
                                     user=credentials.session_user or credentials.username,
                                     auth_method=credentials.scheme, error_name="AUTHENTICATION_FAILED",
-                                    reason=f"authentication failed ({failure.reason})", message=failure.message)
+                                    reason=f"authentication failed ({failure.reason})", message=failure.message,
+                                    frontend=frontend)
 
     def record_refused_request(self, *, client_address: str | None, user: str | None, error_name: str,
                                reason: str, message: str, source: str | None = None, sql: str | None = None,

@@ -103,14 +103,14 @@ class Planner:
 
     def plan(self, sql: str, *, session: Session, identity: Identity, snapshot: CatalogSnapshot,
              policy: PolicyContext) -> Plan:
-        key = (sql, session.catalog, session.schema, session.time_zone, session.source,
+        key = (sql, session.dialect, session.catalog, session.schema, session.time_zone, session.source,
                tuple(sorted(session.prepared_statements.items())), identity, policy.policy.version, id(snapshot))
         with self._lock:
             cached = self._plans.get(key)
         if cached is not None:
             self.metrics.plan_cache.labels("hit").inc()
             return cached
-        failure_key = (hashlib.sha256(repr(key[:6]).encode("utf-8", "surrogatepass")).digest(), *key[6:])
+        failure_key = (hashlib.sha256(repr(key[:7]).encode("utf-8", "surrogatepass")).digest(), *key[7:])
         with self._lock:
             failed = self._failures.get(failure_key)
         if failed is not None:
@@ -168,7 +168,7 @@ class _Planning:
         """Every statement text passes here (body, prepared statement, EXECUTE IMMEDIATE): bounded first.
         `parameters`: a prepared query, whose `?` are numbered by their place in the text before parsing."""
         self.planner.limits.check_text(text)
-        return st.classify(number_placeholders(text) if parameters else text)
+        return st.classify(number_placeholders(text) if parameters else text, dialect=self.session.dialect)
 
     def statement(self, statement: st.Statement) -> Plan:
         session = self.session
@@ -225,7 +225,7 @@ class _Planning:
         planner = self.planner
         resolved = resolve_query(tree, catalog=session.catalog, schema=session.schema, snapshot=self.snapshot,
                                  default_catalog=planner.default_catalog)
-        check_functions(resolved.tree, dialect="trino")
+        check_functions(resolved.tree, dialect=session.dialect)
         values = SessionValues(user=self.identity.user, version=planner.version, catalog=session.catalog,
                                schema=session.schema, time_zone=session.time_zone or "UTC")
         policy = self.policy.policy

@@ -77,6 +77,8 @@ _SIMPLE_TYPES = {
 def to_sql_type(duck: Any) -> t.SqlType:
     """DuckDB's type -> the Trino type clients see."""
     kind = duck.id
+    if kind == "varchar" and str(duck) == "JSON":  # json is an alias of varchar in DuckDB
+        return t.JSON
     if kind in _SIMPLE_TYPES:
         return _SIMPLE_TYPES[kind]
     if kind == "decimal":
@@ -88,7 +90,9 @@ def to_sql_type(duck: Any) -> t.SqlType:
         children = dict(duck.children)
         return t.map_of(to_sql_type(children["key"]), to_sql_type(children["value"]))
     if kind == "struct":
-        return t.row([(name, to_sql_type(child)) for name, child in duck.children])
+        # sqlglot names the fields of an anonymous ROW(...) _0, _1, ...: Trino shows them without names
+        return t.row([("" if name == f"_{i}" else name, to_sql_type(child))
+                      for i, (name, child) in enumerate(duck.children)])
     return t.VARCHAR if kind == "union" else t.UNKNOWN
 
 

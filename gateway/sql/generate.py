@@ -7,6 +7,7 @@ Pure tree transformations, in order:
 - functions whose answer is the gateway's, not the engine's (version(), current_user, current_catalog, ...)
   become literals;
 - `/` gets Trino's semantics on DuckDB (integer division, DIVISION_BY_ZERO; sql/trino_semantics.py);
+- Trino's types and literals become the backend's, or NOT_SUPPORTED naming the type (sql/trino_types.py);
 - unnamed output columns get Trino's names (_col0, _col1, ...), so clients see what Trino would send;
 - on Trino backends the gateway's own names (`__gw_*`) get a prefix no identifier of the statement starts
   with: another gateway downstream refuses `__gw_` names in what it receives, as any gateway does.
@@ -25,6 +26,7 @@ from gateway.metadata import catalog_column, local_columns, local_name
 from gateway.relations import Table
 from gateway.sql.barrier import RESERVED_PREFIX, fenced
 from gateway.sql.trino_semantics import trino_arithmetic
+from gateway.sql.trino_types import trino_types
 
 
 @dataclass(frozen=True)
@@ -81,8 +83,9 @@ def to_backend_sql(tree: exp.Query, *, dialect: str, session: SessionValues, met
     up a table's description, for engines whose names are not all lower case. With `copy=False` the tree is
     transformed in place (for a caller that owns it)."""
     result: exp.Expr = tree.copy() if copy else tree
-    if dialect == "duckdb":  # first: operands are typed by the catalog's (gateway) table names
-        result = trino_arithmetic(result, schema=schema)
+    if dialect in ("duckdb", "postgres"):  # first: operands are typed by the catalog's (gateway) table names
+        result = trino_arithmetic(result, schema=schema, dialect=dialect)
+    result = trino_types(result, dialect=dialect)
     result = _rename_tables(result, metadata=metadata, backend_catalog=backend_catalog, tables=tables)
     result = _session_functions(result, session)
     result = name_output_columns(result)
