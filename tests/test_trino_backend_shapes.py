@@ -214,7 +214,7 @@ def values_of(kind: t.SqlType) -> st.SearchStrategy[Any]:
         "double": st.floats(), "real": st.floats(width=32), "varchar": st.text(), "char": st.text(max_size=3),
         "varbinary": st.binary(), "date": st.dates(), "uuid": st.uuids().map(str),
         "json": st.text().map(json.dumps),
-        "interval year to month": st.from_regex(r"-?[0-9]{1,4}-[0-9]{1,2}", fullmatch=True),
+        "interval year to month": st.integers(-10**6, 10**6),  # months, as the gateway keeps them
         "interval day to second": st.timedeltas(min_value=timedelta(days=-99999), max_value=timedelta(days=99999))
         .map(lambda d: timedelta(milliseconds=int(d.total_seconds() * 1000)) if d >= timedelta(0)
              else -timedelta(milliseconds=int(-d.total_seconds() * 1000))),
@@ -286,7 +286,7 @@ def test_an_out_of_range_value_is_a_clear_error() -> None:
 
 
 def test_headers_carry_identity_source_tags_and_the_time_limit() -> None:
-    context = ExecutionContext(user="alice", source="superset", client_tags=frozenset({"b", "a", "has,comma"}),
+    context = ExecutionContext(user="alice", source="superset", client_tags=("b", "a", "has,comma"),
                                query_id="20240301_000000_00001_gw000", cost_center="CC-1")
     forwarded = backend(forward_identity=True).headers(context, 2.5)
     assert forwarded["X-Trino-User"] == "alice" and forwarded["X-Trino-Source"] == "superset"
@@ -295,7 +295,8 @@ def test_headers_carry_identity_source_tags_and_the_time_limit() -> None:
     assert forwarded["X-Trino-Trace-Token"] == context.query_id and "Authorization" not in forwarded
     assert backend().headers(context, None)["X-Trino-User"] == "gateway"  # the service user
     with pytest.raises(UserError, match="printable ASCII"):
-        backend(forward_identity=True).headers(ExecutionContext(user="al\nice"), None)
+        hostile = ExecutionContext(query_id="q", user="al\nice", source=None, client_tags=(), cost_center=None)
+        backend(forward_identity=True).headers(hostile, None)
 
 
 def test_credentials_come_from_the_environment_at_each_query(monkeypatch: pytest.MonkeyPatch) -> None:

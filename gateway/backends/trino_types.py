@@ -165,13 +165,21 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else str(value)
 
 
+def _months(text: str) -> int:
+    """`1-2` / `-0-3` (years-months, as Trino writes an interval year to month) -> a count of months, the
+    value the gateway keeps for that type."""
+    sign = -1 if text.startswith("-") else 1
+    years, months = text.lstrip("-").split("-")
+    return sign * (int(years) * 12 + int(months))
+
+
 _DECODERS: dict[str, Decoder] = {
     "double": _double, "real": _double, "decimal": _decimal, "date": _date, "timestamp": _timestamp,
     "timestamp with time zone": _timestamp, "time": _time, "time with time zone": _time, "varbinary": _varbinary,
-    "interval day to second": _interval,
+    "interval day to second": _interval, "interval year to month": _months,
 }
 _AS_SENT = frozenset({"boolean", "tinyint", "smallint", "integer", "bigint", "varchar", "char", "unknown", "uuid",
-                      "json", "interval year to month"})
+                      "json"})
 
 
 def decoder_for(kind: t.SqlType) -> Decoder | None:
