@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import duckdb
 
+from gateway import pg_catalog_tables
 from gateway.backends.base import Backend, Column, Table
 from gateway.backends.duckdb import DuckDBEngine, describe_tables
 from gateway.catalog import INFORMATION_SCHEMA, SYSTEM_CATALOG, CatalogSnapshot, TableName
@@ -153,9 +154,10 @@ def build_metadata(backend_tables: dict[str, list[Table]], *, workers: int = 4) 
     catalogs[SYSTEM_CATALOG] = [*system, *info]
     snapshot = CatalogSnapshot(catalogs)
     connection = duckdb.connect(config={"enable_external_access": False})
-    for statement in _ddl():
+    for statement in [*_ddl(), *pg_catalog_tables.ddl()]:
         connection.execute(statement)
     _fill(connection, snapshot, connectors={**{n: "duckdb" for n in backend_tables}, SYSTEM_CATALOG: "system"})
+    pg_catalog_tables.fill(connection, snapshot, backend_tables)  # the PostgreSQL view (gateway/pg_catalog.py)
     connection.execute("SET lock_configuration = true")
     return MetadataTables(snapshot=snapshot, engine=DuckDBEngine(connection, label="metadata", workers=workers))
 

@@ -30,6 +30,7 @@ class Session:
     transaction_id: str | None = None
     trace_token: str | None = None
     client_address: str | None = None
+    dialect: str = "trino"  # the SQL dialect the client writes: "trino", or "postgres" (PostgreSQL wire)
 
 
 @dataclass(kw_only=True)

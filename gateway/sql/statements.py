@@ -115,9 +115,9 @@ _WRITES = (exp.Insert, exp.Update, exp.Delete, exp.Merge, exp.Create, exp.Drop, 
            exp.Copy)
 
 
-def classify(sql: str) -> Statement:
-    """Parse `sql` (one statement, Trino dialect) and say what it is."""
-    tree = parse_one_statement(sql)
+def classify(sql: str, *, dialect: str = "trino") -> Statement:
+    """Parse `sql` (one statement, Trino dialect unless told) and say what it is."""
+    tree = parse_one_statement(sql, dialect=dialect)
     if isinstance(tree, exp.Query):
         return QueryStatement(tree)
     if isinstance(tree, exp.Use):
