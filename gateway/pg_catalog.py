@@ -48,7 +48,7 @@ from gateway.pg_catalog_tables import (
 )
 from gateway.pg_types import BUILTIN_TYPES, BY_NAME, BY_SQL_NAME, VARHDRSZ, format_type
 from gateway.session import Session
-from gateway.sql.barrier import fenced
+from gateway.sql.barrier import RESERVED_PREFIX, fenced, is_reserved
 from gateway.sql.generate import Visibility
 
 PG_DIALECT = "postgres"
@@ -287,6 +287,15 @@ def _privilege(privilege: exp.Expr, granted: str) -> exp.Expr:
     return _parse(f"upper({{p}}) LIKE '%{granted}%'", p=privilege)
 
 
+# Catalog lookups the function rewrites generate, over the same fenced tables as the client's references.
+# Aliases use the reserved prefix, so no name in the client's query can capture them.
+_RELATION_BY_NAME = ("(SELECT __gw_c.oid FROM pg_catalog.pg_class __gw_c JOIN pg_catalog.pg_namespace __gw_n ON "
+                     "__gw_n.oid = __gw_c.relnamespace WHERE __gw_c.relname = {x} OR "
+                     "__gw_n.nspname || '.' || __gw_c.relname = {x} LIMIT 1)")
+_RELATION_NAME = "(SELECT __gw_c.relname FROM pg_catalog.pg_class __gw_c WHERE __gw_c.oid = {x})"
+_DESCRIPTION = "(SELECT __gw_d.description FROM pg_catalog.pg_description __gw_d WHERE __gw_d.objoid = {o}"
+
+
 @dataclass
 class _Rewrite:
     facts: PgFacts
@@ -310,9 +319,7 @@ class _Rewrite:
         text = _literal_text(node)
         if text is None:
             if missing_ok:
-                return self.catalog("(SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON "
-                                    "n.oid = c.relnamespace WHERE c.relname = {x} OR n.nspname || '.' || c.relname "
-                                    "= {x} LIMIT 1)", x=node)
+                return self.catalog(_RELATION_BY_NAME, x=node)
             return exp.cast(node, "BIGINT")
         oid = self.resolver.relation(text)
         if oid is None:
@@ -397,16 +404,14 @@ def _current_schemas(facts: PgFacts, implicit: exp.Expr) -> exp.Expr:
 
 def _description(rewrite: _Rewrite, args: list[exp.Expr], *, column: bool) -> exp.Expr:
     if column:
-        return rewrite.catalog("(SELECT d.description FROM pg_catalog.pg_description d WHERE d.objoid = {o} AND "
-                               f"d.classoid = {PG_CLASS_OID} AND d.objsubid = {{n}})", o=_arg(args, 0),
-                               n=_arg(args, 1))
+        return rewrite.catalog(_DESCRIPTION + f" AND __gw_d.classoid = {PG_CLASS_OID} AND __gw_d.objsubid = {{n}})",
+                               o=_arg(args, 0), n=_arg(args, 1))
     if len(args) > 1:
         class_name = _literal_text(args[1])
         class_oid = CLASS_OIDS.get((class_name or "").lower().removeprefix("pg_catalog."), 0)
-        return rewrite.catalog("(SELECT d.description FROM pg_catalog.pg_description d WHERE d.objoid = {o} AND "
-                               f"d.classoid = {class_oid} AND d.objsubid = 0)", o=args[0])
-    return rewrite.catalog("(SELECT min(d.description) FROM pg_catalog.pg_description d WHERE d.objoid = {o} "
-                           "AND d.objsubid = 0)", o=_arg(args, 0))
+        return rewrite.catalog(_DESCRIPTION + f" AND __gw_d.classoid = {class_oid} AND __gw_d.objsubid = 0)",
+                               o=args[0])
+    return rewrite.catalog(_DESCRIPTION + " AND __gw_d.objsubid = 0 LIMIT 1)", o=_arg(args, 0))
 
 
 def _has_table_privilege(rewrite: _Rewrite, facts: PgFacts, args: list[exp.Expr]) -> exp.Expr:
@@ -417,7 +422,7 @@ def _has_table_privilege(rewrite: _Rewrite, facts: PgFacts, args: list[exp.Expr]
         rewrite.regclass(table, missing_ok=False)  # a name the caller cannot read does not exist
         return wanted
     return exp.and_(exp.paren(wanted), exp.paren(rewrite.catalog(
-        "{t} IN (SELECT c.oid FROM pg_catalog.pg_class c)", t=table)))
+        "{t} IN (SELECT __gw_c.oid FROM pg_catalog.pg_class __gw_c)", t=table)))
 
 
 def _has_schema_privilege(rewrite: _Rewrite, facts: PgFacts, args: list[exp.Expr]) -> exp.Expr:
@@ -429,7 +434,7 @@ def _has_schema_privilege(rewrite: _Rewrite, facts: PgFacts, args: list[exp.Expr
             raise NotFound(f'schema "{text}" does not exist', error_name="SCHEMA_NOT_FOUND")
         return wanted
     return exp.and_(exp.paren(wanted), exp.paren(rewrite.catalog(
-        "{s} IN (SELECT n.oid FROM pg_catalog.pg_namespace n)", s=schema)))
+        "{s} IN (SELECT __gw_n.oid FROM pg_catalog.pg_namespace __gw_n)", s=schema)))
 
 
 def _quote_ident(rewrite: _Rewrite, facts: PgFacts, args: list[exp.Expr]) -> exp.Expr:
@@ -444,6 +449,14 @@ def _array_bound(upper: bool) -> Callable[[_Rewrite, PgFacts, list[exp.Expr]], e
                       d=_arg(args, 1))
 
     return bound
+
+
+def _to_regtype(name: exp.Expr) -> exp.Expr:
+    text = _literal_text(name)
+    if text is None:
+        return _parse("(SELECT __gw_t.oid FROM pg_catalog.pg_type __gw_t WHERE __gw_t.typname = {x})", x=name)
+    oid = _type_oid(text)
+    return exp.Literal.number(oid) if oid is not None else exp.cast(exp.Null(), "BIGINT")
 
 
 def _null_text(rewrite: _Rewrite, facts: PgFacts, args: list[exp.Expr]) -> exp.Expr:
@@ -476,7 +489,7 @@ _FUNCTIONS: dict[str, Handler] = {
     "col_description": lambda r, f, a: _description(r, a, column=True),
     "shobj_description": _null_text,
     "pg_table_is_visible": lambda r, f, a: r.catalog(
-        "{x} IN (SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relnamespace IN "
+        "{x} IN (SELECT __gw_c.oid FROM pg_catalog.pg_class __gw_c WHERE __gw_c.relnamespace IN "
         f"({', '.join(map(str, r.resolver.path_namespaces()))}))", x=_arg(a, 0)),
     "pg_type_is_visible": lambda r, f, a: _parse(
         f"{{x}} IN ({', '.join(str(t.oid) for t in BUILTIN_TYPES)})", x=_arg(a, 0)),
@@ -487,6 +500,8 @@ _FUNCTIONS: dict[str, Handler] = {
     "has_schema_privilege": _has_schema_privilege,
     "has_database_privilege": lambda r, f, a: _privilege(a[-1], "CONNECT") if a else exp.false(),
     "pg_get_indexdef": _null_text,
+    "pg_get_partkeydef": _null_text,
+    "to_regtype": lambda r, f, a: _to_regtype(_arg(a, 0)),
     "pg_get_constraintdef": _null_text,
     "pg_get_viewdef": _null_text,
     "pg_get_triggerdef": _null_text,
@@ -508,8 +523,30 @@ _BARE_FUNCTIONS = frozenset({"current_user", "session_user", "user", "current_ro
                              "current_schema"})
 
 
+def _object_names(tree: exp.Expr, rewrite: _Rewrite) -> None:
+    """`x::regtype::text` and `x::regclass::text` are the object's name (regtype prints format_type)."""
+    for cast in list(tree.find_all(exp.Cast)):
+        inner = cast.this
+        if not (isinstance(inner, exp.Cast) and cast.to.is_type("text", "varchar", "name")):
+            continue
+        target = _cast_type(inner.to)
+        if target == "regtype" and _literal_text(inner.this) is None:
+            cast.replace(_format_type_sql(inner.this, exp.Null()))
+        elif target == "regclass" and _literal_text(inner.this) is None:
+            cast.replace(rewrite.catalog(_RELATION_NAME, x=inner.this))
+
+
 def _unqualify_functions(tree: exp.Expr) -> None:
-    """pg_catalog.f(...) is f(...): the only functions with those qualifiers are PostgreSQL's own."""
+    """pg_catalog.f(...) is f(...), and pg_catalog.text is text: the only functions and types with those
+    qualifiers are PostgreSQL's own."""
+    for cast in list(tree.find_all(exp.Cast)):
+        kind = cast.to.args.get("kind") if isinstance(cast.to, exp.DataType) else None
+        if isinstance(kind, exp.Dot) and kind.this.name.lower() == PG_CATALOG:
+            name = kind.expression.name.lower()
+            try:
+                cast.set("to", exp.DataType.build('"char"' if name == "char" else name, dialect=PG_DIALECT))
+            except (sqlglot.errors.ParseError, ValueError):
+                cast.set("to", exp.DataType.build("varchar") if name == "char" else cast.to)
     for dot in list(tree.find_all(exp.Dot)):
         if isinstance(dot.this, exp.Identifier) and dot.this.name.lower() in (PG_CATALOG, INFORMATION_SCHEMA) \
                 and isinstance(dot.expression, exp.Func):
@@ -536,6 +573,7 @@ def rewrite_functions(tree: exp.Expr, facts: PgFacts, visible: Visibility) -> tu
     (whether anything was replaced, whether the result reads the catalog tables: obj_description, ...)."""
     rewrite = _Rewrite(facts, _Resolver(facts, visible))
     _unqualify_functions(tree)
+    _object_names(tree, rewrite)
 
     def replace(node: exp.Expr) -> exp.Expr:
         if isinstance(node, exp.Collate):
@@ -673,6 +711,10 @@ def plan_catalog_query(tree: exp.Query, facts: PgFacts, visible: Visibility,
     (then its session functions are already replaced and it is planned as any query). `check` is the
     function allowlist, run after the catalog functions are replaced."""
     database = facts.database
+    for identifier in tree.find_all(exp.Identifier):
+        if is_reserved(identifier.name):  # the generated SQL's own names (hidden columns, aliases)
+            raise UserError(f"names starting with {RESERVED_PREFIX!r} are reserved by the gateway",
+                            error_name="SYNTAX_ERROR")
     ctes = _cte_names(tree)
     tables = _plain_tables(tree)
     ours = [(t, catalog_table(t, database, ctes)) for t in tables]

@@ -19,7 +19,7 @@ import duckdb
 
 from gateway.backends.base import Column, Table
 from gateway.catalog import INFORMATION_SCHEMA, CatalogSnapshot
-from gateway.pg_types import BUILTIN_TYPES, BY_OID, numeric_facts, pg_type_for
+from gateway.pg_types import BUILTIN_TYPES, BY_OID, PgBuiltinType, numeric_facts, pg_type_for
 from gateway.types import SqlType
 
 PG_CATALOG = "pg_catalog"
@@ -64,8 +64,9 @@ PG_TABLES: dict[tuple[str, str], Columns] = {
         ("oid", OID), ("typname", V), ("typnamespace", OID), ("typowner", OID), ("typlen", I2),
         ("typbyval", BOOL), ("typtype", V), ("typcategory", V), ("typispreferred", BOOL), ("typisdefined", BOOL),
         ("typdelim", V), ("typrelid", OID), ("typsubscript", V), ("typelem", OID), ("typarray", OID),
-        ("typinput", V), ("typoutput", V), ("typreceive", V), ("typsend", V), ("typmodin", V), ("typmodout", V),
-        ("typanalyze", V), ("typalign", V), ("typstorage", V), ("typnotnull", BOOL), ("typbasetype", OID),
+        ("typinput", OID), ("typoutput", OID), ("typreceive", OID), ("typsend", OID), ("typmodin", OID),
+        ("typmodout", OID), ("typanalyze", OID), ("typalign", V), ("typstorage", V), ("typnotnull", BOOL),
+        ("typbasetype", OID),
         ("typtypmod", I4), ("typndims", I4), ("typcollation", OID), ("typdefaultbin", V), ("typdefault", V),
         ("typacl", TEXT_ARRAY)],
     (PG_CATALOG, "pg_proc"): [
@@ -113,6 +114,8 @@ PG_TABLES: dict[tuple[str, str], Columns] = {
         ("colliculocale", V), ("collicurules", V), ("collversion", V)],
     (PG_CATALOG, "pg_tablespace"): [("oid", OID), ("spcname", V), ("spcowner", OID), ("spcacl", TEXT_ARRAY),
                                     ("spcoptions", TEXT_ARRAY)],
+    (PG_CATALOG, "pg_depend"): [("classid", OID), ("objid", OID), ("objsubid", I4), ("refclassid", OID),
+                                ("refobjid", OID), ("refobjsubid", I4), ("deptype", V)],
     (PG_CATALOG, "pg_extension"): [("oid", OID), ("extname", V), ("extowner", OID), ("extnamespace", OID),
                                    ("extrelocatable", BOOL), ("extversion", V), ("extconfig", OID_ARRAY),
                                    ("extcondition", TEXT_ARRAY)],
@@ -270,7 +273,8 @@ def fill(connection: duckdb.DuckDBPyConnection, snapshot: CatalogSnapshot, data_
         (950, "C", PG_CATALOG_OID, owner, "c", True, -1, "C", "C", None, None, None, *BUILTIN),
         (951, "POSIX", PG_CATALOG_OID, owner, "c", True, -1, "POSIX", "POSIX", None, None, None, *BUILTIN)])
     _insert(connection, "pg_catalog_pg_tablespace", [(1663, "pg_default", owner, None, None, *BUILTIN)])
-    _insert(connection, "pg_catalog_pg_proc", (_proc_row(name, result) for name, result in EMULATED_FUNCTIONS))
+    io = sorted({(name, 2275 if name.endswith("_out") else t.oid) for t in BUILTIN_TYPES for name in io_functions(t)})
+    _insert(connection, "pg_catalog_pg_proc", (_proc_row(name, result) for name, result in [*EMULATED_FUNCTIONS, *io]))
     _insert(connection, "pg_information_schema_schemata", (
         (c, s, None, None, None, None, None, c, s, None)
         for c in catalogs for s in snapshot.schemas(c) if s != INFORMATION_SCHEMA))
@@ -303,13 +307,24 @@ def _attribute_row(catalog: str, table: Table, column: Column, number: int) -> t
 
 def _type_row(oid: int) -> tuple[object, ...]:
     base = BY_OID[oid]
-    io = base.typname if not base.element_oid else "array"
+    io = [function_oid(name) for name in io_functions(base)]
     return (base.oid, base.typname, PG_CATALOG_OID, OWNER_PLACEHOLDER, base.typlen, base.by_value,
             "p" if base.typname == "unknown" else "b", base.category, base.typname in ("bool", "text", "float8"),
             True, ",", 0, "array_subscript_handler" if base.element_oid else "-", base.element_oid, base.array_oid,
-            f"{io}_in", f"{io}_out", f"{io}_recv", f"{io}_send", "-", "-", "-", base.align,
+            *io, 0, 0, 0, base.align,
             "x" if base.typlen == -1 else "p", False, 0, -1, 0,
             DEFAULT_COLLATION_OID if base.category == "S" else 0, None, None, None, *BUILTIN)
+
+
+def io_functions(base: PgBuiltinType) -> tuple[str, str, str, str]:
+    """typinput, typoutput, typreceive, typsend: arrays share array_in/... (Npgsql tells arrays by
+    typreceive's name being array_recv)."""
+    io = "array" if base.element_oid else base.typname.removeprefix("_")
+    return f"{io}_in", f"{io}_out", f"{io}_recv", f"{io}_send"
+
+
+def function_oid(name: str) -> int:
+    return derived_oid("function", name)
 
 
 # What pg_proc lists: the functions the gateway answers in PostgreSQL sessions, with their result type.
@@ -324,7 +339,7 @@ EMULATED_FUNCTIONS: tuple[tuple[str, int], ...] = (
 
 
 def _proc_row(name: str, result: int) -> tuple[object, ...]:
-    return (derived_oid("function", name), name, PG_CATALOG_OID, OWNER_PLACEHOLDER, 12, 1.0, 0.0, 0, "-", "f",
+    return (function_oid(name), name, PG_CATALOG_OID, OWNER_PLACEHOLDER, 12, 1.0, 0.0, 0, "-", "f",
             False, False, False, False, "s", "s", 0, 0, result, [], None, None, None, None, None, name, None,
             None, None, None, *BUILTIN)
 
