@@ -46,7 +46,7 @@ from gateway.pg_catalog_tables import (
     relation_oid,
     role_oid,
 )
-from gateway.pg_types import BUILTIN_TYPES, BY_NAME, BY_SQL_NAME, VARHDRSZ, format_type
+from gateway.pg_types import BUILTIN_TYPES, BY_NAME, BY_OID, BY_SQL_NAME, VARHDRSZ, format_type
 from gateway.session import Session
 from gateway.sql.barrier import RESERVED_PREFIX, fenced, is_reserved
 from gateway.sql.generate import Visibility
@@ -261,8 +261,10 @@ def _format_type_sql(type_oid: exp.Expr, typmod: exp.Expr) -> exp.Expr:
     ifs: list[exp.If] = []
 
     def when(oids: tuple[int, ...], condition: str, result: str) -> None:
-        test = _parse(f"({{t}} IN ({', '.join(map(str, oids))})) AND ({condition})", t=type_oid, m=m, h=header)
-        ifs.append(exp.If(this=test, true=_parse(result, m=m, h=header)))
+        # the array type too: its typmod is its element's (format_type(1015, 29) = character varying(25)[])
+        for oid, suffix in ((oids[0], ""), (BY_OID[oids[0]].array_oid, "[]")):
+            test = _parse(f"({{t}} = {oid}) AND ({condition})", t=type_oid, m=m, h=header)
+            ifs.append(exp.If(this=test, true=_parse(f"{result} || '{suffix}'", m=m, h=header)))
 
     when((1043,), "{m} >= {h}", "'character varying(' || CAST({m} - {h} AS TEXT) || ')'")
     when((1042,), "{m} >= {h}", "'character(' || CAST({m} - {h} AS TEXT) || ')'")
@@ -510,7 +512,9 @@ _FUNCTIONS: dict[str, Handler] = {
     "quote_ident": _quote_ident,
     "to_regclass": lambda r, f, a: r.regclass(_arg(a, 0), missing_ok=True),
     # information_schema._pg_expandarray(int2vector): only pg_index's keys are expanded, and pg_index is empty.
-    "_pg_expandarray": lambda r, f, a: _parse("{'x': {a}[1], 'n': 1}", a=_arg(a, 0)),
+    "_pg_expandarray": lambda r, f, a: exp.Struct(expressions=[
+        exp.PropertyEQ(this=exp.to_identifier("x"), expression=_parse("{a}[1]", a=_arg(a, 0))),
+        exp.PropertyEQ(this=exp.to_identifier("n"), expression=exp.Literal.number(1))]),
 }
 
 _SESSION_CLASSES: dict[type[exp.Expr], str] = {
@@ -534,6 +538,29 @@ def _object_names(tree: exp.Expr, rewrite: _Rewrite) -> None:
             cast.replace(_format_type_sql(inner.this, exp.Null()))
         elif target == "regclass" and _literal_text(inner.this) is None:
             cast.replace(rewrite.catalog(_RELATION_NAME, x=inner.this))
+
+
+def _series_tables(tree: exp.Expr) -> None:
+    """`FROM generate_series(a, b) AS s(r)` (pgJDBC's TypeInfoCache) as a subquery over the scalar function,
+    since table functions are refused everywhere."""
+    for table in list(tree.find_all(exp.Table)):
+        series = table.this
+        if not isinstance(series, exp.ExplodingGenerateSeries):
+            continue
+        alias = table.args.get("alias")
+        column = alias.columns[0] if alias is not None and alias.columns else exp.to_identifier("generate_series")
+        values = exp.GenerateSeries(start=series.args["start"], end=series.args["end"],
+                                    step=series.args.get("step"))
+        select = exp.select(exp.alias_(exp.Unnest(expressions=[values]), column.copy()))
+        table.replace(exp.Subquery(this=select, alias=alias or exp.TableAlias(this=exp.to_identifier("s"))))
+
+
+def _unqualify_columns(tree: exp.Expr) -> None:
+    """`pg_catalog.pg_class.relname` (SQLAlchemy) is `pg_class.relname`: the reference's alias is its name."""
+    for column in tree.find_all(exp.Column):
+        if column.args.get("db") is not None and column.text("db").lower() in (PG_CATALOG, INFORMATION_SCHEMA):
+            column.set("db", None)
+            column.set("catalog", None)
 
 
 def _unqualify_functions(tree: exp.Expr) -> None:
@@ -574,6 +601,7 @@ def rewrite_functions(tree: exp.Expr, facts: PgFacts, visible: Visibility) -> tu
     rewrite = _Rewrite(facts, _Resolver(facts, visible))
     _unqualify_functions(tree)
     _object_names(tree, rewrite)
+    _series_tables(tree)
 
     def replace(node: exp.Expr) -> exp.Expr:
         if isinstance(node, exp.Collate):
@@ -720,6 +748,7 @@ def plan_catalog_query(tree: exp.Query, facts: PgFacts, visible: Visibility,
     ours = [(t, catalog_table(t, database, ctes)) for t in tables]
     reads = [(t, name) for t, name in ours if name is not None]
     _unqualify_functions(tree)
+    _unqualify_columns(tree)
     _output_names(tree)
     changed, needs_catalog = rewrite_functions(tree, facts, visible)
     others = [t for t, name in ours if name is None and t.name.lower() not in ctes]
