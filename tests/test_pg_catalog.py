@@ -307,7 +307,7 @@ def test_trino_types_map_to_postgresql_types(kind: SqlType, oid: int, typname: s
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(oid=st.sampled_from(sorted({t.oid for t in BY_NAME.values()}) + [0, 99999]),
+@given(oid=st.sampled_from([*sorted({t.oid for t in BY_NAME.values()}), 0, 99999]),
        typmod=st.one_of(st.none(), st.integers(min_value=-1, max_value=(1000 << 16) + 1000)))
 def test_format_type_in_sql_agrees_with_the_table(catalog: Catalog, oid: int, typmod: int | None) -> None:
     """The SQL format_type (over pg_attribute's columns) gives what the Python table gives, for any typmod."""
