@@ -368,3 +368,71 @@ def test_dialect_is_part_of_the_plan_cache_key(catalog: Catalog) -> None:
     trino = catalog.plan("SELECT version()", dialect="trino")
     assert postgres.target == "system" and "PostgreSQL" in (postgres.sql or "")
     assert "PostgreSQL" not in (trino.sql or "")
+
+
+# -- PostgreSQL-dialect queries over data tables ---------------------------------------------------------------
+
+
+def test_postgres_dialect_data_query_gets_the_policy_rewrite(catalog: Catalog) -> None:
+    plan = catalog.plan('SELECT "c_name", c_nationkey::varchar AS k, now() AS at FROM customer '
+                        "WHERE c_mktsegment ILIKE 'b%' AND c_acctbal > 0 AND true ORDER BY 1 LIMIT 5 OFFSET 1")
+    assert plan.target == CATALOG and plan.sql is not None
+    assert "IN (6, 7)" in plan.sql and "ILIKE" in plan.sql and "LIMIT 5 OFFSET 1" in plan.sql
+    assert plan.restricted and any("c_name" in rule for rule in plan.rules)
+    assert catalog.plan("SELECT now()").target == CATALOG  # no catalog table, no catalog function: a backend query
+    with pytest.raises(GatewayError, match="Access Denied"):
+        catalog.plan("SELECT * FROM hr.salaries")
+
+
+@dataclass(frozen=True)
+class Spelled:
+    trino: str
+    postgres: str
+
+
+def _query_pair(table: str, columns: list[str], cast: bool, quoted: bool, bound: int, limit: int | None,
+                offset: int | None, truth: bool) -> Spelled:
+    names = [f'"{c}"' if quoted else c for c in columns]
+    trino_select, postgres_select = list(names), list(names)
+    if cast:
+        trino_select[0] = f"CAST({names[0]} AS varchar) AS v"
+        postgres_select[0] = f"{names[0]}::varchar AS v"
+    key = {"customer": "c_custkey", "orders": "o_orderkey", "nation": "n_nationkey"}[table]
+    where = f"{key} >= {bound}" + (" AND true" if truth else " OR false")
+    tail = " ORDER BY 1"
+    trino_tail = tail + (f" OFFSET {offset}" if offset is not None else "") + (
+        f" LIMIT {limit}" if limit is not None else "")
+    postgres_tail = tail + (f" LIMIT {limit}" if limit is not None else "") + (
+        f" OFFSET {offset}" if offset is not None else "")
+    return Spelled(trino=f"SELECT {', '.join(trino_select)} FROM tpch.{table} WHERE {where}{trino_tail}",
+                   postgres=f"SELECT {', '.join(postgres_select)} FROM tpch.{table} WHERE {where}{postgres_tail}")
+
+
+TABLE_COLUMNS = {
+    "customer": ["c_custkey", "c_name", "c_address", "c_nationkey", "c_phone", "c_acctbal"],
+    "orders": ["o_orderkey", "o_custkey", "o_totalprice", "o_orderdate", "o_clerk", "o_comment"],
+    "nation": ["n_nationkey", "n_name", "n_regionkey", "n_comment"],
+}
+
+
+@st.composite
+def query_pairs(draw: st.DrawFn) -> Spelled:
+    table = draw(st.sampled_from(sorted(TABLE_COLUMNS)))
+    columns = draw(st.lists(st.sampled_from(TABLE_COLUMNS[table]), min_size=1, max_size=4, unique=True))
+    return _query_pair(table, columns, draw(st.booleans()), draw(st.booleans()), draw(st.integers(0, 10**6)),
+                       draw(st.none() | st.integers(0, 1000)), draw(st.none() | st.integers(0, 1000)),
+                       draw(st.booleans()))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pair=query_pairs(), user=st.sampled_from(IDENTITIES))
+def test_the_same_query_in_trino_and_postgresql_plans_the_same(catalog: Catalog, pair: Spelled, user: str) -> None:
+    """Row filters, masks and refusals do not depend on the dialect a query is written in."""
+    outcomes = []
+    for dialect, sql in (("trino", pair.trino), ("postgres", pair.postgres)):
+        try:
+            plan = catalog.plan(sql, user, dialect=dialect)
+            outcomes.append((plan.target, plan.sql, plan.rules, plan.restricted))
+        except GatewayError as error:
+            outcomes.append((type(error).__name__, error.message, (), False))
+    assert outcomes[0] == outcomes[1]
