@@ -21,6 +21,7 @@ PostgreSQL-dialect queries over data tables, which then go through the normal pl
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -782,3 +783,19 @@ def pg_facts(session: Session, *, default_catalog: str, version: str) -> PgFacts
                    search_path=(session.schema or "public",), gateway_version=version,
                    time_zone=session.time_zone or "UTC", application_name=session.source or "",
                    backend_pid=int(pid) if pid.isdigit() else 0, properties=session.properties)
+
+
+_SHOW = re.compile(r"^\s*SHOW\s+(?:(ALL)|([A-Za-z_][A-Za-z0-9_.]*)|\"([^\"]+)\")\s*;?\s*$", re.IGNORECASE)
+
+
+def show_as_query(text: str) -> str | None:
+    """PostgreSQL's `SHOW name` / `SHOW ALL` (psqlODBC asks `SHOW transaction_isolation` at connect) as the
+    query over the session's settings it stands for; None for any other statement."""
+    match = _SHOW.match(text)
+    if match is None:
+        return None
+    if match.group(1):
+        return "SELECT name, setting, short_desc AS description FROM pg_catalog.pg_settings ORDER BY name"
+    name = (match.group(2) or match.group(3)).lower()
+    quoted = name.replace("'", "''").replace('"', '""')
+    return f"SELECT current_setting('{quoted}') AS \"{quoted}\""

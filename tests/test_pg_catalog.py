@@ -60,8 +60,9 @@ class Catalog:
     policy: PolicyContext
     users: dict[str, Identity]
 
-    def plan(self, sql: str, user: str = "bob", *, dialect: str = "postgres", schema: str = "tpch") -> Plan:
-        session = Session(user=user, catalog=CATALOG, schema=schema, dialect=dialect)
+    def plan(self, sql: str, user: str = "bob", *, dialect: str = "postgres", schema: str = "tpch",
+             properties: dict[str, str] | None = None) -> Plan:
+        session = Session(user=user, catalog=CATALOG, schema=schema, dialect=dialect, properties=properties or {})
         return self.planner.plan(sql, session=session, identity=self.users[user], snapshot=self.metadata.snapshot,
                                  policy=self.policy)
 
@@ -436,3 +437,19 @@ def test_the_same_query_in_trino_and_postgresql_plans_the_same(catalog: Catalog,
         except GatewayError as error:
             outcomes.append((type(error).__name__, error.message, (), False))
     assert outcomes[0] == outcomes[1]
+
+
+def test_catalog_queries_are_counted(catalog: Catalog) -> None:
+    counter = catalog.planner.metrics.pg_catalog_queries
+    before = counter._value.get()
+    catalog.plan(f"SELECT relname FROM pg_class WHERE relname = 'counted_{before}'")
+    assert counter._value.get() == before + 1
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pid=st.integers(1, 2**31 - 1), style=st.sampled_from(["ISO, MDY", "ISO, DMY", "German"]))
+def test_answers_follow_the_session_s_settings(catalog: Catalog, pid: int, style: str) -> None:
+    """Two connections of one identity never share a cached answer that depends on their settings."""
+    plan = catalog.plan("SELECT pg_backend_pid(), current_setting('datestyle')",
+                        properties={"pg_backend_pid": str(pid), "DateStyle": style})
+    assert plan.sql is not None and str(pid) in plan.sql and style in plan.sql

@@ -104,3 +104,14 @@ SELECT pg_catalog.pg_class.relname FROM pg_catalog.pg_class JOIN pg_catalog.pg_n
 -- source: functions BI tools call at connect time (DBeaver, Metabase, Tableau)
 -- contains: demo | bob | bob | UTF8 | ISO, MDY
 SELECT current_database(), current_user, session_user, current_setting('client_encoding'), current_setting('DateStyle')
+
+-- name: psqlODBC transaction isolation
+-- source: psqlODBC, connection.c CC_send_settings / CC_get_isolation at connect time
+-- contains: read committed
+-- columns: transaction_isolation
+SHOW transaction_isolation
+
+-- name: SHOW ALL
+-- source: psql / DBeaver server settings view
+-- contains: application_name
+SHOW ALL
