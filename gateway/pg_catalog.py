@@ -504,6 +504,9 @@ _FUNCTIONS: dict[str, Handler] = {
     "has_database_privilege": lambda r, f, a: _privilege(a[-1], "CONNECT") if a else exp.false(),
     "pg_get_indexdef": _null_text,
     "pg_get_partkeydef": _null_text,
+    "pg_get_statisticsobjdef_columns": _null_text,
+    "pg_get_ruledef": _null_text,
+    "pg_relation_is_publishable": lambda r, f, a: exp.false(),
     "to_regtype": lambda r, f, a: _to_regtype(_arg(a, 0)),
     "pg_get_constraintdef": _null_text,
     "pg_get_viewdef": _null_text,
@@ -549,7 +552,9 @@ def _series_tables(tree: exp.Expr) -> None:
         if not isinstance(series, exp.ExplodingGenerateSeries):
             continue
         alias = table.args.get("alias")
-        column = alias.columns[0] if alias is not None and alias.columns else exp.to_identifier("generate_series")
+        # PostgreSQL names the single column of `FROM generate_series(...) s` after its alias, s
+        column = alias.columns[0] if alias is not None and alias.columns else exp.to_identifier(
+            alias.name if alias is not None else "generate_series")
         values = exp.GenerateSeries(start=series.args["start"], end=series.args["end"],
                                     step=series.args.get("step"))
         select = exp.select(exp.alias_(exp.Unnest(expressions=[values]), column.copy()))
@@ -567,14 +572,15 @@ def _unqualify_columns(tree: exp.Expr) -> None:
 def _unqualify_functions(tree: exp.Expr) -> None:
     """pg_catalog.f(...) is f(...), and pg_catalog.text is text: the only functions and types with those
     qualifiers are PostgreSQL's own."""
-    for cast in list(tree.find_all(exp.Cast)):
-        kind = cast.to.args.get("kind") if isinstance(cast.to, exp.DataType) else None
-        if isinstance(kind, exp.Dot) and kind.this.name.lower() == PG_CATALOG:
+    for data_type in list(tree.find_all(exp.DataType)):
+        kind = data_type.args.get("kind")
+        if data_type.this == exp.DType.USERDEFINED and isinstance(kind, exp.Dot) and \
+                kind.this.name.lower() == PG_CATALOG:
             name = kind.expression.name.lower()
             try:
-                cast.set("to", exp.DataType.build('"char"' if name == "char" else name, dialect=PG_DIALECT))
+                data_type.replace(exp.DataType.build("varchar" if name == "char" else name, dialect=PG_DIALECT))
             except (sqlglot.errors.ParseError, ValueError):
-                cast.set("to", exp.DataType.build("varchar") if name == "char" else cast.to)
+                continue  # left as written: the cast rewrite knows the reg* types, the engine refuses the rest
     for dot in list(tree.find_all(exp.Dot)):
         if isinstance(dot.this, exp.Identifier) and dot.this.name.lower() in (PG_CATALOG, INFORMATION_SCHEMA) \
                 and isinstance(dot.expression, exp.Func):
