@@ -797,6 +797,8 @@ _SHOW = re.compile(r"^\s*SHOW\s+(?:(ALL)|([A-Za-z_][A-Za-z0-9_.]*)|\"([^\"]+)\")
 def show_as_query(text: str) -> str | None:
     """PostgreSQL's `SHOW name` / `SHOW ALL` (psqlODBC asks `SHOW transaction_isolation` at connect) as the
     query over the session's settings it stands for; None for any other statement."""
+    if re.match(r"^\s*SHOW\s+TRANSACTION\s+ISOLATION\s+LEVEL\s*;?\s*$", text, re.IGNORECASE):
+        text = "SHOW transaction_isolation"  # the SQL-standard spelling (SQLAlchemy asks it at connect)
     match = _SHOW.match(text)
     if match is None:
         return None

@@ -61,12 +61,12 @@ WHERE typ.typname = '_int4'
 select oid, typbasetype from pg_type where typname = 'lo'
 
 -- name: Tableau server version
--- source: Tableau PostgreSQL connector (connect-time capability probe)
+-- source: representative, not captured: Tableau's connector is closed source (it reaches PostgreSQL through pgJDBC, see pgjdbc.sql, or psqlODBC); a version probe as BI tools write it
 -- contains: 16.4
 SELECT current_setting('server_version')
 
 -- name: Tableau tables via information_schema
--- source: Tableau PostgreSQL connector, table list for the data source pane
+-- source: representative, not captured: the information_schema table listing BI tools without pg_catalog support use
 -- contains: tpch | customer
 SELECT table_schema, table_name FROM information_schema.tables WHERE table_type IN ('BASE TABLE', 'VIEW') AND table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY table_schema, table_name
 
@@ -115,3 +115,40 @@ SHOW transaction_isolation
 -- source: psql / DBeaver server settings view
 -- contains: application_name
 SHOW ALL
+
+-- name: Npgsql composite type fields (Power BI)
+-- source: Npgsql 8, PostgresDatabaseInfo type loading, second statement of the batch
+-- empty
+SELECT typ.oid, att.attname, att.atttypid
+FROM pg_type AS typ
+JOIN pg_namespace AS ns ON (ns.oid = typ.typnamespace)
+JOIN pg_class AS cls ON (cls.oid = typ.typrelid)
+JOIN pg_attribute AS att ON (att.attrelid = typ.typrelid)
+WHERE
+  (typ.typtype = 'c' AND cls.relkind='c') AND
+  attnum > 0 AND     -- Don't load system attributes
+  NOT attisdropped
+ORDER BY typ.oid, att.attnum
+
+-- name: Npgsql enum labels (Power BI)
+-- source: Npgsql 8, PostgresDatabaseInfo type loading, third statement of the batch
+-- empty
+SELECT pg_type.oid, enumlabel
+FROM pg_enum
+JOIN pg_type ON pg_type.oid=enumtypid
+ORDER BY oid, enumsortorder
+
+-- name: SQLAlchemy isolation level
+-- source: SQLAlchemy 2, dialects/postgresql/base.py get_isolation_level (connect time)
+-- contains: read committed
+show transaction isolation level
+
+-- name: SQLAlchemy get_table_names
+-- source: SQLAlchemy 2, dialects/postgresql/base.py _get_relnames_for_relkinds (schema bound: 'tpch')
+-- contains: customer
+SELECT pg_catalog.pg_class.relname FROM pg_catalog.pg_class JOIN pg_catalog.pg_namespace ON pg_catalog.pg_namespace.oid = pg_catalog.pg_class.relnamespace WHERE pg_catalog.pg_class.relkind = ANY (ARRAY['r', 'p']) AND pg_catalog.pg_namespace.nspname = 'tpch' ORDER BY pg_catalog.pg_class.relname
+
+-- name: SQLAlchemy get_schema_names
+-- source: SQLAlchemy 2, dialects/postgresql/base.py get_schema_names
+-- contains: samples
+SELECT pg_catalog.pg_namespace.nspname FROM pg_catalog.pg_namespace WHERE pg_catalog.pg_namespace.nspname NOT LIKE 'pg_%' ORDER BY pg_catalog.pg_namespace.nspname
