@@ -151,11 +151,11 @@ def reads_catalog(tree: exp.Query, database: str) -> bool:
 
 def _parse(sql: str, **parts: exp.Expr) -> exp.Expr:
     """A PostgreSQL expression with `{name}` placeholders replaced by the given trees."""
-    tree = sqlglot.parse_one(sql.format(**{k: f"__ph_{k}" for k in parts}), read=PG_DIALECT)
+    tree = sqlglot.parse_one(sql.format(**{k: f"__gw_ph_{k}" for k in parts}), read=PG_DIALECT)
 
     def put(node: exp.Expr) -> exp.Expr:
-        if isinstance(node, exp.Column) and not node.table and node.name.startswith("__ph_"):
-            return parts[node.name.removeprefix("__ph_")].copy()
+        if isinstance(node, exp.Column) and not node.table and node.name.startswith("__gw_ph_"):
+            return parts[node.name.removeprefix("__gw_ph_")].copy()
         return node
 
     return tree.transform(put, copy=False)
