@@ -246,11 +246,17 @@ def _columns(columns: Columns) -> str:
     return ", ".join(f'"{name}" {kind}' for name, kind in columns)
 
 
-def _insert(connection: duckdb.DuckDBPyConnection, table: str, rows: Iterable[tuple[object, ...]]) -> None:
+def insert_rows(connection: duckdb.DuckDBPyConnection, table: str, rows: Iterable[tuple[object, ...]]) -> None:
+    """Bulk insert: one statement with a list parameter per column, unnested (an order of magnitude faster
+    than `executemany`, which runs the statement once per row: 40k rows of pg_attribute took ~50 s)."""
     rows = list(rows)
     if rows:
-        marks = ", ".join("?" * len(rows[0]))
-        connection.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        unnested = ", ".join(f"unnest(${index})" for index in range(1, len(columns) + 1))
+        connection.execute(f"INSERT INTO {table} SELECT {unnested}", columns)
+
+
+_insert = insert_rows
 
 
 Scope = tuple[str | None, str | None, str | None]

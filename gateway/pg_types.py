@@ -9,6 +9,7 @@ Oid class, psycopg's and asyncpg's builtin type maps), so they must match exactl
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from gateway.types import UNBOUNDED_VARCHAR, SqlType
 
@@ -89,9 +90,8 @@ _SIMPLE: dict[str, str] = {
 }  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
-class PgType:
-    """How one column type appears to a PostgreSQL client."""
+class PgType(NamedTuple):
+    """How one column type appears to a PostgreSQL client (a tuple: `oid, typname, typlen, typmod = ...`)."""
 
     oid: int
     typname: str
