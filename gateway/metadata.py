@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import duckdb
@@ -162,11 +161,7 @@ def build_metadata(backend_tables: dict[str, list[Table]], *, workers: int = 4) 
     return MetadataTables(snapshot=snapshot, engine=DuckDBEngine(connection, label="metadata", workers=workers))
 
 
-def _insert(connection: duckdb.DuckDBPyConnection, table: str, rows: Iterable[tuple[object, ...]]) -> None:
-    rows = list(rows)
-    if rows:
-        marks = ", ".join("?" * len(rows[0]))
-        connection.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
+_insert = pg_catalog_tables.insert_rows  # one statement per table, not per row
 
 
 def _fill(connection: duckdb.DuckDBPyConnection, snapshot: CatalogSnapshot, *, connectors: dict[str, str]) -> None:
