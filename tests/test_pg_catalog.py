@@ -24,7 +24,7 @@ from gateway.identity import Identity
 from gateway.mask_key import MaskKey
 from gateway.metadata import MetadataTables, build_metadata
 from gateway.metrics import Metrics
-from gateway.pg_catalog_tables import PG_TABLES, database_oid, namespace_oid, relation_oid, role_oid
+from gateway.pg_catalog_tables import PG_TABLES, database_oid, insert_rows, namespace_oid, relation_oid, role_oid
 from gateway.pg_types import BY_NAME, BY_OID, format_type, pg_type_for
 from gateway.planner import Plan, Planner, PolicyContext
 from gateway.policy.load import load_policies
@@ -479,3 +479,18 @@ def test_answers_follow_the_session_s_settings(catalog: Catalog, pid: int, style
     plan = catalog.plan("SELECT pg_backend_pid(), current_setting('datestyle')",
                         properties={"pg_backend_pid": str(pid), "DateStyle": style})
     assert plan.sql is not None and str(pid) in plan.sql and style in plan.sql
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.lists(st.tuples(st.none() | st.integers(-2**63, 2**63 - 1), st.none() | st.text(max_size=20),
+                               st.none() | st.booleans(), st.none() | st.lists(st.integers(-2**31, 2**31 - 1),
+                                                                                max_size=3)),
+                     max_size=40))
+def test_bulk_insert_keeps_every_row_as_it_was(rows: list[tuple[Any, ...]]) -> None:
+    connection = duckdb.connect()
+    try:
+        connection.execute("CREATE TABLE t (n BIGINT, s VARCHAR, b BOOLEAN, l BIGINT[])")
+        insert_rows(connection, "t", rows)
+        assert connection.execute("SELECT * FROM t").fetchall() == rows
+    finally:
+        connection.close()
