@@ -17,8 +17,10 @@ from functools import partial
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp
 
 from gateway import __version__
+from gateway.access import Access, OperatorGroups
 from gateway.audit.record import format_time
 from gateway.audit.setup import AUDIT_CATALOG, build_trail
 from gateway.audit.stores import StoreUnavailable
@@ -37,6 +39,7 @@ from gateway.errors import GatewayError
 from gateway.frontends.api import AuditApi
 from gateway.frontends.cache_api import CacheApi
 from gateway.frontends.chargeback_api import ChargebackApi
+from gateway.frontends.forwarding import ForwardingMiddleware
 from gateway.frontends.ops import OpsEndpoints
 from gateway.frontends.queries_api import QueriesApi
 from gateway.frontends.trino_http import TrinoFrontend
@@ -52,6 +55,7 @@ from gateway.planner import Planner
 from gateway.policy.load import load_dev_users
 from gateway.policy.store import PolicyStore
 from gateway.query_history import QueryHistory
+from gateway.replicas import ReplicaDirectory, reachable_url
 from gateway.sql.limits import StatementLimits
 from gateway.workload.budget import BudgetHook
 from gateway.workload.manager import WorkloadManager
@@ -75,7 +79,14 @@ def build_authenticator(settings: Settings, metrics: Metrics) -> Authenticator:
                           on_jwks_fetch=lambda outcome: metrics.jwks_fetches.labels(outcome).inc())
 
 
-def build_workload(settings: Settings, metrics: Metrics, budget: BudgetHook | None = None) -> WorkloadManager:
+def build_access(settings: Settings, policies: PolicyStore) -> Access:
+    return Access(policy=lambda: policies.current,
+                  groups=OperatorGroups.of(workload=settings.workload.admin_groups, cache=settings.cache.admin_groups,
+                                           finance=settings.cost.finance_groups))
+
+
+def build_workload(settings: Settings, metrics: Metrics, access: Access,
+                   budget: BudgetHook | None = None) -> WorkloadManager:
     """Resource groups from the policies directory; slots counted per process, or in Redis when configured."""
     store = WorkloadStore(settings.policies.dir, metrics)
     store.load()  # invalid workload.yaml: the gateway does not start (PolicyError, file:line)
@@ -86,7 +97,7 @@ def build_workload(settings: Settings, metrics: Metrics, budget: BudgetHook | No
                            lease_seconds=config.lease_seconds, poll_seconds=config.poll_seconds,
                            retry_seconds=config.retry_seconds, timeout_seconds=config.redis_timeout_seconds,
                            metrics=metrics)
-    return WorkloadManager(store=store, slots=slots, metrics=metrics, admin_groups=frozenset(config.admin_groups),
+    return WorkloadManager(store=store, slots=slots, metrics=metrics, access=access,
                            budget=budget)
 
 
@@ -98,12 +109,26 @@ def build_cache(settings: Settings, metrics: Metrics) -> ResultCache | None:
                        redis_url=cache.redis, prefix=cache.redis_prefix)
 
 
+def build_directory(settings: Settings, pipeline: Pipeline, registry: QueryRegistry,
+                    metrics: Metrics) -> ReplicaDirectory | None:
+    """With Redis, replicas find each other's queries (any replica answers any poll); else None."""
+    workload = settings.workload
+    if workload.redis is None:
+        return None
+    server = settings.server
+    internal = server.internal_url or reachable_url("https" if server.tls_cert else "http", server.host, server.port)
+    return ReplicaDirectory(url=workload.redis, prefix=workload.key_prefix, node_id=pipeline.node.node_id,
+                            internal_url=internal, ttl_seconds=server.replica_ttl_seconds,
+                            timeout_seconds=workload.redis_timeout_seconds,
+                            held=lambda: {*registry.ids(), *pipeline.history.ids()}, metrics=metrics)
+
+
 class Gateway:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = Metrics()
         self.metrics.info.info({"version": __version__})
-        self.backends = {b.name: build_backend(b) for b in settings.backends}
+        self.backends = {b.name: build_backend(b, metrics=self.metrics) for b in settings.backends}
         for name, backend in self.backends.items():
             self.metrics.backend_busy_threads.labels(name).set_function(partial(_busy_threads, backend))
             for per_backend in (self.metrics.backend_running, self.metrics.backend_duration,
@@ -129,7 +154,8 @@ class Gateway:
                                             sync_seconds=cost.sync_seconds)
             self.budgets.alerts = ClusterAlerts(self.alerts, self.shared_spend.redis, cost.redis_prefix,
                                                 self.metrics)
-        self.workload = build_workload(settings, self.metrics, self.budgets if cost.enabled else None)
+        self.access = build_access(settings, self.policies)
+        self.workload = build_workload(settings, self.metrics, self.access, self.budgets if cost.enabled else None)
         meter = None
         if cost.enabled:
             types = {b.name: b.type for b in settings.backends} | {AUDIT_CATALOG: self.audit_backend.dialect}
@@ -155,11 +181,14 @@ class Gateway:
                                  planning_threads=limits.planning_threads, max_result_bytes=limits.max_result_bytes,
                                  history=QueryHistory(max_entries=settings.protocol.query_history_max,
                                                       keep_seconds=settings.protocol.query_history_seconds,
-                                                      admin_groups=frozenset(settings.workload.admin_groups)),
+                                                      access=self.access),
                                  node=NodeInfo(version=__version__, environment=settings.server.environment,
                                                uri=f"{'https' if settings.server.tls_cert else 'http'}://"
                                                    f"{settings.server.host}:{settings.server.port}"))
         self.registry = QueryRegistry(settings.protocol, self.metrics)
+        self.directory = build_directory(settings, self.pipeline, self.registry, self.metrics)
+        if self.directory is not None:
+            self.registry.announce = self.directory.announce
         self.draining = False
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -183,6 +212,8 @@ class Gateway:
         await self.audit_backend.start()
         await self.catalog.refresh()
         await self.workload.slots.start()
+        if self.directory is not None:
+            await self.directory.start()
         if self.cache is not None:
             await self.cache.start()
         self.registry.start_reaper()
@@ -250,6 +281,8 @@ class Gateway:
         for task in self._tasks:
             task.cancel()
         await self.registry.close(GatewayError("The gateway is shutting down", error_name="SERVER_SHUTTING_DOWN"))
+        if self.directory is not None:
+            await self.directory.close()
         await self.workload.slots.close()
         if self.cache is not None:
             await self.cache.close()
@@ -272,20 +305,28 @@ class Gateway:
         finally:
             await self.stop()
 
-    def asgi(self) -> Starlette:
+    def asgi(self) -> ASGIApp:
         trino = TrinoFrontend(pipeline=self.pipeline, settings=self.settings, metrics=self.metrics,
                               registry=self.registry, is_draining=self.is_draining)
         ops = OpsEndpoints(metrics=self.metrics, backends=self.backends, is_draining=self.is_draining,
                            audit_status=self.audit.status)
         api = AuditApi(pipeline=self.pipeline, store=self.audit.store)
         queries = QueriesApi(pipeline=self.pipeline)
-        cache = CacheApi(pipeline=self.pipeline, cache=self.cache, admin_groups=self.settings.cache.admin_groups)
-        chargeback = ChargebackApi(pipeline=self.pipeline, store=self.audit.store,
-                                   finance_groups=self.settings.cost.finance_groups)
-        return Starlette(routes=[*trino.routes(), *ops.routes(), *api.routes(), *queries.routes(), *cache.routes(),
-                                 *chargeback.routes()],
-                         lifespan=self.lifespan,
-                         exception_handlers={Exception: _internal_error, 404: _not_found, 405: _not_allowed})
+        cache = CacheApi(pipeline=self.pipeline, cache=self.cache)
+        chargeback = ChargebackApi(pipeline=self.pipeline, store=self.audit.store)
+        app = Starlette(routes=[*trino.routes(), *ops.routes(), *api.routes(), *queries.routes(), *cache.routes(),
+                                *chargeback.routes()],
+                        lifespan=self.lifespan,
+                        exception_handlers={Exception: _internal_error, 404: _not_found, 405: _not_allowed})
+        if self.directory is None:
+            return app
+        return ForwardingMiddleware(app, directory=self.directory, holds=self.holds,
+                                    timeout_seconds=self.settings.server.forward_timeout_seconds,
+                                    metrics=self.metrics)
+
+    def holds(self, query_id: str) -> bool:
+        """Whether this process answers the query's polls itself."""
+        return self.registry.by_id(query_id) is not None or self.pipeline.history.holds(query_id)
 
 
 def _busy_threads(backend: Backend) -> float:

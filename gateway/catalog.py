@@ -10,12 +10,27 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
-from gateway.backends.base import Table
+from gateway.config_reader import Check, Reader, positive, read_section
+from gateway.relations import Table
 
 SYSTEM_CATALOG = "system"
 INFORMATION_SCHEMA = "information_schema"
 
+
+
+@dataclass(frozen=True, kw_only=True)
+class MetadataSettings:
+    """`metadata:` — how often every backend's tables are read again into the gateway's catalog."""
+
+    refresh_seconds: float = 60.0
+
+    CHECKS: ClassVar[Mapping[str, Check]] = {"refresh_seconds": positive}
+
+
+def read_metadata(r: Reader, data: Mapping[str, Any]) -> MetadataSettings:
+    return read_section(r, data, ("metadata",), MetadataSettings)
 
 @dataclass(frozen=True, slots=True, order=True)
 class TableName:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway import __version__
 from gateway.config import ConfigError, Settings, load_settings
@@ -14,6 +15,9 @@ from gateway.identity.jwks import JwksUnavailable
 from gateway.logs import configure_logging
 from gateway.mask_key import MaskKeyError
 from gateway.policy.load import PolicyError
+
+if TYPE_CHECKING:
+    from gateway.server import DrainingServer
 
 log = logging.getLogger("gateway")
 
@@ -125,7 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from gateway.server import build_server, is_loopback
+    from gateway.server import is_loopback
+    from gateway.workers import worker_count
 
     settings = _load(args.config)
     if args.host or args.port is not None:
@@ -142,8 +147,23 @@ def _serve(args: argparse.Namespace) -> int:
             return 2
         log.warning("identity.mode is 'dev': X-Trino-User is trusted without authentication%s",
                     "" if is_loopback(host) else " ON A NON-LOOPBACK ADDRESS (forced)")
+    count = worker_count(settings.server.workers, shared_state=settings.workload.redis is not None)
+    if count == 1:
+        single = _build_server(settings)
+        if isinstance(single, int):
+            return single
+        _announce(settings)
+        single.run()
+        return 0
+    return _serve_workers(settings, count)
+
+
+def _build_server(settings: Settings, on_ready: Callable[[], None] | None = None) -> DrainingServer | int:
+    """The server, or the exit code after saying why the gateway refuses to start."""
+    from gateway.server import build_server
+
     try:
-        draining_server = build_server(settings)
+        return build_server(settings, on_ready=on_ready)
     except PolicyError as error:
         for message in error.errors:
             print(message, file=sys.stderr)
@@ -155,9 +175,42 @@ def _serve(args: argparse.Namespace) -> int:
     except MaskKeyError as error:
         print(f"refusing to start: {error}", file=sys.stderr)
         return 2
+
+
+def _serve_workers(settings: Settings, count: int) -> int:
+    """`count` workers on the same port (gateway/workers.py); each listens on its own internal address too."""
+    from dataclasses import replace
+    from urllib.parse import urlsplit
+
+    from gateway.replicas import reachable_url
+    from gateway.workers import Listener, Supervisor
+
+    server = settings.server
+    public = Listener.bind("trino", server.host, server.port)
+    scheme = "https" if server.tls_cert else "http"
+    internal = urlsplit(server.internal_url) if server.internal_url else None
+
+    def worker(index: int, ready: Callable[[], None]) -> int:
+        port = internal.port + index if internal is not None and internal.port else 0
+        listener = Listener.bind("internal", server.host, port)
+        bound = listener.sock.getsockname()[1]
+        url = (f"{internal.scheme}://{internal.hostname}:{bound}" if internal is not None
+               else reachable_url(scheme, server.host, bound))
+        built = _build_server(replace(settings, server=replace(server, internal_url=url)), on_ready=ready)
+        if isinstance(built, int):
+            return built
+        built.run(sockets=[public.sock, listener.sock])
+        return 0
+
+    for section, shared in (("cache", not settings.cache.enabled or settings.cache.redis is not None),
+                            ("cost", not settings.cost.enabled or settings.cost.redis is not None)):
+        if not shared:
+            log.warning("server.workers is %d but %s.redis is not set: each worker keeps its own %s, as separate "
+                        "replicas without Redis would", count, section,
+                        "result cache" if section == "cache" else "budget counters")
     _announce(settings)
-    draining_server.run()
-    return 0
+    print(f"  workers   : {count} processes share the port (server.workers)", flush=True)
+    return Supervisor(count, worker).run()
 
 
 INIT_CONFIG = """\

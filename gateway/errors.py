@@ -164,6 +164,11 @@ class BackendError(GatewayError):
     default_name = "BACKEND_ERROR"
 
 
+class BackendUnavailable(BackendError):
+    """The backend could not be reached or refused the connection (not an error of the statement): what the
+    circuit breaker counts and what a read that returned no row yet may be retried after."""
+
+
 class InternalError(GatewayError):
     """A gateway bug. Its message is logged, never sent to a client."""
 

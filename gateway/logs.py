@@ -5,10 +5,38 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from gateway.config import LoggingSettings
+from gateway.config_reader import Check, Reader, one_of, read_section
+from gateway.errors import InternalError
+
+if TYPE_CHECKING:  # the log line reads these; importing them here at run time would be circular
+    from gateway.errors import AuthenticationFailed
+    from gateway.identity import Credentials
+    from gateway.query_outcome import QueryOutcome
+
+LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoggingSettings:
+    level: str = "INFO"
+    format: str = "text"
+
+    CHECKS: ClassVar[Mapping[str, Check]] = {"level": one_of(LOG_LEVELS, "log level"),
+                                             "format": one_of(LOG_FORMATS, "log format")}
+
+
+def read_logging(r: Reader, data: Mapping[str, Any]) -> LoggingSettings:
+    return read_section(r, data, ("logging",), LoggingSettings)
+
+
+# One encoder for every line: json.dumps with options builds a new JSONEncoder on each call.
+_encode = json.JSONEncoder(default=str).encode
 
 
 class JsonFormatter(logging.Formatter):
@@ -24,7 +52,7 @@ class JsonFormatter(logging.Formatter):
             entry.update(query)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return _encode(entry)
 
 
 class TextFormatter(logging.Formatter):
@@ -35,7 +63,7 @@ class TextFormatter(logging.Formatter):
         text = super().format(record)
         query = getattr(record, "query", None)
         if isinstance(query, dict):
-            fields = " ".join(f"{k}={json.dumps(v, default=str)}" for k, v in query.items() if v is not None)
+            fields = " ".join(f"{k}={_encode(v)}" for k, v in query.items() if v is not None)
             text = f"{text} {fields}"
         return text
 
@@ -46,3 +74,45 @@ def configure_logging(settings: LoggingSettings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.level)
+
+
+def query_log_fields(outcome: QueryOutcome) -> dict[str, object]:
+    """The `query` log line of an attempt that ended: what an operator greps for, never a secret, the SQL cut
+    at 2,000 characters."""
+    error, stats, session = outcome.error, outcome.stats, outcome.session
+    return {
+        "query_id": outcome.query_id,
+        "user": session.user,
+        "principal": outcome.principal.user if outcome.principal.user != session.user else None,
+        "groups": sorted(outcome.identity.groups),
+        "source": session.source,
+        "client_address": session.client_address,
+        "catalog": session.catalog,
+        "schema": session.schema,
+        "statement": outcome.statement_kind,
+        "state": outcome.state,
+        "error_name": error.error_name if error else None,
+        "error": error.message if error is not None and not isinstance(error, InternalError) else None,
+        "elapsed_ms": round(outcome.elapsed_seconds * 1000, 3),
+        "rows": stats.rows,
+        "backend": outcome.backend,
+        "backend_query_id": stats.backend_query_id,
+        "resource_group": outcome.resource_group,
+        "tables": list(outcome.tables) if outcome.tables is not None else None,
+        "rules": list(outcome.rules) if outcome.rules else None,
+        "policy_version": (outcome.policy_version or "")[:12] if outcome.tables is not None else None,
+        "sql": outcome.sql[:2000],
+    }
+
+
+def auth_failure_log_fields(credentials: Credentials, failure: AuthenticationFailed) -> dict[str, object]:
+    """The log line of a failed authentication: `credentials` masks the secret, `failure` never holds it."""
+    return {
+        "event": "authentication_failed",
+        "reason": failure.reason,
+        "error": failure.message,
+        "scheme": credentials.scheme,
+        "username": credentials.username,
+        "session_user": credentials.session_user,
+        "client_address": credentials.client_address,
+    }

@@ -23,11 +23,29 @@ import re
 import secrets
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
+
+from gateway.config_reader import Check, Reader, environment_name, read_section
 
 _SENTINEL = re.compile(r"gwmaskkey(\d{1,7})x([0-9a-f]{24})")
 SHOWN_AS = "<mask key v{version}>"
 _MAX_VERSIONS = 64  # key versions remembered (a deployment uses one or two at a time)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MaskingSettings:
+    """`masking:` — where the secret that keys hash masks comes from. Never the secret itself."""
+
+    key_env: str | None = None  # name of an environment variable holding the key (wins over key_file)
+    key_file: Path = Path("data/mask.key")  # created with a random key (mode 0600) when missing
+
+    CHECKS: ClassVar[Mapping[str, Check]] = {"key_env": environment_name}
+
+
+def read_masking(r: Reader, data: Mapping[str, Any]) -> MaskingSettings:
+    return read_section(r, data, ("masking",), MaskingSettings)
 
 
 class MaskKey:

@@ -16,11 +16,12 @@ from dataclasses import dataclass
 import duckdb
 
 from gateway import pg_catalog_tables
-from gateway.backends.base import Backend, Column, Table
+from gateway.backends.base import Backend
 from gateway.backends.duckdb import DuckDBEngine, describe_tables
 from gateway.catalog import INFORMATION_SCHEMA, SYSTEM_CATALOG, CatalogSnapshot, TableName
 from gateway.errors import BackendError
 from gateway.metrics import Metrics
+from gateway.relations import Column, Table
 from gateway.types import SqlType
 
 log = logging.getLogger("gateway.metadata")

@@ -44,6 +44,26 @@ class Metrics:
                                           registry=r)
         self.backend_up = Gauge("gateway_backend_up", "1 when the backend answered the last readiness probe",
                                 ["backend"], registry=r)
+        # backend resilience (gateway/backends/resilience.py) and connections (credentials, pool)
+        self.backend_circuit_state = Gauge("gateway_backend_circuit_state",
+                                           "Circuit breaker per backend: 0 closed, 1 half-open, 2 open",
+                                           ["backend"], registry=r)
+        self.backend_circuit_opens = Counter("gateway_backend_circuit_opens",
+                                             "Times a backend's circuit opened after connection failures",
+                                             ["backend"], registry=r)
+        self.backend_retries = Counter("gateway_backend_retries",
+                                       "Reads run again after a connection failure before their first row",
+                                       ["backend"], registry=r)
+        self.backend_pool_wait = Histogram("gateway_backend_pool_wait_seconds",
+                                           "Time a query waited for a pooled backend connection", ["backend"],
+                                           buckets=LATENCY_BUCKETS, registry=r)
+        self.backend_pool_timeouts = Counter("gateway_backend_pool_timeouts",
+                                             "Queries refused: no pooled connection free within "
+                                             "pool_timeout_seconds", ["backend"], registry=r)
+        self.backend_connections = Counter("gateway_backend_connections",
+                                           "Backend connections by event (opened, failed, drained: closed "
+                                           "because the secret they authenticated with was rotated)",
+                                           ["backend", "event"], registry=r)
         # policies
         self.policy_reloads = Counter("gateway_policy_reloads", "Policy reloads by outcome (loaded, invalid)",
                                       ["outcome"], registry=r)
@@ -111,6 +131,9 @@ class Metrics:
                                               buckets=(*STAGE_BUCKETS, 1, 5), registry=r)
         self.audit_spool_bytes = Gauge("gateway_audit_spool_bytes",
                                        "Bytes of local audit journal not yet confirmed in the store", registry=r)
+        self.audit_spool_limit_bytes = Gauge("gateway_audit_spool_limit_bytes",
+                                             "audit.spool_max_bytes: with this much spooled, queries are refused",
+                                             registry=r)
         self.audit_store_failures = Counter("gateway_audit_store_failures",
                                             "Failed attempts to open or write the audit store", registry=r)
         self.audit_store_up = Gauge("gateway_audit_store_up", "1 while the audit store takes writes", registry=r)
@@ -140,6 +163,15 @@ class Metrics:
         self.workload_local_admissions = Counter("gateway_workload_local_admissions",
                                                  "Queries admitted with per-process limits because Redis failed",
                                                  registry=r)
+        # scale-out (gateway/replicas.py, gateway/frontends/forwarding.py)
+        self.forwarded_requests = Counter("gateway_forwarded_requests",
+                                          "Per-query requests for a query another replica holds, by outcome "
+                                          "(forwarded, holder_gone, failed, unknown)", ["outcome"], registry=r)
+        self.forward_duration = Histogram("gateway_forward_duration_seconds",
+                                          "Time to the holder's response headers of a forwarded request",
+                                          registry=r)
+        self.replica_redis_errors = Counter("gateway_replica_redis_errors",
+                                            "Failed Redis operations of the replica directory", registry=r)
         # cost metering and budgets (gateway/cost/)
         self.cost_charged = Counter("gateway_cost_charged", "Cost charged to each consumer cost center (rates in "
                                     "policies/cost.yaml)", ["cost_center"], registry=r)

@@ -17,9 +17,9 @@ from collections.abc import Iterable
 
 import duckdb
 
-from gateway.backends.base import Column, Table
 from gateway.catalog import INFORMATION_SCHEMA, CatalogSnapshot
 from gateway.pg_types import BUILTIN_TYPES, BY_OID, PgBuiltinType, numeric_facts, pg_type_for
+from gateway.relations import Column, Table
 from gateway.types import SqlType
 
 PG_CATALOG = "pg_catalog"

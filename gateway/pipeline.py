@@ -28,15 +28,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from enum import StrEnum
 from typing import TypeVar
 
-from gateway.audit.record import DENIED, REJECTED, AuditRecord, decision_for, redact_message, redact_sql, utc_now
+from gateway.audit.attempts import query_record, refused_request_record
+from gateway.audit.record import AuditRecord, utc_now
 from gateway.audit.trail import AuditTrail
-from gateway.backends.base import Backend, Column, Execution, ExecutionStats, Row
+from gateway.backends.base import Backend
 from gateway.cache.stage import CacheStage, Lease, from_cache
 from gateway.cache.store import CachedResult
 from gateway.cost.meter import Meter
@@ -50,17 +50,18 @@ from gateway.errors import (
     QueryCanceled,
 )
 from gateway.identity import Authenticator, Credentials, Identity
+from gateway.logs import auth_failure_log_fields, query_log_fields
 from gateway.metadata import CatalogService
 from gateway.metadata_live import CursorSetup, cursor_setup, live_rows, reads_live_tables
 from gateway.metrics import Metrics
 from gateway.node import NodeInfo
 from gateway.planner import Plan, Planner, PolicyContext, describe_output_rows
-from gateway.policy.decide import decide_impersonation
 from gateway.policy.store import PolicyStore
 from gateway.query_history import QueryHistory
 from gateway.query_id import QueryIdGenerator
+from gateway.query_outcome import QueryOutcome
+from gateway.relations import Column, Execution, ExecutionStats, Row
 from gateway.session import Session, SessionChange
-from gateway.sql.columns import tables_named
 from gateway.sql.explain_io import COLUMN as IO_PLAN_COLUMN
 from gateway.sql.explain_io import IoExplain, from_duckdb_plan
 from gateway.sql.resolve import METADATA_TARGET
@@ -91,12 +92,13 @@ class Pipeline:
                  history: QueryHistory | None = None, node: NodeInfo | None = None,
                  planning_threads: int = 2, max_result_bytes: int = 1024**3) -> None:
         self.authenticator = authenticator
-        self.history = history or QueryHistory(admin_groups=workload.admin_groups)
+        self.history = history or QueryHistory(access=workload.access)
         self.node = node or NodeInfo(version=planner.version, environment="gateway", uri="")
         self.max_result_bytes = max_result_bytes  # per query, unless its resource group sets its own
         self.meter = meter
         self.cache = cache
         self.workload = workload
+        self.access = workload.access  # the one door every entry point asks (gateway.access)
         self.audit = audit
         self.catalog = catalog
         self.policies = policies
@@ -124,15 +126,7 @@ class Pipeline:
         """Every failed authentication passes here exactly once: a metric and a log line now, the audit
         trail's hook later. Never given a secret: `credentials` masks it, `failure` never holds it."""
         self.metrics.auth_failures.labels(failure.reason).inc()
-        auth_log.warning("authentication failed", extra={"query": {
-            "event": "authentication_failed",
-            "reason": failure.reason,
-            "error": failure.message,
-            "scheme": credentials.scheme,
-            "username": credentials.username,
-            "session_user": credentials.session_user,
-            "client_address": credentials.client_address,
-        }})
+        auth_log.warning("authentication failed", extra={"query": auth_failure_log_fields(credentials, failure)})
         self.record_refused_request(client_address=credentials.client_address,
                                     user=credentials.session_user or credentials.username,
                                     auth_method=credentials.scheme, error_name="AUTHENTICATION_FAILED",
@@ -143,22 +137,17 @@ class Pipeline:
                                auth_method: str | None = None, frontend: str = "trino_http") -> None:
         """The audit record of a request refused before it became a query (authentication, bad body or
         headers, draining). `user` is what the client claimed, unverified. Never given a secret."""
-        now = utc_now()
-        redact = self.audit.options.redact_literals
-        self.audit.append(AuditRecord(
-            event_id=uuid.uuid4().hex, received_at=now, finished_at=now, user_name=(user or "")[:256] or None,
-            auth_method=auth_method, client_address=client_address, frontend=frontend,
-            sql=redact_sql(sql) if redact else sql, source=(source or "")[:256] or None,
-            decision=DENIED if error_name == "AUTHENTICATION_FAILED" else REJECTED, reason=reason,
-            error_name=error_name,
-            error_message=redact_message(message) if redact else message))
+        self.audit.append(refused_request_record(
+            client_address=client_address, user=user, error_name=error_name, reason=reason, message=message,
+            source=source, sql=sql, auth_method=auth_method, frontend=frontend,
+            redact=self.audit.options.redact_literals))
 
     def session_identity(self, principal: Identity, session: Session) -> Identity:
         """Who the statement runs as: the principal itself, or the session user (X-Trino-User) when an
         `impersonation:` policy rule lets the principal act as them; otherwise PERMISSION_DENIED."""
         if session.user == principal.user:
             return principal
-        allowed, _reason = decide_impersonation(self.policies.current, principal, session.user, session.source)
+        allowed = self.access.may_act_as(principal, session.user, session.source)
         if not allowed:
             self.metrics.impersonation_denials.inc()
             raise PermissionDenied(f"User {principal.user} cannot impersonate user {session.user}")
@@ -425,19 +414,20 @@ class QueryRun:
             self.pipeline.cache.release(self._lease, error)
         metrics = self.pipeline.metrics
         kind = self.plan.statement_kind if self.plan is not None else "unplanned"
-        outcome = "canceled" if isinstance(error, QueryCanceled) else ("failed" if error else "finished")
+        ending = "canceled" if isinstance(error, QueryCanceled) else ("failed" if error else "finished")
         metrics.queries_in_flight.dec()
-        metrics.queries.labels(kind, outcome).inc()
-        metrics.query_duration.labels(outcome).observe(self.elapsed_seconds)
+        metrics.queries.labels(kind, ending).inc()
+        metrics.query_duration.labels(ending).observe(self.elapsed_seconds)
         if error is not None:
             metrics.query_errors.labels(error.error_name).inc()
         if self.target is not None:
             metrics.backend_running.labels(self.target).dec()
             metrics.backend_duration.labels(self.target).observe(self.stats.elapsed_seconds)
-        if log.isEnabledFor(logging.INFO):
-            log.info("query", extra={"query": self._log_fields(kind, error)})
         try:
-            record = self._audit_record(kind, error)
+            outcome = self._outcome(kind, error)
+            if log.isEnabledFor(logging.INFO):
+                log.info("query", extra={"query": query_log_fields(outcome)})
+            record = query_record(outcome, redact=self.pipeline.audit.options.redact_literals)
         except Exception:  # a bug in building the record; the attempt still ends
             log.exception("query %s: building its audit record failed", self.query_id)
             return
@@ -461,86 +451,21 @@ class QueryRun:
         record.cost, record.cost_center = charge.cost, charge.cost_center
         return charge
 
-    def _audit_record(self, kind: str, error: GatewayError | None) -> AuditRecord:
-        stats = self.stats
+    def _outcome(self, kind: str, error: GatewayError | None) -> QueryOutcome:
         plan = self.plan
-        session = self.session
-        identity = self.identity or self.principal
-        redact = self.pipeline.audit.options.redact_literals
-        dialect = self.pipeline.backends[self.target].dialect if self.target is not None else "duckdb"
-        message = error.message if error is not None else None
-        return AuditRecord(
-            event_id=uuid.uuid4().hex,
-            received_at=self.received_at,
-            finished_at=utc_now(),
-            query_id=self.query_id,
-            user_name=session.user,
-            user_groups=sorted(identity.groups),
-            auth_method=identity.auth_method,
-            token_kid=getattr(self.principal, "token_kid", None),  # set by JWT identities that carry one
-            token_jti=getattr(self.principal, "token_jti", None),
-            client_address=session.client_address,
-            source=session.source,
-            client_tags=sorted(session.client_tags),
-            catalog_name=session.catalog,
-            schema_name=session.schema,
-            sql=redact_sql(self.sql) if redact else self.sql,
-            rewritten_sql=self._shown_sql(plan, dialect, redact),
-            statement_type=kind,
-            tables_read=[str(t) for t in plan.tables] if plan is not None else tables_named(
-                self.sql, catalog=session.catalog, schema=session.schema) if error is not None and len(
-                self.sql) <= INLINE_PLANNING_LIMIT else [],
+        shown = self.pipeline.planner.mask_key.display(plan.sql) if plan is not None and plan.sql else None
+        return QueryOutcome(
+            query_id=self.query_id, received_at=self.received_at, sql=self.sql, session=self.session,
+            principal=self.principal, identity=self.identity or self.principal, statement_kind=kind,
+            state=self.state.value, error=error, stats=self.stats, elapsed_seconds=self.elapsed_seconds,
+            queued_seconds=self.queued_seconds, backend=self.target,
+            dialect=self.pipeline.backends[self.target].dialect if self.target is not None else "duckdb",
+            planned_sql=shown, tables=[str(t) for t in plan.tables] if plan is not None else None,
             columns_read={t: list(c) for t, c in plan.columns_read.items()} if plan is not None else {},
             policy_version=plan.policy_version if plan is not None else None,
-            rules_applied=list(plan.rules) if plan is not None else [],
-            decision=decision_for(error.error_name if error is not None else None),
-            reason=(redact_message(message) if redact else message) if error is not None else "allowed by policy",
-            error_name=error.error_name if error is not None else None,
-            error_message=redact_message(message) if redact else message,
-            execution_ms=round((self.elapsed_seconds - self.queued_seconds) * 1000, 3),  # queue wait apart
-            row_count=stats.rows,
-            byte_count=stats.bytes,
-            backend=self.target,
-            backend_query_id=stats.backend_query_id,
-            cost_center=identity.cost_center,
-            cache_hit=self.cache_hit,
+            rules=list(plan.rules) if plan is not None else [], cache_hit=self.cache_hit,
             resource_group=self.admission.group.name if self.admission is not None else None,
-            queue_wait_ms=round(self.admission.queued_seconds * 1000, 3) if self.admission is not None else None,
-        )
-
-    def _shown_sql(self, plan: Plan | None, dialect: str, redact: bool) -> str | None:
-        """The planned SQL as audit records keep it: the mask key's sentinel named, never valid."""
-        if plan is None or plan.sql is None:
-            return None
-        shown = self.pipeline.planner.mask_key.display(plan.sql)
-        return redact_sql(shown, dialect) if redact else shown
-
-    def _log_fields(self, kind: str, error: GatewayError | None) -> dict[str, object]:
-        stats = self.stats
-        plan = self.plan
-        return {
-            "query_id": self.query_id,
-            "user": self.session.user,
-            "principal": self.principal.user if self.principal.user != self.session.user else None,
-            "groups": sorted(self.identity.groups) if self.identity is not None else None,
-            "source": self.session.source,
-            "client_address": self.session.client_address,
-            "catalog": self.session.catalog,
-            "schema": self.session.schema,
-            "statement": kind,
-            "state": self.state.value,
-            "error_name": error.error_name if error else None,
-            "error": error.message if error is not None and not isinstance(error, InternalError) else None,
-            "elapsed_ms": round(self.elapsed_seconds * 1000, 3),
-            "rows": stats.rows,
-            "backend": self.target,
-            "backend_query_id": stats.backend_query_id,
-            "resource_group": self.admission.group.name if self.admission is not None else None,
-            "tables": [str(t) for t in plan.tables] if plan is not None else None,
-            "rules": list(plan.rules) if plan is not None and plan.rules else None,
-            "policy_version": (plan.policy_version or "")[:12] if plan is not None else None,
-            "sql": self.sql[:2000],
-        }
+            queue_wait_seconds=self.admission.queued_seconds if self.admission is not None else None)
 
 
 async def io_explain_answer(explain: IoExplain, execution: Execution) -> StaticExecution:

@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 from cachetools import LRUCache
 from sqlglot import exp
 
-from gateway.backends.base import Backend, Column, Row
-from gateway.cache.key import is_deterministic
 from gateway.catalog import CatalogSnapshot, TableName
 from gateway.errors import USER_ERROR, GatewayError, InternalError, NotFound, NotSupported, PermissionDenied, UserError
 from gateway.identity import Identity
@@ -34,9 +32,11 @@ from gateway.pg_catalog import PG_DIALECT, pg_facts, plan_catalog_query, show_as
 from gateway.planner_show_explain import SHOW_FORMS, plan_explain, plan_show
 from gateway.policy.decide import decide_table
 from gateway.policy.model import PolicySet
+from gateway.relations import Column, Row, SqlTarget
 from gateway.session import Session, SessionChange
 from gateway.sql import statements as st
 from gateway.sql.columns import columns_read
+from gateway.sql.determinism import is_deterministic
 from gateway.sql.explain_io import IoExplain
 from gateway.sql.functions import check_functions
 from gateway.sql.generate import SessionValues, Visibility, to_backend_sql
@@ -86,7 +86,7 @@ class PolicyContext:
 
 
 class Planner:
-    def __init__(self, *, backends: Mapping[str, Backend], default_catalog: str, version: str, metrics: Metrics,
+    def __init__(self, *, backends: Mapping[str, SqlTarget], default_catalog: str, version: str, metrics: Metrics,
                  mask_key: MaskKey, cache_size: int = 4096, limits: StatementLimits | None = None,
                  failed_cache_size: int = 1024) -> None:
         self.backends = backends  # read for their dialect and catalog name only

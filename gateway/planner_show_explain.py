@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Protocol
 
 from sqlglot import exp
 
-from gateway.backends.base import Column, Row
 from gateway.catalog import CatalogSnapshot, TableName
 from gateway.errors import NotSupported, PermissionDenied
 from gateway.identity import Identity
+from gateway.relations import Column, Row
 from gateway.session import Session
 from gateway.sql import show_answers
 from gateway.sql import statements as st

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from gateway.access import Access
 from gateway.errors import GatewayError
 from gateway.identity import Identity
 
@@ -59,10 +60,10 @@ def summarize(run: QueryRun, created: datetime) -> QuerySummary:
 
 class QueryHistory:
     def __init__(self, *, max_entries: int = 1000, keep_seconds: float = 900.0,
-                 admin_groups: frozenset[str] = frozenset()) -> None:
+                 access: Access) -> None:
         self.max_entries = max_entries
         self.keep_seconds = keep_seconds
-        self.admin_groups = admin_groups
+        self.access = access
         self._running: dict[str, tuple[datetime, QueryRun]] = {}
         self._ended: OrderedDict[str, tuple[float, QuerySummary]] = OrderedDict()
 
@@ -72,7 +73,7 @@ class QueryHistory:
 
     def may_see_owner(self, identity: Identity, owner: str) -> bool:
         """The one rule for every per-query request: the query's owner, or an admin."""
-        return identity.user == owner or bool(identity.groups & self.admin_groups)
+        return self.access.may_manage_query(identity, owner)
 
     def may_see(self, identity: Identity, summary: QuerySummary) -> bool:
         return self.may_see_owner(identity, summary.principal)
@@ -89,6 +90,13 @@ class QueryHistory:
                 return None
             summary = entry[1]
         return summary if self.may_see(viewer, summary) else None
+
+    def holds(self, query_id: str) -> bool:
+        """Whether this process answers for the query (whoever asks)."""
+        return query_id in self._running or query_id in self._ended
+
+    def ids(self) -> list[str]:
+        return [*self._running, *self._ended]
 
     def visible_to(self, viewer: Identity) -> list[QuerySummary]:
         self._sweep()

@@ -13,6 +13,7 @@ import ipaddress
 import logging
 import math
 import socket
+from collections.abc import Callable
 from types import FrameType
 
 import uvicorn
@@ -25,14 +26,17 @@ log = logging.getLogger("gateway")
 
 
 class DrainingServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, gateway: Gateway) -> None:
+    def __init__(self, config: uvicorn.Config, gateway: Gateway, on_ready: Callable[[], None] | None = None) -> None:
         super().__init__(config)
         self.gateway = gateway
         self._drain_task: asyncio.Task[None] | None = None
+        self._on_ready = on_ready
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         tune_garbage_collector()
+        if self.started and self._on_ready is not None:
+            self._on_ready()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self._drain_task is not None or not self.started:
@@ -70,7 +74,7 @@ def is_loopback(host: str) -> bool:
             return False
 
 
-def build_server(settings: Settings, *, sock: socket.socket | None = None) -> DrainingServer:
+def build_server(settings: Settings, *, on_ready: Callable[[], None] | None = None) -> DrainingServer:
     gateway = Gateway(settings)
     server = settings.server
     guard = ConnectionGuard(header_timeout=server.header_timeout_seconds, body_timeout=server.body_timeout_seconds,
@@ -91,4 +95,4 @@ def build_server(settings: Settings, *, sock: socket.socket | None = None) -> Dr
         ssl_certfile=str(settings.server.tls_cert) if settings.server.tls_cert else None,
         ssl_keyfile=str(settings.server.tls_key) if settings.server.tls_key else None,
     )
-    return DrainingServer(config, gateway)
+    return DrainingServer(config, gateway, on_ready)

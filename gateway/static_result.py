@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gateway.backends.base import Column, Execution, ExecutionStats, Row
+from gateway.relations import Column, Execution, ExecutionStats, Row
 
 
 class StaticExecution(Execution):

@@ -36,7 +36,9 @@ class GatewayProcess:
         workdir.mkdir(parents=True, exist_ok=True)
         self.host = HOST
         self.port = free_port()
-        config = {**config, "server": {**config.get("server", {}), "host": self.host, "port": self.port}}
+        # One process unless a test asks for workers: most tests read one process's metrics and state.
+        config = {**config, "server": {"workers": 1, **config.get("server", {}), "host": self.host,
+                                       "port": self.port}}
         self.scheme = "https" if config["server"].get("tls") else "http"
         self.config_path = workdir / f"gateway-{self.port}.yaml"
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))  # backends: first is default

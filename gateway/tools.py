@@ -15,7 +15,7 @@ from typing import Any
 
 from gateway import __version__
 from gateway.app import build_dev_users
-from gateway.backends.base import Backend, Table
+from gateway.backends.base import Backend
 from gateway.backends.factory import build_backend
 from gateway.catalog import CatalogSnapshot
 from gateway.config import Settings
@@ -27,6 +27,7 @@ from gateway.metrics import Metrics
 from gateway.planner import Planner, PolicyContext
 from gateway.policy.check import check_policies
 from gateway.policy.load import PolicyError, load_policies
+from gateway.relations import Table
 from gateway.session import Session
 from gateway.sql.rewrite import SecureViews
 from gateway.workload.load import load_workload

@@ -9,6 +9,8 @@ time (`SELECT o_orderkey, o_totalprice, o_orderstatus FROM tpch.orders WHERE o_o
     asyncpg direct     one connection, simple query with the literal: PostgreSQL plus the driver
     backend adapter    gateway.backends.postgres in process: pool, read-only transaction with its
                        statement_timeout, prepared statement, server cursor, rollback
+    resilient adapter  the same behind the circuit breaker and read retries (gateway.backends.resilience),
+                       as the factory builds every backend
     gateway admin      the trino client through the gateway, no row filter: parse, policy, plan,
                        admission, audit, HTTP paging, and the backend's read-only transaction
     gateway alice      the same for alice, whose orders are row-filtered behind the security barrier
@@ -30,7 +32,9 @@ from typing import Any
 import asyncpg
 import trino
 
+from gateway.backends.base import Backend
 from gateway.backends.postgres import PostgresBackend
+from gateway.backends.resilience import ResilienceSettings, ResilientBackend
 from load_tests._gateway import REPO, GatewayProcess, demo_database
 from load_tests.rewrite import percentile
 from tests.pg_warehouse import PgWarehouse
@@ -60,8 +64,10 @@ async def direct(dsn: str, keys: list[int]) -> list[float]:
     return samples
 
 
-async def adapter(dsn: str, keys: list[int]) -> list[float]:
-    backend = PostgresBackend(name="pg", dsn=dsn, tables=[])
+async def adapter(dsn: str, keys: list[int], *, resilient: bool = False) -> list[float]:
+    backend: Backend = PostgresBackend(name="pg", dsn=dsn, tables=[])
+    if resilient:
+        backend = ResilientBackend(backend, ResilienceSettings())
     samples = []
     try:
         for key in keys:
@@ -106,7 +112,8 @@ def main() -> None:
             gateway = GatewayProcess(Path(work), config)
             try:
                 results = {"asyncpg direct": asyncio.run(direct(warehouse.dsn, keys)),
-                           "backend adapter": asyncio.run(adapter(warehouse.dsn, keys))}
+                           "backend adapter": asyncio.run(adapter(warehouse.dsn, keys)),
+                           "resilient adapter": asyncio.run(adapter(warehouse.dsn, keys, resilient=True))}
                 for user in ("admin", "alice"):
                     run = through_gateway(gateway, user)
                     sampled(run, keys[:20])  # warm: plan cache, pool, secure views
@@ -116,9 +123,9 @@ def main() -> None:
     finally:
         warehouse.drop()
     print(f"point query on PostgreSQL (sf{args.scale:g}, {args.repeat} runs, distinct keys, cache off), ms")
-    print(f"{'path':<16} {'p50':>7} {'p99':>7}")
+    print(f"{'path':<18} {'p50':>7} {'p99':>7}")
     for name, samples in results.items():
-        print(f"{name:<16} {percentile(samples, .5):7.2f} {percentile(samples, .99):7.2f}")
+        print(f"{name:<18} {percentile(samples, .5):7.2f} {percentile(samples, .99):7.2f}")
     base = results["asyncpg direct"]
     for user in ("admin", "alice"):
         mine = results[f"gateway {user}"]

@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable
 
 from gateway import __version__
-from gateway.backends.base import Table
 from gateway.backends.duckdb import DuckDBBackend
 from gateway.catalog import CatalogSnapshot
 from gateway.identity import Identity
@@ -26,6 +25,7 @@ from gateway.metrics import Metrics
 from gateway.planner import Planner, PolicyContext
 from gateway.policy.load import load_dev_users, load_policies
 from gateway.policy.model import PolicySet
+from gateway.relations import Table
 from gateway.session import Session
 from gateway.sql.rewrite import SecureViews
 from load_tests._gateway import REPO, demo_database

@@ -287,11 +287,15 @@ def find_wrk(install: bool) -> str | None:
     return shutil.which("wrk")
 
 
-def run_wrk(wrk: str, url: str, connections: int, seconds: float, max_key: int) -> HttpResult:
+def run_wrk(wrk: str, url: str, connections: int, seconds: float, max_key: int, *, script: Path = LUA_SCRIPT,
+            script_args: list[str] | None = None) -> HttpResult:
+    """wrk against `url`/v1/statement with a Lua script that prints a BENCH line (point_query.lua by default,
+    whose arguments are the key range, schema and user)."""
     threads = max(1, min(connections, os.cpu_count() or 1))
     duration = max(1, round(seconds))
+    arguments = script_args if script_args is not None else [str(max_key), SCHEMA, USER]
     command = [wrk, "-t", str(threads), "-c", str(connections), "-d", f"{duration}s", "--timeout", "10s",
-               "-s", str(LUA_SCRIPT), f"{url}/v1/statement", "--", str(max_key), SCHEMA, USER]
+               "-s", str(script), f"{url}/v1/statement", "--", *arguments]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60, check=False)
     line = next((text for text in completed.stdout.splitlines() if text.startswith("BENCH ")), None)
     if completed.returncode != 0 or line is None:

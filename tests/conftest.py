@@ -12,6 +12,7 @@ import duckdb
 import pytest
 import redis
 import sqlglot
+from hypothesis import settings
 from sqlglot import exp
 from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
 from sqlglot.optimizer.qualify_tables import qualify_tables
@@ -20,6 +21,11 @@ from gateway.demo import TPCH_TABLES, build_demo_database
 from gateway.mask_key import MaskKey
 from gateway.testing import GatewayProcess
 from tests.idp import IdP
+
+# No per-example deadline: the suite shares two cores with gateways, engines and clients, and a slow example
+# is not a failing one (the examples' own bounds are their sizes). A test may still set its own.
+settings.register_profile("gateway", deadline=None)
+settings.load_profile("gateway")
 
 
 def tpch_in_memory(database: Path) -> tuple[duckdb.DuckDBPyConnection, dict[str, dict[str, dict[str, dict[str, str]]]]]:

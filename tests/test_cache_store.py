@@ -11,12 +11,13 @@ import pytest
 import sqlglot
 
 from gateway import types as t
-from gateway.backends.base import Column
 from gateway.cache.codec import decode_result, encode_result
-from gateway.cache.key import cache_key, is_deterministic
+from gateway.cache.key import cache_key
 from gateway.cache.store import ResultCache
 from gateway.errors import InsufficientResources, QueryCanceled, UserError
 from gateway.metrics import Metrics
+from gateway.relations import Column
+from gateway.sql.determinism import is_deterministic
 from tests.conftest import REDIS_URL
 
 REDIS = REDIS_URL

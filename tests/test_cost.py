@@ -19,7 +19,6 @@ import httpx
 import pytest
 import trino
 
-from gateway.backends.base import ExecutionStats
 from gateway.cost.alerts import Alert, AlertSink
 from gateway.cost.budgets import Budgets
 from gateway.cost.load import parse_costs
@@ -29,6 +28,7 @@ from gateway.cost.report import chargeback, parse_bound
 from gateway.identity import Identity
 from gateway.metrics import Metrics
 from gateway.policy.load import PolicyError, load_policies
+from gateway.relations import ExecutionStats
 from gateway.workload.budget import Admit, Block, Demote
 from gateway.workload.model import ResourceGroup
 from tests.conftest import POLICIES, GatewayProcess, demo_config

@@ -12,11 +12,11 @@ from typing import Any
 import jwt
 import pytest
 
-from gateway.config import ClaimSettings
 from gateway.errors import AuthenticationFailed
 from gateway.identity.claims import claim, identity_from_claims
 from gateway.identity.jwks import JwksUnavailable, JwksUrl, parse_jwks
 from gateway.identity.jwt_verify import JwtVerifier
+from gateway.identity.settings import ClaimSettings
 from tests.idp import AUDIENCE, ISSUER, IdP, public_pem
 
 

@@ -8,9 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st_h
 from sqlglot import exp
 
-from gateway.backends.base import Column, Table
 from gateway.catalog import CatalogSnapshot, TableName
 from gateway.errors import GatewayError, UserError
+from gateway.relations import Column, Table
 from gateway.sql import statements as st
 from gateway.sql.generate import SessionValues, to_backend_sql
 from gateway.sql.parameters import bind_parameters, number_placeholders

@@ -32,10 +32,10 @@ def prefix(redis_prefix: str) -> str:
 
 
 @asynccontextmanager
-async def replica(prefix: str, *, lease: float = 3.0, url: str = REDIS,
-                  metrics: Metrics | None = None) -> AsyncIterator[RedisSlots]:
+async def replica(prefix: str, *, lease: float = 3.0, url: str = REDIS, metrics: Metrics | None = None,
+                  retry: float = 30, timeout: float = 0.5) -> AsyncIterator[RedisSlots]:
     pool = RedisSlots(url=url, prefix=prefix, replica=uuid.uuid4().hex[:6], lease_seconds=lease, poll_seconds=0.02,
-                      retry_seconds=30, metrics=metrics or Metrics(), timeout_seconds=0.5)
+                      retry_seconds=retry, metrics=metrics or Metrics(), timeout_seconds=timeout)
     await pool.start()
     try:
         yield pool

@@ -23,10 +23,12 @@ from gateway.audit.record import AuditRecord
 GENESIS = "0" * 64
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def canonical(data: dict[str, Any]) -> str:
     """Sorted keys, no whitespace, UTF-8 text as is: one byte string per record, whatever stored it."""
-    body = {k: v for k, v in data.items() if k != "record_hash"}
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return _CANONICAL.encode({k: v for k, v in data.items() if k != "record_hash"})
 
 
 def hash_of(data: dict[str, Any]) -> str:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from gateway.audit.settings import AuditSettings
 from gateway.audit.stores import AuditStore, open_store
 from gateway.audit.trail import AuditTrail, TrailOptions
-from gateway.config import AuditSettings
 from gateway.metrics import Metrics
 
 AUDIT_CATALOG = "gateway"  # reserved in config: no backend may take this name

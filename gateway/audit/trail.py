@@ -97,6 +97,7 @@ class AuditTrail:
         self._probe_task: asyncio.Task[None] | None = None
         metrics.audit_queue_depth.set_function(lambda: float(len(self._pending)))
         metrics.audit_spool_bytes.set_function(lambda: float(self.journal.size))
+        metrics.audit_spool_limit_bytes.set(self.options.spool_max_bytes)
         metrics.audit_store_up.set_function(lambda: 1.0 if self.store_up else 0.0)
 
     @property

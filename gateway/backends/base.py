@@ -1,4 +1,4 @@
-"""The interface every backend implements, and the values it hands back.
+"""The interface every backend implements (the values it hands back are in `gateway.relations`).
 
 A backend receives SQL already rewritten and generated in its own dialect, and answers with typed columns
 and batches of Python rows. It translates its engine's errors into `gateway.errors` where they arise.
@@ -7,71 +7,48 @@ and batches of Python rows. It translates its engine's errors into `gateway.erro
 from __future__ import annotations
 
 import abc
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
-from gateway.types import SqlType
+from gateway.relations import Column, Execution, ExecutionStats, Row, Table
 
-Row = tuple[Any, ...]
+__all__ = ["Backend", "Column", "Execution", "ExecutionStats", "PrefetchingExecution", "Row", "Table"]
 
 
-@dataclass(frozen=True, slots=True)
-class Column:
-    name: str
-    type: SqlType
-    nullable: bool = True
-    comment: str | None = None
-    remote_name: str | None = None  # the engine's own spelling, where it differs from `name` (lower case)
+class PrefetchingExecution(Execution):
+    """The shape every engine's execution shares: `start` runs the statement and reads the first rows in the
+    same round trip (a dashboard's small result then costs one), `fetch` hands those out first and then
+    reads on, page by page, until the engine's result is exhausted. An engine supplies `_exhausted` and
+    `_read_more`; the elapsed time is kept here."""
 
+    def __init__(self, query_id: str) -> None:
+        self.columns = ()
+        self.stats = ExecutionStats(backend_query_id=query_id)
+        self._prefetched: list[Row] | None = None
+        self._started = time.perf_counter()
 
-@dataclass(frozen=True, slots=True)
-class Table:
-    """One table or view of a backend's catalog."""
-
-    schema: str
-    name: str
-    columns: tuple[Column, ...]
-    kind: str = "BASE TABLE"  # or "VIEW", as information_schema.tables.table_type says
-    comment: str | None = None
-    remote_name: tuple[str, str] | None = None  # the engine's (schema, table), where it differs (case)
-
-    @property
-    def renamed(self) -> bool:
-        """Whether generated SQL must spell this table or any of its columns differently (quoted)."""
-        return self.remote_name is not None or any(c.remote_name is not None for c in self.columns)
-
-
-@dataclass(slots=True)
-class ExecutionStats:
-    """What the backend reports about one query; used for Trino stats (and later cost)."""
-
-    rows: int = 0
-    bytes: int = 0
-    elapsed_seconds: float = 0.0
-    cpu_seconds: float = 0.0
-    backend_query_id: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-class Execution(abc.ABC):
-    """One backend query: `start` it, `fetch` until None; `cancel` at any time, from any task, also while
-    `start` is still running (so a query can be stopped before it returns its first row)."""
-
-    columns: tuple[Column, ...]
-    stats: ExecutionStats
-
-    @abc.abstractmethod
-    async def start(self) -> None:
-        """Run the statement until its column types are known."""
-
-    @abc.abstractmethod
     async def fetch(self, max_rows: int) -> Sequence[Row] | None:
-        """The next rows (at most `max_rows`), or None once the result is exhausted."""
+        if self._prefetched is not None:
+            prefetched, self._prefetched = self._prefetched, None
+            if prefetched:
+                return prefetched
+        if self._exhausted():
+            return None
+        try:
+            return await self._read_more(max_rows)
+        finally:
+            self._clock()
+
+    def _clock(self) -> None:
+        self.stats.elapsed_seconds = time.perf_counter() - self._started
 
     @abc.abstractmethod
-    async def cancel(self) -> None:
-        """Stop the query on the backend and release what it holds. Safe to call more than once."""
+    def _exhausted(self) -> bool:
+        """No more rows can come (read to the end, or the engine side is closed)."""
+
+    @abc.abstractmethod
+    async def _read_more(self, max_rows: int) -> Sequence[Row] | None:
+        """The next rows after the prefetched ones, at most `max_rows`; None at the end."""
 
 
 class Backend(abc.ABC):

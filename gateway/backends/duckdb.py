@@ -21,9 +21,10 @@ from typing import Any, TypeVar
 import duckdb
 
 from gateway import types as t
-from gateway.backends.base import Backend, Column, Execution, ExecutionStats, Row, Table
+from gateway.backends.base import Backend, PrefetchingExecution
 from gateway.backends.duckdb_messages import trino_message
 from gateway.errors import BackendError, GatewayError, InsufficientResources, NotFound, QueryCanceled, UserError
+from gateway.relations import Column, Execution, Row, Table
 
 T = TypeVar("T")
 
@@ -183,12 +184,13 @@ class DuckDBEngine:
         asyncio.get_running_loop().call_later(after_seconds, self.close)
 
 
-class DuckDBExecution(Execution):
+class DuckDBExecution(PrefetchingExecution):
     """One query on its own cursor. Calls into DuckDB run on worker threads; `cancel` interrupts a running
     call, and the cursor is closed by whichever side finishes last (DuckDB refuses to close a busy cursor)."""
 
     def __init__(self, engine: DuckDBEngine, sql: str, query_id: str, *,
                  setup: Callable[[duckdb.DuckDBPyConnection], None] | None = None) -> None:
+        super().__init__(query_id)
         self._engine = engine
         self._sql = sql
         self._setup = setup
@@ -196,11 +198,7 @@ class DuckDBExecution(Execution):
         self._lock = threading.Lock()
         self._closed = False
         self._in_call = False
-        self._prefetched: list[Row] | None = None
-        self._started = time.perf_counter()
         self._cpu = 0.0
-        self.columns = ()
-        self.stats = ExecutionStats(backend_query_id=query_id)
 
     def _call(self, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
         """Runs on a worker thread: `work` on the cursor, unless the query was cancelled."""
@@ -250,7 +248,7 @@ class DuckDBExecution(Execution):
                 self._prefetched = self._prefetch(cursor)
 
         await self._engine.run(lambda: self._call(run))
-        self._update_stats()
+        self._clock()
 
     def _prefetch(self, cursor: duckdb.DuckDBPyConnection) -> list[Row] | None:
         """The first rows: up to PREFETCH_ROWS, unless a few of them show that many would be wide (a thousand
@@ -271,23 +269,16 @@ class DuckDBExecution(Execution):
             self.stats.rows += len(rows)
         return rows or None
 
-    def _update_stats(self) -> None:
-        self.stats.elapsed_seconds = time.perf_counter() - self._started
+    def _clock(self) -> None:
+        super()._clock()
         self.stats.cpu_seconds = self._cpu
 
-    async def fetch(self, max_rows: int) -> Sequence[Row] | None:
-        if self._prefetched is not None:
-            prefetched, self._prefetched = self._prefetched, None
-            return prefetched
+    def _exhausted(self) -> bool:
         with self._lock:
-            if self._closed and self._cursor is None:
-                return None  # exhausted (not cancelled: a cancelled query has its error already)
-        def run(cursor: duckdb.DuckDBPyConnection) -> list[Row] | None:
-            return self._fetch_rows(cursor, max_rows)
+            return self._closed and self._cursor is None  # not cancelled: a cancelled query has its error
 
-        rows = await self._engine.run(lambda: self._call(run))
-        self._update_stats()
-        return rows
+    async def _read_more(self, max_rows: int) -> Sequence[Row] | None:
+        return await self._engine.run(lambda: self._call(lambda cursor: self._fetch_rows(cursor, max_rows)))
 
     async def cancel(self) -> None:
         with self._lock:

@@ -16,6 +16,7 @@ of the rows they failed on, so evaluation errors lose their quoted values (as Du
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -26,10 +27,12 @@ from typing import Any
 
 import asyncpg
 
-from gateway.backends.base import Backend, Column, Execution, ExecutionStats, Row, Table
+from gateway.backends.base import Backend, PrefetchingExecution
+from gateway.backends.credentials import Secret, SecretSource
 from gateway.backends.postgres_types import converter, result_decimal, to_sql_type
 from gateway.errors import (
     BackendError,
+    BackendUnavailable,
     GatewayError,
     InsufficientResources,
     NotFound,
@@ -37,6 +40,8 @@ from gateway.errors import (
     QueryCanceled,
     UserError,
 )
+from gateway.metrics import Metrics
+from gateway.relations import Column, Execution, Row, Table
 
 log = logging.getLogger("gateway.backends.postgres")
 
@@ -51,6 +56,10 @@ _QUOTED_VALUE = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
 CONNECTION_ERRORS = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
                      asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError, TimeoutError)
 _ERRORS = (*CONNECTION_ERRORS, asyncpg.PostgresError)
+# Refused logins, shutdowns, "too many connections": the server is not taking work, the statement is not at fault.
+_UNAVAILABLE_STATES = ("28000", "28P01", "53300", "57P01", "57P02", "57P03")
+_SCAN_NODES = ("Seq Scan", "Index Scan", "Index Only Scan", "Bitmap Heap Scan", "Tid Scan", "Tid Range Scan",
+               "Foreign Scan", "Sample Scan", "Custom Scan")
 
 _CATALOG_QUERY = """
 SELECT n.nspname, c.relname, c.relkind::text, obj_description(c.oid, 'pg_class'),
@@ -86,8 +95,30 @@ def translate_error(error: BaseException, *, timed_out_after: float | None = Non
             return UserError(message, error_name=_SQLSTATE_NAMES[state])
         if state.startswith(("22", "42")):
             return UserError(message)
+        if state in _UNAVAILABLE_STATES or state.startswith("08"):
+            return BackendUnavailable(f"PostgreSQL is unavailable: it refused the connection (SQLSTATE {state})")
         return BackendError(f"PostgreSQL error {state}: {message}")
-    return BackendError(f"PostgreSQL is unavailable ({type(error).__name__})")
+    return BackendUnavailable(f"PostgreSQL is unavailable: the connection failed or was lost "
+                              f"({type(error).__name__})")
+
+
+def scanned_bytes(plan: Any) -> int:
+    """Bytes the scans of an `EXPLAIN (FORMAT JSON)` plan produce: for each scan node, its estimated rows
+    (after the scan's own filter) times their estimated width, summed over the whole plan tree (subplans
+    and CTEs included)."""
+    total = 0
+    stack = [plan]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+            continue
+        if not isinstance(node, dict):
+            continue
+        if node.get("Node Type") in _SCAN_NODES:
+            total += int(float(node.get("Plan Rows", 0)) * int(node.get("Plan Width", 0)))
+        stack.extend(v for k, v in node.items() if k in ("Plan", "Plans"))
+    return total
 
 
 def describe_catalog(rows: Sequence[Sequence[Any]]) -> list[Table]:
@@ -119,9 +150,20 @@ class PostgresBackend(Backend):
 
     def __init__(self, *, name: str, dsn: str, tables: Sequence[Table] | None = None,
                  schemas: Sequence[str] | None = None, pool_size: int = 4, connect_timeout_seconds: float = 10.0,
-                 explain_analyze: bool = False) -> None:
+                 explain_analyze: bool = False, password: SecretSource | None = None,
+                 pool_timeout_seconds: float = 10.0, metrics: Metrics | None = None) -> None:
         super().__init__(name=name)
         self._dsn = dsn
+        self._password = password
+        self._secret_version: str | None = None  # of the secret the pool's current connections use
+        self._control_version: str | None = None
+        self._pool_timeout = pool_timeout_seconds
+        self._metrics = metrics
+        self._checked_out = 0
+        if metrics is not None:  # exposed as 0 from the start
+            for event in ("opened", "failed", "drained"):
+                metrics.backend_connections.labels(name, event)
+            metrics.backend_pool_timeouts.labels(name)
         self._tables = list(tables) if tables is not None else None
         self._schemas = list(schemas) if schemas is not None else None
         self._pool_size = pool_size
@@ -141,10 +183,113 @@ class PostgresBackend(Backend):
             if self._pool is None:
                 try:
                     self._pool = await asyncpg.create_pool(self._dsn, min_size=0, max_size=self._pool_size,
-                                                           command_timeout=None, timeout=self._connect_timeout)
+                                                           command_timeout=None, timeout=self._connect_timeout,
+                                                           connect=self._connect)
                 except _ERRORS as error:
                     raise translate_error(error) from None
             return self._pool
+
+    async def _secret(self) -> Secret | None:
+        return await self._password.current() if self._password is not None else None
+
+    async def _connect(self, *args: Any, **kwargs: Any) -> asyncpg.Connection:
+        """Every new connection (pooled or control) authenticates with the secret in force now."""
+        secret = await self._secret()
+        if secret is not None:
+            kwargs["password"] = secret.value
+        try:
+            connection = await asyncpg.connect(*args, **kwargs)
+        except BaseException as error:
+            self._count_connection("failed")
+            if isinstance(error, asyncpg.PostgresError) and self._password is not None and \
+                    getattr(error, "sqlstate", "") in ("28000", "28P01"):
+                self._password.invalidate()  # maybe rotated on the server first: read the newest next time
+            raise
+        self._count_connection("opened")
+        return connection
+
+    def _count_connection(self, event: str, count: int = 1) -> None:
+        if self._metrics is not None:
+            self._metrics.backend_connections.labels(self.name, event).inc(count)
+
+    async def _drain_if_rotated(self, pool: asyncpg.Pool) -> None:
+        """When the secret changed, connections opened with the old one close as they are released and idle
+        ones are replaced at their next use (asyncpg's pool generations); new ones use the new secret."""
+        secret = await self._secret()
+        if secret is None or secret.version == self._secret_version:
+            return
+        if self._secret_version is not None:
+            log.info("backend %s: secret rotated (version %s): draining %d connections", self.name,
+                     secret.version, pool.get_size())
+            self._count_connection("drained", pool.get_size())
+            await pool.expire_connections()
+        self._secret_version = secret.version
+
+    async def acquire(self, *, time_limit_seconds: float | None = None) -> tuple[Any, float]:
+        """A pooled connection and the seconds spent waiting for it. The wait is bounded by
+        `pool_timeout_seconds` and by what is left of the query's time limit."""
+        began = time.perf_counter()
+        try:
+            pool = await self.pool()
+            await self._drain_if_rotated(pool)
+            timeout = self._pool_timeout if time_limit_seconds is None else min(self._pool_timeout,
+                                                                                 time_limit_seconds)
+            exhausted = self._checked_out >= self._pool_size
+            try:
+                connection = await pool.acquire(timeout=timeout)
+            except TimeoutError:
+                if not exhausted and self._checked_out < self._pool_size:
+                    raise BackendUnavailable(f"PostgreSQL is unavailable: no connection within {timeout:g}s") \
+                        from None
+                if self._metrics is not None:
+                    self._metrics.backend_pool_timeouts.labels(self.name).inc()
+                if time_limit_seconds is not None and time_limit_seconds <= self._pool_timeout:
+                    raise InsufficientResources(
+                        f"Query exceeded the maximum execution time of {time_limit_seconds:g}s waiting for a free "
+                        f"connection to backend {self.name}", error_name="EXCEEDED_TIME_LIMIT") from None
+                raise InsufficientResources(
+                    f"No free connection to backend {self.name} within {timeout:g}s (pool_timeout_seconds): all "
+                    f"{self._pool_size} of its pool_size are busy; try again later") from None
+            except _ERRORS as error:
+                raise translate_error(error) from None
+        finally:
+            waited = time.perf_counter() - began
+            if self._metrics is not None:
+                self._metrics.backend_pool_wait.labels(self.name).observe(waited)
+        self._checked_out += 1
+        return connection, waited
+
+    async def release(self, connection: Any) -> None:
+        self._checked_out -= 1
+        if self._pool is not None:
+            with contextlib.suppress(asyncpg.InterfaceError):  # lost, and so given back already
+                await self._pool.release(connection)
+
+    async def estimate_scan_bytes(self, sql: str) -> int | None:
+        """From `EXPLAIN (FORMAT JSON)` (planned, not run): see `scanned_bytes`. PostgreSQL's estimates come from
+        its statistics (ANALYZE), so they are as good as those; None when the statement cannot be explained
+        or the server cannot be reached (the execution then reports why)."""
+        try:
+            connection, _ = await self.acquire()
+        except GatewayError:
+            return None
+        try:
+            # Planning is bounded like connecting: a plan that takes longer is not worth waiting for.
+            plan_text = await asyncio.wait_for(connection.fetchval(f"EXPLAIN (FORMAT JSON) {sql}"),
+                                               timeout=self._connect_timeout)
+        except asyncpg.PostgresError:  # the statement cannot be explained; the connection is fine
+            return None
+        except CONNECTION_ERRORS:  # TimeoutError among them: the connection's state is unknown, so it is closed
+            with contextlib.suppress(asyncpg.InterfaceError):
+                connection.terminate()
+            return None
+        finally:
+            await self.release(connection)
+        try:
+            plan = json.loads(plan_text) if isinstance(plan_text, str) else plan_text
+        except ValueError:
+            return None
+        return scanned_bytes(plan)
 
     async def start(self) -> None:
         return None
@@ -163,12 +308,13 @@ class PostgresBackend(Backend):
     async def tables(self) -> list[Table]:
         if self._tables is not None:
             return list(self._tables)
-        pool = await self.pool()
+        connection, _ = await self.acquire()
         try:
-            async with pool.acquire() as connection:
-                rows = await connection.fetch(_CATALOG_QUERY, self._schemas)
+            rows = await connection.fetch(_CATALOG_QUERY, self._schemas)
         except _ERRORS as error:
             raise translate_error(error) from None
+        finally:
+            await self.release(connection)
         return describe_catalog([tuple(r) for r in rows])
 
     async def ping(self) -> None:
@@ -183,8 +329,14 @@ class PostgresBackend(Backend):
     async def _control_fetchval(self, sql: str, *args: object) -> object:
         async with self._control_lock:
             try:
+                secret = await self._secret()
+                version = secret.version if secret is not None else None
+                if self._control is not None and version != self._control_version:
+                    self._control.terminate()  # opened with a secret since rotated
+                    self._control = None
                 if self._control is None or self._control.is_closed():
-                    self._control = await asyncpg.connect(self._dsn, timeout=self._connect_timeout)
+                    self._control = await self._connect(self._dsn, timeout=self._connect_timeout)
+                    self._control_version = version
                 return await self._control.fetchval(sql, *args)
             except _ERRORS as error:
                 if self._control is not None:
@@ -193,32 +345,31 @@ class PostgresBackend(Backend):
                 raise translate_error(error) from None
 
 
-class PostgresExecution(Execution):
+class PostgresExecution(PrefetchingExecution):
     def __init__(self, backend: PostgresBackend, sql: str, query_id: str, *,
                  time_limit_seconds: float | None) -> None:
+        super().__init__(query_id)
         self._backend = backend
         self._sql = sql
         self._time_limit = time_limit_seconds
         self._connection: Any = None
         self._cursor: Any = None
         self._converters: list[Any] = []
-        self._prefetched: list[Row] | None = None
         self._busy = False
         self._done = False
         self._cancelled = False
-        self._started = time.perf_counter()
-        self.columns = ()
-        self.stats = ExecutionStats(backend_query_id=query_id)
 
     async def start(self) -> None:
-        pool = await self._backend.pool()
         self._busy = True
         try:
-            self._connection = connection = await pool.acquire()
+            self._connection, waited = await self._backend.acquire(time_limit_seconds=self._time_limit)
+            connection = self._connection
+            self.stats.extra["pool_wait_seconds"] = waited
             self._check_cancelled()
             self.stats.extra["backend_pid"] = connection.get_server_pid()
             # One round trip: the transaction and its time limit (SET LOCAL ends with the transaction). No
-            # limit: the role's own statement_timeout, if it has one, stays in force.
+            # limit: the role's own statement_timeout, if it has one, stays in force. The wait for the
+            # connection already counts against the limit: the gateway's own timer runs from admission.
             begin = "BEGIN READ ONLY"
             if self._time_limit is not None:
                 begin += f"; SET LOCAL statement_timeout = {max(int(self._time_limit * 1000), 1)}"
@@ -242,7 +393,7 @@ class PostgresExecution(Execution):
             raise await self._failed(error) from None
         finally:
             self._busy = False
-        self.stats.elapsed_seconds = time.perf_counter() - self._started
+        self._clock()
 
     async def _failed(self, error: BaseException) -> BaseException:
         """Give the connection back after `error` (which may be the task's own cancellation, mid-call: then
@@ -285,13 +436,10 @@ class PostgresExecution(Execution):
             await self._release(broken=False)
         return rows or None
 
-    async def fetch(self, max_rows: int) -> Sequence[Row] | None:
-        if self._prefetched is not None:
-            prefetched, self._prefetched = self._prefetched, None
-            if prefetched:
-                return prefetched
-        if self._done or self._connection is None:
-            return None
+    def _exhausted(self) -> bool:
+        return self._done or self._connection is None
+
+    async def _read_more(self, max_rows: int) -> Sequence[Row] | None:
         self._busy = True
         try:
             return await self._read(max_rows)
@@ -299,7 +447,6 @@ class PostgresExecution(Execution):
             raise await self._failed(error) from None
         finally:
             self._busy = False
-            self.stats.elapsed_seconds = time.perf_counter() - self._started
 
     async def _release(self, *, broken: bool) -> None:
         self._done = True
@@ -311,16 +458,15 @@ class PostgresExecution(Execution):
         await asyncio.shield(self._give_back(connection, broken=broken))
 
     async def _give_back(self, connection: Any, *, broken: bool) -> None:
-        pool = self._backend._pool
         if not broken:
             try:
                 await connection.execute("ROLLBACK")  # read-only: nothing to commit; ends the cursor too
             except _ERRORS:
                 broken = True
         if broken:
-            connection.terminate()
-        if pool is not None:
-            await pool.release(connection)
+            with contextlib.suppress(asyncpg.InterfaceError):  # a lost connection is released by asyncpg itself
+                connection.terminate()
+        await self._backend.release(connection)
 
     async def cancel(self) -> None:
         if self._done or self._cancelled:

@@ -11,15 +11,15 @@ import asyncio
 import itertools
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
 from gateway import types as t
-from gateway.backends.base import Backend, Column, Execution, ExecutionStats, Row, Table
+from gateway.backends.base import Backend, PrefetchingExecution
 from gateway.errors import BackendError, GatewayError, NotFound, QueryCanceled, UserError
+from gateway.relations import Column, Execution, Row, Table
 
 T = TypeVar("T")
 
@@ -137,18 +137,15 @@ class SQLiteBackend(Backend):
         await self.run(lambda: self.connect().close())
 
 
-class SQLiteExecution(Execution):
+class SQLiteExecution(PrefetchingExecution):
     def __init__(self, backend: SQLiteBackend, sql: str, query_id: str) -> None:
+        super().__init__(query_id)
         self._backend = backend
         self._sql = sql
         self._connection: sqlite3.Connection | None = None
         self._cursor: sqlite3.Cursor | None = None
         self._lock = threading.Lock()
         self._canceled = False
-        self._prefetched: list[Row] | None = None
-        self._started = time.perf_counter()
-        self.columns = ()
-        self.stats = ExecutionStats(backend_query_id=query_id)
 
     def _call(self, work: Callable[[sqlite3.Cursor], T]) -> T:
         with self._lock:
@@ -180,7 +177,7 @@ class SQLiteExecution(Execution):
             self._prefetched = rows or []
 
         await self._backend.run(lambda: self._call(run))
-        self.stats.elapsed_seconds = time.perf_counter() - self._started
+        self._clock()
 
     def _fetch(self, cursor: sqlite3.Cursor, max_rows: int) -> list[Row] | None:
         rows = [tuple(r) for r in cursor.fetchmany(max_rows)]
@@ -189,17 +186,12 @@ class SQLiteExecution(Execution):
         self.stats.rows += len(rows)
         return rows or None
 
-    async def fetch(self, max_rows: int) -> Sequence[Row] | None:
-        if self._prefetched is not None:
-            prefetched, self._prefetched = self._prefetched, None
-            if prefetched:
-                return prefetched
+    def _exhausted(self) -> bool:
         with self._lock:
-            if self._connection is None:
-                return None
-        rows = await self._backend.run(lambda: self._call(lambda cursor: self._fetch(cursor, max_rows)))
-        self.stats.elapsed_seconds = time.perf_counter() - self._started
-        return rows
+            return self._connection is None
+
+    async def _read_more(self, max_rows: int) -> Sequence[Row] | None:
+        return await self._backend.run(lambda: self._call(lambda cursor: self._fetch(cursor, max_rows)))
 
     async def cancel(self) -> None:
         with self._lock:

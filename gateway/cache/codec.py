@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from gateway.backends.base import Column, Row
+from gateway.relations import Column, Row
 from gateway.types import SqlType
 
 FORMAT = 1

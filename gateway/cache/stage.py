@@ -20,11 +20,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from gateway.backends.base import Execution, Row
 from gateway.cache.key import cache_key
 from gateway.cache.store import CachedResult, Leader, ResultCache, estimate_bytes
 from gateway.errors import GatewayError
 from gateway.planner import Plan
+from gateway.relations import Execution, Row
 from gateway.session import Session
 from gateway.sql.resolve import METADATA_TARGET
 from gateway.static_result import StaticExecution

@@ -26,10 +26,10 @@ from cachetools import TLRUCache
 from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
-from gateway.backends.base import Column, Row
 from gateway.cache.codec import decode_result, encode_result
 from gateway.errors import USER_ERROR, GatewayError
 from gateway.metrics import Metrics
+from gateway.relations import Column, Row
 
 log = logging.getLogger("gateway.cache")
 

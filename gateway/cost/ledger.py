@@ -16,8 +16,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from gateway.audit.text import storable
-from gateway.backends.base import Column, Table
 from gateway.cost.model import Charge
+from gateway.relations import Column, Table
 from gateway.types import BIGINT, BOOLEAN, DOUBLE, VARCHAR, SqlType
 
 BILLING_SCHEMA = "billing"

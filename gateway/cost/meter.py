@@ -21,11 +21,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from gateway.audit.record import AuditRecord
-from gateway.backends.base import ExecutionStats
 from gateway.cost.model import UNASSIGNED, Attribution, Charge, CostPolicy, Rate
 from gateway.identity import Identity
 from gateway.policy.decide import equally_specific
 from gateway.policy.model import PolicySet
+from gateway.relations import ExecutionStats
 
 
 def price(rate: Rate | None, stats: ExecutionStats) -> tuple[float, dict[str, Any]]:

@@ -22,10 +22,10 @@ from gateway.audit.record import DENIED, FAILED, SUCCESS, AuditRecord
 from gateway.audit.search import Search, SearchError, parse_time
 from gateway.audit.setup import AUDIT_CATALOG
 from gateway.audit.stores import AuditStore, StoreUnavailable
+from gateway.errors import PermissionDenied
 from gateway.frontends.api_common import audited, authenticated, refuse
 from gateway.identity import Identity
 from gateway.pipeline import Pipeline
-from gateway.policy.decide import decide_table
 
 AUDIT_TABLE = f"{AUDIT_CATALOG}.audit.queries"
 MAX_LIMIT = 10_000
@@ -53,10 +53,10 @@ class AuditApi:
 
     async def _answer(self, request: Request, identity: Identity, source: str | None,
                       record: AuditRecord) -> Response:
-        decision = decide_table(self.pipeline.policies.current, AUDIT_TABLE, identity, source)
-        if not decision.allowed:
-            message = f"Access Denied: Cannot select from table {AUDIT_TABLE}"
-            return refuse(record, 403, "PERMISSION_DENIED", message, decision=DENIED)
+        try:
+            self.pipeline.access.require_table(identity, AUDIT_TABLE, source)
+        except PermissionDenied as denied:
+            return refuse(record, 403, "PERMISSION_DENIED", denied.message, decision=DENIED)
         try:
             search = _search(request)
             rows = await self.store.search(search)

@@ -14,15 +14,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gateway.cache.store import ResultCache
+from gateway.errors import PermissionDenied
 from gateway.frontends.api_common import authenticated, json_error
 from gateway.pipeline import Pipeline
 
 
 class CacheApi:
-    def __init__(self, *, pipeline: Pipeline, cache: ResultCache | None, admin_groups: tuple[str, ...]) -> None:
+    def __init__(self, *, pipeline: Pipeline, cache: ResultCache | None) -> None:
         self.pipeline = pipeline
         self.cache = cache
-        self.admin_groups = frozenset(admin_groups)
 
     def routes(self) -> list[Route]:
         return [Route("/api/cache/purge", self.purge, methods=["POST"])]
@@ -31,9 +31,10 @@ class CacheApi:
         identity = await authenticated(request, self.pipeline)
         if isinstance(identity, Response):
             return identity
-        if not identity.groups & self.admin_groups:
-            return json_error(403, "PERMISSION_DENIED", "Access Denied: purging the cache needs one of the groups "
-                                                    + ", ".join(sorted(self.admin_groups)))
+        try:
+            self.pipeline.access.require_cache_admin(identity)
+        except PermissionDenied as denied:
+            return json_error(403, "PERMISSION_DENIED", denied.message)
         if self.cache is None:
             return JSONResponse({"purged": 0, "cache": "disabled"})
         table = request.query_params.get("table")

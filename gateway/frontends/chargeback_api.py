@@ -9,8 +9,6 @@ groups in `cost.finance_groups` (default finance, admins); others get 403. Every
 
 from __future__ import annotations
 
-from collections.abc import Collection
-
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -19,6 +17,7 @@ from gateway.audit.record import DENIED, FAILED, SUCCESS, AuditRecord
 from gateway.audit.stores import AuditStore, StoreUnavailable
 from gateway.cost.cli import report_from
 from gateway.cost.report import ReportError, parse_bound
+from gateway.errors import PermissionDenied
 from gateway.frontends.api_common import audited, authenticated, refuse
 from gateway.identity import Identity
 from gateway.pipeline import Pipeline
@@ -27,10 +26,9 @@ _PARAMS = {"from", "to", "by"}
 
 
 class ChargebackApi:
-    def __init__(self, *, pipeline: Pipeline, store: AuditStore, finance_groups: Collection[str]) -> None:
+    def __init__(self, *, pipeline: Pipeline, store: AuditStore) -> None:
         self.pipeline = pipeline
         self.store = store
-        self.finance_groups = frozenset(finance_groups)
 
     def routes(self) -> list[Route]:
         return [Route("/api/chargeback", self.chargeback, methods=["GET"])]
@@ -43,10 +41,10 @@ class ChargebackApi:
                              answer=lambda record: self._answer(request, identity, record))
 
     async def _answer(self, request: Request, identity: Identity, record: AuditRecord) -> Response:
-        if not identity.groups & self.finance_groups:
-            message = (f"Access Denied: /api/chargeback is for the groups {', '.join(sorted(self.finance_groups))} "
-                       "(cost.finance_groups)")
-            return refuse(record, 403, "PERMISSION_DENIED", message, decision=DENIED)
+        try:
+            self.pipeline.access.require_finance(identity, "/api/chargeback")
+        except PermissionDenied as denied:
+            return refuse(record, 403, "PERMISSION_DENIED", denied.message, decision=DENIED)
         params = request.query_params
         try:
             unknown = set(params) - _PARAMS

@@ -10,23 +10,28 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.backends.base import Backend
 from gateway.errors import GatewayError
 from gateway.metrics import Metrics
 
 READY_TIMEOUT_SECONDS = 5.0
 
 
+class Dependency(Protocol):
+    """Anything readiness depends on (each backend is one): raises `GatewayError` while it cannot serve."""
+
+    async def ping(self) -> None: ...
+
+
 class OpsEndpoints:
-    def __init__(self, *, metrics: Metrics, backends: dict[str, Backend], is_draining: Callable[[], bool],
+    def __init__(self, *, metrics: Metrics, backends: Mapping[str, Dependency], is_draining: Callable[[], bool],
                  audit_status: Callable[[], dict[str, Any]]) -> None:
         self.metrics = metrics
         self.backends = backends

@@ -30,6 +30,7 @@ import math
 import time
 from typing import Any
 
+import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -49,6 +50,17 @@ from gateway.pipeline import Pipeline, QueryState
 log = logging.getLogger("gateway.trino")
 
 JSON_TYPE = "application/json"
+_JSON_FALLBACK = json.JSONEncoder(separators=(",", ":"))
+
+
+def _compact(body: dict[str, Any]) -> str:
+    """A page's envelope as compact JSON. orjson refuses what the json module writes with escapes (a lone
+    surrogate in a quoted message): those few bodies go through the json module."""
+    try:
+        return orjson.dumps(body).decode()
+    except orjson.JSONEncodeError:
+        return _JSON_FALLBACK.encode(body)
+
 # One answer for unknown, expired and other users' queries: it must not tell them apart.
 NOT_FOUND_MESSAGE = "Query not found (it finished, was cancelled, or the URI is wrong)"
 
@@ -107,7 +119,7 @@ class TrinoFrontend:
             return response
         query = TrinoQuery(self.pipeline.submit(sql, session, principal), settings=self.protocol,
                            metrics=self.metrics)
-        self.registry.add(query)
+        await self.registry.add(query)  # before its id reaches the client: any replica finds it
         query.start()
         if not self.protocol.inline_first_page:
             return self._queued(request, query)
@@ -117,7 +129,7 @@ class TrinoFrontend:
     def _queued(self, request: Request, query: TrinoQuery) -> Response:
         """Trino's first answer: accepted, nothing run yet; the rows come from the nextUri polls."""
         body = self._envelope(request, query, state=QueryState.QUEUED.value, next_token=1)
-        page = Page(0, json.dumps(body, separators=(",", ":")).encode(), [])
+        page = Page(0, _compact(body).encode(), [])
         query.last_page = page
         return Response(page.body, media_type=JSON_TYPE)
 
@@ -321,7 +333,7 @@ class TrinoFrontend:
         headers = change_headers(run.change) if finished and run.change is not None else []
         if finished:
             query.finished_sent = True
-        text = json.dumps(body, separators=(",", ":"))
+        text = _compact(body)
         if pieces:
             text = f'{text[:-1]},"data":[{",".join(pieces)}]}}'
             query.rows_sent += rows

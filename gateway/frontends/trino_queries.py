@@ -23,18 +23,18 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from gateway.backends.base import Row
-from gateway.config import ProtocolSettings
 from gateway.errors import GatewayError, InsufficientResources, InternalError, QueryCanceled, UserError
+from gateway.frontends.settings import ProtocolSettings
 from gateway.frontends.trino_values import row_encoder
 from gateway.metrics import Metrics
 from gateway.pipeline import QueryRun
+from gateway.relations import Row
 
 log = logging.getLogger("gateway.trino")
 
@@ -223,8 +223,8 @@ class TrinoQuery:
             self._producer.cancel()
 
 
-def _json(value: Any) -> str:
-    return json.dumps(value, allow_nan=False, separators=(",", ":"), default=str)
+# One encoder for every page: json.dumps with options builds a new JSONEncoder on each call.
+_json: Callable[[Any], str] = json.JSONEncoder(allow_nan=False, separators=(",", ":"), default=str).encode
 
 
 class QueryRegistry:
@@ -236,9 +236,15 @@ class QueryRegistry:
         self._queries: dict[str, TrinoQuery] = {}
         self._finished_at: dict[str, float] = {}
         self._reaper: asyncio.Task[None] | None = None
+        self.announce: Callable[[str], Awaitable[None]] | None = None  # tells other replicas who holds it
 
-    def add(self, query: TrinoQuery) -> None:
+    async def add(self, query: TrinoQuery) -> None:
         self._queries[query.query_id] = query
+        if self.announce is not None:
+            await self.announce(query.query_id)
+
+    def ids(self) -> list[str]:
+        return list(self._queries)
 
     def get(self, query_id: str, slug: str) -> TrinoQuery | None:
         query = self._queries.get(query_id)

@@ -16,13 +16,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-from gateway.config import ClaimSettings
 from gateway.errors import AuthenticationFailed
 from gateway.identity.api_keys import ApiKeys
 from gateway.identity.claims import identity_from_claims
 from gateway.identity.failures import FailureLimiter, VerifiedCredentials, limit_key
 from gateway.identity.jwt_verify import JwtVerifier, unverified_header
 from gateway.identity.model import Credentials, Identity
+from gateway.identity.settings import ClaimSettings
 
 
 class Authenticator:

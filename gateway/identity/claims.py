@@ -14,9 +14,9 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from gateway.config import ClaimSettings
 from gateway.errors import AuthenticationFailed
 from gateway.identity.model import Identity
+from gateway.identity.settings import ClaimSettings
 
 log = logging.getLogger("gateway.identity")
 

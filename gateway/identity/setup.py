@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from gateway.config import ApiKeySettings, IdentitySettings, JwtSettings
 from gateway.identity.api_keys import ApiKeys, KeyStore
 from gateway.identity.authenticator import Authenticator
 from gateway.identity.failures import FailureLimiter, VerifiedCredentials
@@ -12,6 +11,7 @@ from gateway.identity.jwks import JwksFile, JwksUrl, KeySource
 from gateway.identity.jwt_verify import JwtVerifier
 from gateway.identity.key_stores import FileKeyStore, PostgresKeyStore
 from gateway.identity.model import Identity
+from gateway.identity.settings import ApiKeySettings, IdentitySettings, JwtSettings
 
 
 def build_key_store(settings: ApiKeySettings) -> KeyStore:

@@ -18,9 +18,9 @@ from typing import Any
 
 from sqlglot import exp
 
-from gateway.backends.base import Table
 from gateway.catalog import INFORMATION_SCHEMA, TableName
 from gateway.metadata import catalog_column, local_columns, local_name
+from gateway.relations import Table
 from gateway.sql.barrier import fenced
 from gateway.sql.trino_semantics import trino_arithmetic
 

@@ -13,14 +13,40 @@ Every statement text passes here, whatever channel it arrived by: the request bo
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from sqlglot import exp
 from sqlglot.dialects.trino import Trino
 from sqlglot.errors import TokenError
 from sqlglot.tokenizer_core import TokenType
 
+from gateway.config_reader import Check, Reader, positive, read_section
 from gateway.errors import UserError
+
+
+@dataclass(frozen=True, kw_only=True)
+class LimitSettings:
+    """`limits:` — bounds on what one statement may cost the gateway (the statement ones are checked here)."""
+
+    max_statement_bytes: int = 256 * 1024  # any statement text: body, prepared statement, EXECUTE IMMEDIATE
+    max_statement_tokens: int = 100_000  # counted before parsing: bounds the syntax tree's size
+    max_nesting_depth: int = 100  # parentheses inside each other, counted before parsing
+    max_boolean_terms: int = 500  # AND/OR conditions in one statement (DuckDB's optimizer is quadratic in them)
+    max_result_bytes: int = 1024**3  # JSON bytes of one query's result; a resource group may set its own
+    planning_threads: int = 2  # large statements are planned on these threads, off the event loop
+    failed_plan_cache_entries: int = 1024  # statements that failed to plan, answered again without planning
+
+    CHECKS: ClassVar[Mapping[str, Check]] = {
+        name: positive for name in ("max_statement_tokens", "max_nesting_depth", "max_boolean_terms",
+                                    "planning_threads", "failed_plan_cache_entries")
+    }
+    SIZES: ClassVar[frozenset[str]] = frozenset({"max_statement_bytes", "max_result_bytes"})
+
+
+def read_limits(r: Reader, data: Mapping[str, Any]) -> LimitSettings:
+    return read_section(r, data, ("limits",), LimitSettings)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

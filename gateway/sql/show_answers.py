@@ -16,8 +16,8 @@ from collections.abc import Iterable
 
 from sqlglot import exp
 
-from gateway.backends.base import Column, Row, Table
 from gateway.catalog import TableName
+from gateway.relations import Column, Row, Table
 from gateway.sql.functions import callable_functions
 from gateway.types import BOOLEAN, DOUBLE, VARCHAR
 

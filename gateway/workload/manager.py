@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from gateway.access import Access
 from gateway.errors import GatewayError, InsufficientResources, NotFound, PermissionDenied, UserError
 from gateway.identity import Identity
 from gateway.metrics import Metrics
@@ -83,12 +84,12 @@ def killed_error(message: str | None) -> UserError:
 
 
 class WorkloadManager:
-    def __init__(self, *, store: WorkloadStore, slots: SlotPool, metrics: Metrics, admin_groups: frozenset[str],
+    def __init__(self, *, store: WorkloadStore, slots: SlotPool, metrics: Metrics, access: Access,
                  budget: BudgetHook | None = None) -> None:
         self.store = store
         self.slots = slots
         self.metrics = metrics
-        self.admin_groups = admin_groups
+        self.access = access
         self.budget = budget  # the cost capability's seam; None: no budgets
         self._admissions: dict[str, Admission] = {}
         self._background: set[asyncio.Task[Any]] = set()
@@ -219,11 +220,11 @@ class WorkloadManager:
     # -- admin ---------------------------------------------------------------------------------------------
 
     def is_admin(self, identity: Identity) -> bool:
-        return bool(identity.groups & self.admin_groups)
+        return self.access.is_workload_admin(identity)
 
     def may_manage(self, identity: Identity, owner: str) -> bool:
         """The kill rule: your own queries, or anyone's if you are in `workload.admin_groups`."""
-        return identity.user == owner or self.is_admin(identity)
+        return self.access.may_manage_query(identity, owner)
 
     async def kill(self, query_id: str, message: str | None, by: Identity) -> None:
         admission = self._admissions.get(query_id)

@@ -1,24 +1,29 @@
-"""Slots shared by every gateway replica through Redis (`workload.redis`).
-
-Every change is one Lua script, so Redis applies it atomically; the scripts keep, under `key_prefix`:
-
-    leases  ZSET  query id -> lease expiry (ms, Redis clock)     queued and running entries alike
-    info    HASH  query id -> {g group, u user, r replica, s q|r, gc/uc/tc limits, p priority}
-    queue   ZSET  query id -> (1000 - priority) * 2^32 + arrival  the waiting order, best first
-    count   HASH  r:<group>, u:<group>:<user>, t (all running), q:<group> (queued)
-    kills:<replica>  LIST  kill requests for queries that replica runs
+"""Slots shared by every gateway replica through Redis (`workload.redis`); the scripts and keys are in
+`redis_scripts`.
 
 Each replica renews the leases of its queries (`sync`, every `lease_seconds / 3`, every `poll_seconds` while
 it has queries waiting). A replica that dies stops renewing; any script that runs after the expiry purges
-its entries, so its slots return within `lease_seconds`. `sync` also admits waiting queries of any replica
-in priority order (the owner learns it on its next sync), and a release admits at once.
+its entries, so its slots return within `lease_seconds` of its last renewal. `sync` also admits waiting
+queries of any replica in priority order (the owner learns it on its next sync), and a release admits at once.
 
-Redis unreachable (or a script failing): the replica logs it once, counts
+The client checks idle connections (`health_check_interval`), bounds every socket operation by
+`redis_timeout_seconds` and retries a failed connection twice with exponential backoff, so a Redis restart
+costs a reconnect, not a fallback.
+
+Redis unreachable (a call failing after its retries): the replica logs it once, counts
 `gateway_workload_redis_errors_total`, sets `gateway_workload_redis_up` to 0 and admits with per-process
-limits (`LocalSlots`, the same group limits counted in this process only) until Redis answers again, trying
-again every `retry_seconds`. Queries waiting in Redis move to the local queue. Running queries keep running;
-their Redis leases expire, so for at most one lease period after Redis returns the cluster-wide counts
-miss them.
+limits (`LocalSlots`, the same group limits counted in this process) until Redis answers again. Falling back
+moves everything this process holds into the local pool: the queries Redis admitted count there as running
+(so this process never runs more than a group's limit), the waiting ones queue there in their order. One
+retry schedule is shared by every caller: Redis is tried again `retry_seconds` after the failure that took it
+down (or after the last failed retry), by one caller only, and other calls failing meanwhile do not postpone
+it. The retry is a recovery: it hands Redis what this process runs (counted whatever the limits) and what
+waits, in one script, before anything new is admitted through Redis.
+
+The bound: with R processes sharing Redis, at most R x a group's `max_concurrency` queries of the group run
+at once while Redis is down or recovering (each process at most the limit), and the limit again once every
+process has recovered and the queries admitted during the outage have ended. The same holds for
+`max_concurrency_per_user` and `capacity.max_concurrency`.
 """
 
 from __future__ import annotations
@@ -33,10 +38,13 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.metrics import Metrics
+from gateway.workload import redis_scripts
 from gateway.workload.model import MAX_PRIORITY
 from gateway.workload.slots import (
     ClusterEntry,
@@ -50,116 +58,31 @@ from gateway.workload.slots import (
 
 log = logging.getLogger("gateway.workload")
 
-_PRELUDE = """
-local LEASES, INFO, QUEUE, COUNT, SEQ = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-local function incr(field, by)
-  local n = redis.call('HINCRBY', COUNT, field, by)
-  if n <= 0 then redis.call('HDEL', COUNT, field) end
-end
-local function count(field)
-  return tonumber(redis.call('HGET', COUNT, field) or '0')
-end
-local function drop(id)
-  local raw = redis.call('HGET', INFO, id)
-  if raw then
-    local e = cjson.decode(raw)
-    if e.s == 'r' then
-      incr('r:' .. e.g, -1)
-      incr('u:' .. e.g .. ':' .. e.u, -1)
-      incr('t', -1)
-    else
-      incr('q:' .. e.g, -1)
-      redis.call('ZREM', QUEUE, id)
-    end
-    redis.call('HDEL', INFO, id)
-  end
-  redis.call('ZREM', LEASES, id)
-end
-local function purge(now)
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', LEASES, '-inf', now)) do drop(id) end
-end
-local function dispatch(now, lease)
-  local admitted = 0
-  for _, id in ipairs(redis.call('ZRANGE', QUEUE, 0, 999)) do
-    local raw = redis.call('HGET', INFO, id)
-    if not raw then
-      redis.call('ZREM', QUEUE, id)
-    else
-      local e = cjson.decode(raw)
-      if e.tc > 0 and count('t') >= e.tc then break end
-      if count('r:' .. e.g) < e.gc and (e.uc == 0 or count('u:' .. e.g .. ':' .. e.u) < e.uc) then
-        e.s = 'r'
-        redis.call('HSET', INFO, id, cjson.encode(e))
-        redis.call('ZREM', QUEUE, id)
-        incr('q:' .. e.g, -1)
-        incr('r:' .. e.g, 1)
-        incr('u:' .. e.g .. ':' .. e.u, 1)
-        incr('t', 1)
-        redis.call('ZADD', LEASES, now + lease, id)
-        admitted = admitted + 1
-      end
-    end
-  end
-  return admitted
-end
-"""
+CONNECTION_RETRIES = 2  # a call takes at most (1 + CONNECTION_RETRIES) x redis_timeout_seconds + backoff
+HEALTH_CHECK_SECONDS = 5.0  # a connection idle longer is checked (PING) before it is used
 
-# ARGV: id, info json, priority, max_queued, lease ms -> 'running' | 'queued' | 'full'
-_ENQUEUE = _PRELUDE + """
-local now, id, lease = now_ms(), ARGV[1], tonumber(ARGV[5])
-purge(now)
-local e = cjson.decode(ARGV[2])
-local seq = redis.call('INCR', SEQ)
-redis.call('HSET', INFO, id, ARGV[2])
-redis.call('ZADD', QUEUE, (1000 - tonumber(ARGV[3])) * 4294967296 + seq, id)
-incr('q:' .. e.g, 1)
-redis.call('ZADD', LEASES, now + lease, id)
-dispatch(now, lease)
-if cjson.decode(redis.call('HGET', INFO, id)).s == 'r' then return 'running' end
-if count('q:' .. e.g) > tonumber(ARGV[4]) then
-  drop(id)
-  return 'full'
-end
-return 'queued'
-"""
 
-# KEYS[6]: this replica's kill list. ARGV: lease ms, ids... -> {state per id (q|r|lost), kill requests}
-_SYNC = _PRELUDE + """
-local now, lease = now_ms(), tonumber(ARGV[1])
-purge(now)
-dispatch(now, lease)
-local states = {}
-for i = 2, #ARGV do
-  local raw = redis.call('HGET', INFO, ARGV[i])
-  if raw then
-    redis.call('ZADD', LEASES, 'XX', now + lease, ARGV[i])
-    states[#states + 1] = cjson.decode(raw).s
-  else
-    states[#states + 1] = 'lost'
-  end
-end
-local kills = redis.call('LRANGE', KEYS[6], 0, -1)
-if #kills > 0 then redis.call('DEL', KEYS[6]) end
-return {states, kills}
-"""
+def redis_client(url: str, timeout_seconds: float) -> Redis:
+    """A client that reconnects and retries instead of failing on a stale connection."""
+    return Redis.from_url(url, socket_timeout=timeout_seconds, socket_connect_timeout=timeout_seconds,
+                          health_check_interval=HEALTH_CHECK_SECONDS,
+                          retry=Retry(ExponentialBackoff(cap=timeout_seconds, base=0.02), CONNECTION_RETRIES),
+                          retry_on_error=[RedisConnectionError, RedisTimeoutError])
 
-# ARGV: id, lease ms -> how many waiting queries it admitted
-_RELEASE = _PRELUDE + """
-local now = now_ms()
-drop(ARGV[1])
-purge(now)
-return dispatch(now, tonumber(ARGV[2]))
-"""
 
-# -> every entry (after purging expired leases), as HGETALL pairs
-_SNAPSHOT = _PRELUDE + """
-purge(now_ms())
-return redis.call('HGETALL', INFO)
-"""
+def _info(ticket: Ticket, replica: str) -> str:
+    group = ticket.group
+    return json.dumps({"g": group.name, "u": ticket.user, "r": replica, "s": "q", "gc": group.max_concurrency,
+                       "uc": group.max_concurrency_per_user or 0, "tc": ticket.total_limit or 0,
+                       "p": group.priority})
+
+
+def _priority(ticket: Ticket) -> int:
+    return min(ticket.group.priority, MAX_PRIORITY)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class RedisSlots(SlotPool):
@@ -167,28 +90,33 @@ class RedisSlots(SlotPool):
                  retry_seconds: float, metrics: Metrics, timeout_seconds: float = 1.0) -> None:
         self.replica = replica
         self.fallback = LocalSlots()
-        self._client: Redis = Redis.from_url(url, socket_timeout=timeout_seconds,
-                                             socket_connect_timeout=timeout_seconds, retry=Retry(NoBackoff(), 0))
-        self._keys = [f"{prefix}{name}" for name in ("leases", "info", "queue", "count", "seq")]
+        self._client: Redis = redis_client(url, timeout_seconds)
+        self._keys = [f"{prefix}{name}" for name in redis_scripts.KEY_NAMES]
         self._prefix = prefix
         self._lease_ms = int(lease_seconds * 1000)
         self._poll_seconds = poll_seconds
         self._heartbeat_seconds = lease_seconds / 3
         self._retry_seconds = retry_seconds
         self._metrics = metrics
-        self._enqueue = self._client.register_script(_ENQUEUE)
-        self._sync = self._client.register_script(_SYNC)
-        self._release = self._client.register_script(_RELEASE)
-        self._snapshot = self._client.register_script(_SNAPSHOT)
+        self._enqueue = self._client.register_script(redis_scripts.ENQUEUE)
+        self._sync = self._client.register_script(redis_scripts.SYNC)
+        self._release = self._client.register_script(redis_scripts.RELEASE)
+        self._recover = self._client.register_script(redis_scripts.RECOVER)
+        self._snapshot = self._client.register_script(redis_scripts.SNAPSHOT)
         self._enqueuing: set[str] = set()
         self._waiting: dict[str, Ticket] = {}
         self._running: dict[str, Ticket] = {}
         self._up = True
-        self._down_until = 0.0
+        self._retry_at = 0.0  # while down: when Redis is tried again (one schedule for every caller)
+        self._recovery = asyncio.Lock()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         metrics.workload_redis_up.set(1)
+
+    @property
+    def up(self) -> bool:
+        return self._up
 
     # -- SlotPool ------------------------------------------------------------------------------------------
 
@@ -205,25 +133,23 @@ class RedisSlots(SlotPool):
             try:
                 async with asyncio.timeout(2):
                     for query_id in held:
-                        await self._release(keys=self._keys, args=[query_id, self._lease_ms])
+                        await self._release(keys=self._keys, args=[query_id])
             except (RedisError, TimeoutError) as error:
                 log.warning("could not give back %d Redis slots on shutdown (%s); their leases expire",
                             len(held), type(error).__name__)
         await self._client.aclose()
 
     async def acquire(self, ticket: Ticket) -> None:
-        if time.monotonic() < self._down_until:
+        self.fallback.take_place(ticket)  # its place should it wait in the local pool
+        if not await self._recovered():
             await self._acquire_locally(ticket)
             return
-        group = ticket.group
-        info = json.dumps({"g": group.name, "u": ticket.user, "r": self.replica, "s": "q",
-                           "gc": group.max_concurrency, "uc": group.max_concurrency_per_user or 0,
-                           "tc": ticket.total_limit or 0, "p": group.priority})
         ticket.state = TicketState.QUEUED
         self._enqueuing.add(ticket.id)
         try:
-            status = await self._enqueue(keys=self._keys, args=[
-                ticket.id, info, min(group.priority, MAX_PRIORITY), group.max_queued, self._lease_ms])
+            status = _text(await self._enqueue(keys=self._keys, args=[
+                ticket.id, _info(ticket, self.replica), _priority(ticket), ticket.group.max_queued,
+                self._lease_ms]))
         except RedisError as error:
             self._failed(error)
             if ticket.state is TicketState.DONE:
@@ -232,14 +158,21 @@ class RedisSlots(SlotPool):
             return
         finally:
             self._enqueuing.discard(ticket.id)
-        self._succeeded()
-        status = status.decode() if isinstance(status, bytes) else str(status)
         if ticket.state is TicketState.DONE:  # released while the script ran: give the entry back
             self._spawn(self._give_back(ticket.id))
-        elif status == "full":
+            await ticket.admitted  # raises
+        if status == "full":
             ticket.state = TicketState.DONE
-            raise queue_full(group)
-        elif status == "running":
+            raise queue_full(ticket.group)
+        if not self._up:  # Redis failed for another call meanwhile: this process counts it from now on
+            if status == "running":
+                self.fallback.adopt(ticket)
+                ticket.mark_running(self.fallback)
+            else:
+                self.fallback.enqueue(ticket, check_full=False, placed=True)
+            await self.fallback.wait(ticket)
+            return
+        if status == "running":
             self._running[ticket.id] = ticket
             ticket.mark_running(self)
         else:
@@ -277,6 +210,8 @@ class RedisSlots(SlotPool):
 
     async def cluster(self) -> list[ClusterEntry] | None:
         """Every queued and running query of every replica; None when Redis does not answer."""
+        if not self._up:
+            return None
         try:
             flat = await self._snapshot(keys=self._keys)
         except RedisError as error:
@@ -301,11 +236,16 @@ class RedisSlots(SlotPool):
 
     async def _sync_forever(self) -> None:
         while True:
-            interval = self._poll_seconds if self._waiting else self._heartbeat_seconds
+            if not self._up:
+                interval = max(0.0, self._retry_at - time.monotonic())
+            else:
+                interval = self._poll_seconds if self._waiting else self._heartbeat_seconds
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), interval)
             self._wake.clear()
-            if (self._waiting or self._running) and time.monotonic() >= self._down_until:
+            if not self._up:
+                await self._recovered()
+            elif self._waiting or self._running:
                 await self._sync_once()
 
     async def _sync_once(self) -> None:
@@ -315,9 +255,9 @@ class RedisSlots(SlotPool):
                                              args=[self._lease_ms, *ids])
         except RedisError as error:
             self._failed(error)
-            self._move_waiting_to_local()
             return
-        self._succeeded()
+        if not self._up:  # another call failed meanwhile: the local pool holds everything now
+            return
         for query_id, raw_state in zip(ids, states, strict=True):
             state = raw_state.decode()
             if query_id in self._waiting and state == "r":
@@ -326,7 +266,7 @@ class RedisSlots(SlotPool):
                 ticket.mark_running(self)
             elif query_id in self._waiting and state == "lost":
                 log.warning("query %s lost its place in the Redis queue; queueing it locally", query_id)
-                self.fallback.enqueue(self._waiting.pop(query_id), check_full=False)
+                self.fallback.enqueue(self._waiting.pop(query_id), check_full=False, placed=True)
             elif query_id in self._running and state == "lost":
                 log.warning("query %s lost its Redis slot lease; it keeps running, uncounted", query_id)
                 self._running.pop(query_id)
@@ -338,7 +278,7 @@ class RedisSlots(SlotPool):
 
     async def _give_back(self, query_id: str) -> None:
         try:
-            admitted = await self._release(keys=self._keys, args=[query_id, self._lease_ms])
+            admitted = await self._release(keys=self._keys, args=[query_id])
         except RedisError as error:
             self._failed(error)
             return
@@ -347,27 +287,79 @@ class RedisSlots(SlotPool):
 
     async def _acquire_locally(self, ticket: Ticket) -> None:
         self._metrics.workload_local_admissions.inc()
-        await self.fallback.acquire(ticket)
+        self.fallback.enqueue(ticket, placed=True)
+        await self.fallback.wait(ticket)
 
-    def _move_waiting_to_local(self) -> None:
-        for ticket in list(self._waiting.values()):
-            del self._waiting[ticket.id]
-            self.fallback.enqueue(ticket, check_full=False)
+    # -- outage and recovery -------------------------------------------------------------------------------
 
-    def _failed(self, error: Exception) -> None:
+    def _failed(self, error: Exception, *, retry: bool = False) -> None:
+        """A call failed. Only the failure that takes Redis down, or a failed retry, sets when Redis is tried
+        again: calls that were in flight and fail later do not postpone it."""
         self._metrics.workload_redis_errors.inc()
-        self._down_until = time.monotonic() + self._retry_seconds
         if self._up:
             self._up = False
+            self._retry_at = time.monotonic() + self._retry_seconds
             self._metrics.workload_redis_up.set(0)
             log.error("Redis for workload admission failed (%s: %s): admitting with per-process limits; "
                       "retrying every %.0fs", type(error).__name__, error, self._retry_seconds)
+            self._hand_to_local_pool()
+        elif retry:
+            self._retry_at = time.monotonic() + self._retry_seconds
+        self._wake.set()
 
-    def _succeeded(self) -> None:
-        if not self._up:
+    def _hand_to_local_pool(self) -> None:
+        """Everything this process holds is counted and queued locally from now: running first, so the
+        waiting ones are admitted against what already runs."""
+        running, waiting = list(self._running.values()), list(self._waiting.values())
+        self._running.clear()
+        self._waiting.clear()
+        with self.fallback.paused():
+            for ticket in running:
+                self.fallback.adopt(ticket)
+            for ticket in waiting:
+                self.fallback.enqueue(ticket, check_full=False, placed=True)
+
+    async def _recovered(self) -> bool:
+        """True when Redis counts this process's queries: at once while it is up; while it is down, once the
+        retry is due and has handed Redis what runs and waits here."""
+        if self._up:
+            return True
+        async with self._recovery:
+            if self._up:
+                return True
+            if time.monotonic() < self._retry_at:
+                return False
+            with self.fallback.paused():  # the local pool admits nothing while Redis takes over
+                running, waiting = self.fallback.held()
+                args: list[Any] = [self._lease_ms, len(running)]
+                for ticket in (*running, *waiting):
+                    args += [ticket.id, _info(ticket, self.replica), _priority(ticket)]
+                try:
+                    states = await self._recover(keys=self._keys, args=args)
+                except RedisError as error:
+                    self._failed(error, retry=True)
+                    return False
+                self.fallback.forget([*running, *waiting])
+                for ticket, state in zip((*running, *waiting), states, strict=True):
+                    self._take_over(ticket, _text(state))
             self._up = True
             self._metrics.workload_redis_up.set(1)
-            log.warning("Redis for workload admission answers again: cluster-wide limits restored")
+            log.warning("Redis for workload admission answers again: %d running and %d waiting queries of this "
+                        "process counted there; cluster-wide limits restored", len(running), len(waiting))
+            self._wake.set()
+            return True
+
+    def _take_over(self, ticket: Ticket, state: str) -> None:
+        if ticket.state is TicketState.DONE:  # ended (or withdrawn) while the recovery ran
+            self._spawn(self._give_back(ticket.id))
+        elif state == "r":
+            self._running[ticket.id] = ticket
+            if ticket.state is TicketState.QUEUED:
+                ticket.mark_running(self)
+            else:
+                ticket.holder = self
+        else:
+            self._waiting[ticket.id] = ticket
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import itertools
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -130,14 +131,21 @@ class LocalSlots(SlotPool):
         self._per_user: Counter[tuple[str, str]] = Counter()
         self._total = 0
         self._seq = itertools.count()
+        self._paused = False
+        self._holding: set[Ticket] = set()  # the running tickets counted here
 
     async def acquire(self, ticket: Ticket) -> None:
         self.enqueue(ticket)
         await self.wait(ticket)
 
-    def enqueue(self, ticket: Ticket, *, check_full: bool = True) -> None:
-        ticket.state = TicketState.QUEUED
+    def take_place(self, ticket: Ticket) -> None:
+        """Give the ticket its place in the arrival order now, for an `enqueue(placed=True)` later."""
         ticket.seq = next(self._seq)
+
+    def enqueue(self, ticket: Ticket, *, check_full: bool = True, placed: bool = False) -> None:
+        ticket.state = TicketState.QUEUED
+        if not placed:
+            self.take_place(ticket)
         self._queue.append(ticket)
         self._dispatch()
         if check_full and ticket.state is TicketState.QUEUED:
@@ -160,12 +168,38 @@ class LocalSlots(SlotPool):
             ticket.mark_withdrawn()
         elif ticket.state is TicketState.RUNNING and ticket.holder is self:
             ticket.state = TicketState.DONE
-            group, user = ticket.group.name, ticket.user
-            self._running[group] -= 1
-            self._per_user[(group, user)] -= 1
-            if self._per_user[(group, user)] <= 0:
-                del self._per_user[(group, user)]
-            self._total -= 1
+            self._count(ticket, -1)
+            self._dispatch()
+
+    def adopt(self, ticket: Ticket) -> None:
+        """Count a ticket that runs already (admitted elsewhere), whatever the limits: what runs is counted
+        before anything more is admitted."""
+        self._count(ticket, 1)
+        ticket.holder = self
+
+    def held(self) -> tuple[list[Ticket], list[Ticket]]:
+        """The running tickets and the waiting ones, best first."""
+        self._queue.sort(key=_order)
+        running = [t for t in self._holding if t.state is TicketState.RUNNING and t.holder is self]
+        return running, list(self._queue)
+
+    def forget(self, tickets: list[Ticket]) -> None:
+        """Stop counting and queueing `tickets` (another pool holds them now); their states stay as they are.
+        Admits nothing."""
+        for ticket in tickets:
+            if ticket.state is TicketState.QUEUED and ticket in self._queue:
+                self._queue.remove(ticket)
+            elif ticket.state is TicketState.RUNNING and ticket.holder is self:
+                self._count(ticket, -1)
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Admit nothing inside the block (releases still count); admit what may run once it ends."""
+        self._paused = True
+        try:
+            yield
+        finally:
+            self._paused = False
             self._dispatch()
 
     def counts(self) -> dict[str, GroupCounts]:
@@ -173,10 +207,22 @@ class LocalSlots(SlotPool):
         names = set(queued) | {g for g, n in self._running.items() if n}
         return {name: GroupCounts(self._running[name], queued[name]) for name in sorted(names)}
 
+    def _count(self, ticket: Ticket, by: int) -> None:
+        group, user = ticket.group.name, ticket.user
+        self._running[group] += by
+        self._per_user[(group, user)] += by
+        if self._per_user[(group, user)] <= 0:
+            del self._per_user[(group, user)]
+        self._total += by
+        if by > 0:
+            self._holding.add(ticket)
+        else:
+            self._holding.discard(ticket)
+
     def _dispatch(self) -> None:
-        if not self._queue:
+        if not self._queue or self._paused:
             return
-        self._queue.sort(key=lambda t: (-t.group.priority, t.seq))
+        self._queue.sort(key=_order)
         for ticket in list(self._queue):
             if ticket.total_limit is not None and self._total >= ticket.total_limit:
                 break
@@ -187,7 +233,9 @@ class LocalSlots(SlotPool):
             if per_user is not None and self._per_user[(group.name, ticket.user)] >= per_user:
                 continue
             self._queue.remove(ticket)
-            self._running[group.name] += 1
-            self._per_user[(group.name, ticket.user)] += 1
-            self._total += 1
+            self._count(ticket, 1)
             ticket.mark_running(self)
+
+
+def _order(ticket: Ticket) -> tuple[int, int]:
+    return -ticket.group.priority, ticket.seq

@@ -10,8 +10,9 @@ from typing import Any
 from gateway.audit.chain import Checkpoint
 from gateway.audit.record import FIELD_NAMES, FIELDS, AuditRecord
 from gateway.audit.search import Search
-from gateway.backends.base import Backend, Column, Table
+from gateway.backends.base import Backend
 from gateway.cost.model import Charge
+from gateway.relations import Column, Table
 from gateway.types import BIGINT, BOOLEAN, DOUBLE, VARCHAR, SqlType
 
 
