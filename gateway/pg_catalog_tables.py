@@ -375,7 +375,7 @@ def _proc_row(name: str, result: int) -> tuple[object, ...]:
 def _column_row(catalog: str, table: Table, column: Column, number: int) -> tuple[object, ...]:
     kind = column.type
     pg = pg_type_for(kind)
-    length = kind.arguments[0] if kind.name in ("varchar", "char") and pg.typname != "text" else None
+    length = pg.typmod - 4 if pg.typname in ("varchar", "bpchar") and pg.typmod >= 4 else None  # unbounded: NULL
     precision, radix, scale = numeric_facts(kind)
     datetime = (min(kind.arguments[0], 6) if kind.arguments else 6) if kind.name.startswith(("timestamp", "time")) \
         else (0 if kind.name == "date" else None)

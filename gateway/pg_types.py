@@ -80,13 +80,13 @@ BY_NAME: dict[str, PgBuiltinType] = {t.typname: t for t in BUILTIN_TYPES}
 # what `'...'::regtype` accepts besides typname: the SQL spellings format_type prints
 BY_SQL_NAME: dict[str, PgBuiltinType] = {t.sql_name: t for t in BUILTIN_TYPES}
 
-# Trino type name -> PostgreSQL typname (types with arguments handled in pg_type_for)
+# Trino type name -> PostgreSQL typname (types with arguments handled in pg_type_for). Every other type
+# (array, map, row, json, interval, time with time zone, ...) is sent as `text` in its PostgreSQL text
+# spelling, which every client decodes: the wire frontend's encoder does so, and the catalog must describe a
+# column exactly as RowDescription does.
 _SIMPLE: dict[str, str] = {
     "boolean": "bool", "tinyint": "int2", "smallint": "int2", "integer": "int4", "bigint": "int8",
-    "real": "float4", "double": "float8", "varbinary": "bytea", "date": "date", "uuid": "uuid", "json": "json",
-    "interval day to second": "interval", "interval year to month": "interval", "unknown": "text",
-    # Structured values without a PostgreSQL equivalent travel as JSON text.
-    "map": "json", "row": "json",
+    "real": "float4", "double": "float8", "varbinary": "bytea", "date": "date", "uuid": "uuid",
 }  # fmt: skip
 
 
@@ -102,24 +102,17 @@ class PgType(NamedTuple):
 def pg_type_for(kind: SqlType) -> PgType:
     """The PostgreSQL type a column of gateway type `kind` is described and sent as."""
     name = kind.name
-    if name == "array":
-        element = pg_type_for(kind.children[0])
-        base = BY_OID[element.oid]
-        if not base.array_oid:
-            return _typed("text", -1)
-        return PgType(base.array_oid, f"_{base.typname}", -1, element.typmod)
     if name == "varchar":
         length = kind.arguments[0] if kind.arguments else UNBOUNDED_VARCHAR
-        return _typed("text", -1) if length == UNBOUNDED_VARCHAR else _typed("varchar", length + VARHDRSZ)
+        return _typed("varchar", -1 if length == UNBOUNDED_VARCHAR else length + VARHDRSZ)
     if name == "char":
         length = kind.arguments[0] if kind.arguments else 1
         return _typed("bpchar", length + VARHDRSZ)
     if name == "decimal":
         precision, scale = kind.arguments if len(kind.arguments) == 2 else (38, 0)
         return _typed("numeric", ((precision << 16) | scale) + VARHDRSZ)
-    if name in ("timestamp", "timestamp with time zone", "time", "time with time zone"):
-        typname = {"timestamp": "timestamp", "timestamp with time zone": "timestamptz", "time": "time",
-                   "time with time zone": "timetz"}[name]
+    if name in ("timestamp", "timestamp with time zone", "time"):
+        typname = {"timestamp": "timestamp", "timestamp with time zone": "timestamptz", "time": "time"}[name]
         # PostgreSQL keeps at most microseconds; finer Trino precisions are sent rounded to 6.
         precision = min(kind.arguments[0], 6) if kind.arguments else -1
         return _typed(typname, precision)

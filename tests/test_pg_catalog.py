@@ -318,12 +318,12 @@ def test_builtin_type_oids_are_postgresql_s() -> None:
 @pytest.mark.parametrize(("kind", "oid", "typname", "typmod", "formatted"), [
     (BOOLEAN, 16, "bool", -1, "boolean"), (SMALLINT, 21, "int2", -1, "smallint"),
     (INTEGER, 23, "int4", -1, "integer"), (BIGINT, 20, "int8", -1, "bigint"), (REAL, 700, "float4", -1, "real"),
-    (DOUBLE, 701, "float8", -1, "double precision"), (VARCHAR, 25, "text", -1, "text"),
+    (DOUBLE, 701, "float8", -1, "double precision"), (VARCHAR, 1043, "varchar", -1, "character varying"),
     (varchar(25), 1043, "varchar", 29, "character varying(25)"), (decimal(15, 2), 1700, "numeric", 983046,
                                                                   "numeric(15,2)"),
     (DATE, 1082, "date", -1, "date"), (timestamp(3), 1114, "timestamp", 3, "timestamp(3) without time zone"),
     (timestamp(9, with_time_zone=True), 1184, "timestamptz", 6, "timestamp(6) with time zone"),
-    (VARBINARY, 17, "bytea", -1, "bytea"), (array(INTEGER), 1007, "_int4", -1, "integer[]"),
+    (VARBINARY, 17, "bytea", -1, "bytea"), (array(INTEGER), 25, "text", -1, "text"),
     (SqlType("uuid"), 2950, "uuid", -1, "uuid"),
 ])
 def test_trino_types_map_to_postgresql_types(kind: SqlType, oid: int, typname: str, typmod: int,
@@ -352,11 +352,11 @@ def test_columns_of_a_table_in_pg_attribute_and_information_schema(catalog: Cata
     assert attributes == [("b", 16, "boolean"), ("i", 23, "integer"), ("s", 21, "smallint"), ("r", 700, "real"),
                           ("d", 701, "double precision"), ("ts", 1114, "timestamp(6) without time zone"),
                           ("tstz", 1184, "timestamp(6) with time zone"), ("dt", 1082, "date"),
-                          ("bl", 17, "bytea"), ("a", 1007, "integer[]"), ("dec", 1700, "numeric(10,3)")]
+                          ("bl", 17, "bytea"), ("a", 25, "text"), ("dec", 1700, "numeric(10,3)")]
     assert [(c, u) for c, _, u in columns] == [("b", "bool"), ("i", "int4"), ("s", "int2"), ("r", "float4"),
                                                 ("d", "float8"), ("ts", "timestamp"), ("tstz", "timestamptz"),
-                                                ("dt", "date"), ("bl", "bytea"), ("a", "_int4"), ("dec", "numeric")]
-    assert columns[9][1] == "ARRAY" and columns[0][1] == "boolean"
+                                                ("dt", "date"), ("bl", "bytea"), ("a", "text"), ("dec", "numeric")]
+    assert columns[9][1] == "text" and columns[0][1] == "boolean"
 
 
 def test_session_functions(catalog: Catalog) -> None:
