@@ -18,7 +18,7 @@ from collections.abc import Iterable
 import duckdb
 
 from gateway.catalog import INFORMATION_SCHEMA, CatalogSnapshot
-from gateway.pg_types import BUILTIN_TYPES, BY_OID, PgBuiltinType, numeric_facts, pg_type_for
+from gateway.pg_types import BUILTIN_TYPES, BY_OID, MAX_OCTET_LENGTH, PgBuiltinType, numeric_facts, pg_type_for
 from gateway.relations import Column, Table
 from gateway.types import SqlType
 
@@ -379,8 +379,9 @@ def _column_row(catalog: str, table: Table, column: Column, number: int) -> tupl
     precision, radix, scale = numeric_facts(kind)
     datetime = (min(kind.arguments[0], 6) if kind.arguments else 6) if kind.name.startswith(("timestamp", "time")) \
         else (0 if kind.name == "date" else None)
+    octets = min(length * 4, MAX_OCTET_LENGTH) if length is not None else None  # UTF-8: up to 4 bytes a character
     return (catalog, table.schema, table.name, column.name, number, None, "YES" if column.nullable else "NO",
-            information_schema_type(kind), length, length * 4 if length is not None else None, precision, radix,
+            information_schema_type(kind), length, octets, precision, radix,
             scale, datetime, None, None, None, None, None, None, None, None, None, None, None, catalog, PG_CATALOG,
             pg.typname, None, None, None, None, str(number), "NO", "NO", None, None, None, None, None, "NO", "NEVER",
             None, "NO", catalog, table.schema, table.name)

@@ -14,6 +14,8 @@ from typing import NamedTuple
 from gateway.types import UNBOUNDED_VARCHAR, SqlType
 
 VARHDRSZ = 4  # PostgreSQL stores typmods of varchar/numeric with this header size added
+MAX_TYPMOD = 2**31 - 1
+MAX_OCTET_LENGTH = 1073741824  # information_schema: a character column's octet length is capped at 1 GB
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,10 +106,9 @@ def pg_type_for(kind: SqlType) -> PgType:
     name = kind.name
     if name == "varchar":
         length = kind.arguments[0] if kind.arguments else UNBOUNDED_VARCHAR
-        return _typed("varchar", -1 if length == UNBOUNDED_VARCHAR else length + VARHDRSZ)
+        return _typed("varchar", _length_typmod(length))
     if name == "char":
-        length = kind.arguments[0] if kind.arguments else 1
-        return _typed("bpchar", length + VARHDRSZ)
+        return _typed("bpchar", _length_typmod(kind.arguments[0] if kind.arguments else 1))
     if name == "decimal":
         precision, scale = kind.arguments if len(kind.arguments) == 2 else (38, 0)
         return _typed("numeric", ((precision << 16) | scale) + VARHDRSZ)
@@ -117,6 +118,11 @@ def pg_type_for(kind: SqlType) -> PgType:
         precision = min(kind.arguments[0], 6) if kind.arguments else -1
         return _typed(typname, precision)
     return _typed(_SIMPLE.get(name, "text"), -1)
+
+
+def _length_typmod(length: int) -> int:
+    """A length's typmod; -1 (no limit) where it would not fit PostgreSQL's int4 typmod."""
+    return length + VARHDRSZ if length + VARHDRSZ <= MAX_TYPMOD else -1
 
 
 def _typed(typname: str, typmod: int) -> PgType:

@@ -28,6 +28,7 @@ from gateway.pg_catalog_tables import PG_TABLES, database_oid, insert_rows, name
 from gateway.pg_types import BY_NAME, BY_OID, format_type, pg_type_for
 from gateway.planner import Plan, Planner, PolicyContext
 from gateway.policy.load import load_policies
+from gateway.relations import Column, Table
 from gateway.session import Session
 from gateway.sql.rewrite import SecureViews
 from gateway.types import (
@@ -494,3 +495,29 @@ def test_bulk_insert_keeps_every_row_as_it_was(rows: list[tuple[Any, ...]]) -> N
         assert connection.execute("SELECT * FROM t").fetchall() == rows
     finally:
         connection.close()
+
+
+_SCALARS = st.sampled_from([BOOLEAN, SMALLINT, INTEGER, BIGINT, REAL, DOUBLE, VARCHAR, VARBINARY, DATE,
+                            SqlType("uuid"), SqlType("json"), SqlType("interval day to second"),
+                            SqlType("unknown")])
+_TYPES = st.recursive(
+    _SCALARS | st.builds(varchar, st.integers(1, 2**31 - 2)) | st.builds(decimal, st.integers(1, 38),
+                                                                         st.integers(0, 38))
+    | st.builds(timestamp, st.integers(0, 12), with_time_zone=st.booleans())
+    | st.builds(lambda n: SqlType("char", (n,)), st.integers(1, 2**31 - 5)),
+    lambda inner: st.builds(array, inner) | st.builds(lambda k, v: SqlType("map", children=(k, v)), inner, inner),
+    max_leaves=4)
+
+
+@settings(max_examples=40, deadline=None)
+@given(kinds=st.lists(_TYPES, min_size=1, max_size=8))
+def test_every_column_type_builds_the_catalog(kinds: list[SqlType]) -> None:
+    """A type no test thought of must not stop the catalog build (the gateway would not start)."""
+    table = Table(schema="s", name="t", columns=tuple(Column(f"c{i}", kind) for i, kind in enumerate(kinds)))
+    metadata = build_metadata({CATALOG: [table]}, workers=1)
+    try:
+        rows = metadata.engine.cursor().execute(
+            "SELECT atttypid, atttypmod FROM pg_catalog_pg_attribute ORDER BY attnum").fetchall()
+        assert rows == [(pg_type_for(k).oid, pg_type_for(k).typmod) for k in kinds]
+    finally:
+        metadata.engine.close()
