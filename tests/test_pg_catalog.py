@@ -509,7 +509,7 @@ _TYPES = st.recursive(
     max_leaves=4)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(kinds=st.lists(_TYPES, min_size=1, max_size=8))
 def test_every_column_type_builds_the_catalog(kinds: list[SqlType]) -> None:
     """A type no test thought of must not stop the catalog build (the gateway would not start)."""
