@@ -35,11 +35,18 @@ $(DBT): tests/clients/requirements.txt
 	.venv-clients/bin/python -m pip install --quiet -r tests/clients/requirements.txt
 	touch $(DBT)
 
+# fakesnow, in an environment of its own (it pins an older sqlglot); tests/test_snowflake_backend.py.
+FAKESNOW := .venv-fakesnow/.installed-stamp
+$(FAKESNOW): tests/fakesnow/requirements.txt
+	test -x .venv-fakesnow/bin/python || python3 -m venv .venv-fakesnow
+	.venv-fakesnow/bin/python -m pip install --quiet -r tests/fakesnow/requirements.txt
+	touch $(FAKESNOW)
+
 # Long soak tests are marked @pytest.mark.slow and skipped here; run them with `make test-slow`.
-test: lint $(JS_CLIENTS) $(DBT)
+test: lint $(JS_CLIENTS) $(DBT) $(FAKESNOW)
 	$(PY) -m pytest -q -m "not slow" $(ARGS)
 
-test-slow: $(STAMP) $(JS_CLIENTS) $(DBT)
+test-slow: $(STAMP) $(JS_CLIENTS) $(DBT) $(FAKESNOW)
 	$(PY) -m pytest -q -m slow $(ARGS)
 
 bench: $(STAMP)
@@ -49,4 +56,4 @@ bench-workload: $(STAMP)
 	$(PY) -m load_tests.workload $(ARGS)
 
 clean:
-	rm -rf $(VENV) .venv-clients tests/js/node_modules data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-clients .venv-fakesnow tests/js/node_modules data .pytest_cache .mypy_cache .ruff_cache

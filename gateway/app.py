@@ -41,6 +41,7 @@ from gateway.frontends.cache_api import CacheApi
 from gateway.frontends.chargeback_api import ChargebackApi
 from gateway.frontends.forwarding import ForwardingMiddleware
 from gateway.frontends.ops import OpsEndpoints
+from gateway.frontends.pgwire import PgWireFrontend
 from gateway.frontends.queries_api import QueriesApi
 from gateway.frontends.trino_http import TrinoFrontend
 from gateway.frontends.trino_queries import QueryRegistry
@@ -191,6 +192,8 @@ class Gateway:
             self.registry.announce = self.directory.announce
         self.draining = False
         self._tasks: list[asyncio.Task[None]] = []
+        self.pgwire = PgWireFrontend(pipeline=self.pipeline, settings=settings, metrics=self.metrics,
+                                     is_draining=self.is_draining) if settings.server.pgwire_port is not None else None
 
     def _charged(self, charge: Charge) -> None:
         self.budgets.add(charge)
@@ -219,6 +222,8 @@ class Gateway:
         self.registry.start_reaper()
         self._tasks = [asyncio.create_task(self._refresh_catalog_forever(), name="catalog-refresh"),
                        asyncio.create_task(self._reload_policies_forever(), name="policy-reload")]
+        if self.pgwire is not None:
+            await self.pgwire.start()  # last: its clients find everything running
 
     async def _seed_budgets(self) -> dict[tuple[str, str], float]:
         """This period's spend per cost center from the ledger, so budgets hold across restarts; the
@@ -257,8 +262,12 @@ class Gateway:
         now), waiting up to `server.shutdown_delivery_seconds` for those final pages to be fetched."""
         self.draining = True
         deadline = time.monotonic() + grace_seconds
-        while self.registry.in_flight() and time.monotonic() < deadline:
+        while (self.registry.in_flight() or self._pgwire_running()) and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
+        if self.pgwire is not None and self.pgwire.running():
+            await self.pgwire.cancel_running(GatewayError(
+                f"The gateway is shutting down: the statement was cancelled after the {grace_seconds:g} s grace "
+                f"period; run it again (on another replica)", error_name="SERVER_SHUTTING_DOWN"))
         remaining = self.registry.in_flight()
         if not remaining:
             return
@@ -277,7 +286,12 @@ class Gateway:
             log.warning("%d cancelled queries were not polled within %.0fs; their clients see the connection "
                         "close", undelivered, self.settings.server.shutdown_delivery_seconds)
 
+    def _pgwire_running(self) -> bool:
+        return self.pgwire is not None and bool(self.pgwire.running())
+
     async def stop(self) -> None:
+        if self.pgwire is not None:
+            await self.pgwire.stop()  # first: no statement starts while the stages below close
         for task in self._tasks:
             task.cancel()
         await self.registry.close(GatewayError("The gateway is shutting down", error_name="SERVER_SHUTTING_DOWN"))

@@ -137,6 +137,8 @@ def _serve(args: argparse.Namespace) -> int:
         server = replace(settings.server, host=args.host or settings.server.host,
                          port=settings.server.port if args.port is None else args.port)
         settings = replace(settings, server=server)
+    if args.config is None and settings.server.pgwire_port is None:  # the embedded demo: psql -p 5433 too
+        settings = replace(settings, server=replace(settings.server, pgwire_port=5433))
     configure_logging(settings.logging)
     host = settings.server.host
     if settings.identity.mode == "dev":

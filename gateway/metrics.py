@@ -191,3 +191,22 @@ class Metrics:
                                                "dropped)", ["outcome"], registry=r)
         self.cost_reloads = Counter("gateway_cost_reloads", "Cost policy reloads by outcome (loaded, invalid)",
                                     ["outcome"], registry=r)
+        # PostgreSQL wire frontend (gateway/frontends/pgwire.py)
+        self.pgwire_connections_open = Gauge("gateway_pgwire_connections_open",
+                                             "Open PostgreSQL wire connections", registry=r)
+        self.pgwire_connections = Counter("gateway_pgwire_connections",
+                                          "PostgreSQL wire connections by event (authenticated, tls, refused)",
+                                          ["event"], registry=r)
+        self.pgwire_messages = Counter("gateway_pgwire_messages", "PostgreSQL wire client messages by type",
+                                       ["type"], registry=r)
+        self.pgwire_protocol_errors = Counter("gateway_pgwire_protocol_errors",
+                                              "Connections ended by a protocol violation or bound (frame, "
+                                              "too_large, startup_timeout)", ["kind"], registry=r)
+        self.pgwire_auth_failures = Counter("gateway_pgwire_auth_failures",
+                                            "Failed PostgreSQL wire authentications by method (scram, jwt, "
+                                            "api_key, dev, none)", ["method"], registry=r)
+        self.pgwire_cancel_requests = Counter("gateway_pgwire_cancel_requests",
+                                              "CancelRequests by outcome (cancelled, ignored)", ["outcome"],
+                                              registry=r)
+        for outcome in ("cancelled", "ignored"):
+            self.pgwire_cancel_requests.labels(outcome)  # exposed as 0 from the start

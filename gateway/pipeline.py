@@ -60,7 +60,7 @@ from gateway.policy.store import PolicyStore
 from gateway.query_history import QueryHistory
 from gateway.query_id import QueryIdGenerator
 from gateway.query_outcome import QueryOutcome
-from gateway.relations import Column, Execution, ExecutionStats, Row
+from gateway.relations import Column, Execution, ExecutionContext, ExecutionStats, Row
 from gateway.session import Session, SessionChange
 from gateway.sql.explain_io import COLUMN as IO_PLAN_COLUMN
 from gateway.sql.explain_io import IoExplain, from_duckdb_plan
@@ -112,17 +112,18 @@ class Pipeline:
     def close(self) -> None:
         self._planning.shutdown(wait=False, cancel_futures=True)
 
-    async def authenticate(self, credentials: Credentials) -> Identity:
+    async def authenticate(self, credentials: Credentials, *, frontend: str = "trino_http") -> Identity:
         """The authenticated principal; raises AuthenticationFailed after reporting it."""
         try:
             identity = await self.authenticator.authenticate(credentials)
         except AuthenticationFailed as failure:
-            self.record_rejected_attempt(credentials, failure)
+            self.record_rejected_attempt(credentials, failure, frontend=frontend)
             raise
         self.metrics.authentications.labels(identity.auth_method).inc()
         return identity
 
-    def record_rejected_attempt(self, credentials: Credentials, failure: AuthenticationFailed) -> None:
+    def record_rejected_attempt(self, credentials: Credentials, failure: AuthenticationFailed, *,
+                                frontend: str = "trino_http") -> None:
         """Every failed authentication passes here exactly once: a metric and a log line now, the audit
         trail's hook later. Never given a secret: `credentials` masks it, `failure` never holds it."""
         self.metrics.auth_failures.labels(failure.reason).inc()
@@ -130,7 +131,8 @@ class Pipeline:
         self.record_refused_request(client_address=credentials.client_address,
                                     user=credentials.session_user or credentials.username,
                                     auth_method=credentials.scheme, error_name="AUTHENTICATION_FAILED",
-                                    reason=f"authentication failed ({failure.reason})", message=failure.message)
+                                    reason=f"authentication failed ({failure.reason})", message=failure.message,
+                                    frontend=frontend)
 
     def record_refused_request(self, *, client_address: str | None, user: str | None, error_name: str,
                                reason: str, message: str, source: str | None = None, sql: str | None = None,
@@ -335,11 +337,21 @@ class QueryRun:
             group = self.admission.group if self.admission is not None else None
             self._execution = self.pipeline.backends[target].execution(
                 self._runnable(sql),
-                time_limit_seconds=group.max_execution_time if group is not None else None)
+                time_limit_seconds=group.max_execution_time if group is not None else None,
+                context=self._execution_context())
             self.target = target
             self.pipeline.metrics.backend_running.labels(target).inc()
         await self._execution.start()
         return self._execution
+
+    def _execution_context(self) -> ExecutionContext:
+        """Who the backend query runs for; the cost center as the meter will charge it."""
+        identity = self.identity
+        assert identity is not None
+        meter = self.pipeline.meter
+        cost_center = meter.cost_center_of(identity) if meter is not None else identity.cost_center
+        return ExecutionContext(query_id=self.query_id, user=identity.user, source=self.session.source,
+                                client_tags=tuple(sorted(self.session.client_tags)), cost_center=cost_center)
 
     def _live_tables(self) -> CursorSetup | None:
         """system.runtime.* tables read by this metadata query, filled with what its identity may see."""

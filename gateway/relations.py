@@ -42,6 +42,19 @@ class Table:
         return self.remote_name is not None or any(c.remote_name is not None for c in self.columns)
 
 
+@dataclass(frozen=True, slots=True)
+class ExecutionContext:
+    """Who a backend query runs for, for engines that can carry it (Trino's session user, source and client
+    tags; Snowflake's QUERY_TAG): the gateway's query id, the identity it runs as, the client's source and tags,
+    and the cost center it is charged to. Never holds a secret: engines may log all of it."""
+
+    query_id: str
+    user: str
+    source: str | None
+    client_tags: tuple[str, ...]
+    cost_center: str | None
+
+
 @dataclass(slots=True)
 class ExecutionStats:
     """What the backend reports about one query; used for Trino stats and cost."""

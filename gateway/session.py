@@ -1,7 +1,7 @@
 """A client session as the pipeline sees it, and the changes a statement makes to it.
 
 Protocol-neutral: the Trino frontend fills `Session` from X-Trino-* headers and turns `SessionChange`
-back into X-Trino-Set-* response headers; a PostgreSQL-wire frontend would keep both in its connection.
+back into X-Trino-Set-* response headers; the PostgreSQL-wire frontend keeps both in its connection.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ class Session:
     transaction_id: str | None = None
     trace_token: str | None = None
     client_address: str | None = None
-    dialect: str = "trino"  # the SQL dialect the client writes: "trino", or "postgres" (PostgreSQL wire)
+    dialect: str = "trino"  # the SQL dialect the client writes (sqlglot name): trino over HTTP, postgres on pgwire
+    frontend: str = "trino_http"  # the protocol it came by, as audit records name it
 
 
 @dataclass(kw_only=True)

@@ -19,7 +19,8 @@ UNBOUNDED_VARCHAR = 2147483647
 @dataclass(frozen=True, slots=True)
 class SqlType:
     """A Trino type: `name` plus numeric arguments (varchar(25), decimal(15,2), timestamp(3)) or child
-    types (array, map, row). Row fields carry names in `field_names`."""
+    types (array, map, row). Row fields carry names in `field_names` ("" for an anonymous field, as in
+    ROW(1, 'a'): Trino shows `row(integer, varchar(1))`)."""
 
     name: str
     arguments: tuple[int, ...] = ()
@@ -32,7 +33,8 @@ class SqlType:
         if self.name == "map":
             return f"map({self.children[0].display()}, {self.children[1].display()})"
         if self.name == "row":
-            fields = ", ".join(f'"{n}" {t.display()}' for n, t in zip(self.field_names, self.children, strict=True))
+            fields = ", ".join(f'"{n}" {t.display()}' if n else t.display()
+                               for n, t in zip(self.field_names, self.children, strict=True))
             return f"row({fields})"
         if self.name == "varchar" and self.arguments == (UNBOUNDED_VARCHAR,):
             return "varchar"

@@ -82,11 +82,14 @@ async def adapter(dsn: str, keys: list[int], *, resilient: bool = False) -> list
     return samples
 
 
-def through_gateway(gateway: GatewayProcess, user: str) -> Callable[[int], object]:
+def through_gateway(gateway: GatewayProcess, user: str, catalog: str = "pg") -> Callable[[int], object]:
     connection = trino.dbapi.connect(  # type: ignore[no-untyped-call]
-        host=gateway.host, port=gateway.port, user=user, catalog="pg", schema="tpch")
-    cursor: Any = connection.cursor()
+        host=gateway.host, port=gateway.port, user=user, catalog=catalog, schema="tpch")
+    return point_queries(connection.cursor())
 
+
+def point_queries(cursor: Any) -> Callable[[int], object]:
+    """The point query on key k through a DB-API cursor (any client's), rows fetched."""
     def run(key: int) -> object:
         cursor.execute(POINT.format(key=key))
         return cursor.fetchall()
@@ -122,11 +125,17 @@ def main() -> None:
                 gateway.stop()
     finally:
         warehouse.drop()
-    print(f"point query on PostgreSQL (sf{args.scale:g}, {args.repeat} runs, distinct keys, cache off), ms")
+    report(f"point query on PostgreSQL (sf{args.scale:g}, {args.repeat} runs, distinct keys, cache off), ms",
+           results, direct_path="asyncpg direct")
+
+
+def report(title: str, results: dict[str, list[float]], *, direct_path: str) -> None:
+    """p50/p99 per path, and what the gateway adds (its paths minus `direct_path`)."""
+    print(title)
     print(f"{'path':<18} {'p50':>7} {'p99':>7}")
     for name, samples in results.items():
         print(f"{name:<18} {percentile(samples, .5):7.2f} {percentile(samples, .99):7.2f}")
-    base = results["asyncpg direct"]
+    base = results[direct_path]
     for user in ("admin", "alice"):
         mine = results[f"gateway {user}"]
         print(f"added by the gateway ({user}): p50 {percentile(mine, .5) - percentile(base, .5):+.2f} ms, "

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.backends.base import Backend, Column, Execution, ExecutionStats, Row, Table
+from gateway.backends.base import Backend, Column, Execution, ExecutionContext, ExecutionStats, Row, Table
 from gateway.backends.resilience import (
     CircuitBreaker,
     CircuitOpen,
@@ -220,7 +220,8 @@ class ScriptedBackend(Backend):
     async def ping(self) -> None:
         return None
 
-    def execution(self, sql: str, *, time_limit_seconds: float | None = None) -> Execution:
+    def execution(self, sql: str, *, time_limit_seconds: float | None = None,
+                  context: ExecutionContext | None = None) -> Execution:
         failure = self.schedule[self.started] if self.started < len(self.schedule) else None
         self.started += 1
         self.delivered_at_each_start.append(self.delivered)

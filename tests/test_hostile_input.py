@@ -238,6 +238,9 @@ def test_values_clients_cannot_read_end_their_query_with_one_clear_error(hostile
     sql = f"SELECT {wrap.format(v=value, t=type_name)} AS v, {next(_unique)} AS n"
     result = run(hostile, sql, tags="tiny")
     assert result["stats"]["state"] == "FAILED"
+    if "YEAR" in value:  # month intervals as values are refused before they run (docs/types.md)
+        assert error_name(result) == "NOT_SUPPORTED" and "interval year to month" in result["error"]["message"]
+        return
     assert error_name(result) == "NUMERIC_VALUE_OUT_OF_RANGE", result.get("error")
     assert "outside the range" in result["error"]["message"]
 

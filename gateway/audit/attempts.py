@@ -36,6 +36,7 @@ def query_record(outcome: QueryOutcome, *, redact: bool) -> AuditRecord:
         token_kid=getattr(outcome.principal, "token_kid", None),  # set by JWT identities that carry one
         token_jti=getattr(outcome.principal, "token_jti", None),
         client_address=session.client_address,
+        frontend=session.frontend,
         source=session.source,
         client_tags=sorted(session.client_tags),
         catalog_name=session.catalog,

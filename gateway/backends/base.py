@@ -10,9 +10,10 @@ import abc
 import time
 from collections.abc import Sequence
 
-from gateway.relations import Column, Execution, ExecutionStats, Row, Table
+from gateway.relations import Column, Execution, ExecutionContext, ExecutionStats, Row, Table
 
-__all__ = ["Backend", "Column", "Execution", "ExecutionStats", "PrefetchingExecution", "Row", "Table"]
+__all__ = ["Backend", "Column", "Execution", "ExecutionContext", "ExecutionStats", "PrefetchingExecution", "Row",
+           "Table"]
 
 
 class PrefetchingExecution(Execution):
@@ -68,10 +69,11 @@ class Backend(abc.ABC):
     async def close(self) -> None: ...
 
     @abc.abstractmethod
-    def execution(self, sql: str, *, time_limit_seconds: float | None = None) -> Execution:
+    def execution(self, sql: str, *, time_limit_seconds: float | None = None,
+                  context: ExecutionContext | None = None) -> Execution:
         """An execution of `sql`, not yet started. `time_limit_seconds`: the resource group's
         max_execution_time, for engines that can enforce it themselves (the gateway's own timer cancels
-        the query either way)."""
+        the query either way). `context`: who it runs for, for engines that label queries (others ignore it)."""
 
     @abc.abstractmethod
     async def tables(self) -> list[Table]:

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import duckdb
 
 from gateway import types as t
-from gateway.backends.base import Backend, PrefetchingExecution
+from gateway.backends.base import Backend, ExecutionContext, PrefetchingExecution
 from gateway.backends.duckdb_messages import trino_message
 from gateway.errors import BackendError, GatewayError, InsufficientResources, NotFound, QueryCanceled, UserError
 from gateway.relations import Column, Execution, Row, Table
@@ -77,6 +77,8 @@ _SIMPLE_TYPES = {
 def to_sql_type(duck: Any) -> t.SqlType:
     """DuckDB's type -> the Trino type clients see."""
     kind = duck.id
+    if kind == "varchar" and str(duck) == "JSON":  # json is an alias of varchar in DuckDB
+        return t.JSON
     if kind in _SIMPLE_TYPES:
         return _SIMPLE_TYPES[kind]
     if kind == "decimal":
@@ -88,7 +90,9 @@ def to_sql_type(duck: Any) -> t.SqlType:
         children = dict(duck.children)
         return t.map_of(to_sql_type(children["key"]), to_sql_type(children["value"]))
     if kind == "struct":
-        return t.row([(name, to_sql_type(child)) for name, child in duck.children])
+        # sqlglot names the fields of an anonymous ROW(...) _0, _1, ...: Trino shows them without names
+        return t.row([("" if name == f"_{i}" else name, to_sql_type(child))
+                      for i, (name, child) in enumerate(duck.children)])
     return t.VARCHAR if kind == "union" else t.UNKNOWN
 
 
@@ -387,7 +391,8 @@ class DuckDBBackend(Backend):
             self._engine.close()
             self._engine = None
 
-    def execution(self, sql: str, *, time_limit_seconds: float | None = None) -> Execution:
+    def execution(self, sql: str, *, time_limit_seconds: float | None = None,
+                  context: ExecutionContext | None = None) -> Execution:
         return self.engine.execution(sql)
 
     @property

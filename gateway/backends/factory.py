@@ -35,4 +35,14 @@ def _engine_backend(settings: BackendSettings, generate_demo: bool, metrics: Met
                                pool_size=settings.pool_size, connect_timeout_seconds=settings.connect_timeout_seconds,
                                explain_analyze=settings.explain_analyze, password=password,
                                pool_timeout_seconds=settings.pool_timeout_seconds, metrics=metrics)
+    if settings.type == "snowflake":
+        assert settings.snowflake is not None  # config validation requires it
+        from gateway.backends.snowflake import SnowflakeBackend  # the connector loads only where it is used
+
+        secrets = {kind: secret_source(spec) for kind, spec in settings.credentials.items()}
+        return SnowflakeBackend(name=settings.name, settings=settings.snowflake, schemas=settings.schemas,
+                                pool_size=settings.pool_size, connect_timeout_seconds=settings.connect_timeout_seconds,
+                                password=secret_source(settings.password) if settings.password is not None else None,
+                                private_key=secrets.get("private_key"),
+                                private_key_passphrase=secrets.get("private_key_passphrase"))
     raise ValueError(f"unknown backend type {settings.type!r}")

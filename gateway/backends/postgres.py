@@ -27,7 +27,7 @@ from typing import Any
 
 import asyncpg
 
-from gateway.backends.base import Backend, PrefetchingExecution
+from gateway.backends.base import Backend, ExecutionContext, PrefetchingExecution
 from gateway.backends.credentials import Secret, SecretSource
 from gateway.backends.postgres_types import converter, result_decimal, to_sql_type
 from gateway.errors import (
@@ -302,7 +302,8 @@ class PostgresBackend(Backend):
             self._control.terminate()
             self._control = None
 
-    def execution(self, sql: str, *, time_limit_seconds: float | None = None) -> Execution:
+    def execution(self, sql: str, *, time_limit_seconds: float | None = None,
+                  context: ExecutionContext | None = None) -> Execution:
         return PostgresExecution(self, sql, f"{self.name}-{next(self._ids)}", time_limit_seconds=time_limit_seconds)
 
     async def tables(self) -> list[Table]:

@@ -81,7 +81,7 @@ def converter(kind: t.SqlType, pg_type: str) -> Converter:
         return lambda v: None if v is None else [element(x) for x in v]
     if kind == t.JSON:
         # asyncpg hands json/jsonb over as their text; Trino's json values are that text, normalised.
-        return lambda v: None if v is None else json.dumps(json.loads(v), separators=(",", ":"))
+        return lambda v: None if v is None else json.dumps(json.loads(v), separators=(",", ":"), ensure_ascii=False)
     if kind == t.UUID:
         return lambda v: None if v is None else str(v)
     if kind == t.VARCHAR:

@@ -34,7 +34,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
-from gateway.backends.base import Backend
+from gateway.backends.base import Backend, ExecutionContext
 from gateway.errors import BackendUnavailable, GatewayError, QueryCanceled
 from gateway.metrics import Metrics
 from gateway.relations import Execution, ExecutionStats, Row, Table
@@ -216,8 +216,9 @@ class ResilientBackend(Backend):
     async def close(self) -> None:
         await self.inner.close()
 
-    def execution(self, sql: str, *, time_limit_seconds: float | None = None) -> Execution:
-        return ResilientExecution(self, sql, time_limit_seconds)
+    def execution(self, sql: str, *, time_limit_seconds: float | None = None,
+                  context: ExecutionContext | None = None) -> Execution:
+        return ResilientExecution(self, sql, time_limit_seconds, context)
 
     async def tables(self) -> list[Table]:
         return await self.guarded(self.inner.tables)
@@ -271,10 +272,12 @@ class ResilientExecution(Execution):
     """Runs the statement on a fresh inner execution per attempt; rows handed out are counted so that no
     attempt ever follows one."""
 
-    def __init__(self, backend: ResilientBackend, sql: str, time_limit_seconds: float | None) -> None:
+    def __init__(self, backend: ResilientBackend, sql: str, time_limit_seconds: float | None,
+                 context: ExecutionContext | None = None) -> None:
         self._backend = backend
         self._sql = sql
         self._time_limit = time_limit_seconds
+        self._context = context
         self._began = backend.clock()
         self._inner: Execution | None = None
         self._rows_returned = 0
@@ -294,7 +297,8 @@ class ResilientExecution(Execution):
             elapsed = backend.clock() - self._began
             remaining = self._time_limit if self._time_limit is None or not self._retries else max(
                 self._time_limit - elapsed, 0.001)
-            inner = self._inner = backend.inner.execution(self._sql, time_limit_seconds=remaining)
+            inner = self._inner = backend.inner.execution(self._sql, time_limit_seconds=remaining,
+                                                          context=self._context)
             inner.stats.extra["retries"] = self._retries
             self.stats = inner.stats
             try:

@@ -10,6 +10,8 @@ from typing import Any, ClassVar
 
 from gateway.backends.credentials import SecretSpec, parse_secret_spec
 from gateway.backends.resilience import ResilienceSettings, parse_resilience
+from gateway.backends.snowflake_settings import KEYS as SNOWFLAKE_KEYS
+from gateway.backends.snowflake_settings import SnowflakeSettings, snowflake_settings
 from gateway.config_reader import (
     Check,
     Reader,
@@ -23,7 +25,7 @@ from gateway.config_reader import (
     section_keys,
 )
 
-BACKEND_TYPES = ("duckdb", "postgres")
+BACKEND_TYPES = ("duckdb", "postgres", "snowflake")
 RESERVED_CATALOGS = ("system", "gateway")
 
 
@@ -48,6 +50,7 @@ class BackendSettings:
     credentials: Mapping[str, SecretSpec] = field(default_factory=dict)  # other secrets, by kind (private_key)
     pool_timeout_seconds: float = 10.0  # waiting for a free pooled connection; counts against the time limit
     resilience: ResilienceSettings = field(default_factory=ResilienceSettings)  # keys circuit: and retries:
+    snowflake: SnowflakeSettings | None = None  # snowflake: its own keys (gateway/backends/snowflake_settings.py)
 
     CHECKS: ClassVar[Mapping[str, Check]] = {
         "type": one_of(BACKEND_TYPES, "backend"), "dsn": postgres_dsn, "tpch_scale": positive, "threads": positive,
@@ -59,7 +62,7 @@ class BackendSettings:
         return masked_repr(self, ("dsn",))
 
 
-_BY_HAND = ("name", "type", "schema", "schemas", "password", "credentials", "resilience")
+_BY_HAND = ("name", "type", "schema", "schemas", "password", "credentials", "resilience", "snowflake")
 
 
 def default_backends(base: Path) -> dict[str, Any]:
@@ -78,7 +81,8 @@ def read_backends(r: Reader, data: Mapping[str, Any]) -> tuple[BackendSettings, 
         if (problem := identifier(name)) is not None or name in RESERVED_CATALOGS:
             r.fail(p, problem or f"catalog name {name!r} is reserved")
             continue
-        s = r.section(raw, p, section_keys(BackendSettings, skip=("name", "resilience"), extra=("circuit", "retries")))
+        s = r.section(raw, p, section_keys(BackendSettings, skip=("name", "resilience", "snowflake"),
+                                           extra=("circuit", "retries", *SNOWFLAKE_KEYS)))
         kind = r.get(s, (*p, "type"), str, None, BackendSettings.CHECKS["type"])
         if kind is None:
             if "type" not in s:
@@ -93,11 +97,14 @@ def read_backends(r: Reader, data: Mapping[str, Any]) -> tuple[BackendSettings, 
         if schemas is not None and (not schemas or not all(isinstance(x, str) and x for x in schemas)):
             r.fail((*p, "schemas"), "must be a list of schema names")
             schemas = None
+        operations = _operations(r, s, p, kind, values["dsn"])
         result.append(BackendSettings(
             **values, name=name, type=kind,
             schema=r.get(s, (*p, "schema"), str, "main" if kind == "duckdb" else "public", identifier),
             schemas=tuple(schemas) if schemas is not None else None,
-            **_operations(r, s, p, kind, values["dsn"]),
+            **operations,
+            snowflake=snowflake_settings(r, s, p, password=operations["password"],
+                                         credentials=operations["credentials"]) if kind == "snowflake" else None,
         ))
     return tuple(result)
 
@@ -105,7 +112,7 @@ def read_backends(r: Reader, data: Mapping[str, Any]) -> tuple[BackendSettings, 
 def _operations(r: Reader, s: Mapping[str, Any], p: tuple[str, ...], kind: str, dsn: str | None) -> dict[str, Any]:
     """Secrets, circuit breaker and retries of one backend (docs/backends-operations.md)."""
     password = _secret(r, s.get("password"), (*p, "password"))
-    if password is not None and kind != "postgres":
+    if password is not None and kind not in ("postgres", "snowflake"):
         r.fail((*p, "password"), f"is not used by a {kind} backend")
     if password is not None and dsn is not None and mask_url(dsn) != dsn:
         r.fail((*p, "password"), "is given twice: remove the password from the dsn")

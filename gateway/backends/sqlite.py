@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gateway import types as t
-from gateway.backends.base import Backend, PrefetchingExecution
+from gateway.backends.base import Backend, ExecutionContext, PrefetchingExecution
 from gateway.errors import BackendError, GatewayError, NotFound, QueryCanceled, UserError
 from gateway.relations import Column, Execution, Row, Table
 
@@ -106,7 +106,8 @@ class SQLiteBackend(Backend):
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
 
-    def execution(self, sql: str, *, time_limit_seconds: float | None = None) -> Execution:
+    def execution(self, sql: str, *, time_limit_seconds: float | None = None,
+                  context: ExecutionContext | None = None) -> Execution:
         return SQLiteExecution(self, sql, f"{self.name}-{next(self._ids)}")
 
     async def tables(self) -> list[Table]:

@@ -95,6 +95,10 @@ class Meter:
         self._types = dict(backend_types)  # catalog name -> backend type
         self.on_charge = on_charge
 
+    def cost_center_of(self, identity: Identity) -> str:
+        """The cost center `identity`'s queries are charged to, under the cost policy in force."""
+        return consumer_cost_center(identity, self._costs())
+
     def rate_for(self, catalog: str | None, policy: CostPolicy) -> Rate | None:
         if catalog is None:
             return None

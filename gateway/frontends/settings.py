@@ -39,14 +39,22 @@ class ServerSettings:
     internal_url: str | None = None  # how other replicas reach this one; None: its own listener on server.host
     forward_timeout_seconds: float = 30.0  # a request forwarded to the replica holding its query
     replica_ttl_seconds: float = 15.0  # a replica (and its queries) count as gone this long after its heartbeat
+    # PostgreSQL wire frontend (gateway/frontends/pgwire.py): off unless a port is set; TLS from server.tls.
+    pgwire_port: int | None = None
+    pgwire_max_message_bytes: int = 4 * 1024 * 1024  # one client message (a query text, a Bind)
+    pgwire_startup_timeout_seconds: float = 10.0  # connect to authenticated
+    pgwire_idle_timeout_seconds: float = 3600.0  # waiting for the next message between statements
+    pgwire_max_connections: int = 1024
 
     CHECKS: ClassVar[Mapping[str, Check]] = {
         "port": port_number, "max_request_bytes": positive, "header_timeout_seconds": positive,
         "body_timeout_seconds": positive, "keep_alive_timeout_seconds": positive, "max_connections": positive,
         "shutdown_delivery_seconds": positive, "workers": positive, "internal_url": http_url,
-        "forward_timeout_seconds": positive, "replica_ttl_seconds": positive,
+        "forward_timeout_seconds": positive, "replica_ttl_seconds": positive, "pgwire_port": port_number,
+        "pgwire_startup_timeout_seconds": positive,
+        "pgwire_idle_timeout_seconds": positive, "pgwire_max_connections": positive,
     }
-    SIZES: ClassVar[frozenset[str]] = frozenset({"max_header_bytes"})
+    SIZES: ClassVar[frozenset[str]] = frozenset({"max_header_bytes", "pgwire_max_message_bytes"})
 
 
 _TLS = ("tls_cert", "tls_key")

@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo
 
 from gateway.errors import GatewayError, InsufficientResources, InternalError, QueryCanceled, UserError
 from gateway.frontends.settings import ProtocolSettings
-from gateway.frontends.trino_values import row_encoder
+from gateway.frontends.trino_values import encoding_failure, row_encoder
 from gateway.metrics import Metrics
 from gateway.pipeline import QueryRun
 from gateway.relations import Row
@@ -103,7 +103,7 @@ class TrinoQuery:
         run = self.run
         assert run.columns is not None
         zone: tzinfo | None = ZoneInfo(run.session.time_zone) if run.session.time_zone else None
-        encode = row_encoder([c.type for c in run.columns], zone)
+        encode = row_encoder([c.type for c in run.columns], zone, [c.name for c in run.columns])
         self._wide = [i for i, c in enumerate(run.columns) if c.type.name in VARIABLE_WIDTH]
         limit = self.settings.page_rows * 2
         batch = min(FETCH_ROWS, self.settings.page_rows)
@@ -127,11 +127,12 @@ class TrinoQuery:
             self._refuse_huge_values(rows)
         for start in range(0, len(rows), step):
             part = rows[start:start + step]
-            text = _json([encode(r) for r in part])[1:-1]
+            encoded = [encode(r) for r in part]
+            text = self._serialised(encoded)[1:-1]
             if len(text) <= self.settings.page_bytes or len(part) == 1:
                 chunks = [Chunk(text, len(part))]
             else:
-                chunks = self._split([_json(encode(r)) for r in part])
+                chunks = self._split([_json(r) for r in encoded])
             for chunk in chunks:
                 if len(chunk.json) > self.settings.page_bytes:
                     raise self._too_wide(len(chunk.json))
@@ -142,6 +143,21 @@ class TrinoQuery:
                 total += len(chunk.json)
         self._arrived.set()
         return total
+
+    def _serialised(self, rows: list[list[Any]]) -> str:
+        """`rows` as JSON; a value JSON cannot hold (NaN where its type passes values through) fails the query
+        naming its column, never as an internal error."""
+        try:
+            return _json(rows)
+        except (ValueError, TypeError) as error:
+            assert self.run.columns is not None
+            for row in rows:
+                for column, value in zip(self.run.columns, row, strict=False):
+                    try:
+                        _json(value)
+                    except (ValueError, TypeError):
+                        raise encoding_failure(column.name, column.type, error) from None
+            raise
 
     def _refuse_huge_values(self, rows: Sequence[Row]) -> None:
         """A text or binary value longer than a page fails the query before it is encoded: JSON-encoding a

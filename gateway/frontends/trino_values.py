@@ -14,7 +14,9 @@ clients cannot read (or a crashed producer).
 from __future__ import annotations
 
 import base64
+import contextlib
 import math
+import struct
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta, tzinfo
 from datetime import time as time_of_day
@@ -46,7 +48,8 @@ def type_signature(kind: SqlType) -> dict[str, Any]:
         arguments = [{"kind": "TYPE", "value": type_signature(child)} for child in kind.children]
     elif kind.name == "row":
         arguments = [
-            {"kind": "NAMED_TYPE", "value": {"fieldName": {"name": name}, "typeSignature": type_signature(child)}}
+            {"kind": "NAMED_TYPE", "value": ({"fieldName": {"name": name}} if name else {})
+             | {"typeSignature": type_signature(child)}}
             for name, child in zip(kind.field_names, kind.children, strict=True)
         ]
     else:
@@ -67,6 +70,24 @@ def _double(value: float) -> float | str:
     if math.isinf(value):
         return "Infinity" if value > 0 else "-Infinity"
     return value
+
+
+def _real(value: float) -> float | str:
+    """A float32 as Trino prints it: the shortest decimal that reads back as the same float32 (REAL '1.1' is
+    1.1, not the 1.100000023841858 its widening to a double would show)."""
+    encoded = _double(value)
+    if isinstance(encoded, str):
+        return encoded
+    try:
+        single = struct.pack("<f", encoded)
+    except OverflowError:  # a double beyond float32's range: not a real the backend could hand out
+        raise _refuse("real", value) from None
+    for digits in range(2, 10):  # as Java writes a float: at least d.d; nine digits identify any float32
+        shortest = float(f"{encoded:.{digits}g}")
+        with contextlib.suppress(OverflowError):  # rounded up past float32's largest value
+            if struct.pack("<f", shortest) == single:
+                return shortest
+    return encoded
 
 
 def _fraction(microseconds: int, precision: int) -> str:
@@ -108,10 +129,16 @@ def _date_time(value: datetime) -> str:
             f"{value.hour:02d}:{value.minute:02d}:{value.second:02d}")
 
 
+# Zone ids Trino's TimeZoneKey prints as UTC.
+_UTC_ALIASES = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Etc/Universal", "Universal", "Etc/Zulu", "Zulu",
+                          "Z", "GMT", "Etc/GMT", "Etc/GMT0", "Etc/GMT+0", "Etc/GMT-0", "GMT0", "GMT+0", "GMT-0",
+                          "Etc/Greenwich", "Greenwich"})
+
+
 def _zone_name(value: datetime) -> str:
     key = getattr(value.tzinfo, "key", None)
     if isinstance(key, str):
-        return key
+        return "UTC" if key in _UTC_ALIASES else key
     offset = value.utcoffset() or timedelta(0)
     if offset == timedelta(0):
         return "UTC"
@@ -143,6 +170,14 @@ def _interval_day_to_second(value: timedelta) -> str:
     minutes, seconds = divmod(rest, 60)
     text = f"{value.days} {hours:02d}:{minutes:02d}:{seconds:02d}.{value.microseconds // 1000:03d}"
     return "-" + text if negative else text
+
+
+def _interval_year_to_month(value: int) -> str:
+    """A count of months as Trino writes it: years-months (`1-2`, `-0-3`)."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _refuse("interval year to month", value)
+    years, months = divmod(abs(value), 12)
+    return f"{'-' if value < 0 else ''}{years}-{months}"
 
 
 def _decimal(value: Decimal | int) -> str:
@@ -184,8 +219,10 @@ def encoder_for(kind: SqlType, zone: tzinfo | None = None) -> Encoder | None:
     name = kind.name
     if name in ("boolean", "tinyint", "smallint", "integer", "bigint", "varchar", "char", "unknown"):
         return None
-    if name in ("double", "real"):
+    if name == "double":
         return _double
+    if name == "real":
+        return _real
     if name == "decimal":
         return _decimal
     if name == "date":
@@ -200,6 +237,8 @@ def encoder_for(kind: SqlType, zone: tzinfo | None = None) -> Encoder | None:
         return _varbinary
     if name == "interval day to second":
         return _interval_day_to_second
+    if name == "interval year to month":
+        return _interval_year_to_month
     if name == "array":
         element = encoder_for(kind.children[0], zone)
         if element is None:
@@ -224,19 +263,41 @@ def _row_values(value: Any) -> Sequence[Any]:
     return list(value.values()) if isinstance(value, dict) else list(value)
 
 
-def row_encoder(types: Sequence[SqlType], zone: tzinfo | None = None) -> Callable[[Sequence[Any]], list[Any]]:
-    """Encodes whole rows; the common all-plain case is a bare list() copy."""
+class ValueNotEncodable(UserError):
+    default_name = "NOT_SUPPORTED"
+
+
+def encoding_failure(name: str, kind: SqlType, error: Exception) -> UserError:
+    """The error ending a query whose column `name` holds a value its encoder cannot write: the refusal's own
+    words for a value out of range, else a NOT_SUPPORTED naming the column and its type."""
+    where = f"Column '{name}' of type {kind.display()}"
+    if isinstance(error, ValueOutOfRange):
+        return ValueOutOfRange(f"{where}: {error.message}")
+    if isinstance(error, UserError):
+        return UserError(f"{where}: {error.message}", error_name=error.error_name)
+    return ValueNotEncodable(f"{where}: a value in the result cannot be encoded as Trino encodes "
+                             f"{kind.display()} ({type(error).__name__}); cast the column to varchar")
+
+
+def row_encoder(types: Sequence[SqlType], zone: tzinfo | None = None,
+                names: Sequence[str] | None = None) -> Callable[[Sequence[Any]], list[Any]]:
+    """Encodes whole rows; the common all-plain case is a bare list() copy. Any failure of a value's encoder
+    becomes the user error of `encoding_failure`, naming its column (`names`, else its position)."""
     encoders = [encoder_for(kind, zone) for kind in types]
     if all(e is None for e in encoders):
         return list
     indexed = [(i, e) for i, e in enumerate(encoders) if e is not None]
+    labels = list(names) if names is not None else [f"_col{i}" for i in range(len(types))]
 
     def encode(row: Sequence[Any]) -> list[Any]:
         values = list(row)
         for index, encoder in indexed:
             value = values[index]
             if value is not None:
-                values[index] = encoder(value)
+                try:
+                    values[index] = encoder(value)
+                except Exception as error:  # every failure ends the query with this error
+                    raise encoding_failure(labels[index], types[index], error) from None
         return values
 
     return encode

@@ -27,6 +27,7 @@ from cachetools import LRUCache
 
 from gateway.errors import AuthenticationFailed
 from gateway.identity.model import Identity
+from gateway.identity.scram import ScramVerifier, make_verifier
 
 log = logging.getLogger("gateway.identity")
 
@@ -76,6 +77,11 @@ def verify_secret(secret: str, stored: str) -> bool:
     return hmac.compare_digest(actual, expected)
 
 
+def _store_unavailable(error: KeyStoreUnavailable) -> AuthenticationFailed:
+    log.error("API key store unavailable: %s", error)
+    return AuthenticationFailed("keys_unavailable", "Cannot verify API keys right now (key store unavailable)")
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -94,6 +100,9 @@ class ApiKeyRecord:
     expires_at: datetime | None = None
     revoked_at: datetime | None = None
     last_used_at: datetime | None = None
+    # The SCRAM-SHA-256 verifier of the key (scram.py), for PostgreSQL-wire clients; None for keys issued
+    # before the gateway made them (those authenticate over HTTP only, until rotated).
+    scram_verifier: str | None = field(default=None, repr=False)
 
     def state(self, now: datetime) -> str:
         if self.revoked_at is not None and self.revoked_at <= now:
@@ -144,7 +153,8 @@ class ApiKeys:
         if any(r.name == name and r.state(now) == "active" for r in await self.store.all()):
             raise ApiKeyError(f"{name!r} already has an active key; use `gateway keys rotate {name}`")
         key_id, secret, key = new_key()
-        record = ApiKeyRecord(key_id=key_id, name=name, secret_hash=hash_secret(secret), groups=tuple(groups),
+        record = ApiKeyRecord(key_id=key_id, name=name, secret_hash=hash_secret(secret),
+                              scram_verifier=make_verifier(key).text(), groups=tuple(groups),
                               attributes=dict(attributes or {}), cost_center=cost_center, created_at=now,
                               expires_at=now + expires_in if expires_in is not None else None)
         await self.store.put([record])
@@ -163,7 +173,8 @@ class ApiKeys:
         if expires_in is None and newest.expires_at is not None:
             expires_in = newest.expires_at - newest.created_at
         key_id, secret, key = new_key()
-        record = replace(newest, key_id=key_id, secret_hash=hash_secret(secret), created_at=now,
+        record = replace(newest, key_id=key_id, secret_hash=hash_secret(secret),
+                         scram_verifier=make_verifier(key).text(), created_at=now,
                          expires_at=now + expires_in if expires_in is not None else None, last_used_at=None,
                          revoked_at=None)
         until = now + grace
@@ -195,11 +206,38 @@ class ApiKeys:
         try:
             record = await self.store.get(key_id)
         except KeyStoreUnavailable as error:
-            log.error("API key store unavailable: %s", error)
-            raise AuthenticationFailed("keys_unavailable", "Cannot verify API keys right now (key store "
-                                                           "unavailable)") from None
+            raise _store_unavailable(error) from None
         if record is None or not await self._secret_matches(record, secret):
             raise invalid
+        return await self._accept(record, username)
+
+    async def scram_candidate(self, name: str) -> tuple[str, ScramVerifier] | None:
+        """(key id, verifier) of the newest active key of service account `name` that has a SCRAM verifier.
+        During a rotation's grace period that is the new key: SCRAM clients switch at once."""
+        try:
+            records = await self.store.all()
+        except KeyStoreUnavailable as error:
+            raise _store_unavailable(error) from None
+        now = self._clock()
+        active = sorted((r for r in records if r.name == name and r.state(now) == "active" and r.scram_verifier),
+                        key=lambda r: r.created_at)
+        for record in reversed(active):
+            verifier = ScramVerifier.parse(record.scram_verifier or "")
+            if verifier is not None:
+                return record.key_id, verifier
+        return None
+
+    async def authenticate_verified(self, key_id: str, username: str | None) -> Identity:
+        """The identity of a key whose secret the client proved another way (SCRAM); its state is read again."""
+        try:
+            record = await self.store.get(key_id)
+        except KeyStoreUnavailable as error:
+            raise _store_unavailable(error) from None
+        if record is None:
+            raise AuthenticationFailed("invalid_api_key", "Invalid API key")
+        return await self._accept(record, username)
+
+    async def _accept(self, record: ApiKeyRecord, username: str | None) -> Identity:
         now = self._clock()
         state = record.state(now)
         if state == "revoked":

@@ -22,6 +22,7 @@ from gateway.identity.claims import identity_from_claims
 from gateway.identity.failures import FailureLimiter, VerifiedCredentials, limit_key
 from gateway.identity.jwt_verify import JwtVerifier, unverified_header
 from gateway.identity.model import Credentials, Identity
+from gateway.identity.scram import ScramError, ScramExchange
 from gateway.identity.settings import ClaimSettings
 
 
@@ -80,7 +81,10 @@ class Authenticator:
             raise AuthenticationFailed("missing", f"Authentication required: send {self._accepted()}")
         key = limit_key(credentials)
         wait = self._limiter.retry_after(key)
-        if wait is not None and credentials not in self._verified:
+        remembered = credentials
+        if credentials.scram is not None:  # each SCRAM proof is new; the ClientKey it implies is not
+            remembered = dataclasses.replace(credentials, secret=credentials.scram.claimed_key(credentials.secret))
+        if wait is not None and remembered not in self._verified:
             raise AuthenticationFailed("rate_limited", f"Too many failed authentication attempts for this "
                                                        f"user from this address; retry in {max(1, round(wait))} s",
                                        retry_after=wait)
@@ -89,7 +93,7 @@ class Authenticator:
         except AuthenticationFailed:
             self._limiter.failed(key)
             raise
-        self._verified.remember(credentials)
+        self._verified.remember(remembered)
         return identity
 
     async def _verify(self, credentials: Credentials) -> Identity:
@@ -102,8 +106,35 @@ class Authenticator:
                                        token_jti=jti if isinstance(jti, str) else None)
         if credentials.scheme == "basic" and self._api_keys is not None:
             return await self._api_keys.authenticate(credentials.username, secret)
+        if credentials.scheme == "scram" and self._api_keys is not None and credentials.scram is not None:
+            exchange = credentials.scram
+            try:
+                exchange.verify(secret)
+            except ScramError as error:
+                raise AuthenticationFailed("invalid_api_key", f"password authentication failed for user "
+                                                              f"{(credentials.username or '')[:64]!r} ({error})"
+                                           ) from None
+            assert exchange.key_id is not None  # a decoy exchange never verifies
+            return await self._api_keys.authenticate_verified(exchange.key_id, credentials.username)
         raise AuthenticationFailed("wrong_scheme", f"{(credentials.scheme or '').capitalize()} authentication "
                                                    f"is not accepted here; send {self._accepted()}")
+
+    @property
+    def accepts_api_keys(self) -> bool:
+        return self._api_keys is not None
+
+    @property
+    def accepts_tokens(self) -> bool:
+        return self._jwt is not None
+
+    async def scram_exchange(self, username: str) -> ScramExchange:
+        """The server side of a SCRAM-SHA-256 exchange for service account `username` (a decoy that always
+        fails when it has no key with a verifier, so names are not revealed)."""
+        candidate = await self._api_keys.scram_candidate(username) if self._api_keys is not None else None
+        if candidate is None:
+            return ScramExchange(None, username)
+        key_id, verifier = candidate
+        return ScramExchange(verifier, username, key_id=key_id)
 
     def _accepted(self) -> str:
         accepted = []

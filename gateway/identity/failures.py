@@ -105,7 +105,7 @@ def limit_key(credentials: Credentials) -> str | None:
 
 def claimed_principal(credentials: Credentials) -> str:
     """Who the credentials say they are, unverified: Basic's user name, or a JWT's `sub` ("" if unreadable)."""
-    if credentials.scheme == "basic":
+    if credentials.scheme in ("basic", "scram"):  # one API key account, over HTTP or PostgreSQL wire alike
         return f"basic:{credentials.username or ''}"
     if credentials.scheme == "bearer":
         parts = (credentials.secret or "").split(".")

@@ -22,7 +22,7 @@ import yaml
 
 from gateway.identity.api_keys import ApiKeyRecord, KeyStoreUnavailable
 
-HEADER = "# API keys, managed by `gateway keys ...`. Only salted scrypt hashes are stored here.\n"
+HEADER = "# API keys, managed by `gateway keys ...`. Only salted scrypt hashes and SCRAM verifiers are stored here.\n"
 
 
 def _to_dict(record: ApiKeyRecord) -> dict[str, Any]:
@@ -32,7 +32,8 @@ def _to_dict(record: ApiKeyRecord) -> dict[str, Any]:
     return {"key_id": record.key_id, "name": record.name, "secret_hash": record.secret_hash,
             "groups": list(record.groups), "attributes": dict(record.attributes), "cost_center": record.cost_center,
             "created_at": stamp(record.created_at), "expires_at": stamp(record.expires_at),
-            "revoked_at": stamp(record.revoked_at), "last_used_at": stamp(record.last_used_at)}
+            "revoked_at": stamp(record.revoked_at), "last_used_at": stamp(record.last_used_at),
+            "scram_verifier": record.scram_verifier}
 
 
 def _from_dict(data: dict[str, Any]) -> ApiKeyRecord:
@@ -50,7 +51,8 @@ def _from_dict(data: dict[str, Any]) -> ApiKeyRecord:
                         groups=tuple(str(g) for g in data.get("groups") or ()),
                         attributes=dict(data.get("attributes") or {}), cost_center=data.get("cost_center"),
                         created_at=created, expires_at=moment(data.get("expires_at")),
-                        revoked_at=moment(data.get("revoked_at")), last_used_at=moment(data.get("last_used_at")))
+                        revoked_at=moment(data.get("revoked_at")), last_used_at=moment(data.get("last_used_at")),
+                        scram_verifier=data.get("scram_verifier"))
 
 
 class FileKeyStore:
@@ -144,9 +146,10 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     expires_at   timestamptz,
     revoked_at   timestamptz,
     last_used_at timestamptz
-)"""
+);
+ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS scram_verifier text"""
 _COLUMNS = ("key_id, name, secret_hash, groups::text AS groups, attributes::text AS attributes, cost_center, "
-            "created_at, expires_at, revoked_at, last_used_at")
+            "created_at, expires_at, revoked_at, last_used_at, scram_verifier")
 
 
 class PostgresKeyStore:
@@ -205,16 +208,18 @@ class PostgresKeyStore:
         if self._pool is None:
             raise KeyStoreUnavailable("the key store was not started")
         sql = (f"INSERT INTO {TABLE} (key_id, name, secret_hash, groups, attributes, cost_center, created_at, "
-               f"expires_at, revoked_at, last_used_at) VALUES ($1, $2, $3, $4::jsonb, $5::jsonb, $6, $7, $8, $9, $10) "
+               f"expires_at, revoked_at, last_used_at, scram_verifier) "
+               f"VALUES ($1, $2, $3, $4::jsonb, $5::jsonb, $6, $7, $8, $9, $10, $11) "
                f"ON CONFLICT (key_id) DO UPDATE SET name = EXCLUDED.name, secret_hash = EXCLUDED.secret_hash, "
                f"groups = EXCLUDED.groups, attributes = EXCLUDED.attributes, cost_center = EXCLUDED.cost_center, "
-               f"expires_at = EXCLUDED.expires_at, revoked_at = EXCLUDED.revoked_at")
+               f"expires_at = EXCLUDED.expires_at, revoked_at = EXCLUDED.revoked_at, "
+               f"scram_verifier = EXCLUDED.scram_verifier")
         try:
             async with self._pool.acquire(timeout=5) as connection, connection.transaction():
                 for r in records:
                     await connection.execute(sql, r.key_id, r.name, r.secret_hash, json.dumps(list(r.groups)),
                                              json.dumps(dict(r.attributes)), r.cost_center, r.created_at,
-                                             r.expires_at, r.revoked_at, r.last_used_at)
+                                             r.expires_at, r.revoked_at, r.last_used_at, r.scram_verifier)
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
             raise KeyStoreUnavailable(f"PostgreSQL: {type(error).__name__}") from None
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from gateway.identity.scram import ScramExchange
+
 AttributeValue = str | int | float | bool | tuple[str | int | float | bool, ...]
 
 
@@ -70,7 +72,8 @@ class Identity:
 class Credentials:
     """What a client presented, protocol-neutral. Secrets never appear in the repr.
 
-    `scheme` is "bearer" (a JWT in `secret`), "basic" (`username` and `secret` = an API key) or None.
+    `scheme` is "bearer" (a JWT in `secret`), "basic" (`username` and `secret` = an API key), "scram" (a
+    PostgreSQL-wire SCRAM exchange in `scram`, its client-final message in `secret`) or None.
     `session_user` is the user the client asks to act as (X-Trino-User); dev mode trusts it.
     """
 
@@ -79,6 +82,7 @@ class Credentials:
     secret: str | None = field(default=None, repr=False)
     session_user: str | None = None
     client_address: str | None = None
+    scram: ScramExchange | None = field(default=None, repr=False, compare=False)
 
     def __repr__(self) -> str:
         secret = "None" if self.secret is None else "'***'"

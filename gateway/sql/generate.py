@@ -7,6 +7,7 @@ Pure tree transformations, in order:
 - functions whose answer is the gateway's, not the engine's (version(), current_user, current_catalog, ...)
   become literals;
 - `/` gets Trino's semantics on DuckDB (integer division, DIVISION_BY_ZERO; sql/trino_semantics.py);
+- Trino's types and literals become the backend's, or NOT_SUPPORTED naming the type (sql/trino_types.py);
 - unnamed output columns get Trino's names (_col0, _col1, ...), so clients see what Trino would send.
 """
 
@@ -22,7 +23,9 @@ from gateway.catalog import INFORMATION_SCHEMA, TableName
 from gateway.metadata import catalog_column, local_columns, local_name
 from gateway.relations import Table
 from gateway.sql.barrier import fenced
+from gateway.sql.dialects import quotes_every_identifier
 from gateway.sql.trino_semantics import trino_arithmetic
+from gateway.sql.trino_types import trino_types
 
 
 @dataclass(frozen=True)
@@ -79,14 +82,16 @@ def to_backend_sql(tree: exp.Query, *, dialect: str, session: SessionValues, met
     up a table's description, for engines whose names are not all lower case. With `copy=False` the tree is
     transformed in place (for a caller that owns it)."""
     result: exp.Expr = tree.copy() if copy else tree
-    if dialect == "duckdb":  # first: operands are typed by the catalog's (gateway) table names
-        result = trino_arithmetic(result, schema=schema)
+    if dialect in ("duckdb", "postgres"):  # first: operands are typed by the catalog's (gateway) table names
+        result = trino_arithmetic(result, schema=schema, dialect=dialect)
+    result = trino_types(result, dialect=dialect)
     result = _rename_tables(result, metadata=metadata, backend_catalog=backend_catalog, tables=tables)
     result = _session_functions(result, session)
     result = name_output_columns(result)
     if output_names is not None:
         result = _rename_outputs(result, output_names)
-    return result.sql(dialect=dialect, comments=False, copy=False)  # the generator copies by default
+    return result.sql(dialect=dialect, comments=False, copy=False,  # the generator copies by default
+                      identify=quotes_every_identifier(dialect))
 
 
 def _table_name(table: exp.Table) -> TableName:

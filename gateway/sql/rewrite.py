@@ -42,6 +42,7 @@ from gateway.policy.decide import TableDecision, decide_table
 from gateway.policy.model import PolicySet
 from gateway.sql.analyze import base_tables, table_name
 from gateway.sql.barrier import fenced, fenced_source, is_reserved
+from gateway.sql.dialects import catalog_names
 from gateway.sql.masks import MaskError, mask_expression, parse_type
 
 # catalog -> schema -> table -> {column: Trino type text}, columns in table order
@@ -280,7 +281,7 @@ def _build_template(
     select = fenced(inner, [column for column, _ in columns], projections, visible, dialect=dialect)
 
     # Fully qualified, so a CTE the user names like a table in the filter cannot stand in for it.
-    select = qualify_tables(select, catalog=catalog, db=db, dialect=dialect)
+    select = qualify_tables(select, catalog=catalog, db=db, dialect=catalog_names(dialect))
     _check_policy_columns(select, schema, decision.table, dialect)
     placeholders = [p.name for p in select.find_all(exp.Placeholder)]
     if any(not name for name in placeholders):
@@ -294,7 +295,7 @@ def _policy_sql(sql: str, dialect: str, table: str) -> exp.Expr:
         condition = sqlglot.parse_one(sql, read=dialect)
     except ParseError as exc:
         raise PermissionDenied(f"row filter for {table} does not parse: {exc}") from exc
-    condition = normalize_identifiers(condition, dialect=dialect)
+    condition = normalize_identifiers(condition, dialect=catalog_names(dialect))
     if any(isinstance(node, _FORBIDDEN) and not isinstance(node, exp.Placeholder) for node in condition.walk()):
         raise PermissionDenied(f"row filter for {table} must be a condition, not a statement")
     return condition
@@ -311,7 +312,7 @@ def _check_policy_columns(select: exp.Select, schema: Catalog, table: str, diale
     mapping: dict[str, object] = dict(nested)
     try:
         # Checked on a copy: the projection names must stay as built.
-        validate_qualify_columns(qualify_columns(select.copy(), MappingSchema(mapping, dialect=dialect)))
+        validate_qualify_columns(qualify_columns(select.copy(), MappingSchema(mapping, dialect=catalog_names(dialect))))
     except OptimizeError as exc:
         raise PermissionDenied(f"policy for {table} references a column it cannot resolve: {exc}") from exc
 

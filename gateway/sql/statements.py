@@ -15,7 +15,7 @@ from sqlglot.dialects.trino import Trino
 from sqlglot.tokenizer_core import Token, TokenType
 
 from gateway.errors import NotSupported, SqlSyntaxError
-from gateway.sql.parse import STATEMENT_STARTS, not_a_statement, parse_one_statement
+from gateway.sql.parse import CLIENT_DIALECT, STATEMENT_STARTS, not_a_statement, parse_one_statement
 
 
 @dataclass(frozen=True)
@@ -115,8 +115,9 @@ _WRITES = (exp.Insert, exp.Update, exp.Delete, exp.Merge, exp.Create, exp.Drop, 
            exp.Copy)
 
 
-def classify(sql: str, *, dialect: str = "trino") -> Statement:
-    """Parse `sql` (one statement, Trino dialect unless told) and say what it is."""
+def classify(sql: str, *, dialect: str = CLIENT_DIALECT) -> Statement:
+    """Parse `sql` (one statement, in the client's dialect: Trino unless the frontend says otherwise) and say
+    what it is."""
     tree = parse_one_statement(sql, dialect=dialect)
     if isinstance(tree, exp.Query):
         return QueryStatement(tree)

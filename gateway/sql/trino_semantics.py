@@ -6,6 +6,9 @@
                                                                                   "Division by zero" when 0
     double / 0           Trino: Infinity (IEEE)                                -> left alone when the divisor
                                                                                   is known to be double/real
+    decimal / decimal    Trino: decimal(min(38, p1 + s2 + max(0, s2 - s1)),   -> exact on the unscaled
+    (or integer)         max(s1, s2)), rounded half up (DuckDB: a double)       integers (hugeint), then
+                                                                                  scaled back to that type
     CAST(s AS integer)   Trino: INVALID_CAST_ARGUMENT unless s is an integer  -> s is checked first (DuckDB
     from a string        literal (DuckDB rounds '1.5' to 2)                       rounds), the cast raises
                                                                                   "Cannot cast '…' to integer"
@@ -20,6 +23,7 @@ DuckDB; their messages are put in Trino's words where DuckDB's errors are transl
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 from sqlglot import exp
@@ -33,18 +37,26 @@ INTEGER_TEXT = r"\s*[+-]?[0-9]+\s*"  # what Trino casts to an integer type
 _FLOATING = {exp.DType.DOUBLE, exp.DType.FLOAT}
 
 
-def trino_arithmetic(tree: exp.Expr, *, schema: Mapping[str, Any] | None = None) -> exp.Expr:
-    """Rewrite `/` and text-to-integer casts in place for DuckDB (see the module docstring); returns the tree."""
+def trino_arithmetic(tree: exp.Expr, *, schema: Mapping[str, Any] | None = None,
+                     dialect: str = "duckdb") -> exp.Expr:
+    """Rewrite `/` and text-to-integer casts in place for DuckDB (see the module docstring); for PostgreSQL,
+    whose other arithmetic is Trino's already, only decimal division. Returns the tree."""
     nodes = _nodes(tree)
     if not nodes:
         return tree
-    types = _operand_types(tree, nodes, schema)
-    for node, (left, right) in zip(nodes, types, strict=True):
-        if isinstance(node, exp.Cast):
+    typed: list[exp.Expr | None] = [*(_typed_nodes(tree, nodes, schema) or [])] or [None] * len(nodes)
+    for node, copy in zip(nodes, typed, strict=True):
+        left, right = _operand_kinds(copy)
+        if dialect == "postgres":
+            if isinstance(node, exp.Div) and (shapes := _decimal_operands(copy)) is not None:
+                node.replace(_numeric_division(node.this, node.expression, *shapes))
+        elif isinstance(node, exp.Cast):
             if right in exp.DataType.TEXT_TYPES:
                 _check_integer_text(node)
         elif left in exp.DataType.INTEGER_TYPES and right in exp.DataType.INTEGER_TYPES:
             node.replace(exp.IntDiv(this=node.this, expression=node.expression))
+        elif (shapes := _decimal_operands(copy)) is not None:
+            node.replace(_decimal_division(node.this, node.expression, *shapes))
         elif not _is_floating(node.expression, right) and not _is_floating(node.this, left):
             divisor = node.expression
             guarded = exp.Case(ifs=[exp.If(this=exp.EQ(this=divisor.copy(), expression=exp.Literal.number(0)),
@@ -65,8 +77,17 @@ def _nodes(tree: exp.Expr) -> list[exp.Expr]:
 Types = tuple[exp.DType | None, exp.DType | None]
 
 
-def _operand_types(tree: exp.Expr, nodes: list[exp.Expr], schema: Mapping[str, Any] | None) -> list[Types]:
-    """(left, right) operand types of each node (a cast's: (None, its argument's)). Typed on a copy whose
+def _operand_kinds(copy: exp.Expr | None) -> Types:
+    """(left, right) operand types of a typed node (a cast's: (None, its argument's))."""
+    if copy is None:
+        return None, None
+    if isinstance(copy, exp.Cast):
+        return None, _kind(copy.this)
+    return _kind(copy.this), _kind(copy.expression)
+
+
+def _typed_nodes(tree: exp.Expr, nodes: list[exp.Expr], schema: Mapping[str, Any] | None) -> list[exp.Expr] | None:
+    """Typed copies of `nodes` (None if they cannot be paired). Typed on a copy whose
     columns are qualified against the catalog, so the tree itself keeps its shape and output names; the copy's
     nodes pair with the originals by depth-first order, which qualification does not change."""
     typed = tree.copy()
@@ -77,10 +98,125 @@ def _operand_types(tree: exp.Expr, nodes: list[exp.Expr], schema: Mapping[str, A
         typed = tree.copy()
     annotate_types(typed, schema=dict(schema) if schema else None, dialect="trino")
     copies = _nodes(typed)
-    if len(copies) != len(nodes):
-        return [(None, None)] * len(nodes)
-    return [(None, _kind(c.this)) if isinstance(c, exp.Cast) else (_kind(c.this), _kind(c.expression))
-            for c in copies]
+    return copies if len(copies) == len(nodes) else None
+
+
+Shape = tuple[int, int]  # a decimal's (precision, scale)
+_INTEGER_SHAPES: dict[exp.DType, Shape] = {exp.DType.TINYINT: (3, 0), exp.DType.SMALLINT: (5, 0),
+                                           exp.DType.INT: (10, 0), exp.DType.BIGINT: (19, 0)}
+MAX_DECIMAL_PRECISION = 38
+
+
+def literal_decimal_shape(text: str) -> Shape | None:
+    """The decimal type Trino gives a literal (1.50 is decimal(3,2), DECIMAL '0.5' decimal(1,1))."""
+    digits = text.strip().lstrip("+-")
+    whole, _, fraction = digits.partition(".")
+    if not (whole + fraction).isdigit():
+        return None
+    return max(len(whole.lstrip("0")) + len(fraction), 1), len(fraction)
+
+
+def _shape(node: exp.Expr) -> tuple[Shape, bool] | None:
+    """A division operand's decimal shape by Trino's rules, and whether it is a decimal (not an integer); None
+    where it is not known for sure (the division then stays the engine's). Only what Trino's rules derive
+    exactly: literals, typed casts and columns, integers, and +, -, *, sum() of those — never sqlglot's guess for
+    an expression, whose scale would silently change the quotient's rounding."""
+    while isinstance(node, exp.Neg | exp.Paren):
+        node = node.this
+    if isinstance(node, exp.Literal) and not node.is_string:
+        if "e" in node.name.lower():
+            return None
+        if "." in node.name:
+            shape = literal_decimal_shape(node.name)
+            return (shape, True) if shape else None
+        return ((10, 0) if abs(int(node.name)) < 2**31 else (19, 0)), False
+    if isinstance(node, exp.Add | exp.Sub | exp.Mul):
+        left, right = _shape(node.this), _shape(node.expression)
+        if left is None or right is None:
+            return None
+        (p1, s1), (p2, s2) = left[0], right[0]
+        if isinstance(node, exp.Mul):
+            shape = (min(MAX_DECIMAL_PRECISION, p1 + p2), s1 + s2)
+        else:
+            scale = max(s1, s2)
+            shape = (min(MAX_DECIMAL_PRECISION, 1 + scale + max(p1 - s1, p2 - s2)), scale)
+        return (shape, left[1] or right[1]) if shape[1] <= MAX_DECIMAL_PRECISION else None
+    if isinstance(node, exp.Sum):
+        inner = _shape(node.this)
+        return None if inner is None or not inner[1] else ((MAX_DECIMAL_PRECISION, inner[0][1]), True)
+    kind = node.type
+    if not isinstance(kind, exp.DataType):
+        return None
+    if kind.this in _INTEGER_SHAPES:
+        return _INTEGER_SHAPES[kind.this], False
+    if kind.this != exp.DType.DECIMAL or not isinstance(node, exp.Column | exp.Cast):
+        return None
+    params = [p.this if isinstance(p, exp.DataTypeParam) else p for p in kind.expressions]
+    if len(params) == 2 and all(isinstance(p, exp.Literal) and p.name.isdigit() for p in params):
+        return (int(params[0].name), int(params[1].name)), True
+    if isinstance(node, exp.Cast) and isinstance(node.this, exp.Literal) and node.this.is_string:
+        shape = literal_decimal_shape(node.this.name)  # DECIMAL '1.5'
+        return (shape, True) if shape else None
+    return None
+
+
+def _decimal_operands(copy: exp.Expr | None) -> tuple[Shape, Shape] | None:
+    if not isinstance(copy, exp.Div):
+        return None
+    left, right = _shape(copy.this), _shape(copy.expression)
+    if left is None or right is None or not (left[1] or right[1]):
+        return None
+    return left[0], right[0]
+
+
+def _result_shape(left: Shape, right: Shape) -> Shape:
+    (p1, s1), (_, s2) = left, right
+    return min(MAX_DECIMAL_PRECISION, p1 + s2 + max(0, s2 - s1)), max(s1, s2)
+
+
+def _numeric_division(dividend: exp.Expr, divisor: exp.Expr, left: Shape, right: Shape) -> exp.Expr:
+    """PostgreSQL: numeric division (exact to at least 16 digits past the point) rounded half away from zero, as
+    Trino's half up, to Trino's result type."""
+    precision, scale = _result_shape(left, right)
+    quotient = exp.Div(this=exp.cast(dividend, exp.DType.DECIMAL), expression=divisor)
+    rounded = exp.func("round", quotient, exp.Literal.number(scale))
+    return exp.cast(rounded, exp.DataType.build(f"DECIMAL({precision}, {scale})"))
+
+
+def _decimal_division(dividend: exp.Expr, divisor: exp.Expr, left: Shape, right: Shape) -> exp.Expr:
+    """dividend / divisor in Trino's decimal arithmetic: on the unscaled integers A and B, the quotient
+    A * 10^(s - s1 + s2) / B rounded half up, then given scale s. A quotient beyond hugeint overflows (an
+    error, never a rounded value)."""
+    (_, s1), (_, s2) = left, right
+    precision, scale = _result_shape(left, right)
+
+    def unscaled(value: exp.Expr, digits: int) -> exp.Expr:
+        if not digits:
+            return exp.cast(value, exp.DType.INT128)
+        # Through its text: DuckDB multiplies a decimal in its own width (decimal(13,6) * 10^6 overflows int64).
+        text = exp.cast(exp.cast(value, exp.DataType.build(f"DECIMAL({MAX_DECIMAL_PRECISION}, {digits})")),
+                        exp.DType.VARCHAR)
+        return exp.cast(exp.func("replace", text, exp.Literal.string("."), exp.Literal.string("")),
+                        exp.DType.INT128)
+
+    numerator = exp.Mul(this=unscaled(dividend, s1), expression=exp.Literal.number(10 ** (scale - s1 + s2)))
+    denominator = unscaled(divisor, s2)
+
+    def absolute(value: exp.Expr) -> exp.Expr:
+        return exp.func("abs", value.copy())
+
+    two = exp.Literal.number(2)
+    magnitude = exp.IntDiv(this=exp.paren(exp.Add(this=exp.Mul(this=two, expression=absolute(numerator)),
+                                                  expression=absolute(denominator))),
+                           expression=exp.paren(exp.Mul(this=two.copy(), expression=absolute(denominator))))
+    sign = exp.Mul(this=exp.func("sign", numerator.copy()), expression=exp.func("sign", denominator.copy()))
+    quotient: exp.Expr = exp.cast(exp.Mul(this=sign, expression=exp.paren(magnitude)),
+                        exp.DataType.build(f"DECIMAL({MAX_DECIMAL_PRECISION}, 0)"))
+    if scale:
+        unit = exp.cast(exp.Literal.string(f"{Decimal(1).scaleb(-scale):f}"),
+                        exp.DataType.build(f"DECIMAL({scale + 1}, {scale})"))
+        quotient = exp.Mul(this=quotient, expression=unit)
+    return exp.cast(exp.paren(quotient), exp.DataType.build(f"DECIMAL({precision}, {scale})"))
 
 
 def _check_integer_text(cast: exp.Cast) -> None:

@@ -1,0 +1,28 @@
+"""Starting a gateway with its PostgreSQL wire port open, for the tests/test_pgwire*.py files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from gateway.testing import free_port
+from tests.conftest import GatewayProcess
+
+
+class PgGateway:
+    """A gateway process and its pgwire port."""
+
+    def __init__(self, workdir: Path, config: dict[str, Any]) -> None:
+        self.pg_port = free_port()
+        server = {**config.get("server", {}), "pgwire_port": self.pg_port, "shutdown_grace_seconds": 2}
+        self.process = GatewayProcess(workdir, {**config, "server": server})
+        self.host = self.process.host
+
+    def dsn(self, user: str = "alice", *, dbname: str = "demo", **options: str) -> str:
+        parts = {"host": self.host, "port": str(self.pg_port), "user": user, "dbname": dbname,
+                 "connect_timeout": "10", **options}
+        quoted = {key: "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'" for key, value in parts.items()}
+        return " ".join(f"{key}={value}" for key, value in quoted.items())
+
+    def stop(self) -> None:
+        self.process.stop()
