@@ -42,6 +42,7 @@ from gateway.pg_catalog_tables import (
     UTF8_ENCODING,
     Columns,
     derived_oid,
+    function_oid,
     local_table,
     namespace_oid,
     relation_oid,
@@ -352,6 +353,10 @@ class _Rewrite:
             if oid is None:
                 raise NotFound(f'schema "{text}" does not exist', error_name="SCHEMA_NOT_FOUND")
             return exp.Literal.number(oid)
+        if target in ("regproc", "regprocedure") and (text := _literal_text(operand)) is not None:
+            # 'pg_catalog.array_in'::regproc (pgJDBC's TypeInfoCache tells arrays by typinput)
+            name = text.split("(", 1)[0].strip().lower().removeprefix("pg_catalog.")
+            return exp.Literal.number(function_oid(name))
         if target in ("oid", "regproc", "regprocedure", "xid", "cid"):
             return exp.cast(operand, "BIGINT")
         if target in ("name", "char", '"char"'):

@@ -43,3 +43,23 @@ def test_psycopg_type_lookup(gw: PgGateway) -> None:
     with psycopg.connect(gw.dsn("bob")) as connection:
         info = TypeInfo.fetch(connection, "text")
         assert info is not None and (info.oid, info.array_oid) == (25, 1009)
+
+
+PGJDBC = Path("/usr/share/java/postgresql.jar")
+PROBE = Path(__file__).parent / "pgjdbc" / "CatalogProbe.java"
+
+
+def test_pgjdbc_database_metadata(gw: PgGateway, tmp_path: Path) -> None:
+    if not PGJDBC.exists():
+        pytest.fail(f"{PGJDBC} is missing: apt-get install libpostgresql-jdbc-java (.ci/run does)")
+    subprocess.run(["javac", "-cp", str(PGJDBC), "-d", str(tmp_path), str(PROBE)], check=True, timeout=120)
+    url = f"jdbc:postgresql://{gw.host}:{gw.pg_port}/demo?user=bob"
+    done = subprocess.run(["java", "-cp", f"{PGJDBC}:{tmp_path}", "CatalogProbe", url], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "catalog=demo" in lines and "schema=tpch" in lines
+    assert "table=tpch.nation|TABLE" in lines
+    assert "column=n_nationkey|-5|int8" in lines  # java.sql.Types.BIGINT
+    assert not any(line.startswith("pk=") for line in lines)
+    assert any(line.startswith("types=") and int(line.split("=")[1]) > 20 for line in lines)

@@ -47,3 +47,8 @@ SELECT e.oid, n.nspname = ANY(current_schemas(true)), n.nspname, e.typname FROM 
 -- source: pgjdbc 42.x, TypeInfoCache.getOidStatement for an unqualified name (bound: 'int4')
 -- contains: 23
 SELECT pg_type.oid, typname   FROM pg_catalog.pg_type   LEFT   JOIN (select ns.oid as nspoid, ns.nspname, r.r           from pg_namespace as ns           join ( select s.r, (current_schemas(false))[s.r] as nspname                    from generate_series(1, array_upper(current_schemas(false), 1)) as s(r) ) as r          using ( nspname )        ) as sp     ON sp.nspoid = typnamespace  WHERE typname = 'int4'  ORDER BY sp.r, pg_type.oid DESC LIMIT 1
+
+-- name: pgjdbc TypeInfoCache.cacheSQLTypes
+-- source: pgjdbc 42.x (Debian libpostgresql-jdbc-java), TypeInfoCache.cacheSQLTypes, called by getTypeInfo
+-- contains: True | b | _int4 | 1007
+SELECT typinput='pg_catalog.array_in'::regproc as is_array, typtype, typname, pg_type.oid FROM pg_catalog.pg_type LEFT JOIN (select ns.oid as nspoid, ns.nspname, r.r from pg_namespace as ns join ( select s.r, (current_schemas(false))[s.r] as nspname from generate_series(1, array_upper(current_schemas(false), 1)) as s(r) ) as r using ( nspname ) ) as sp ON sp.nspoid = typnamespace WHERE typname = '_int4' ORDER BY sp.r, pg_type.oid DESC
