@@ -54,8 +54,8 @@ def test_errors_name_file_line_and_key(tmp_path: Path) -> None:
                            "    path: x.duckdb\nidentity: {mode: jwtt}\nlogging:\n  formt: json\n")
     messages = config_errors(path)
     assert f"{path}:3: server.port: must be an integer, not 'eighty'" in messages
-    assert (f"{path}:6: backends.demo.type: unknown backend 'duckbd' (expected one of: duckdb, postgres, snowflake)"
-            in messages)
+    assert (f"{path}:6: backends.demo.type: unknown backend 'duckbd' "
+            "(expected one of: duckdb, postgres, trino, snowflake)" in messages)
     assert any(m.startswith(f"{path}:8: identity.mode: unknown identity mode 'jwtt'") for m in messages)
     assert f"{path}:10: logging.formt: unknown key (did you mean 'format'?)" in messages
 

@@ -21,10 +21,10 @@ from typing import Any, TypeVar
 import duckdb
 
 from gateway import types as t
-from gateway.backends.base import Backend, ExecutionContext, PrefetchingExecution
+from gateway.backends.base import Backend, PrefetchingExecution
 from gateway.backends.duckdb_messages import trino_message
 from gateway.errors import BackendError, GatewayError, InsufficientResources, NotFound, QueryCanceled, UserError
-from gateway.relations import Column, Execution, Row, Table
+from gateway.relations import Column, Execution, ExecutionContext, Row, Table
 
 T = TypeVar("T")
 

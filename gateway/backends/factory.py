@@ -11,6 +11,7 @@ from gateway.backends.duckdb import DuckDBBackend
 from gateway.backends.postgres import PostgresBackend
 from gateway.backends.resilience import ResilientBackend
 from gateway.backends.settings import BackendSettings
+from gateway.backends.trino import TrinoBackend
 from gateway.demo import build_demo_database
 from gateway.metrics import Metrics
 
@@ -45,4 +46,9 @@ def _engine_backend(settings: BackendSettings, generate_demo: bool, metrics: Met
                                 password=secret_source(settings.password) if settings.password is not None else None,
                                 private_key=secrets.get("private_key"),
                                 private_key_passphrase=secrets.get("private_key_passphrase"))
+    if settings.type == "trino":
+        assert settings.trino is not None  # config validation requires it
+        return TrinoBackend(name=settings.name, settings=settings.trino, schema=settings.schema,
+                            schemas=settings.schemas, pool_size=settings.pool_size,
+                            connect_timeout_seconds=settings.connect_timeout_seconds)
     raise ValueError(f"unknown backend type {settings.type!r}")

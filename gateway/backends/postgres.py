@@ -27,7 +27,7 @@ from typing import Any
 
 import asyncpg
 
-from gateway.backends.base import Backend, ExecutionContext, PrefetchingExecution
+from gateway.backends.base import Backend, PrefetchingExecution
 from gateway.backends.credentials import Secret, SecretSource
 from gateway.backends.postgres_types import converter, result_decimal, to_sql_type
 from gateway.errors import (
@@ -41,7 +41,7 @@ from gateway.errors import (
     UserError,
 )
 from gateway.metrics import Metrics
-from gateway.relations import Column, Execution, Row, Table
+from gateway.relations import Column, Execution, ExecutionContext, Row, Table
 
 log = logging.getLogger("gateway.backends.postgres")
 

@@ -34,10 +34,10 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
-from gateway.backends.base import Backend, ExecutionContext
+from gateway.backends.base import Backend
 from gateway.errors import BackendUnavailable, GatewayError, QueryCanceled
 from gateway.metrics import Metrics
-from gateway.relations import Execution, ExecutionStats, Row, Table
+from gateway.relations import Execution, ExecutionContext, ExecutionStats, Row, Table
 
 T = TypeVar("T")
 

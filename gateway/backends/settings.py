@@ -12,6 +12,7 @@ from gateway.backends.credentials import SecretSpec, parse_secret_spec
 from gateway.backends.resilience import ResilienceSettings, parse_resilience
 from gateway.backends.snowflake_settings import KEYS as SNOWFLAKE_KEYS
 from gateway.backends.snowflake_settings import SnowflakeSettings, snowflake_settings
+from gateway.backends.trino_settings import TRINO_KEYS, TrinoSettings, trino_settings
 from gateway.config_reader import (
     Check,
     Reader,
@@ -25,7 +26,8 @@ from gateway.config_reader import (
     section_keys,
 )
 
-BACKEND_TYPES = ("duckdb", "postgres", "snowflake")
+BACKEND_TYPES = ("duckdb", "postgres", "trino", "snowflake")
+_DEFAULT_SCHEMAS = {"duckdb": "main", "trino": "default"}  # else public
 RESERVED_CATALOGS = ("system", "gateway")
 
 
@@ -45,6 +47,7 @@ class BackendSettings:
     pool_size: int = 4  # postgres: connections at most (each running query holds one)
     connect_timeout_seconds: float = 10.0  # postgres: opening one connection
     explain_analyze: bool = False  # postgres: rows and buffers from EXPLAIN (ANALYZE, BUFFERS), run twice
+    trino: TrinoSettings | None = None  # trino: its own keys (gateway/backends/trino_settings.py)
     # docs/backends-operations.md: secrets by source (never their values), pool wait, breaker, retries
     password: SecretSpec | None = None  # postgres: the DSN's password, from {env|file|command}
     credentials: Mapping[str, SecretSpec] = field(default_factory=dict)  # other secrets, by kind (private_key)
@@ -62,7 +65,7 @@ class BackendSettings:
         return masked_repr(self, ("dsn",))
 
 
-_BY_HAND = ("name", "type", "schema", "schemas", "password", "credentials", "resilience", "snowflake")
+_BY_HAND = ("name", "type", "schema", "schemas", "password", "credentials", "resilience", "trino", "snowflake")
 
 
 def default_backends(base: Path) -> dict[str, Any]:
@@ -81,8 +84,8 @@ def read_backends(r: Reader, data: Mapping[str, Any]) -> tuple[BackendSettings, 
         if (problem := identifier(name)) is not None or name in RESERVED_CATALOGS:
             r.fail(p, problem or f"catalog name {name!r} is reserved")
             continue
-        s = r.section(raw, p, section_keys(BackendSettings, skip=("name", "resilience", "snowflake"),
-                                           extra=("circuit", "retries", *SNOWFLAKE_KEYS)))
+        s = r.section(raw, p, section_keys(BackendSettings, skip=("name", "resilience", "trino", "snowflake"),
+                                           extra=("circuit", "retries", *TRINO_KEYS, *SNOWFLAKE_KEYS)))
         kind = r.get(s, (*p, "type"), str, None, BackendSettings.CHECKS["type"])
         if kind is None:
             if "type" not in s:
@@ -100,9 +103,10 @@ def read_backends(r: Reader, data: Mapping[str, Any]) -> tuple[BackendSettings, 
         operations = _operations(r, s, p, kind, values["dsn"])
         result.append(BackendSettings(
             **values, name=name, type=kind,
-            schema=r.get(s, (*p, "schema"), str, "main" if kind == "duckdb" else "public", identifier),
+            schema=r.get(s, (*p, "schema"), str, _DEFAULT_SCHEMAS.get(kind, "public"), identifier),
             schemas=tuple(schemas) if schemas is not None else None,
             **operations,
+            trino=trino_settings(r, s, p, kind),
             snowflake=snowflake_settings(r, s, p, password=operations["password"],
                                          credentials=operations["credentials"]) if kind == "snowflake" else None,
         ))

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gateway import types as t
-from gateway.backends.base import Backend, ExecutionContext, PrefetchingExecution
+from gateway.backends.base import Backend, PrefetchingExecution
 from gateway.errors import BackendError, GatewayError, NotFound, QueryCanceled, UserError
-from gateway.relations import Column, Execution, Row, Table
+from gateway.relations import Column, Execution, ExecutionContext, Row, Table
 
 T = TypeVar("T")
 

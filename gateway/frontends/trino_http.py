@@ -379,7 +379,7 @@ class TrinoFrontend:
             "processedRows": stats.rows,
             "processedBytes": stats.bytes,
             "physicalInputBytes": stats.bytes,
-            "peakMemoryBytes": 0,
+            "peakMemoryBytes": int(stats.extra.get("peak_memory_bytes", 0)),  # what a Trino backend reports
             "spilledBytes": 0,
         }
 

@@ -8,7 +8,9 @@ Pure tree transformations, in order:
   become literals;
 - `/` gets Trino's semantics on DuckDB (integer division, DIVISION_BY_ZERO; sql/trino_semantics.py);
 - Trino's types and literals become the backend's, or NOT_SUPPORTED naming the type (sql/trino_types.py);
-- unnamed output columns get Trino's names (_col0, _col1, ...), so clients see what Trino would send.
+- unnamed output columns get Trino's names (_col0, _col1, ...), so clients see what Trino would send;
+- on Trino backends the gateway's own names (`__gw_*`) get a prefix no identifier of the statement starts
+  with: another gateway downstream refuses `__gw_` names in what it receives, as any gateway does.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from sqlglot import exp
 from gateway.catalog import INFORMATION_SCHEMA, TableName
 from gateway.metadata import catalog_column, local_columns, local_name
 from gateway.relations import Table
-from gateway.sql.barrier import fenced
+from gateway.sql.barrier import RESERVED_PREFIX, fenced
 from gateway.sql.dialects import quotes_every_identifier
 from gateway.sql.trino_semantics import trino_arithmetic
 from gateway.sql.trino_types import trino_types
@@ -90,8 +92,26 @@ def to_backend_sql(tree: exp.Query, *, dialect: str, session: SessionValues, met
     result = name_output_columns(result)
     if output_names is not None:
         result = _rename_outputs(result, output_names)
+    if dialect == "trino":
+        result = _unreserved_internal_names(result)
     return result.sql(dialect=dialect, comments=False, copy=False,  # the generator copies by default
                       identify=quotes_every_identifier(dialect))
+
+
+def _unreserved_internal_names(tree: exp.Expr) -> exp.Expr:
+    """`__gw_x` -> `gwN_x`, with the smallest N no identifier of `tree` starts `gwN_` with (so no renamed name
+    can meet one of the statement's own)."""
+    identifiers = list(tree.find_all(exp.Identifier))
+    internal = [i for i in identifiers if i.name.lower().startswith(RESERVED_PREFIX)]
+    if not internal:
+        return tree
+    names = {i.name.lower() for i in identifiers}
+    n = 0
+    while any(name.startswith(f"gw{n}_") for name in names):
+        n += 1
+    for identifier in internal:
+        identifier.set("this", f"gw{n}_{identifier.name[len(RESERVED_PREFIX):]}")
+    return tree
 
 
 def _table_name(table: exp.Table) -> TableName:

@@ -7,7 +7,7 @@ Built-ins are modelled on Apache Ranger's mask types:
     email_domain  'xxxx@domain'; NULL when the value has no '@'                (strings)
     hash          keyed hash: lower-case hex sha256(k || sha256(k || value)), k   (strings)
                   derived from the deployment's mask key (gateway/mask_key.py); the same
-                  digest on every backend (PostgreSQL hashes the UTF-8 bytes of the text)
+                  digest on every backend (PostgreSQL and Trino hash the UTF-8 bytes of the text)
     year_only     truncated to 1 January of its year                           (date, timestamp)
     null          NULL                                                         (any type)
 
@@ -109,6 +109,9 @@ def keyed_hash(value: exp.Expr, hash_key: str, dialect: str) -> exp.Expr:
         if dialect == "postgres":  # sha256 takes bytea there, and answers bytea
             utf8 = exp.func("convert_to", keyed, exp.Literal.string("UTF8"))
             return exp.func("encode", exp.func("sha256", utf8), exp.Literal.string("hex"))
+        if dialect == "trino":  # sha256 takes varbinary there, answers varbinary; to_hex writes upper case
+            digest = exp.Anonymous(this="sha256", expressions=[exp.Anonymous(this="to_utf8", expressions=[keyed])])
+            return exp.Lower(this=exp.Anonymous(this="to_hex", expressions=[digest]))
         return exp.SHA2(this=keyed, length=_number(256))
 
     return sha256_keyed(sha256_keyed(exp.Cast(this=value.copy(), to=exp.DataType.build("varchar"))))
