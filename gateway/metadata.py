@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import duckdb
 
+from gateway import pg_catalog_tables
 from gateway.backends.base import Backend
 from gateway.backends.duckdb import DuckDBEngine, describe_tables
 from gateway.catalog import INFORMATION_SCHEMA, SYSTEM_CATALOG, CatalogSnapshot, TableName
@@ -154,18 +154,15 @@ def build_metadata(backend_tables: dict[str, list[Table]], *, workers: int = 4) 
     catalogs[SYSTEM_CATALOG] = [*system, *info]
     snapshot = CatalogSnapshot(catalogs)
     connection = duckdb.connect(config={"enable_external_access": False})
-    for statement in _ddl():
+    for statement in [*_ddl(), *pg_catalog_tables.ddl()]:
         connection.execute(statement)
     _fill(connection, snapshot, connectors={**{n: "duckdb" for n in backend_tables}, SYSTEM_CATALOG: "system"})
+    pg_catalog_tables.fill(connection, snapshot, backend_tables)  # the PostgreSQL view (gateway/pg_catalog.py)
     connection.execute("SET lock_configuration = true")
     return MetadataTables(snapshot=snapshot, engine=DuckDBEngine(connection, label="metadata", workers=workers))
 
 
-def _insert(connection: duckdb.DuckDBPyConnection, table: str, rows: Iterable[tuple[object, ...]]) -> None:
-    rows = list(rows)
-    if rows:
-        marks = ", ".join("?" * len(rows[0]))
-        connection.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
+_insert = pg_catalog_tables.insert_rows  # one statement per table, not per row
 
 
 def _fill(connection: duckdb.DuckDBPyConnection, snapshot: CatalogSnapshot, *, connectors: dict[str, str]) -> None:

@@ -87,6 +87,8 @@ class Metrics:
                                          ["outcome"], registry=r)
         self.catalog_tables = Gauge("gateway_catalog_tables", "Tables known per catalog", ["catalog"],
                                     registry=r)
+        self.pg_catalog_queries = Counter("gateway_pg_catalog_queries", "PostgreSQL-dialect statements answered "
+                                          "from the emulated pg_catalog / information_schema", registry=r)
         # HTTP connections (gateway/connection_guard.py)
         self.http_connections_open = Gauge("gateway_http_connections_open", "Open client connections", registry=r)
         self.http_connections_closed = Counter(

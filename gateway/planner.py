@@ -28,6 +28,7 @@ from gateway.errors import USER_ERROR, GatewayError, InternalError, NotFound, No
 from gateway.identity import Identity
 from gateway.mask_key import MaskKey
 from gateway.metrics import Metrics
+from gateway.pg_catalog import PG_DIALECT, pg_facts, plan_catalog_query, show_as_query
 from gateway.planner_show_explain import SHOW_FORMS, plan_explain, plan_show
 from gateway.policy.decide import decide_table
 from gateway.policy.model import PolicySet
@@ -104,7 +105,9 @@ class Planner:
     def plan(self, sql: str, *, session: Session, identity: Identity, snapshot: CatalogSnapshot,
              policy: PolicyContext) -> Plan:
         key = (sql, session.dialect, session.catalog, session.schema, session.time_zone, session.source,
-               tuple(sorted(session.prepared_statements.items())), identity, policy.policy.version, id(snapshot))
+               tuple(sorted(session.prepared_statements.items())), identity, policy.policy.version, id(snapshot),
+               # PostgreSQL catalog answers include the session's settings (current_setting, pg_settings)
+               tuple(sorted(session.properties.items())) if session.dialect == PG_DIALECT else ())
         with self._lock:
             cached = self._plans.get(key)
         if cached is not None:
@@ -168,6 +171,8 @@ class _Planning:
         """Every statement text passes here (body, prepared statement, EXECUTE IMMEDIATE): bounded first.
         `parameters`: a prepared query, whose `?` are numbered by their place in the text before parsing."""
         self.planner.limits.check_text(text)
+        if self.session.dialect == PG_DIALECT and (show := show_as_query(text)) is not None:
+            text = show
         return st.classify(number_placeholders(text) if parameters else text, dialect=self.session.dialect)
 
     def statement(self, statement: st.Statement) -> Plan:
@@ -223,6 +228,8 @@ class _Planning:
         self.planner.limits.check_tree(tree)
         session = self.session
         planner = self.planner
+        if session.dialect == PG_DIALECT and (catalog_plan := self._pg_catalog(tree, kind)) is not None:
+            return catalog_plan
         resolved = resolve_query(tree, catalog=session.catalog, schema=session.schema, snapshot=self.snapshot,
                                  default_catalog=planner.default_catalog)
         check_functions(resolved.tree, dialect=session.dialect)
@@ -250,6 +257,19 @@ class _Planning:
         return Plan(kind, target=resolved.target, sql=sql, tables=resolved.tables, rules=rewritten.rules_applied,
                     policy_version=rewritten.policy_version, columns_read=columns, deterministic=deterministic,
                     restricted=rewritten.restricted)
+
+    def _pg_catalog(self, tree: exp.Query, kind: str) -> Plan | None:
+        """A PostgreSQL-dialect query over pg_catalog / information_schema (gateway/pg_catalog.py)."""
+        session, planner = self.session, self.planner
+        visible = planner.visibility(self.identity, session.source, self.snapshot, self.policy.policy)
+        facts = pg_facts(session, default_catalog=planner.default_catalog, version=planner.version)
+        answer = plan_catalog_query(tree, facts, visible, lambda t: check_functions(t, dialect=PG_DIALECT))
+        if answer is None:
+            return None
+        planner.metrics.pg_catalog_queries.inc()
+        return Plan(kind, target=METADATA_TARGET, sql=answer.sql, tables=answer.tables,
+                    rules=("pg_catalog restricted to readable tables",), policy_version=self.policy.policy.version,
+                    restricted=True)
 
     def describe_output(self, name: str) -> Plan:
         inner = self.classify(self._prepared_text(name))
