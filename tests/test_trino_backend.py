@@ -333,3 +333,59 @@ async def ping_once(backend: TrinoBackend) -> None:
         await backend.ping()
     finally:
         await backend.close()
+
+
+@pytest.mark.slow
+def test_a_rotated_secret_file_is_used_by_the_next_query_and_the_old_one_never_again(
+        demo_database: Path, tmp_path: Path) -> None:
+    """`password: {file: ...}` (a Kubernetes Secret mounted as a file): replacing the file's content changes
+    the credentials of the next request, with no restart; after a refusal the file is read again at once."""
+    from gateway.backends.credentials import SecretSpec, secret_source
+
+    config = inner_config(demo_database, tmp_path / "inner-policies")
+    keys = api_keys_file(tmp_path / "keys.json", {"svc": {"groups": ["bi-service"]}})
+    config["identity"] = {"mode": "api_keys", "api_keys": {"file": str(tmp_path / "keys.json")}}
+    inner = GatewayProcess(tmp_path / "inner", config)
+    secret = tmp_path / "secret" / "password"
+    secret.parent.mkdir()
+
+    def mount(value: str) -> None:  # as the kubelet does: a new file, then an atomic rename over the old one
+        staged = secret.with_suffix(".new")
+        staged.write_text(value)
+        staged.replace(secret)
+
+    async def scenario() -> None:
+        backend = TrinoBackend(
+            name="demo", settings=TrinoSettings(url=inner.url, user="svc", catalog="demo", allow_insecure_auth=True),
+            password=secret_source(SecretSpec(kind="file", file=secret, check_seconds=0.05)))
+        try:
+            mount(keys["svc"])
+            await backend.ping()
+            mount("an-old-key-revoked-since")
+            await asyncio.sleep(0.1)
+            with pytest.raises(BackendError, match=r"refused the gateway's credentials"):
+                await backend.ping()  # the new content is what was sent: the previous key is not reused
+            mount(keys["svc"])
+            await backend.ping()  # refused once, so the file is read again without waiting for its check
+        finally:
+            await backend.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        inner.stop()
+    assert keys["svc"] not in inner.log()
+
+
+def test_a_trino_password_needs_https_unless_insecure_auth_is_allowed(tmp_path: Path) -> None:
+    from gateway.config import ConfigError, load_settings
+
+    path = tmp_path / "gateway.yaml"
+    backend = {"type": "trino", "url": "http://trino.internal:8080", "user": "svc",
+               "password": {"file": str(tmp_path / "password")}}
+    path.write_text(yaml.safe_dump({"backends": {"t": backend}}))
+    with pytest.raises(ConfigError, match="must be https://"):
+        load_settings(path, environ={})
+    path.write_text(yaml.safe_dump({"backends": {"t": {**backend, "allow_insecure_auth": True}}}))
+    settings = load_settings(path, environ={})
+    assert settings.backends[0].password is not None and settings.backends[0].trino is not None

@@ -48,7 +48,10 @@ def _engine_backend(settings: BackendSettings, generate_demo: bool, metrics: Met
                                 private_key_passphrase=secrets.get("private_key_passphrase"))
     if settings.type == "trino":
         assert settings.trino is not None  # config validation requires it
+        token = settings.credentials.get("token")
         return TrinoBackend(name=settings.name, settings=settings.trino, schema=settings.schema,
                             schemas=settings.schemas, pool_size=settings.pool_size,
-                            connect_timeout_seconds=settings.connect_timeout_seconds)
+                            connect_timeout_seconds=settings.connect_timeout_seconds,
+                            password=secret_source(settings.password) if settings.password is not None else None,
+                            token=secret_source(token) if token is not None else None)
     raise ValueError(f"unknown backend type {settings.type!r}")

@@ -106,17 +106,35 @@ def read_backends(r: Reader, data: Mapping[str, Any]) -> tuple[BackendSettings, 
             schema=r.get(s, (*p, "schema"), str, _DEFAULT_SCHEMAS.get(kind, "public"), identifier),
             schemas=tuple(schemas) if schemas is not None else None,
             **operations,
-            trino=trino_settings(r, s, p, kind),
+            trino=_trino(r, s, p, kind, operations),
             snowflake=snowflake_settings(r, s, p, password=operations["password"],
                                          credentials=operations["credentials"]) if kind == "snowflake" else None,
         ))
     return tuple(result)
 
 
+def _trino(r: Reader, s: Mapping[str, Any], p: tuple[str, ...], kind: str,
+           operations: Mapping[str, Any]) -> TrinoSettings | None:
+    """The Trino keys, and: a rotating secret (`password:` for Basic auth with `user`, `credentials.token` for a
+    bearer token) crosses the network only over https, as password_env and token_env do."""
+    settings = trino_settings(r, s, p, kind)
+    if settings is None:
+        return None
+    rotating = operations["password"] is not None or "token" in operations["credentials"]
+    if rotating and not settings.url.startswith("https://") and not settings.allow_insecure_auth:
+        r.fail((*p, "url"), "must be https:// when a password or token is set (credentials would cross the "
+                            "network in clear text); allow_insecure_auth: true overrides this for tests")
+        return None
+    if rotating and (settings.password_env is not None or settings.token_env is not None):
+        r.fail((*p, "password"), "is given twice: use password/credentials.token or password_env/token_env")
+        return None
+    return settings
+
+
 def _operations(r: Reader, s: Mapping[str, Any], p: tuple[str, ...], kind: str, dsn: str | None) -> dict[str, Any]:
     """Secrets, circuit breaker and retries of one backend (docs/backends-operations.md)."""
     password = _secret(r, s.get("password"), (*p, "password"))
-    if password is not None and kind not in ("postgres", "snowflake"):
+    if password is not None and kind not in ("postgres", "snowflake", "trino"):
         r.fail((*p, "password"), f"is not used by a {kind} backend")
     if password is not None and dsn is not None and mask_url(dsn) != dsn:
         r.fail((*p, "password"), "is given twice: remove the password from the dsn")

@@ -36,6 +36,7 @@ from typing import Any
 import httpx
 
 from gateway.backends.base import Backend, Column, Execution, ExecutionContext, ExecutionStats, Row, Table
+from gateway.backends.credentials import SecretSource
 from gateway.backends.trino_settings import TrinoSettings, read_secret
 from gateway.backends.trino_types import row_decoder, to_sql_type, type_from_text
 from gateway.errors import (
@@ -139,9 +140,15 @@ class TrinoBackend(Backend):
 
     def __init__(self, *, name: str, settings: TrinoSettings, schema: str | None = None,
                  schemas: Sequence[str] | None = None, pool_size: int = 4,
-                 connect_timeout_seconds: float = 10.0) -> None:
+                 connect_timeout_seconds: float = 10.0, password: SecretSource | None = None,
+                 token: SecretSource | None = None) -> None:
         super().__init__(name=name)
         self.settings = settings
+        # Rotating secrets (gateway.backends.credentials): read before each request is sent, so a rotated file
+        # or command output is used by the next query; password_env / token_env are read at each query.
+        self._password_source, self._token_source = password, token
+        self._password: str | None = None
+        self._token: str | None = None
         self._schema = schema
         self._schemas = list(schemas) if schemas is not None else None
         self._pool_size = pool_size
@@ -170,12 +177,25 @@ class TrinoBackend(Backend):
                 follow_redirects=False)
         return self._client
 
+    async def refresh_credentials(self) -> None:
+        """Take the current value of each rotating secret (a cached read unless its source changed)."""
+        if self._password_source is not None:
+            self._password = (await self._password_source.current()).value
+        if self._token_source is not None:
+            self._token = (await self._token_source.current()).value
+
+    def credentials_refused(self) -> None:
+        """Trino refused the secret: the next query reads its source again instead of the cached value."""
+        for source in (self._password_source, self._token_source):
+            if source is not None:
+                source.invalidate()
+
     def authorization(self) -> str | None:
         """The Authorization header value, read at each query (so a changed secret is used at once)."""
-        token = read_secret(self.settings.token_env)
+        token = self._token if self._token_source is not None else read_secret(self.settings.token_env)
         if token is not None:
             return f"Bearer {token}"
-        password = read_secret(self.settings.password_env)
+        password = self._password if self._password_source is not None else read_secret(self.settings.password_env)
         if password is not None:
             pair = f"{self.settings.user}:{password}".encode()
             return f"Basic {base64.b64encode(pair).decode('ascii')}"
@@ -290,6 +310,7 @@ class TrinoExecution(Execution):
             await backend._slots.acquire()
             self._holds_slot = True
         self._check_cancelled()
+        await backend.refresh_credentials()
         headers = backend.headers(self._context, self._time_limit)
         response = await self._request("POST", f"{backend.settings.url}/v1/statement", headers=headers,
                                        content=self._sql.encode())
@@ -347,6 +368,8 @@ class TrinoExecution(Execution):
                 break
             await asyncio.sleep(0.05 * 2**attempt)
         if response.status_code != 200:
+            if response.status_code in (401, 403):
+                self._backend.credentials_refused()
             raise _status_error(response)
         return response
 

@@ -18,17 +18,12 @@ from typing import Any
 
 from sqlglot import exp
 
+from gateway.pg_types import pg_type_for
 from gateway.types import SqlType
 
 BOOL, BYTEA, INT8, INT2, INT4, TEXT, FLOAT4, FLOAT8, UNKNOWN = 16, 17, 20, 21, 23, 25, 700, 701, 705
 VARCHAR, DATE, TIME, TIMESTAMP, TIMESTAMPTZ, NUMERIC, UUID, BPCHAR = 1043, 1082, 1083, 1114, 1184, 1700, 2950, 1042
 INTERVAL, JSON_OID, JSONB = 1186, 114, 3802
-
-_BY_NAME = {"boolean": (BOOL, 1), "tinyint": (INT2, 2), "smallint": (INT2, 2), "integer": (INT4, 4),
-            "bigint": (INT8, 8), "real": (FLOAT4, 4), "double": (FLOAT8, 8), "decimal": (NUMERIC, -1),
-            "varchar": (VARCHAR, -1), "char": (BPCHAR, -1), "varbinary": (BYTEA, -1), "date": (DATE, 4),
-            "time": (TIME, 8), "timestamp": (TIMESTAMP, 8), "timestamp with time zone": (TIMESTAMPTZ, 8),
-            "uuid": (UUID, 16)}
 
 # The PostgreSQL type names clients write in casts or Parse, for the parameter types the gateway decodes.
 TYPE_NAMES = {BOOL: "boolean", BYTEA: "bytea", INT8: "bigint", INT2: "smallint", INT4: "integer", TEXT: "text",
@@ -46,8 +41,10 @@ POSTGRES_EPOCH_UTC = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 
 
 def oid_of(sql_type: SqlType) -> tuple[int, int]:
-    """(type OID, type size) of a gateway type; `text` for the types PostgreSQL clients cannot decode."""
-    return _BY_NAME.get(sql_type.name, (TEXT, -1))
+    """(type OID, type size) of a gateway type; `text` for the types PostgreSQL clients cannot decode. The one
+    table is `gateway.pg_types`, which pg_catalog describes columns with too."""
+    described = pg_type_for(sql_type)
+    return described.oid, described.typlen
 
 
 def oid_for_type_name(name: str) -> int:
