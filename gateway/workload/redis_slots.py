@@ -178,11 +178,7 @@ class RedisSlots(SlotPool):
         else:
             self._waiting[ticket.id] = ticket
             self._wake.set()
-        try:
-            await ticket.admitted
-        except asyncio.CancelledError:
-            self.release(ticket)
-            raise
+        await self.wait_admitted(ticket)
 
     def release(self, ticket: Ticket) -> None:
         if ticket.id in self._enqueuing:  # `acquire` gives the entry back when the script returns

@@ -96,6 +96,15 @@ KillHandler = Callable[[str, str], None]  # (query id, message)
 class SlotPool(abc.ABC):
     on_kill: KillHandler | None = None  # called for kill requests other replicas send to this one
 
+    async def wait_admitted(self, ticket: Ticket) -> None:
+        """Wait for `ticket`'s slot. A waiter cancelled meanwhile (its client left, it was killed) gives its
+        place or its slot back through `release`, whichever pool held it: the one rule for every pool."""
+        try:
+            await ticket.admitted
+        except asyncio.CancelledError:
+            self.release(ticket)
+            raise
+
     @abc.abstractmethod
     async def acquire(self, ticket: Ticket) -> None:
         """Return once `ticket` runs. Raises QUERY_QUEUE_FULL when it cannot run and its group's queue is
@@ -156,11 +165,7 @@ class LocalSlots(SlotPool):
                 raise queue_full(ticket.group)
 
     async def wait(self, ticket: Ticket) -> None:
-        try:
-            await ticket.admitted
-        except asyncio.CancelledError:
-            self.release(ticket)
-            raise
+        await self.wait_admitted(ticket)
 
     def release(self, ticket: Ticket) -> None:
         if ticket.state is TicketState.QUEUED and ticket in self._queue:
