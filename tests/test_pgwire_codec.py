@@ -26,6 +26,7 @@ from tests.pgwire_support import PgGateway
 
 MAX_MESSAGE = 4096
 MAX_CONNECTIONS = 4
+MAX_PREPARED = 5
 DECODERS = (pm.startup_parameters, pm.cancel_request, pm.decode_query, pm.decode_parse, pm.decode_bind,
             pm.decode_describe, pm.decode_close, pm.decode_execute, pm.decode_password, pm.decode_sasl_initial)
 
@@ -87,7 +88,8 @@ def test_binary_values_round_trip(typed: tuple[int, object]) -> None:
 @pytest.fixture(scope="module")
 def bounded(demo_database: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgGateway]:
     server = {"pgwire_max_message_bytes": MAX_MESSAGE, "pgwire_startup_timeout_seconds": 1,
-              "pgwire_idle_timeout_seconds": 2, "pgwire_max_connections": MAX_CONNECTIONS}
+              "pgwire_idle_timeout_seconds": 2, "pgwire_max_connections": MAX_CONNECTIONS,
+              "pgwire_max_prepared": MAX_PREPARED}
     gateway = PgGateway(tmp_path_factory.mktemp("pgwire-codec"), demo_config(demo_database, server=server))
     yield gateway
     gateway.stop()
@@ -211,3 +213,36 @@ def test_connections_beyond_the_bound_are_refused_53300_even_while_others_are_st
     time.sleep(0.2)
     with psycopg.connect(bounded.dsn()) as connection:  # the slots are free again
         assert connection.execute("SELECT 1").fetchone() == (1,)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(names=st.lists(st.from_regex(r"s[a-z0-9]{1,8}", fullmatch=True), min_size=1, max_size=2 * MAX_PREPARED,
+                      unique=True))
+def test_named_statements_are_bounded_per_connection(bounded: PgGateway, names: list[str]) -> None:
+    """Any number of distinct names: each fits until the bound, then Parse gets 53400 and the connection
+    stays usable; a name already kept gets PostgreSQL's own answer (42P05), not the bound's."""
+    with socket.create_connection((bounded.host, bounded.pg_port), timeout=10) as sock:
+        sock.sendall(startup())
+        assert b"Z" in read_until_ready(sock)
+        refused = 0
+        for name in names:
+            sock.sendall(frame(b"P", name.encode() + b"\x00SELECT 1\x00\x00\x00") + frame(b"S", b""))
+            answer = read_until_ready(sock)
+            refused += b"53400" in answer
+        assert refused == max(0, len(names) - MAX_PREPARED)
+        sock.sendall(frame(b"P", names[0].encode() + b"\x00SELECT 2\x00\x00\x00") + frame(b"S", b""))
+        again = read_until_ready(sock)
+        assert b"42P05" in again and b"53400" not in again
+
+
+def read_until_ready(sock: socket.socket) -> bytes:
+    """Messages up to and including ReadyForQuery."""
+    sock.settimeout(10)
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        assert chunk, "the gateway closed the connection"
+        data += chunk
+        at = data.rfind(b"Z\x00\x00\x00\x05")
+        if at != -1 and len(data) >= at + 6:
+            return data

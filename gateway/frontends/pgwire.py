@@ -22,7 +22,7 @@ import logging
 import secrets
 import ssl
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Sized
 from dataclasses import dataclass, field, replace
 
 from sqlglot import exp
@@ -504,8 +504,17 @@ class PgConnection:
             given = parse.parameter_types[index] if index < len(parse.parameter_types) else 0
             cast = casts.get(index + 1)
             types.append(given or (pt.oid_for_type_name(cast) if cast else pt.TEXT))
+        if parse.name not in self.statements:
+            self._room_for(self.statements, "prepared statements")
         self.statements[parse.name] = Prepared(sql=sql, command=command, parameter_types=tuple(types))
         self.writer.write(pm.PARSE_COMPLETE)
+
+    def _room_for(self, kept: Sized, what: str) -> None:
+        """One more named statement or portal fits under server.pgwire_max_prepared (each may hold up to a
+        message's worth of SQL: without a bound a client could grow the gateway's memory name by name)."""
+        if len(kept) >= self.settings.pgwire_max_prepared:
+            raise ClientError("53400", f"too many {what} on this connection (server.pgwire_max_prepared = "
+                                       f"{self.settings.pgwire_max_prepared}); close or deallocate some")
 
     def _statement(self, name: str) -> Prepared:
         statement = self.statements.get(name)
@@ -529,6 +538,8 @@ class PgConnection:
         old = self.portals.pop(bind.portal, None)
         if old is not None and old.run is not None:
             await old.run.cancel()
+        if bind.portal not in self.portals:
+            self._room_for(self.portals, "portals")
         self.portals[bind.portal] = Portal(sql=sql, command=statement.command, result_formats=bind.result_formats)
         self.writer.write(pm.BIND_COMPLETE)
 
@@ -762,6 +773,7 @@ class PgConnection:
             raise ClientError("25P01", "DECLARE CURSOR can only be used in transaction blocks")
         if command.name in self.portals:
             raise ClientError("42P03", f'cursor "{command.name[:64]}" already exists')
+        self._room_for(self.portals, "cursors")
         cursor = Portal(sql=command.query, command=None)
         await self._start(cursor)
         self.portals[command.name] = cursor

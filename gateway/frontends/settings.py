@@ -45,6 +45,7 @@ class ServerSettings:
     pgwire_startup_timeout_seconds: float = 10.0  # connect to authenticated
     pgwire_idle_timeout_seconds: float = 3600.0  # waiting for the next message between statements
     pgwire_max_connections: int = 1024
+    pgwire_max_prepared: int = 1000  # named prepared statements, and portals/cursors, each, per connection
 
     CHECKS: ClassVar[Mapping[str, Check]] = {
         "port": port_number, "max_request_bytes": positive, "header_timeout_seconds": positive,
@@ -52,7 +53,7 @@ class ServerSettings:
         "shutdown_delivery_seconds": positive, "workers": positive, "internal_url": http_url,
         "forward_timeout_seconds": positive, "replica_ttl_seconds": positive, "pgwire_port": port_number,
         "pgwire_startup_timeout_seconds": positive,
-        "pgwire_idle_timeout_seconds": positive, "pgwire_max_connections": positive,
+        "pgwire_idle_timeout_seconds": positive, "pgwire_max_connections": positive, "pgwire_max_prepared": positive,
     }
     SIZES: ClassVar[frozenset[str]] = frozenset({"max_header_bytes", "pgwire_max_message_bytes"})
 
