@@ -138,7 +138,8 @@ class Gateway:
         self.audit = build_trail(settings.audit, self.metrics)
         self.audit_backend = self.audit.store.backend(AUDIT_CATALOG)  # auditors' SQL: gateway.audit.*
         catalogs = {**self.backends, AUDIT_CATALOG: self.audit_backend}
-        self.catalog = CatalogService(catalogs, self.metrics)
+        self.catalog = CatalogService(catalogs, self.metrics,
+                                      postgres_catalog=settings.server.pgwire_port is not None)
         self.policies = PolicyStore(settings.policies.dir, self.metrics)
         self.policies.load()  # invalid policies: the gateway does not start (PolicyError, file:line)
         self.costs = CostStore(settings.policies.dir, self.metrics)

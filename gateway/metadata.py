@@ -147,17 +147,21 @@ def _metadata_table_shapes() -> tuple[list[Table], list[Table]]:
     return info, system
 
 
-def build_metadata(backend_tables: dict[str, list[Table]], *, workers: int = 4) -> MetadataTables:
-    """Snapshot every catalog (backends' tables plus metadata tables) and load the metadata engine."""
+def build_metadata(backend_tables: dict[str, list[Table]], *, workers: int = 4,
+                   postgres_catalog: bool = True) -> MetadataTables:
+    """Snapshot every catalog (backends' tables plus metadata tables) and load the metadata engine.
+    `postgres_catalog`: also build pg_catalog and PostgreSQL's information_schema (only PostgreSQL-wire
+    sessions read them: a gateway without a pgwire port skips that work at every refresh)."""
     info, system = _metadata_table_shapes()
     catalogs = {name: [*tables, *info] for name, tables in backend_tables.items()}
     catalogs[SYSTEM_CATALOG] = [*system, *info]
     snapshot = CatalogSnapshot(catalogs)
     connection = duckdb.connect(config={"enable_external_access": False})
-    for statement in [*_ddl(), *pg_catalog_tables.ddl()]:
+    for statement in [*_ddl(), *(pg_catalog_tables.ddl() if postgres_catalog else [])]:
         connection.execute(statement)
     _fill(connection, snapshot, connectors={**{n: "duckdb" for n in backend_tables}, SYSTEM_CATALOG: "system"})
-    pg_catalog_tables.fill(connection, snapshot, backend_tables)  # the PostgreSQL view (gateway/pg_catalog.py)
+    if postgres_catalog:
+        pg_catalog_tables.fill(connection, snapshot, backend_tables)  # the PostgreSQL view (gateway/pg_catalog.py)
     connection.execute("SET lock_configuration = true")
     return MetadataTables(snapshot=snapshot, engine=DuckDBEngine(connection, label="metadata", workers=workers))
 
@@ -224,9 +228,10 @@ def _jdbc_types() -> list[tuple[object, ...]]:
 class CatalogService:
     """Keeps the current `MetadataTables`, rebuilt from the backends on demand (start, periodic refresh)."""
 
-    def __init__(self, backends: dict[str, Backend], metrics: Metrics) -> None:
+    def __init__(self, backends: dict[str, Backend], metrics: Metrics, *, postgres_catalog: bool = True) -> None:
         self._backends = backends
         self._metrics = metrics
+        self._postgres_catalog = postgres_catalog
         self._current: MetadataTables | None = None
         self._tables: dict[str, list[Table]] | None = None
 
@@ -245,7 +250,8 @@ class CatalogService:
                 self._metrics.catalog_refreshes.labels("unchanged").inc()
                 return
             loop = asyncio.get_running_loop()
-            fresh = await loop.run_in_executor(None, lambda: build_metadata(tables))
+            fresh = await loop.run_in_executor(
+                None, lambda: build_metadata(tables, postgres_catalog=self._postgres_catalog))
         except Exception:
             self._metrics.catalog_refreshes.labels("failed").inc()
             raise
