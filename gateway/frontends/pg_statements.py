@@ -19,6 +19,10 @@ from sqlglot.tokenizer_core import TokenType
 
 from gateway.errors import SqlSyntaxError
 
+# The same transaction commands the Trino side classifies (re-exported: pgwire dispatches on them here).
+from gateway.sql.statements import EndTransaction as EndTransaction
+from gateway.sql.statements import StartTransaction as StartTransaction
+
 DIALECT = "postgres"
 
 
@@ -43,16 +47,6 @@ _LEADING = re.compile(r"\A(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?\*/)*", re.S)
 
 def _strip_comments(text: str) -> str:
     return text[_LEADING.match(text).end():].strip()  # type: ignore[union-attr]
-
-
-@dataclass(frozen=True)
-class Begin:
-    read_only: bool
-
-
-@dataclass(frozen=True)
-class End:
-    commit: bool
 
 
 @dataclass(frozen=True)
@@ -93,7 +87,8 @@ class Deallocate:
     name: str | None  # None: ALL
 
 
-Command = Begin | End | SetParameter | ShowParameter | Declare | Fetch | CloseCursor | Discard | Deallocate
+Command = (StartTransaction | EndTransaction | SetParameter | ShowParameter | Declare | Fetch | CloseCursor | Discard
+           | Deallocate)
 
 _NAME = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
 _BEGIN = re.compile(r"(?:BEGIN|START\s+TRANSACTION)(?:\s+(?:WORK|TRANSACTION))?(?P<modes>(?:\s|,|[A-Za-z])*)\Z",
@@ -135,9 +130,9 @@ def command_of(text: str) -> Command | None:
     sql = _strip_comments(text).rstrip(";").strip()
     if (match := _BEGIN.match(sql)) is not None:
         modes = match.group("modes").upper()
-        return Begin(read_only="READ WRITE" not in " ".join(modes.split()))
+        return StartTransaction(read_only="READ WRITE" not in " ".join(modes.split()))
     if (match := _END.match(sql)) is not None:
-        return End(commit=match.group("word").upper() in ("COMMIT", "END"))
+        return EndTransaction(commit=match.group("word").upper() in ("COMMIT", "END"))
     if _SET_TRANSACTION.match(sql) is not None:
         return SetParameter("transaction", None)
     if (match := _SET_TIME_ZONE.match(sql)) is not None:

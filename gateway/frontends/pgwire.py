@@ -603,7 +603,7 @@ class PgConnection:
     async def _run_portal(self, portal: Portal, *, max_rows: int, describe: bool) -> None:
         """Execute a portal: a connection command, or rows of its pipeline run (at most `max_rows`, then
         PortalSuspended; 0 = all). `describe`: send the RowDescription first (simple query, FETCH)."""
-        if self.status == "E" and not isinstance(portal.command, ps.End):
+        if self.status == "E" and not isinstance(portal.command, ps.EndTransaction):
             raise ClientError("25P02", "current transaction is aborted, commands ignored until end of "
                                        "transaction block")
         if portal.command is not None:
@@ -708,12 +708,12 @@ class PgConnection:
 
     async def _command(self, command: ps.Command, *, describe: bool) -> None:
         write = self.writer.write
-        if isinstance(command, ps.Begin):
+        if isinstance(command, ps.StartTransaction):
             if self.status != "I":
                 write(pm.notice_response("there is already a transaction in progress"))
             self.status = "T"
             write(pm.command_complete("BEGIN"))
-        elif isinstance(command, ps.End):
+        elif isinstance(command, ps.EndTransaction):
             if self.status == "I":
                 write(pm.notice_response("there is no transaction in progress"))
             tag = "COMMIT" if command.commit and self.status != "E" else "ROLLBACK"
