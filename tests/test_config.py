@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gateway.backends.settings import ENGINE_KEYS
 from gateway.config import ConfigError, load_settings
 
 
@@ -168,3 +169,18 @@ def test_config_command_masks_the_dsn(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "postgresql://reader:***@db/wh" in done.stdout and "hunter2x" not in done.stdout
+
+
+ENGINE_ONLY_KEYS = sorted(ENGINE_KEYS["trino"] | ENGINE_KEYS["snowflake"])
+
+
+@given(kind=st.sampled_from(["duckdb", "postgres", "trino", "snowflake"]), key=st.sampled_from(ENGINE_ONLY_KEYS))
+def test_an_engine_key_on_another_engines_backend_is_refused(kind: str, key: str) -> None:
+    environ = {"GATEWAY__BACKENDS__B__TYPE": kind, f"GATEWAY__BACKENDS__B__{key.upper()}": "x"}
+    try:
+        load_settings(None, environ=environ)
+        messages: list[str] = []
+    except ConfigError as error:
+        messages = error.messages
+    misplaced = [m for m in messages if f"backends.b.{key}: applies to" in m]
+    assert bool(misplaced) == (key not in ENGINE_KEYS.get(kind, frozenset()))

@@ -91,6 +91,7 @@ def read_backends(r: Reader, data: Mapping[str, Any]) -> tuple[BackendSettings, 
             if "type" not in s:
                 r.fail((*p, "type"), "is required")
             continue
+        _refuse_other_engines_keys(r, s, p, kind)
         values = read_fields(r, s, p, BackendSettings, skip=_BY_HAND)
         if kind == "duckdb" and values["path"] is None:
             r.fail((*p, "path"), "is required for a duckdb backend")
@@ -111,6 +112,18 @@ def read_backends(r: Reader, data: Mapping[str, Any]) -> tuple[BackendSettings, 
                                          credentials=operations["credentials"]) if kind == "snowflake" else None,
         ))
     return tuple(result)
+
+
+# Keys only some engines read; a key is refused on a backend whose engine does not (`user` is both's).
+ENGINE_KEYS: dict[str, frozenset[str]] = {"trino": TRINO_KEYS, "snowflake": SNOWFLAKE_KEYS}
+
+
+def _refuse_other_engines_keys(r: Reader, s: Mapping[str, Any], p: tuple[str, ...], kind: str) -> None:
+    own = ENGINE_KEYS.get(kind, frozenset())
+    for key in sorted(set(s) - own):
+        owners = sorted(engine for engine, keys in ENGINE_KEYS.items() if key in keys)
+        if owners:
+            r.fail((*p, key), f"applies to {' and '.join(owners)} backends only, not to {kind}")
 
 
 def _trino(r: Reader, s: Mapping[str, Any], p: tuple[str, ...], kind: str,

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from gateway.backends.snowflake_settings import KEYS as SNOWFLAKE_KEYS
 from gateway.config_reader import Reader
 
 TRINO_KEYS = frozenset({"url", "user", "catalog", "password_env", "token_env", "allow_insecure_auth",
@@ -77,10 +76,7 @@ def trino_settings(r: Reader, s: Mapping[str, Any], p: tuple[str, ...], kind: st
     """The Trino keys of backend section `s` (at path `p`) of type `kind`; None for other types (which must
     not set them) and, after reporting why, when they cannot work."""
     if kind != "trino":
-        shared = SNOWFLAKE_KEYS if kind == "snowflake" else frozenset()  # `user` means the same there
-        for key in sorted(TRINO_KEYS & set(s) - shared):
-            r.fail((*p, key), f"applies to trino backends only, not to {kind}")
-        return None
+        return None  # another engine's keys are refused by backends/settings.py
     url = r.get(s, (*p, "url"), str, None, _url)
     if url is None:
         if "url" not in s:
