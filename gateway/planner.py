@@ -40,6 +40,7 @@ from gateway.sql.determinism import is_deterministic
 from gateway.sql.explain_io import IoExplain
 from gateway.sql.functions import check_functions
 from gateway.sql.generate import SessionValues, Visibility, to_backend_sql
+from gateway.sql.trino_output_types import OutputType, output_types
 from gateway.sql.limits import StatementLimits
 from gateway.sql.parameters import bind_parameters, number_placeholders
 from gateway.sql.parse import TOO_DEEP
@@ -77,6 +78,7 @@ class Plan:
     kill: KillQuery | None = None  # CALL system.runtime.kill_query
     restricted: bool = False  # a table read has a row filter or column mask for this identity (or it is metadata)
     io_explain: IoExplain | None = None  # `sql` is the backend's EXPLAIN: answer Trino's IO plan from it
+    output_types: tuple[OutputType | None, ...] = ()  # Trino's declared type of each result column, where derived
 
 
 @dataclass(frozen=True)
@@ -251,12 +253,13 @@ class _Planning:
                                    schema=self.snapshot.column_types(), source=session.source, dialect=dialect,
                                    hash_key=planner.mask_key.sentinel(policy.mask_key_version),
                                    views=self.policy.views, copy=False)  # this planning owns the tree
+        declared = output_types(rewritten.tree, schema=self.snapshot.column_types())  # before generation
         sql = to_backend_sql(rewritten.tree, dialect=dialect, session=values, metadata=None,
                              backend_catalog=backend.sql_catalog, tables=self.snapshot.table, copy=False,
                              schema=self.snapshot.column_types())
         return Plan(kind, target=resolved.target, sql=sql, tables=resolved.tables, rules=rewritten.rules_applied,
                     policy_version=rewritten.policy_version, columns_read=columns, deterministic=deterministic,
-                    restricted=rewritten.restricted)
+                    restricted=rewritten.restricted, output_types=declared)
 
     def _pg_catalog(self, tree: exp.Query, kind: str) -> Plan | None:
         """A PostgreSQL-dialect query over pg_catalog / information_schema (gateway/pg_catalog.py)."""
@@ -280,7 +283,7 @@ class _Planning:
             placeholder.replace(exp.Null())
         planned = self.query(exp.select("*").from_(tree.subquery("q")).limit(0), "describe")
         return Plan("describe", target=planned.target, sql=planned.sql, describe_output=True, tables=planned.tables,
-                    rules=planned.rules, policy_version=planned.policy_version)
+                    rules=planned.rules, policy_version=planned.policy_version, output_types=planned.output_types)
 
     # -- what planner_show_explain needs ---------------------------------------------------------------------------
 

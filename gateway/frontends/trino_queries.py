@@ -103,7 +103,7 @@ class TrinoQuery:
         run = self.run
         assert run.columns is not None
         zone: tzinfo | None = ZoneInfo(run.session.time_zone) if run.session.time_zone else None
-        encode = row_encoder([c.type for c in run.columns], zone, [c.name for c in run.columns])
+        encode = row_encoder([c.type for c in run.columns], zone, [c.name for c in run.columns], run.column_zones)
         self._wide = [i for i, c in enumerate(run.columns) if c.type.name in VARIABLE_WIDTH]
         limit = self.settings.page_rows * 2
         batch = min(FETCH_ROWS, self.settings.page_rows)

@@ -14,6 +14,8 @@ generation), or refused with NOT_SUPPORTED naming the type where the backend can
     X'65683F' on PostgreSQL    a bytea literal (PostgreSQL reads X'…' as a bit string).
     row, map, array(array)     refused on PostgreSQL (no anonymous rows, no maps, arrays of arrays are one array).
     nan(), infinity()          The double values themselves (neither engine has the functions).
+    x AT TIME ZONE 'z',        x itself (the same instant; shown in z by the frontend), and ts AT TIME ZONE 'z',
+    with_timezone(ts, 'z')     where x, ts are typed by Trino's rules (sql/trino_output_types.py)
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import re
 from sqlglot import exp
 
 from gateway.errors import NotSupported
+from gateway.sql.trino_output_types import derive
 from gateway.sql.trino_semantics import literal_decimal_shape
 
 # Digits of a second's fraction each backend keeps in a value, and the largest precision it has a type for.
@@ -47,6 +50,13 @@ _CONSTANTS = {"nan": "NaN", "infinity": "Infinity"}
 def trino_types(tree: exp.Expr, *, dialect: str) -> exp.Expr:
     """Translate Trino's type syntax in `tree` (in place) for `dialect`; returns the tree."""
     _refuse_month_interval_results(tree)
+    for change in list(tree.find_all(exp.AtTimeZone, exp.Anonymous)):
+        changed = _zone_change(change)
+        if changed is not change:
+            if change is tree:
+                tree = changed
+            else:
+                change.replace(changed)
 
     def translate(node: exp.Expr) -> exp.Expr:
         if isinstance(node, exp.DataType):
@@ -66,6 +76,21 @@ def trino_types(tree: exp.Expr, *, dialect: str) -> exp.Expr:
         return node
 
     return tree.transform(translate, copy=False)
+
+
+def _zone_change(node: exp.AtTimeZone | exp.Anonymous) -> exp.Expr:
+    """`x AT TIME ZONE 'z'` (x a timestamp with time zone) is, in Trino, the same instant shown in zone z: the
+    engines' AT TIME ZONE makes a local timestamp of it instead, so x is sent as it is and the frontend shows it
+    in z (sql/trino_output_types.py carries z). with_timezone(ts, 'z') reads the local timestamp ts in zone z:
+    the engines' `ts AT TIME ZONE 'z'` for a timestamp without zone. Only where the operand's type is derived."""
+    derived = derive(node)
+    if derived is None or derived.zone is None:
+        return node
+    if isinstance(node, exp.AtTimeZone):
+        return node.this
+    if node.name.lower() == "with_timezone":
+        return exp.AtTimeZone(this=node.expressions[0], zone=node.expressions[1])
+    return node
 
 
 def _refuse_structural(node: exp.Expr) -> None:
