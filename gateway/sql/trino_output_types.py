@@ -380,6 +380,8 @@ def _applicable(engine: t.SqlType, kind: t.SqlType) -> t.SqlType | None:
             return None
         return t.SqlType(kind.name, children=tuple(c for c in children if c is not None),
                          field_names=kind.field_names if kind.name == "row" else ())
+    if kind.name in _INTEGERS and engine.name == "decimal" and engine.arguments[1:] == (0,):
+        return kind  # Snowflake's NUMBER(38,0): its values are Python ints
     return kind if engine.name in _FAMILIES.get(kind.name, frozenset({kind.name})) else None
 
 

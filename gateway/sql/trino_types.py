@@ -45,11 +45,14 @@ _YEAR_TO_MONTH = re.compile(r"^\s*([+-]?)(\d+)-(\d+)\s*$")
 _DAY_TO_SECOND = re.compile(r"^\s*([+-]?)(\d+)\s+(\d+):(\d+):(\d+(?:\.\d+)?)\s*$")
 _MONTH_UNITS = frozenset({"YEAR", "MONTH"})
 _CONSTANTS = {"nan": "NaN", "infinity": "Infinity"}
+_NOT_IN = {"snowflake": {exp.DType.UUID: "uuid", exp.DType.TIMETZ: "time with time zone"}}
+_STRUCTURAL_REFUSED = frozenset({"postgres", "snowflake"})
+_PADDED_CHAR = frozenset({"duckdb", "snowflake"})  # engines whose char is not Trino's padded char
 
 
 def trino_types(tree: exp.Expr, *, dialect: str) -> exp.Expr:
     """Translate Trino's type syntax in `tree` (in place) for `dialect`; returns the tree."""
-    _refuse_month_interval_results(tree)
+    _refuse_interval_results(tree, every_unit=dialect == "snowflake")
     for change in list(tree.find_all(exp.AtTimeZone, exp.Anonymous)):
         changed = _zone_change(change)
         if changed is not change:
@@ -61,8 +64,8 @@ def trino_types(tree: exp.Expr, *, dialect: str) -> exp.Expr:
     def translate(node: exp.Expr) -> exp.Expr:
         if isinstance(node, exp.DataType):
             _refuse_unknown(node, dialect)
-            if dialect == "postgres":
-                _refuse_structural(node)
+            if dialect in _STRUCTURAL_REFUSED:
+                _refuse_structural(node, dialect)
         elif isinstance(node, exp.Cast):
             return _cast(node, dialect)
         elif isinstance(node, exp.Interval):
@@ -71,8 +74,8 @@ def trino_types(tree: exp.Expr, *, dialect: str) -> exp.Expr:
             return exp.cast(exp.Literal.string(_CONSTANTS[node.name.lower()]), exp.DType.DOUBLE)
         elif dialect == "postgres" and isinstance(node, exp.HexString):
             return exp.cast(exp.Literal.string("\\x" + node.name), exp.DType.VARBINARY)
-        elif dialect == "postgres":
-            _refuse_structural(node)
+        elif dialect in _STRUCTURAL_REFUSED:
+            _refuse_structural(node, dialect)
         return node
 
     return tree.transform(translate, copy=False)
@@ -93,10 +96,14 @@ def _zone_change(node: exp.AtTimeZone | exp.Anonymous) -> exp.Expr:
     return node
 
 
-def _refuse_structural(node: exp.Expr) -> None:
+def _refuse_structural(node: exp.Expr, dialect: str) -> None:
     """PostgreSQL has composite types and arrays, but no anonymous rows, no maps, and only rectangular arrays
-    of arrays (typed as one array): none reads back as Trino's row, map or array(array)."""
+    of arrays (typed as one array): none reads back as Trino's row, map or array(array). Snowflake's ARRAY and
+    OBJECT are semi-structured (untyped JSON): none reads back as a typed array, map or row either."""
     name = None
+    if dialect == "snowflake" and (isinstance(node, exp.Array)
+                                   or (isinstance(node, exp.DataType) and node.this == exp.DType.ARRAY)):
+        name = "array"
     if isinstance(node, exp.Struct) or (isinstance(node, exp.DataType) and node.this == exp.DType.STRUCT):
         name = "row"
     elif isinstance(node, exp.Map | exp.VarMap) or (isinstance(node, exp.DataType) and node.this == exp.DType.MAP):
@@ -104,11 +111,11 @@ def _refuse_structural(node: exp.Expr) -> None:
     elif isinstance(node, exp.Array) and any(isinstance(e, exp.Array) for e in node.expressions):
         name = "array(array)"
     if name is not None:
-        raise NotSupported(f"Type {name} is not supported by this gateway's postgres backend")
+        raise NotSupported(f"Type {name} is not supported by this gateway's {dialect} backend")
 
 
 def _refuse_unknown(kind: exp.DataType, dialect: str) -> None:
-    name = _NO_BACKEND_HAS.get(kind.this)
+    name = _NO_BACKEND_HAS.get(kind.this) or _NOT_IN.get(dialect, {}).get(kind.this)
     if name is not None:
         raise NotSupported(f"Type {name} is not supported by this gateway's {dialect} backend")
 
@@ -129,7 +136,7 @@ def _cast(node: exp.Cast, dialect: str) -> exp.Expr:
         shape = literal_decimal_shape(node.this.name)  # DECIMAL '1.50' is decimal(3,2), not the engine's default
         if shape is not None:
             node.set("to", exp.DataType.build(f"DECIMAL({shape[0]}, {shape[1]})"))
-    if kind.this == exp.DType.CHAR and dialect == "duckdb":
+    if kind.this == exp.DType.CHAR and dialect in _PADDED_CHAR:
         length = _precision(kind)
         if length is not None:
             text = exp.cast(node.this, exp.DType.VARCHAR)
@@ -201,13 +208,14 @@ def _is_month_interval(node: exp.Expr) -> bool:
     return False
 
 
-def _refuse_month_interval_results(tree: exp.Expr) -> None:
-    """Month intervals anywhere but added to (or subtracted from) a date or timestamp: both engines hand them
-    out as a number of days (30 a month), so as a value of their own they would come back wrong. Fail closed:
-    only `x + INTERVAL ... MONTH`, `INTERVAL ... MONTH + x` and `x - INTERVAL ... MONTH`, with x not itself an
-    interval, are translated."""
+def _refuse_interval_results(tree: exp.Expr, *, every_unit: bool) -> None:
+    """Month intervals (with `every_unit`, any interval: Snowflake has no interval values) anywhere but added
+    to (or subtracted from) a date or timestamp: DuckDB and PostgreSQL hand them out as a number of days (30 a
+    month), so as a value of their own they would come back wrong. Fail closed: only `x + INTERVAL ...`,
+    `INTERVAL ... + x` and `x - INTERVAL ...`, with x not itself an interval, are translated."""
     for interval in tree.find_all(exp.Interval):
-        if not _is_month_interval(interval):
+        months = _is_month_interval(interval)
+        if not months and not every_unit:
             continue
         node: exp.Expr = interval
         while isinstance(node.parent, exp.Paren):
@@ -220,6 +228,10 @@ def _refuse_month_interval_results(tree: exp.Expr) -> None:
                 other = other.this
             if not isinstance(other, exp.Interval):
                 continue
+        if not months:
+            raise NotSupported("Type interval day to second is not supported by this gateway's snowflake backend "
+                               "except added to or subtracted from a date or timestamp; return the seconds as a "
+                               "number instead")
         raise NotSupported("Type interval year to month is not supported by this gateway's backends except "
                            "added to or subtracted from a date or timestamp (they hand it out as days); "
                            "return months as a number instead (14 for INTERVAL '1-2' YEAR TO MONTH)")
