@@ -188,7 +188,8 @@ class QueryRun:
         self.state = QueryState.QUEUED
         self.identity: Identity | None = None
         self.plan: Plan | None = None
-        self.columns: tuple[Column, ...] | None = None
+        self.columns: tuple[Column, ...] | None = None  # as the engine types them
+        self.trino_columns: tuple[Column, ...] | None = None  # with Trino's declared types, where derived
         self.error: GatewayError | None = None
         self.target: str | None = None  # the backend running it, if any (not the metadata engine)
         self.started = time.perf_counter()
@@ -219,7 +220,7 @@ class QueryRun:
         """Per result column, the zone its timestamp with time zone values are shown in, where the plan knows
         it (a literal's zone, AT TIME ZONE); None: the session's."""
         declared = self.plan.output_types if self.plan is not None else ()
-        count = len(self.columns or ())
+        count = len(self.trino_columns or ())
         if len(declared) != count:
             return (None,) * count
         return tuple(o.zone if o is not None else None for o in declared)
@@ -279,7 +280,8 @@ class QueryRun:
             if self._finished:
                 return  # cancelled while starting
             if self._execution is not None:
-                self.columns = declared_columns(self._execution.columns, plan.output_types)
+                self.columns = self._execution.columns
+                self.trino_columns = declared_columns(self.columns, plan.output_types)
             else:
                 self._finish(None)
         except GatewayError as error:

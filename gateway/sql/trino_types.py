@@ -177,6 +177,10 @@ def _temporal(node: exp.Cast, kind: exp.DataType, dialect: str) -> exp.Expr:
             spaced = _SPACED_OFFSET.match(literal)
             if spaced:
                 node.set("this", exp.Literal.string(spaced.group(1) + spaced.group(2)))
+    if dialect == "postgres" and kind.expressions and precision is not None and precision < KEPT_DIGITS:
+        # PostgreSQL rounds to p itself, to 24:00:00 past a day's last instant (which no client reads); the
+        # encoder rounds to the declared precision as Trino does (sql/trino_output_types.py)
+        node.set("to", exp.DataType(this=kind.this))
     return node
 
 
