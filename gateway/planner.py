@@ -40,13 +40,13 @@ from gateway.sql.determinism import is_deterministic
 from gateway.sql.explain_io import IoExplain
 from gateway.sql.functions import check_functions
 from gateway.sql.generate import SessionValues, Visibility, to_backend_sql
-from gateway.sql.trino_output_types import OutputType, output_types
 from gateway.sql.limits import StatementLimits
 from gateway.sql.parameters import bind_parameters, number_placeholders
 from gateway.sql.parse import TOO_DEEP
 from gateway.sql.resolve import METADATA_TARGET, resolve_query
 from gateway.sql.rewrite import SecureViews, secure_rewrite
 from gateway.sql.show import describe_target, show_query
+from gateway.sql.trino_output_types import OutputType, output_types
 from gateway.types import BIGINT, BOOLEAN, VARCHAR
 
 

@@ -46,8 +46,8 @@ _SIMPLE: dict[exp.DType, t.SqlType] = {
 _TEMPORAL = {exp.DType.TIMESTAMP: ("timestamp", False), exp.DType.TIMESTAMPTZ: ("timestamp", True),
              exp.DType.TIME: ("time", False), exp.DType.TIMETZ: ("time", True)}
 _DEFAULT_FRACTION = 3  # Trino's timestamp and time without a precision
-_FRACTION = re.compile(r"\d{1,2}:\d{2}(?::\d{2})?(?:\.(\d+))?")
-_ZONED_LITERAL = re.compile(r"^\s*[+-]?\d{1,6}-\d{1,2}-\d{1,2}[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?P<zone>\S.*?)\s*$")
+_ZONED_LITERAL = re.compile(r"^\s*[+-]?\d{1,6}-\d{1,2}-\d{1,2}[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?"
+                            r"\s*(?P<zone>\S.*?)\s*$")
 _OFFSET = re.compile(r"^(?P<sign>[+-])(?P<hours>\d{1,2})(?::?(?P<minutes>\d{2}))?$")
 _DAY_OR_MONTH_UNITS = frozenset({"DAY", "WEEK", "MONTH", "YEAR", "QUARTER"})
 
@@ -91,13 +91,14 @@ def _column_lookup(select: exp.Select, schema: Mapping[str, Any]) -> Lookup:
         if not isinstance(columns, Mapping):
             return lambda _: None
         tables[(table.alias_or_name).lower()] = columns
-    ctes = {c.alias_or_name.lower() for c in (select.args.get("with_") or select.args.get("with") or exp.With()).expressions}
+    with_ = select.args.get("with_") or select.args.get("with") or exp.With()
+    ctes = {c.alias_or_name.lower() for c in with_.expressions}
     if ctes & set(tables):
         return lambda _: None
 
     def lookup(column: exp.Column) -> t.SqlType | None:
         owners = [tables[column.table.lower()]] if column.table else list(tables.values())
-        if len(owners) != 1 or column.table and column.table.lower() not in tables:
+        if len(owners) != 1 or (column.table and column.table.lower() not in tables):
             return None
         text = {k.lower(): v for k, v in owners[0].items()}.get(column.name.lower())
         if text is None:
@@ -206,7 +207,8 @@ def sql_type(kind: exp.DataType) -> t.SqlType | None:
     if kind.this in (exp.DType.CHAR, exp.DType.NCHAR):
         return t.SqlType("char", (numbers[0] if numbers else 1,))
     if kind.this == exp.DType.DECIMAL:
-        precision, scale = (numbers + [MAX_DECIMAL_PRECISION if not numbers else 0, 0])[:2]
+        precision, scale = (numbers[0], numbers[1] if len(numbers) > 1 else 0) if numbers \
+            else (MAX_DECIMAL_PRECISION, 0)
         return t.decimal(precision, scale) if 0 <= scale <= precision <= MAX_DECIMAL_PRECISION else None
     if kind.this in _TEMPORAL:
         base, zoned = _TEMPORAL[kind.this]

@@ -81,7 +81,7 @@ def trino_types(tree: exp.Expr, *, dialect: str) -> exp.Expr:
     return tree.transform(translate, copy=False)
 
 
-def _zone_change(node: exp.AtTimeZone | exp.Anonymous) -> exp.Expr:
+def _zone_change(node: exp.Expr) -> exp.Expr:
     """`x AT TIME ZONE 'z'` (x a timestamp with time zone) is, in Trino, the same instant shown in zone z: the
     engines' AT TIME ZONE makes a local timestamp of it instead, so x is sent as it is and the frontend shows it
     in z (sql/trino_output_types.py carries z). with_timezone(ts, 'z') reads the local timestamp ts in zone z:
@@ -90,8 +90,9 @@ def _zone_change(node: exp.AtTimeZone | exp.Anonymous) -> exp.Expr:
     if derived is None or derived.zone is None:
         return node
     if isinstance(node, exp.AtTimeZone):
-        return node.this
-    if node.name.lower() == "with_timezone":
+        operand: exp.Expr = node.this
+        return operand
+    if isinstance(node, exp.Anonymous) and node.name.lower() == "with_timezone":
         return exp.AtTimeZone(this=node.expressions[0], zone=node.expressions[1])
     return node
 
