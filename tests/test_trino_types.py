@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from gateway import types as t
 from gateway.errors import UserError
 from gateway.frontends.trino_values import encoder_for, row_encoder
+from gateway.sql.trino_output_types import OutputType, declared
 from gateway.testing import GatewayProcess
 from tests.conftest import POLICIES
 from tests.fakesnow_warehouse import FAKESNOW_PYTHON, FakeSnow, snowflake_backend
@@ -586,3 +587,36 @@ def test_declared_types_follow_trinos_rules(duckdb_gateway: GatewayProcess, case
     assert [_text_of(v) for v in rows[0]] == [case[2] for case in cases], sql
     if not legacy:  # the client's own parsers read every value by its declared type
         run(duckdb_gateway, sql, legacy=False)
+
+
+LEAF_TYPES = [t.TINYINT, t.SMALLINT, t.INTEGER, t.BIGINT, t.REAL, t.DOUBLE, t.decimal(10, 2), t.decimal(38, 0),
+              t.VARCHAR, t.varchar(3), t.SqlType("char", (2,)), t.DATE, t.timestamp(3), t.timestamp(6),
+              t.timestamp(3, with_time_zone=True), t.time(0), t.time(6, with_time_zone=True), t.VARBINARY, t.UUID,
+              t.JSON, t.INTERVAL_DAY_TO_SECOND, t.BOOLEAN]
+
+
+def sql_types() -> st.SearchStrategy[t.SqlType]:
+    return st.recursive(st.sampled_from(LEAF_TYPES), lambda inner: st.one_of(
+        inner.map(t.array), st.tuples(inner, inner).map(lambda kv: t.map_of(*kv)),
+        st.lists(inner, min_size=1, max_size=3).map(lambda fields: t.row([("", f) for f in fields]))), max_leaves=5)
+
+
+def _same_values(engine: t.SqlType, kind: t.SqlType) -> bool:
+    """Whether a value the engine hands out for `engine` is one the encoder of `kind` takes as it is."""
+    if kind.name in ("array", "map", "row"):
+        return engine.name == kind.name and len(engine.children) == len(kind.children) and all(
+            _same_values(e, k) for e, k in zip(engine.children, kind.children, strict=True))
+    groups = [{"tinyint", "smallint", "integer", "bigint"}, {"real", "double"}, {"varchar", "char"}]
+    if kind.name in groups[0] and engine.name == "decimal":
+        return engine.arguments[1] == 0
+    if kind.name == "date":
+        return engine.name in ("date", "timestamp")
+    return engine.name == kind.name or any(engine.name in g and kind.name in g for g in groups)
+
+
+@settings(max_examples=200, deadline=None)
+@given(sql_types(), sql_types())
+def test_a_declared_type_applies_only_over_values_its_encoder_takes(engine: t.SqlType, kind: t.SqlType) -> None:
+    reported = declared(engine, OutputType(kind))
+    assert reported == (kind if _same_values(engine, kind) else engine)
+    assert declared(engine, None) == engine
