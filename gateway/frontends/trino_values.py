@@ -238,7 +238,9 @@ def _varchar(length: int) -> Encoder:
 def _char(length: int) -> Encoder:
     def encode(value: Any) -> str:
         text = value if isinstance(value, str) else str(value)
-        return text[:length].ljust(length)  # Trino's char(n) is padded (and cut) to n
+        # Trino's char(n) is padded to n. Never cut here: the engines cut a cast themselves (DuckDB's and
+        # Snowflake's rpad, PostgreSQL's char), and a PostgreSQL result column of bpchar reports no length.
+        return text.ljust(length)
 
     return encode
 
