@@ -26,6 +26,7 @@ from gateway.catalog import MetadataSettings, read_metadata
 from gateway.config_reader import ConfigError, Reader, Source, apply_environment, closest, read_yaml
 from gateway.cost.settings import CostSettings, read_cost
 from gateway.frontends.settings import ProtocolSettings, ServerSettings, read_protocol, read_server
+from gateway.grants.settings import AccessRequestSettings, read_access_requests
 from gateway.identity.settings import (
     IDENTITY_MODES,
     JWT_ALGORITHMS,
@@ -43,10 +44,31 @@ from gateway.sql.limits import LimitSettings, read_limits
 from gateway.workload.settings import WorkloadSettings, read_workload
 
 __all__ = [
-    "BACKEND_TYPES", "IDENTITY_MODES", "JWT_ALGORITHMS", "LOG_FORMATS", "ApiKeySettings", "AuditSettings",
-    "BackendSettings", "CacheSettings", "ClaimSettings", "ConfigError", "CostSettings", "FailureLimitSettings",
-    "IdentitySettings", "JwtSettings", "LimitSettings", "LoggingSettings", "MaskingSettings", "MetadataSettings",
-    "PolicySettings", "ProtocolSettings", "ServerSettings", "Settings", "WorkloadSettings", "load_settings",
+    "BACKEND_TYPES",
+    "IDENTITY_MODES",
+    "JWT_ALGORITHMS",
+    "LOG_FORMATS",
+    "AccessRequestSettings",
+    "ApiKeySettings",
+    "AuditSettings",
+    "BackendSettings",
+    "CacheSettings",
+    "ClaimSettings",
+    "ConfigError",
+    "CostSettings",
+    "FailureLimitSettings",
+    "IdentitySettings",
+    "JwtSettings",
+    "LimitSettings",
+    "LoggingSettings",
+    "MaskingSettings",
+    "MetadataSettings",
+    "PolicySettings",
+    "ProtocolSettings",
+    "ServerSettings",
+    "Settings",
+    "WorkloadSettings",
+    "load_settings",
 ]
 
 
@@ -66,6 +88,7 @@ class Settings:
     cache: CacheSettings = field(default_factory=CacheSettings)
     cost: CostSettings = field(default_factory=CostSettings)
     masking: MaskingSettings = field(default_factory=MaskingSettings)
+    access_requests: AccessRequestSettings = field(default_factory=AccessRequestSettings)
 
     @property
     def default_catalog(self) -> str:
@@ -87,6 +110,7 @@ SECTIONS: dict[str, Callable[[Reader, Mapping[str, Any]], Any]] = {
     "cache": read_cache,
     "cost": read_cost,
     "masking": read_masking,
+    "access_requests": read_access_requests,
 }
 
 
