@@ -49,6 +49,7 @@ classification_approvers:
   confidential: {groups: [approvers]}
 """
 TABLES = ("demo.s.open", "demo.s.closed", "demo.s.nobody")
+PARSED = parse_policies({"tables.yaml": POLICY})
 USERS = {"ann": ("analysts",), "dev": (), "mallory": (), "carl": ("approvers",), "root": ()}
 
 
@@ -163,7 +164,7 @@ def test_effective_access_is_policy_plus_the_identitys_unexpired_grants(
     expected = set() if impersonated else model_grants(history, user, clock)
     assert {(g.id, g.table, g.columns) for g in active} == expected  # never another identity's, never expired
 
-    policy = parse_policies({"tables.yaml": POLICY})
+    policy = PARSED
     plain = decide_table(policy, table, who, None)
     widened = decide_table(policy, table, who, None, active)
     on_table = [g for g in expected if g[1] == table]

@@ -12,6 +12,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,15 @@ from tests.pg_warehouse import available, psql
 POLL = 0.4  # access_requests.poll_seconds
 
 
-def pair(workdir: Path, database: Path, store: str, **extra: Any) -> list[GatewayProcess]:
-    return [GatewayProcess(workdir / name, demo_config(
-        database, audit={"store": store, "spool_dir": str(workdir / name / "spool"), **extra},
-        access_requests={"poll_seconds": POLL}, server={"shutdown_grace_seconds": 1})) for name in ("a", "b")]
+def pair(workdir: Path, database: Path, store: str) -> list[GatewayProcess]:
+    """Two replicas on one audit store, started side by side."""
+    def start(name: str) -> GatewayProcess:
+        return GatewayProcess(workdir / name, demo_config(
+            database, audit={"store": store, "spool_dir": str(workdir / name / "spool")},
+            access_requests={"poll_seconds": POLL}, server={"shutdown_grace_seconds": 1}))
+
+    with ThreadPoolExecutor(2) as pool:
+        return list(pool.map(start, ("a", "b")))
 
 
 @pytest.fixture(scope="module")
@@ -184,6 +190,7 @@ def test_api_errors_are_clear_and_audited(replicas: list[GatewayProcess]) -> Non
     assert eventually(lambda: refusals()[0][0] >= 5, within=3)
 
 
+@pytest.mark.slow  # two more gateway processes; the SQLite pair above proves the same in the fast suite
 @pytest.mark.skipif(not available(), reason="PostgreSQL on 127.0.0.1:5432 is required")
 def test_a_grant_approved_on_one_replica_is_in_force_on_another_with_postgresql(
         demo_database: Path, tmp_path: Path) -> None:
