@@ -128,8 +128,8 @@ def test_denied_user_requests_is_approved_reads_and_is_denied_again_after_expiry
     status = query(b, f"SELECT status, requester, decided_by, comment FROM gateway.audit.access_requests "
                       f"WHERE id = '{asked['id']}'", "audrey")
     assert status == [["expired", "fiona", "admin", "ok for today"]]
-    uses = query(a, "SELECT decision, rules_applied FROM gateway.audit.queries WHERE user_name = 'fiona' AND rules_applied LIKE "
-                    f"'%grant:{asked['id']}%'", "audrey")
+    uses = query(a, "SELECT decision, rules_applied FROM gateway.audit.queries WHERE user_name = 'fiona' "
+                    f"AND rules_applied LIKE '%grant:{asked['id']}%'", "audrey")
     assert uses and {u[0] for u in uses} == {"success"}  # every use audited with the grant named
     assert denied(a, "SELECT count(*) FROM gateway.audit.access_requests", "fiona")
     assert a.metric("gateway_access_requests_total", 'outcome="requested"') >= 1
