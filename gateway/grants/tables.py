@@ -56,12 +56,19 @@ def _view(now: str, table: str) -> str:
             f"FROM {table} r WHERE r.event = 'requested'")
 
 
+def _columns(types: dict[str, str]) -> str:
+    return ", ".join(f"{n} {types[k]}{' NOT NULL' if n in ('request_id', 'event', 'actor', 'at') else ''}"
+                     for n, k in EVENT_FIELDS)
+
+
+def _once(prefix: str, table: str) -> str:
+    return "\n".join(f"CREATE UNIQUE INDEX {prefix}access_{name}_once ON {table} (request_id) WHERE event IN {kinds};"
+                     for name, kinds in _ONCE.items())
+
+
 def sqlite_ddl() -> str:
-    types = {"text": "TEXT", "time": "TEXT", "int": "INTEGER", "json": "TEXT"}
-    columns = ", ".join(f"{n} {types[k]}{' NOT NULL' if n in ('request_id', 'event', 'actor', 'at') else ''}"
-                        for n, k in EVENT_FIELDS)
-    once = "\n".join(f"CREATE UNIQUE INDEX IF NOT EXISTS access_{name}_once ON access_request_events (request_id) "
-                     f"WHERE event IN {kinds};" for name, kinds in _ONCE.items())
+    columns = _columns({"text": "TEXT", "time": "TEXT", "int": "INTEGER", "json": "TEXT"})
+    once = _once("IF NOT EXISTS ", "access_request_events")
     guards = "\n".join(f"CREATE TRIGGER IF NOT EXISTS access_request_events_no_{action} BEFORE {action.upper()} "
                        "ON access_request_events BEGIN SELECT RAISE(ABORT, 'access request events are append-only'); "
                        "END;" for action in ("update", "delete"))
@@ -74,11 +81,8 @@ CREATE VIEW IF NOT EXISTS access_requests AS {_view("strftime('%Y-%m-%dT%H:%M:%f
 
 
 def postgres_ddl() -> str:
-    types = {"text": "text", "time": "timestamptz", "int": "bigint", "json": "text"}
-    columns = ", ".join(f"{n} {types[k]}{' NOT NULL' if n in ('request_id', 'event', 'actor', 'at') else ''}"
-                        for n, k in EVENT_FIELDS)
-    once = "\n".join(f"CREATE UNIQUE INDEX access_{name}_once ON audit.access_request_events (request_id) "
-                     f"WHERE event IN {kinds};" for name, kinds in _ONCE.items())
+    columns = _columns({"text": "text", "time": "timestamptz", "int": "bigint", "json": "text"})
+    once = _once("", "audit.access_request_events")
     return f"""
 CREATE TABLE audit.access_request_events (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, {columns});
 {once}
