@@ -134,7 +134,7 @@ def model_grants(history: list[tuple[str, str, list[str], int, list[tuple[str, i
     return held
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(history=requests, now=st.integers(0, 400), user=st.sampled_from(sorted(USERS)),
        table=st.sampled_from(TABLES), impersonated=st.booleans())
 def test_effective_access_is_policy_plus_the_identitys_unexpired_grants(
