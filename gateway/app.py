@@ -46,6 +46,7 @@ from gateway.frontends.pgwire import PgWireFrontend
 from gateway.frontends.queries_api import QueriesApi
 from gateway.frontends.trino_http import TrinoFrontend
 from gateway.frontends.trino_queries import QueryRegistry
+from gateway.grants.notices import RedisNotices
 from gateway.grants.service import AccessRequests
 from gateway.grants.snapshot import GrantSnapshot
 from gateway.identity import Authenticator, Identity
@@ -169,7 +170,10 @@ class Gateway:
         self.access_requests = AccessRequests(store=self.audit.store, access=self.access, snapshot=self.grants,
                                               catalog=lambda: self.catalog.current.snapshot,
                                               default_catalog=settings.default_catalog,
-                                              settings=settings.access_requests, metrics=self.metrics)
+                                              settings=settings.access_requests, metrics=self.metrics,
+                                              notices=RedisNotices(url=settings.workload.redis,
+                                                                   channel=settings.workload.key_prefix + "access")
+                                              if settings.workload.redis is not None else None)
         self.workload = build_workload(settings, self.metrics, self.access, self.budgets if cost.enabled else None)
         meter = None
         if cost.enabled:

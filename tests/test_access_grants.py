@@ -1,6 +1,7 @@
 """Just-in-time grants without a server: approvers in policy files (file:line errors), the decision with
 grants, the snapshot folded from events against the clock (a property over generated event and clock
-sequences), and the service on the real SQLite audit store (self-approval, races, revocation, restarts)."""
+sequences), and the service on the real SQLite audit store (self-approval, races, revocation, restarts,
+Redis notices between replicas)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from gateway.audit.stores.sqlite import SQLiteStore
 from gateway.catalog import CatalogSnapshot
 from gateway.errors import NotFound, PermissionDenied, UserError
 from gateway.grants.model import AccessEvent
+from gateway.grants.notices import RedisNotices
 from gateway.grants.service import AccessRequests, parse_grant_duration
 from gateway.grants.settings import AccessRequestSettings
 from gateway.grants.snapshot import GrantSnapshot
@@ -28,6 +30,7 @@ from gateway.policy.load import PolicyError, parse_policies
 from gateway.policy.model import TableGrant
 from gateway.relations import Column, Table
 from gateway.types import VARCHAR
+from tests.conftest import REDIS_URL, needs_redis
 
 POLICY = """
 tables:
@@ -202,7 +205,8 @@ def service(tmp_path: Path) -> Iterator[tuple[AccessRequests, Clock, Path]]:
     loop.close()
 
 
-def make_service(store: SQLiteStore, clock: Clock) -> AccessRequests:
+def make_service(store: SQLiteStore, clock: Clock, *, settings: AccessRequestSettings | None = None,
+                 notices: RedisNotices | None = None) -> AccessRequests:
     policy = parse_policies({"tables.yaml": POLICY})
     snapshot = GrantSnapshot(clock=clock)
     access = Access(policy=lambda: policy, groups=OperatorGroups.of(access_admin=["admins"],
@@ -211,7 +215,8 @@ def make_service(store: SQLiteStore, clock: Clock) -> AccessRequests:
     columns = (Column("region", VARCHAR), Column("secret", VARCHAR), Column("other", VARCHAR))
     catalog = CatalogSnapshot({"demo": [Table(schema="s", name=n, columns=columns) for n in ("open", "closed")]})
     return AccessRequests(store=store, access=access, snapshot=snapshot, catalog=lambda: catalog,
-                          default_catalog="demo", settings=AccessRequestSettings(), metrics=Metrics())
+                          default_catalog="demo", settings=settings or AccessRequestSettings(), metrics=Metrics(),
+                          notices=notices)
 
 
 def run(coroutine: object) -> object:
@@ -306,3 +311,42 @@ def test_revoke_deny_limits_and_a_restart(service: tuple[AccessRequests, Clock, 
                                                ("0", None), ("soon", None), (None, None), (0.2, None)])
 def test_durations(text: object, seconds: int | None) -> None:
     assert parse_grant_duration(text) == seconds
+
+
+@needs_redis
+def test_with_redis_other_replicas_see_a_change_at_once_not_at_their_next_poll(
+        service: tuple[AccessRequests, Clock, Path], redis_prefix: str) -> None:
+    _, clock, path = service
+    slow_poll = AccessRequestSettings(poll_seconds=60)
+
+    async def scenario() -> None:
+        stores = [SQLiteStore(path), SQLiteStore(path)]
+        replicas = []
+        for store in stores:
+            await store.open()
+            replica = make_service(store, clock, settings=slow_poll,
+                                   notices=RedisNotices(url=REDIS_URL, channel=redis_prefix + "access"))
+            await replica.start()
+            replicas.append(replica)
+        try:
+            await asyncio.sleep(0.3)  # both subscribed
+            here, there = replicas
+            asked = await here.request(identity("dev"), table="demo.s.closed", reason="x", duration_seconds=60)
+            await here.approve(identity("carl"), asked.id)
+            for _ in range(30):
+                if there.access.table(identity("dev"), "demo.s.closed", None).allowed:
+                    break
+                await asyncio.sleep(0.05)
+            assert there.access.table(identity("dev"), "demo.s.closed", None).grants == (asked.id,)
+            await there.revoke(identity("carl"), asked.id)
+            for _ in range(30):
+                if not here.access.table(identity("dev"), "demo.s.closed", None).allowed:
+                    break
+                await asyncio.sleep(0.05)
+            assert not here.access.table(identity("dev"), "demo.s.closed", None).allowed
+        finally:
+            for replica, store in zip(replicas, stores, strict=True):
+                await replica.stop()
+                await store.close()
+
+    run(scenario())

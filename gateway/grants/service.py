@@ -2,10 +2,11 @@
 calls. Rights are decided by `gateway.access.Access` alone; the events are kept in the audit store; the
 in-memory `GrantSnapshot` is what decisions read.
 
-Freshness across replicas: each replica reads new events from the store every `poll_seconds` (and right
-after each of its own writes), so a grant or revocation made on one replica is in force on all of them
-within that interval. Expiry needs no polling: a grant is checked against the clock at every decision.
-The first replica to notice an expired grant records its `expired` event (once: the store's unique index).
+Freshness across replicas: each replica reads new events from the store every `poll_seconds` (right after
+each of its own writes, and with scale-out Redis on every other replica's notice: `notices.py`), so a
+grant or revocation made on one replica is in force on all of them within that interval. Expiry needs no
+polling: a grant is checked against the clock at every decision. The first replica to notice an expired
+grant records its `expired` event (once: the store's unique index).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from gateway.audit.stores.base import AuditStore, StoreUnavailable
 from gateway.catalog import CatalogSnapshot, TableName
 from gateway.errors import GatewayError, NotFound, PermissionDenied, UserError
 from gateway.grants.model import STATUSES, AccessEvent, AccessRequest, seconds_text
+from gateway.grants.notices import RedisNotices
 from gateway.grants.settings import AccessRequestSettings
 from gateway.grants.snapshot import GrantSnapshot
 from gateway.grants.tables import once_group
@@ -38,7 +40,7 @@ _MAX_COLUMNS = 100
 class AccessRequests:
     def __init__(self, *, store: AuditStore, access: Access, snapshot: GrantSnapshot,
                  catalog: Callable[[], CatalogSnapshot], default_catalog: str, settings: AccessRequestSettings,
-                 metrics: Metrics) -> None:
+                 metrics: Metrics, notices: RedisNotices | None = None) -> None:
         self.store = store
         self.access = access
         self.snapshot = snapshot
@@ -48,6 +50,7 @@ class AccessRequests:
         self.metrics = metrics
         self._refreshing = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self.notices = notices  # with Redis: other replicas read new events at once, not at their next poll
         metrics.access_grants_active.set_function(lambda: float(snapshot.active_count()))
 
     # -- lifetime ------------------------------------------------------------------------------------------------
@@ -58,8 +61,18 @@ class AccessRequests:
         except GatewayError as error:  # the store is down: grants appear once it is back (none until then)
             log.error("access requests not loaded: %s", error.message)
         self._task = asyncio.create_task(self._poll_forever(), name="access-requests-poll")
+        if self.notices is not None:
+            self.notices.start(self._noticed)
+
+    async def _noticed(self) -> None:
+        try:
+            await self.refresh()
+        except GatewayError as error:
+            log.warning("access requests not refreshed on notice: %s", error.message)
 
     async def stop(self) -> None:
+        if self.notices is not None:
+            await self.notices.close()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -213,6 +226,8 @@ class AccessRequests:
             added = await self.store.add_access_event(event, requires=requires)
         except StoreUnavailable as error:
             raise _unavailable(error) from None
+        if added and self.notices is not None:
+            await self.notices.publish()
         if not added:
             log.info("access request %s: %s not recorded (%s exists or %s missing)", event.request_id,
                      event.event, once_group(event.event), requires)
