@@ -44,31 +44,10 @@ from gateway.sql.limits import LimitSettings, read_limits
 from gateway.workload.settings import WorkloadSettings, read_workload
 
 __all__ = [
-    "BACKEND_TYPES",
-    "IDENTITY_MODES",
-    "JWT_ALGORITHMS",
-    "LOG_FORMATS",
-    "AccessRequestSettings",
-    "ApiKeySettings",
-    "AuditSettings",
-    "BackendSettings",
-    "CacheSettings",
-    "ClaimSettings",
-    "ConfigError",
-    "CostSettings",
-    "FailureLimitSettings",
-    "IdentitySettings",
-    "JwtSettings",
-    "LimitSettings",
-    "LoggingSettings",
-    "MaskingSettings",
-    "MetadataSettings",
-    "PolicySettings",
-    "ProtocolSettings",
-    "ServerSettings",
-    "Settings",
-    "WorkloadSettings",
-    "load_settings",
+    "BACKEND_TYPES", "IDENTITY_MODES", "JWT_ALGORITHMS", "LOG_FORMATS", "ApiKeySettings", "AuditSettings",
+    "BackendSettings", "CacheSettings", "ClaimSettings", "ConfigError", "CostSettings", "FailureLimitSettings",
+    "IdentitySettings", "JwtSettings", "LimitSettings", "LoggingSettings", "MaskingSettings", "MetadataSettings",
+    "PolicySettings", "ProtocolSettings", "ServerSettings", "Settings", "WorkloadSettings", "load_settings",
 ]
 
 
