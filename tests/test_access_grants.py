@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from gateway.access import Access, OperatorGroups
 from gateway.audit.stores.sqlite import SQLiteStore
 from gateway.catalog import CatalogSnapshot
-from gateway.errors import NotFound, PermissionDenied, UserError
+from gateway.errors import GatewayError, NotFound, PermissionDenied, UserError
 from gateway.grants.model import AccessEvent
 from gateway.grants.notices import RedisNotices
 from gateway.grants.service import AccessRequests, parse_grant_duration
@@ -348,5 +348,27 @@ def test_with_redis_other_replicas_see_a_change_at_once_not_at_their_next_poll(
             for replica, store in zip(replicas, stores, strict=True):
                 await replica.stop()
                 await store.close()
+
+    run(scenario())
+
+
+def test_a_store_outage_is_a_clear_error_and_keeps_the_grants_in_force(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        store = SQLiteStore(tmp_path / "audit.db")
+        await store.open()
+        requests = make_service(store, Clock())
+        asked = await requests.request(identity("dev"), table="demo.s.closed", reason="x", duration_seconds=60)
+        await requests.approve(identity("carl"), asked.id)
+        connection = store._connection  # the store loses its database (as on a disk error), its thread stays
+        assert connection is not None
+        connection.close()
+        store._connection = None
+        try:
+            with pytest.raises(GatewayError) as raised:
+                await requests.list(identity("carl"))
+            assert raised.value.error_name == "AUDIT_UNAVAILABLE" and "holds access requests" in raised.value.message
+            assert requests.access.table(identity("dev"), "demo.s.closed", None).allowed  # the last read stands
+        finally:
+            await store.close()
 
     run(scenario())
