@@ -36,6 +36,7 @@ from gateway.identity.settings import (
     JwtSettings,
     read_identity,
 )
+from gateway.lineage.settings import LineageSettings, read_lineage
 from gateway.logs import LOG_FORMATS, LoggingSettings, read_logging
 from gateway.mask_key import MaskingSettings, read_masking
 from gateway.policy.settings import PolicySettings, read_policies
@@ -66,6 +67,7 @@ class Settings:
     cache: CacheSettings = field(default_factory=CacheSettings)
     cost: CostSettings = field(default_factory=CostSettings)
     masking: MaskingSettings = field(default_factory=MaskingSettings)
+    lineage: LineageSettings = field(default_factory=LineageSettings)
 
     @property
     def default_catalog(self) -> str:
@@ -87,6 +89,7 @@ SECTIONS: dict[str, Callable[[Reader, Mapping[str, Any]], Any]] = {
     "cache": read_cache,
     "cost": read_cost,
     "masking": read_masking,
+    "lineage": read_lineage,
 }
 
 

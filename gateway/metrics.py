@@ -210,3 +210,12 @@ class Metrics:
                                               registry=r)
         for outcome in ("cancelled", "ignored"):
             self.pgwire_cancel_requests.labels(outcome)  # exposed as 0 from the start
+        # lineage (gateway/lineage/)
+        self.lineage_events = Counter("gateway_lineage_events",
+                                      "OpenLineage events by outcome (sent; failed: refused or unreachable after "
+                                      "retries; dropped: the queue was full or the gateway stopped)", ["outcome"],
+                                      registry=r)
+        for outcome in ("sent", "failed", "dropped"):
+            self.lineage_events.labels(outcome)  # exposed as 0 from the start, lineage on or off
+        self.lineage_queue_depth = Gauge("gateway_lineage_queue_depth", "Runs waiting for the lineage sender",
+                                         registry=r)
