@@ -236,3 +236,17 @@ def test_lineage_settings_are_checked_with_file_and_line(tmp_path: Path) -> None
     with pytest.raises(ConfigError, match=r"lineage\.file: is required with transport: file"):
         load_settings(path, environ={})
     assert load_settings(None, environ={}).lineage.enabled is False
+
+
+def test_prepared_statement_run_carries_its_prepared_text(lineage_gateway: GatewayProcess,
+                                                          receiver: LineageServer) -> None:
+    connection = trino.dbapi.connect(host=lineage_gateway.host, port=lineage_gateway.port, user="admin",
+                                     catalog="demo", schema="tpch", source="lineage-test")
+    cursor = connection.cursor()
+    cursor.execute("SELECT r_name, lower(r_comment) AS note FROM region WHERE r_regionkey = ?", (3,))
+    assert cursor.fetchall()
+    end = by_type(receiver.run(cursor.query_id))["COMPLETE"]
+    assert end["job"]["facets"]["sql"]["query"].startswith("SELECT r_name, LOWER(r_comment) AS note FROM region")
+    fields = end["outputs"][0]["facets"]["columnLineage"]["fields"]
+    assert [f["field"] for f in fields["note"]["inputFields"]] == ["r_comment"]
+    assert end["run"]["facets"]["queryGateway"]["masksApplied"] == []

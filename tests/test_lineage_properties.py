@@ -156,7 +156,7 @@ def test_events_name_exactly_the_planned_tables_and_their_columns(rig: Rig, data
                              tables=outcome.tables or (), masked=masked)
     assert lineage is not None, sql
     facts = Facts(finished_at=datetime.now(UTC), cost_center=identity.cost_center, version="test", sql=sql,
-                  lineage=lineage, column_types={})
+                  shown_sql=sql, lineage=lineage, column_types={})
     start, end = run_events(outcome, facts, settings=LineageSettings(enabled=True), names=rig.names,
                             gateway_namespace=GATEWAY)
     event = Serde.to_dict(end)

@@ -18,6 +18,7 @@ from sqlglot.errors import SqlglotError
 from sqlglot.lineage import Node, lineage
 from sqlglot.optimizer.qualify import qualify
 from sqlglot.optimizer.scope import Scope, build_scope, traverse_scope
+from sqlglot.schema import MappingSchema
 
 from gateway.catalog import CatalogSnapshot
 from gateway.errors import GatewayError
@@ -61,14 +62,16 @@ def column_lineage(tree: exp.Query, *, schema: Catalog, dialect: str, tables: Co
                    masked: Collection[tuple[str, str]] = ()) -> ColumnLineage | None:
     """The lineage of `tree` (already resolved: base tables fully qualified), or None when sqlglot cannot
     trace it (the event then carries no column lineage rather than a wrong one)."""
+    known, hidden = frozenset(tables), frozenset(masked)
     try:
-        qualified = qualify(tree.copy(), schema=dict(schema), dialect=dialect, validate_qualify_columns=False,
+        # Only the tables read: sqlglot normalizes every name of the schema it is given, per call.
+        mapping = MappingSchema(_subset(schema, known), dialect=dialect)
+        qualified = qualify(tree.copy(), schema=mapping, dialect=dialect, validate_qualify_columns=False,
                             identify=False)
         scope = build_scope(qualified)
         if scope is None:
             return None
-        nodes = lineage(None, qualified, dict(schema), dialect=dialect, scope=scope, copy=False)
-        known, hidden = frozenset(tables), frozenset(masked)
+        nodes = lineage(None, qualified, mapping, dialect=dialect, scope=scope, copy=False)
         outputs = tuple(OutputColumn(_output_name(name), _direct(node, dialect, known, hidden))
                         for name, node in nodes.items())
         return ColumnLineage(outputs=outputs, indirect=_indirect(qualified, known))
@@ -98,6 +101,16 @@ def resolved_statement(sql: str, *, session: Session, snapshot: CatalogSnapshot,
     except (GatewayError, SqlglotError, RecursionError):  # planned once; now it only means no column lineage
         return None
     return resolved.tree, sql
+
+
+def _subset(schema: Catalog, tables: frozenset[str]) -> dict[str, object]:
+    subset: dict[str, dict[str, dict[str, dict[str, str]]]] = {}
+    for table in tables:
+        catalog, db, name = table.split(".", 2)
+        columns = schema.get(catalog, {}).get(db, {}).get(name)
+        if columns is not None:
+            subset.setdefault(catalog, {}).setdefault(db, {})[name] = dict(columns)
+    return dict(subset)
 
 
 def _output_name(name: str) -> str:

@@ -24,14 +24,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from cachetools import LRUCache
 from openlineage.client.transport import Transport
 from openlineage.client.transport.console import ConsoleConfig, ConsoleTransport
 from openlineage.client.transport.file import FileConfig, FileTransport
 from openlineage.client.transport.http import HttpConfig, HttpTransport
 
+from gateway.audit.record import redact_sql
 from gateway.catalog import CatalogSnapshot
 from gateway.identity import Identity
-from gateway.lineage.columns import column_lineage, resolved_statement
+from gateway.lineage.columns import ColumnLineage, column_lineage, resolved_statement
 from gateway.lineage.facets import Facts, emits, masked_columns, run_events
 from gateway.lineage.naming import DatasetNames
 from gateway.lineage.settings import LineageSettings
@@ -72,6 +74,7 @@ class _Ended:
 
 
 _STOP = object()
+_Statement = tuple[str, str, ColumnLineage | None]  # the statement's text, the SQL facet's, its column lineage
 
 
 class LineageEmitter:
@@ -90,6 +93,7 @@ class LineageEmitter:
         self._queue: queue.Queue[_Ended | object] = queue.Queue(maxsize=settings.queue_size)
         self._thread: threading.Thread | None = None
         self._deadline: float | None = None  # set by stop(): after it, what is still queued is dropped
+        self._statements: LRUCache[tuple[object, ...], _Statement] = LRUCache(settings.statement_cache_entries)
         metrics.lineage_queue_depth.set_function(self._queue.qsize)
 
     def record(self, outcome: QueryOutcome) -> None:
@@ -130,7 +134,16 @@ class LineageEmitter:
             if self._deadline is not None and time.monotonic() > self._deadline:
                 self.metrics.lineage_events.labels("dropped").inc(EVENTS_PER_RUN)
                 continue
+            began = time.thread_time()
             self._send(item)
+            self._rest(time.thread_time() - began)
+
+    def _rest(self, cpu_seconds: float) -> None:
+        """Keep the sender's CPU under `sender_cpu_share`: it holds the interpreter lock queries need while it
+        works, so it rests in proportion (I/O waits, which release the lock, are not counted)."""
+        share = self.settings.sender_cpu_share
+        if share < 1 and self._deadline is None:
+            time.sleep(cpu_seconds * (1 - share) / share)
 
     def _send(self, ended: _Ended) -> None:
         try:
@@ -151,23 +164,37 @@ class LineageEmitter:
                 self.metrics.lineage_events.labels("sent").inc()
 
     def _facts(self, ended: _Ended) -> Facts:
-        outcome, settings = ended.outcome, self.settings
-        tables = [t for t in outcome.tables or ()]
-        statement = resolved_statement(outcome.sql, session=outcome.session, snapshot=ended.snapshot,
-                                       default_catalog=self.default_catalog)
-        sql = statement[1] if statement is not None else outcome.sql
-        lineage = None
+        outcome, session = ended.outcome, ended.outcome.session
+        tables = tuple(outcome.tables or ())
+        key = (outcome.sql, session.dialect, session.catalog, session.schema,
+               tuple(sorted(session.prepared_statements.items())), id(ended.snapshot), tables, tuple(outcome.rules))
+        statement = self._statements.get(key)
+        if statement is None:
+            statement = self._statements[key] = self._statement(ended, tables)
+        sql, shown, lineage = statement
         schema = ended.snapshot.column_types()
-        if statement is not None and settings.column_lineage and \
-                len(sql.encode("utf-8", "surrogatepass")) <= settings.column_lineage_max_sql_bytes:
-            lineage = column_lineage(statement[0], schema=schema, dialect=outcome.session.dialect, tables=tables,
-                                     masked=masked_columns(outcome.rules))
         types = {}
         for table in tables:
             catalog, db, name = table.split(".", 2)
             types[table] = schema.get(catalog, {}).get(db, {}).get(name, {})
         return Facts(finished_at=ended.finished_at, cost_center=ended.cost_center, version=self.version, sql=sql,
-                     lineage=lineage, column_types=types)
+                     shown_sql=shown, lineage=lineage, column_types=types)
+
+    def _statement(self, ended: _Ended, tables: tuple[str, ...]) -> _Statement:
+        """What only the statement decides (cached: dashboards repeat theirs): its text, the SQL facet's text,
+        its column lineage."""
+        outcome, settings = ended.outcome, self.settings
+        dialect = outcome.session.dialect
+        statement = resolved_statement(outcome.sql, session=outcome.session, snapshot=ended.snapshot,
+                                       default_catalog=self.default_catalog)
+        sql = statement[1] if statement is not None else outcome.sql
+        shown = (redact_sql(sql, dialect) or "") if settings.redact_literals else sql
+        lineage = None
+        if statement is not None and settings.column_lineage and \
+                len(sql.encode("utf-8", "surrogatepass")) <= settings.column_lineage_max_sql_bytes:
+            lineage = column_lineage(statement[0], schema=ended.snapshot.column_types(), dialect=dialect,
+                                     tables=tables, masked=masked_columns(outcome.rules))
+        return sql, shown, lineage
 
     def _drop_queued(self) -> None:
         while True:

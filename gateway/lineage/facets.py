@@ -7,8 +7,8 @@ statement was received, then COMPLETE, FAIL or ABORT (cancelled) at its end, sha
 the received time and the query id). What they carry:
 
     job       namespace (lineage.namespace), name (lineage.job_name), facets sql (the CLIENT's statement,
-              literals redacted unless lineage.redact_literals is false; never the rewritten SQL, which
-              holds bound identity attributes and the mask key's sentinel) and jobType
+              `Facts.shown_sql`; never the rewritten SQL, which holds bound identity attributes and the mask
+              key's sentinel) and jobType
     inputs    every table the planner resolved, named per the OpenLineage naming spec (naming.py), with a
               schema facet of the columns read
     outputs   the result set, a dataset of the gateway's endpoint named after the job, with its schema and
@@ -43,7 +43,6 @@ from openlineage.client.facet_v2 import (
 )
 from openlineage.client.uuid import generate_static_uuid
 
-from gateway.audit.record import redact_sql
 from gateway.catalog import INFORMATION_SCHEMA, SYSTEM_CATALOG
 from gateway.errors import QueryCanceled
 from gateway.lineage.columns import ColumnLineage, SourceColumn
@@ -86,6 +85,7 @@ class Facts:
     cost_center: str | None
     version: str  # the gateway's
     sql: str  # the client's statement text (for EXECUTE, the prepared statement's)
+    shown_sql: str  # what the sql facet says: `sql`, its literals redacted unless lineage.redact_literals: false
     lineage: ColumnLineage | None
     column_types: Mapping[str, Mapping[str, str]]  # table -> {column: type}, of the tables read
 
@@ -143,10 +143,8 @@ def _is_metadata(table: str) -> bool:
 
 
 def _job_facets(outcome: QueryOutcome, facts: Facts, settings: LineageSettings) -> dict[str, JobFacet]:
-    dialect = outcome.session.dialect
-    text = redact_sql(facts.sql, dialect) or "" if settings.redact_literals else facts.sql
     return {
-        "sql": sql_job.SQLJobFacet(query=text, dialect=dialect, producer=settings.producer),
+        "sql": sql_job.SQLJobFacet(query=facts.shown_sql, dialect=outcome.session.dialect, producer=settings.producer),
         "jobType": job_type_job.JobTypeJobFacet(processingType="BATCH", integration="QUERY_GATEWAY",
                                                 jobType="QUERY", producer=settings.producer),
     }

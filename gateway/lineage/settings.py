@@ -64,11 +64,17 @@ class LineageSettings:
     redact_literals: bool = True  # the SQL facet's literals become ?
     column_lineage: bool = True
     column_lineage_max_sql_bytes: int = 64 * 1024  # longer statements get no column-level lineage facet
+    # The sender's CPU (it shares the interpreter with queries): after each run it rests so that its work
+    # stays under this share of one core's time; beyond that the queue fills and events are dropped.
+    sender_cpu_share: float = 0.2
+    statement_cache_entries: int = 1024  # repeated statements reuse their column lineage and SQL facet
 
     CHECKS: ClassVar[Mapping[str, Check]] = {
         "transport": one_of(TRANSPORTS, "lineage transport"), "url": _http_url, "api_key_env": environment_name,
         "job_name": job_name_problem, "timeout_seconds": positive, "queue_size": positive,
         "retries": lambda v: None if v >= 0 else f"must be 0 or more, not {v!r}",
+        "sender_cpu_share": lambda v: None if 0 < v <= 1 else f"must be above 0 and at most 1, not {v!r}",
+        "statement_cache_entries": positive,
     }
     SIZES: ClassVar[frozenset[str]] = frozenset({"column_lineage_max_sql_bytes"})
 
