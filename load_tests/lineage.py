@@ -24,8 +24,9 @@ WORKDIR = BENCH_DIR / "lineage"
 
 
 def run(name: str, database: Path, queries: int, lineage: dict[str, Any] | None) -> tuple[float, float, str]:
-    config = demo_config(database, logging={"level": "WARNING"}, cache={"enabled": False},
-                         **({"lineage": lineage} if lineage else {}))
+    config = demo_config(database, logging={"level": "WARNING"}, cache={"enabled": False})
+    if lineage is not None:
+        config["lineage"] = lineage
     with GatewayProcess(WORKDIR / name, config) as gateway:
         values = latencies(gateway, queries)
         counts = {outcome: gateway.metric("gateway_lineage_events_total", f'outcome="{outcome}"')
