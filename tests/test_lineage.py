@@ -151,6 +151,13 @@ def test_join_and_aggregate_events_name_inputs_column_lineage_and_governance(
     assert receiver.authorizations[-1] == "Bearer s3cret-key"
     assert "s3cret-key" not in lineage_gateway.log()
     assert lineage_gateway.metric("gateway_lineage_events_total", 'outcome="sent"') >= 2
+    # the same statement again is answered from the result cache: still a run, marked as a cache hit
+    again, cached_rows = query(lineage_gateway, CUSTOMER_BY_NATION)
+    assert cached_rows == rows
+    cached = by_type(receiver.run(again))["COMPLETE"]
+    assert cached["run"]["facets"]["queryGateway"]["cacheHit"] is True
+    assert cached["job"]["name"] == end["job"]["name"]  # one job, two runs
+    assert cached["outputs"][0]["facets"]["columnLineage"] == output["facets"]["columnLineage"]
 
 
 def test_failed_and_unread_statements(lineage_gateway: GatewayProcess, receiver: LineageServer) -> None:

@@ -10,6 +10,7 @@ columns.py): built with the real planner, the real policies and the real event b
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ from openlineage.client.serde import Serde
 from gateway.backends.duckdb import DuckDBBackend
 from gateway.backends.settings import BackendSettings
 from gateway.catalog import CatalogSnapshot
+from gateway.errors import GatewayError, QueryCanceled, UserError
 from gateway.identity import Identity
 from gateway.lineage.columns import column_lineage, resolved_statement
 from gateway.lineage.facets import Facts, masked_columns, run_events
@@ -174,3 +176,25 @@ def test_events_name_exactly_the_planned_tables_and_their_columns(rig: Rig, data
     for column in lineage.outputs:
         for source in column.inputs:
             assert source.masking == ((source.table, source.column) in masked)
+
+
+@pytest.mark.parametrize(("error", "state"), [(None, "COMPLETE"), (QueryCanceled("Query was canceled"), "ABORT"),
+                                              (UserError("Cannot cast 'ALGERIA' to integer"), "FAIL")])
+def test_terminal_event_follows_how_the_statement_ended(rig: Rig, error: GatewayError | None, state: str) -> None:
+    sql = "SELECT c_name FROM customer"
+    session = Session(user="alice", catalog="demo", schema="tpch", source="x")
+    identity = rig.users["alice"]
+    plan = rig.planner.plan(sql, session=session, identity=identity, snapshot=rig.snapshot, policy=rig.policy)
+    outcome = dataclasses.replace(outcome_of(plan, sql, session, identity), error=error,
+                                  state="FINISHED" if error is None else "FAILED")
+    facts = Facts(finished_at=datetime.now(UTC), cost_center=None, version="test", sql=sql, shown_sql=sql,
+                  lineage=None, column_types={})
+    start, end = run_events(outcome, facts, settings=LineageSettings(enabled=True), names=rig.names,
+                            gateway_namespace=GATEWAY)
+    event = Serde.to_dict(end)
+    assert (Serde.to_dict(start)["eventType"], event["eventType"]) == ("START", state)
+    assert ("errorMessage" in event["run"]["facets"]) == (state == "FAIL")
+    if state == "FAIL":  # the value quoted in the message is redacted, as the SQL's literals are
+        assert event["run"]["facets"]["errorMessage"]["message"] == "GENERIC_USER_ERROR: Cannot cast '…' to integer"
+    governance = event["run"]["facets"]["queryGateway"]
+    assert governance["masksApplied"] and governance["rowFiltersApplied"]  # alice's customer: c_name masked

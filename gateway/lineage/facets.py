@@ -16,6 +16,7 @@ the received time and the query id). What they carry:
               column mask applied, and the filter/join/group/sort columns as dataset-level inputs
     run       queryGateway (query id, user, principal, source, cost center, policy version, the mask and
               row filter rule NAMES applied — never a bound value), processing_engine, errorMessage on FAIL
+              (the client's message; its quoted values redacted with the SQL's literals)
 
 The custom facets' JSON schema is docs/lineage-facets.json.
 """
@@ -43,6 +44,7 @@ from openlineage.client.facet_v2 import (
 )
 from openlineage.client.uuid import generate_static_uuid
 
+from gateway.audit.record import redact_message
 from gateway.catalog import INFORMATION_SCHEMA, SYSTEM_CATALOG
 from gateway.errors import QueryCanceled
 from gateway.lineage.columns import ColumnLineage, SourceColumn
@@ -127,8 +129,9 @@ def run_events(outcome: QueryOutcome, facts: Facts, *, settings: LineageSettings
     }
     error = outcome.error
     if error is not None and not isinstance(error, QueryCanceled):
+        message = redact_message(error.message) if settings.redact_literals else error.message
         run_facets["errorMessage"] = error_message_run.ErrorMessageRunFacet(
-            message=f"{error.error_name}: {error.message}", programmingLanguage="SQL", producer=producer)
+            message=f"{error.error_name}: {message}", programmingLanguage="SQL", producer=producer)
     state = RunState.COMPLETE if error is None else (
         RunState.ABORT if isinstance(error, QueryCanceled) else RunState.FAIL)
     end = RunEvent(eventType=state, eventTime=facts.finished_at.isoformat(), producer=producer,
