@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,10 +26,13 @@ from openlineage.client.serde import Serde
 
 from gateway.backends.duckdb import DuckDBBackend
 from gateway.backends.settings import BackendSettings
+from gateway.backends.snowflake_settings import SnowflakeSettings
+from gateway.backends.trino_settings import TrinoSettings
 from gateway.catalog import CatalogSnapshot
 from gateway.errors import GatewayError, QueryCanceled, UserError
 from gateway.identity import Identity
 from gateway.lineage.columns import column_lineage, resolved_statement
+from gateway.lineage.emitter import build_transport
 from gateway.lineage.facets import Facts, masked_columns, run_events
 from gateway.lineage.naming import DatasetNames
 from gateway.lineage.settings import LineageSettings
@@ -198,3 +203,44 @@ def test_terminal_event_follows_how_the_statement_ended(rig: Rig, error: Gateway
         assert event["run"]["facets"]["errorMessage"]["message"] == "GENERIC_USER_ERROR: Cannot cast '…' to integer"
     governance = event["run"]["facets"]["queryGateway"]
     assert governance["masksApplied"] and governance["rowFiltersApplied"]  # alice's customer: c_name masked
+
+
+NAMES = st.from_regex(r"[a-z][a-z0-9_]{0,11}", fullmatch=True)
+
+
+@given(host=NAMES, port=st.integers(1, 65535), database=NAMES, password=st.from_regex(r"[0-9]{2}!X[0-9a-z]{4}",
+                                                                                      fullmatch=True),
+       schema=NAMES, table=NAMES)
+def test_dataset_names_follow_the_naming_spec_and_never_carry_a_secret(
+        host: str, port: int, database: str, password: str, schema: str, table: str) -> None:
+    backends = [
+        BackendSettings(name="pg", type="postgres", dsn=f"postgresql://reader:{password}@{host}:{port}/{database}"),
+        BackendSettings(name="tr", type="trino", trino=TrinoSettings(url=f"https://{host}:{port}", catalog=database)),
+        BackendSettings(name="sf", type="snowflake",
+                        snowflake=SnowflakeSettings(account=f"ORG-{host}", user="u", database=database.upper())),
+        BackendSettings(name="dk", type="duckdb", path=Path(f"/srv/{database}.duckdb")),
+    ]
+    names = DatasetNames(backends, gateway_namespace=GATEWAY)
+    assert names.of(f"pg.{schema}.{table}") == (f"postgres://{host}:{port}", f"{database}.{schema}.{table}")
+    assert names.of(f"tr.{schema}.{table}") == (f"trino://{host}:{port}", f"{database}.{schema}.{table}")
+    assert names.of(f"sf.{schema}.{table}") == (f"snowflake://org-{host}", f"{database.upper()}.{schema}.{table}")
+    assert names.of(f"dk.{schema}.{table}") == (f"duckdb:///srv/{database}.duckdb", f"{database}.{schema}.{table}")
+    assert names.of(f"gateway.audit.{table}") == (GATEWAY, f"gateway.audit.{table}")
+    assert all(password not in "".join(names.of(f"{catalog}.{schema}.{table}")) for catalog in ("pg", "tr", "sf"))
+
+
+def test_console_transport_logs_each_event(rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
+    sql = "SELECT n_name FROM nation"
+    session = Session(user="admin", catalog="demo", schema="tpch", source="x")
+    identity = rig.users["admin"]
+    plan = rig.planner.plan(sql, session=session, identity=identity, snapshot=rig.snapshot, policy=rig.policy)
+    facts = Facts(finished_at=datetime.now(UTC), cost_center=None, version="test", sql=sql, shown_sql=sql,
+                  lineage=None, column_types={})
+    transport = build_transport(LineageSettings(enabled=True, transport="console"))
+    with caplog.at_level(logging.INFO, logger="openlineage.client.transport.console"):
+        for event in run_events(outcome_of(plan, sql, session, identity), facts,
+                                settings=LineageSettings(enabled=True), names=rig.names, gateway_namespace=GATEWAY):
+            transport.emit(event)
+    logged = [json.loads(r.getMessage()) for r in caplog.records if r.name == "openlineage.client.transport.console"]
+    assert [e["eventType"] for e in logged] == ["START", "COMPLETE"]
+    assert logged[1]["inputs"][0]["name"] == "demo.tpch.nation"
