@@ -33,7 +33,7 @@ from gateway.errors import GatewayError, QueryCanceled, UserError
 from gateway.identity import Identity
 from gateway.lineage.columns import column_lineage, resolved_statement
 from gateway.lineage.emitter import build_transport
-from gateway.lineage.facets import Facts, masked_columns, run_events
+from gateway.lineage.facets import Facts, emits, masked_columns, run_events
 from gateway.lineage.naming import DatasetNames
 from gateway.lineage.settings import LineageSettings
 from gateway.mask_key import MaskKey
@@ -244,3 +244,20 @@ def test_console_transport_logs_each_event(rig: Rig, caplog: pytest.LogCaptureFi
     logged = [json.loads(r.getMessage()) for r in caplog.records if r.name == "openlineage.client.transport.console"]
     assert [e["eventType"] for e in logged] == ["START", "COMPLETE"]
     assert logged[1]["inputs"][0]["name"] == "demo.tpch.nation"
+
+
+def test_only_statements_that_reached_a_backend_are_runs(rig: Rig) -> None:
+    session = Session(user="admin", catalog="demo", schema="tpch", source="x")
+    identity = rig.users["admin"]
+
+    def outcome(sql: str) -> QueryOutcome:
+        plan = rig.planner.plan(sql, session=session, identity=identity, snapshot=rig.snapshot, policy=rig.policy)
+        return outcome_of(plan, sql, session, identity)
+
+    ran = outcome("SELECT n_name FROM nation")
+    assert emits(ran)
+    assert not emits(dataclasses.replace(ran, backend=None))  # refused at admission, cancelled while queued
+    assert emits(dataclasses.replace(ran, backend=None, cache_hit=True))
+    assert not emits(outcome("SELECT 1"))
+    assert not emits(outcome("SELECT table_name FROM information_schema.tables"))
+    assert not emits(dataclasses.replace(outcome("SHOW TABLES"), backend="demo"))

@@ -68,7 +68,7 @@ def build_transport(settings: LineageSettings) -> Transport:
 @dataclass(frozen=True, slots=True)
 class _Ended:
     outcome: QueryOutcome
-    snapshot: CatalogSnapshot  # the catalog it was planned against (for its column lineage)
+    snapshot: CatalogSnapshot  # the catalog as the attempt ended: its plan's, unless a refresh came between
     finished_at: datetime
     cost_center: str | None
 

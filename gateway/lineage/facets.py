@@ -93,8 +93,10 @@ class Facts:
 
 
 def emits(outcome: QueryOutcome) -> bool:
-    """Whether the attempt is a run: a query that was planned and reads at least one data table."""
-    return outcome.statement_kind in LINEAGE_KINDS and any(not _is_metadata(t) for t in outcome.tables or ())
+    """Whether the attempt is a run: a query that reads at least one data table and reached its backend (or
+    was answered from the result cache). One refused at admission or cancelled while queued read nothing."""
+    return (outcome.statement_kind in LINEAGE_KINDS and (outcome.backend is not None or outcome.cache_hit)
+            and any(not _is_metadata(t) for t in outcome.tables or ()))
 
 
 def masked_columns(rules: Sequence[str]) -> set[tuple[str, str]]:
@@ -142,7 +144,7 @@ def run_events(outcome: QueryOutcome, facts: Facts, *, settings: LineageSettings
 
 def _is_metadata(table: str) -> bool:
     catalog, schema, _ = table.split(".", 2)
-    return catalog == SYSTEM_CATALOG or schema == INFORMATION_SCHEMA
+    return catalog == SYSTEM_CATALOG or schema in (INFORMATION_SCHEMA, "pg_catalog")
 
 
 def _job_facets(outcome: QueryOutcome, facts: Facts, settings: LineageSettings) -> dict[str, JobFacet]:
