@@ -13,11 +13,11 @@
     execute     on the target backend, or the gateway's metadata engine        backends.*
     finish      exactly once per attempt: metrics, one log line, one audit     QueryRun._finish
                 record (journaled before the frontend sends the final response)
-    lineage     inside finish, last: the statement's OpenLineage run is       lineage.LineageEmitter
-                queued for a background sender, never waited for
     meter       inside finish: a query that ran on a backend (or was a cache     cost.Meter
                 hit, cost 0) is priced; the charge rides with its audit record
                 into the ledger and counts against its cost center's budgets
+    lineage     inside finish, last: the statement's OpenLineage run is       lineage.LineageEmitter
+                queued for a background sender, never waited for
 
 Frontends authenticate the request with `Pipeline.authenticate` (failures never become queries; they are
 reported through `Pipeline.record_rejected_attempt`), create a `QueryRun` per statement with
