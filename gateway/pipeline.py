@@ -67,6 +67,7 @@ from gateway.session import Session, SessionChange
 from gateway.sql.explain_io import COLUMN as IO_PLAN_COLUMN
 from gateway.sql.explain_io import IoExplain, from_duckdb_plan
 from gateway.sql.resolve import METADATA_TARGET
+from gateway.sql.trino_output_types import declared_columns
 from gateway.static_result import StaticExecution
 from gateway.types import VARCHAR
 from gateway.workload.manager import Admission, AdmissionRequest, WorkloadManager
@@ -191,7 +192,8 @@ class QueryRun:
         self.state = QueryState.QUEUED
         self.identity: Identity | None = None
         self.plan: Plan | None = None
-        self.columns: tuple[Column, ...] | None = None
+        self.columns: tuple[Column, ...] | None = None  # as the engine types them
+        self.trino_columns: tuple[Column, ...] | None = None  # with Trino's declared types, where derived
         self.error: GatewayError | None = None
         self.target: str | None = None  # the backend running it, if any (not the metadata engine)
         self.started = time.perf_counter()
@@ -216,6 +218,16 @@ class QueryRun:
     @property
     def update_type(self) -> str | None:
         return self.plan.update_type if self.plan is not None else None
+
+    @property
+    def column_zones(self) -> tuple[str | None, ...]:
+        """Per result column, the zone its timestamp with time zone values are shown in, where the plan knows
+        it (a literal's zone, AT TIME ZONE); None: the session's."""
+        declared = self.plan.output_types if self.plan is not None else ()
+        count = len(self.trino_columns or ())
+        if len(declared) != count:
+            return (None,) * count
+        return tuple(o.zone if o is not None else None for o in declared)
 
     @property
     def stats(self) -> ExecutionStats:
@@ -264,7 +276,7 @@ class QueryRun:
                     self._execution = pipeline.cache.recording(execution, self._lease, ttl_seconds=self._cache_ttl(),
                                                                tables=tuple(str(t) for t in plan.tables))
                 if plan.describe_output:
-                    columns, rows = describe_output_rows(execution.columns)
+                    columns, rows = describe_output_rows(declared_columns(execution.columns, plan.output_types))
                     await execution.cancel()
                     self._execution = StaticExecution(columns=columns, rows=rows)
                 elif plan.io_explain is not None:
@@ -273,6 +285,7 @@ class QueryRun:
                 return  # cancelled while starting
             if self._execution is not None:
                 self.columns = self._execution.columns
+                self.trino_columns = declared_columns(self.columns, plan.output_types)
             else:
                 self._finish(None)
         except GatewayError as error:

@@ -66,6 +66,7 @@ _SIMPLE_TYPES = {
     "timestamp_ms": t.timestamp(3),
     "timestamp_ns": t.timestamp(9),
     "timestamp with time zone": t.timestamp(6, with_time_zone=True),
+    "timestamptz_ns": t.timestamp(9, with_time_zone=True),  # DuckDB: timestamp_ns AT TIME ZONE ...
     "interval": t.INTERVAL_DAY_TO_SECOND,
     "uuid": t.UUID,
     "json": t.JSON,
