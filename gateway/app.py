@@ -55,6 +55,8 @@ from gateway.pipeline import Pipeline
 from gateway.planner import Planner
 from gateway.policy.load import load_dev_users
 from gateway.policy.store import PolicyStore
+from gateway.policy_changes.canary_run import CanaryRunner
+from gateway.policy_changes.guard import PolicyCanaries
 from gateway.query_history import QueryHistory
 from gateway.replicas import ReplicaDirectory, reachable_url
 from gateway.sql.limits import StatementLimits
@@ -187,6 +189,13 @@ class Gateway:
                                  node=NodeInfo(version=__version__, environment=settings.server.environment,
                                                uri=f"{'https' if settings.server.tls_cert else 'http'}://"
                                                    f"{settings.server.host}:{settings.server.port}"))
+        policies = settings.policies
+        self.canaries = PolicyCanaries(  # invalid canaries.yaml: the gateway does not start (PolicyError)
+            store=self.policies, interval_seconds=policies.canary_interval_seconds,
+            runner=CanaryRunner(pipeline=self.pipeline, metrics=self.metrics, default_catalog=settings.default_catalog,
+                                default_schema=settings.backends[0].schema, catalogs=frozenset(catalogs),
+                                timeout_seconds=policies.canary_timeout_seconds,
+                                max_fetch_rows=policies.canary_max_rows))
         self.registry = QueryRegistry(settings.protocol, self.metrics)
         self.directory = build_directory(settings, self.pipeline, self.registry, self.metrics)
         if self.directory is not None:
@@ -221,8 +230,10 @@ class Gateway:
         if self.cache is not None:
             await self.cache.start()
         self.registry.start_reaper()
+        await self.canaries.check_current("start")  # failing: the gateway serves but is not ready
         self._tasks = [asyncio.create_task(self._refresh_catalog_forever(), name="catalog-refresh"),
-                       asyncio.create_task(self._reload_policies_forever(), name="policy-reload")]
+                       asyncio.create_task(self._reload_policies_forever(), name="policy-reload"),
+                       asyncio.create_task(self.canaries.run_forever(), name="policy-canaries")]
         if self.pgwire is not None:
             await self.pgwire.start()  # last: its clients find everything running
 
@@ -253,7 +264,7 @@ class Gateway:
     async def _reload_policies_forever(self) -> None:
         while True:
             await asyncio.sleep(self.settings.policies.reload_seconds)
-            self.policies.reload_if_changed()
+            await self.canaries.reload_if_changed()  # the table policies: installed only if the canaries pass
             self.workload.store.reload_if_changed()
             self.costs.reload_if_changed()
 
@@ -324,7 +335,7 @@ class Gateway:
         trino = TrinoFrontend(pipeline=self.pipeline, settings=self.settings, metrics=self.metrics,
                               registry=self.registry, is_draining=self.is_draining)
         ops = OpsEndpoints(metrics=self.metrics, backends=self.backends, is_draining=self.is_draining,
-                           audit_status=self.audit.status)
+                           audit_status=self.audit.status, canary_status=self.canaries.status)
         api = AuditApi(pipeline=self.pipeline, store=self.audit.store)
         queries = QueriesApi(pipeline=self.pipeline)
         cache = CacheApi(pipeline=self.pipeline, cache=self.cache)
