@@ -100,10 +100,10 @@ class Replay:
 
         if before.error is not None and after.error is None:
             kind = DENIED_TO_ALLOWED if before.denied else STARTS_PLANNING
-            return [change(table, kind, f"was: {before.error.message}") for table in after.decisions or {"-": None}]
+            return [change(table, kind, f"was: {before.error.message}") for table in list(after.decisions) or ["-"]]
         if after.error is not None and before.error is None:
             kind = ALLOWED_TO_DENIED if after.denied else STOPS_PLANNING
-            return [change(table, kind, after.error.message) for table in before.decisions or {"-": None}]
+            return [change(table, kind, after.error.message) for table in list(before.decisions) or ["-"]]
         if after.error is not None or before.error is not None:
             return []  # refused both times (the reason may differ; the access does not)
         changes: list[Change] = []
@@ -133,7 +133,9 @@ class Replay:
 def _filter(decision: TableDecision) -> str | None:
     if decision.no_rows:
         return "no rows (no row filter rule matches)"
-    return decision.row_filter.filter if decision.row_filter is not None else None
+    if decision.row_filter is None or decision.row_filter.filter.strip().lower() == "true":
+        return None  # `filter: "true"` (the admins' rule) is every row, as no filter is
+    return decision.row_filter.filter
 
 
 def _table_changes(old: TableDecision, new: TableDecision) -> list[tuple[str, str]]:
