@@ -72,6 +72,9 @@ class CanaryRunner:
         self.default_schema = default_schema
         self.timeout_seconds = timeout_seconds
         self.max_fetch_rows = max_fetch_rows
+        for trigger in ("start", "reload", "schedule"):
+            for outcome in ("passed", "failed"):
+                metrics.canary_runs.labels(trigger, outcome)  # exposed as 0 from the start
 
     async def run(self, canaries: CanarySet, policy: PolicyContext, *, trigger: str) -> CanaryReport:
         began = time.perf_counter()
