@@ -6,12 +6,11 @@ from __future__ import annotations
 import asyncio
 import shutil
 import time
-from pathlib import Path
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
-
 import pytest
 import trino
 import yaml
