@@ -85,7 +85,9 @@ class HotReloaded(Generic[P]):
         try:
             policy = self._load(self.directory)
         except PolicyError as error:
-            self.refuse("is invalid", error.errors)
+            self._reloads.labels("invalid").inc()
+            self._log.error("%s changed but is invalid; keeping version %s:\n%s", self._what,
+                            self.current.version[:12], "\n".join(error.errors))
             return None
         if policy.version == self.current.version:
             return None
@@ -98,10 +100,11 @@ class HotReloaded(Generic[P]):
         self._log.info("%s reloaded: version %s%s", self._what, policy.version[:12], f", {detail}" if detail else "")
 
     def refuse(self, why: str, problems: Sequence[str]) -> None:
-        """Keep the version in force; the refusal counts as `invalid` and is logged once."""
+        """Keep the version in force although the new one loads (a check of the caller's failed); the refusal
+        counts as `invalid`, like invalid files, and is logged once."""
         self._reloads.labels("invalid").inc()
-        self._log.error("%s changed but %s; keeping version %s:\n%s", self._what, why, self.current.version[:12],
-                        "\n".join(problems))
+        self._log.error("%s changed but is refused (%s); keeping version %s:\n%s", self._what, why,
+                        self.current.version[:12], "\n".join(problems))
 
     def _install(self, policy: P, signature: Signature) -> None:
         self._policy = policy

@@ -32,6 +32,7 @@ CANARIES_FILE = "canaries.yaml"
 SECTION = "canaries"
 DENIED = "denied"
 ALLOWED = "allowed"
+CANARY_COST_CENTER = "canary"  # what canary probes cost is charged here, never to a team's budget
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,8 @@ def _users(reader: NodeReader, node: yaml.Node | None) -> dict[str, Identity]:
             continue
         groups = reader.strings(fields["groups"], "groups") if "groups" in fields else []
         attributes = reader.attribute_values(fields["attributes"]) if "attributes" in fields else {}
-        users[name] = Identity.create(name, groups=groups or [], attributes=attributes, auth_method="canary")
+        users[name] = Identity.create(name, groups=groups or [], attributes=attributes, auth_method="canary",
+                                      cost_center=CANARY_COST_CENTER)
     return users
 
 
