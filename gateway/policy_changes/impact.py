@@ -11,7 +11,7 @@ fails closed and counts the change as widening).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gateway.catalog import CatalogSnapshot
 from gateway.errors import GatewayError, PermissionDenied
@@ -68,6 +68,7 @@ class _Outcome:
 
     decisions: dict[str, TableDecision]
     error: GatewayError | None
+    columns: dict[str, frozenset[str]] = field(default_factory=dict)  # table -> the columns the statement reads
 
     @property
     def denied(self) -> bool:
@@ -111,7 +112,8 @@ class Replay:
             old, new = before.decisions.get(table), after.decisions.get(table)
             if old is None or new is None:
                 continue
-            changes.extend(change(table, kind, detail) for kind, detail in _table_changes(old, new))
+            read = before.columns.get(table, frozenset()) | after.columns.get(table, frozenset())
+            changes.extend(change(table, kind, detail) for kind, detail in _table_changes(old, new, read))
         return changes
 
     def _plan(self, statement: Statement, policy: PolicyContext) -> _Outcome:
@@ -127,7 +129,8 @@ class Replay:
             return _Outcome({}, GatewayError("the statement is nested too deeply"))
         decisions = {str(t): decide_table(policy.policy, str(t), statement.identity, statement.source)
                      for t in plan.tables if not t.is_metadata}
-        return _Outcome(decisions, None)
+        columns = {table: frozenset(c.lower() for c in read) for table, read in plan.columns_read.items()}
+        return _Outcome(decisions, None, columns)
 
 
 def _filter(decision: TableDecision) -> str | None:
@@ -138,7 +141,8 @@ def _filter(decision: TableDecision) -> str | None:
     return decision.row_filter.filter
 
 
-def _table_changes(old: TableDecision, new: TableDecision) -> list[tuple[str, str]]:
+def _table_changes(old: TableDecision, new: TableDecision, read: frozenset[str]) -> list[tuple[str, str]]:
+    """Filter changes, and mask changes on the columns the statement reads (all, if that is not known)."""
     changes: list[tuple[str, str]] = []
     old_filter, new_filter = _filter(old), _filter(new)
     if old_filter is not None and new_filter is None:
@@ -149,7 +153,7 @@ def _table_changes(old: TableDecision, new: TableDecision) -> list[tuple[str, st
         changes.append((FILTER_CHANGED, f"{old_filter} -> {new_filter}"))
     old_masks = {m.column.lower(): m.mask for m in old.masks}
     new_masks = {m.column.lower(): m.mask for m in new.masks}
-    for column in sorted(old_masks.keys() | new_masks.keys()):
+    for column in sorted(c for c in old_masks.keys() | new_masks.keys() if not read or c in read):
         before, after = old_masks.get(column), new_masks.get(column)
         if before is not None and after is None:
             changes.append((MASK_LOST, f"{column} (was {_describe(before)})"))

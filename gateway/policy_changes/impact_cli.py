@@ -3,8 +3,9 @@ files and report what would change; exit 3 when access would widen (so CI can ga
 
 Reads the configured audit store and the backend catalog the way `gateway policy check` does; plans only,
 never executes. Audit records keep a statement's user, groups and source but not the identity's
-attributes: a user listed in the dev users file replays with the attributes given there, any other user
-with none (so a filter that binds an attribute denies them under both policies alike).
+attributes: a user listed in the dev users file (or a canary identity of canaries.yaml) replays with the
+attributes given there, any other user with none (so a filter that binds an attribute denies them under both
+policies alike).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from gateway.audit.stores import StoreUnavailable, open_store
 from gateway.config import Settings
 from gateway.identity import Identity
 from gateway.policy.load import PolicyError, load_policies
+from gateway.policy_changes.canaries import load_canaries
 from gateway.policy_changes.impact import Change, Replay, Statement
 
 WIDENS_EXIT = 3
@@ -62,7 +64,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         since = since_time(args.since, datetime.now(UTC))
         current = load_policies(args.current or settings.policies.dir)
         proposed = load_policies(args.proposed)
-        users = build_dev_users(settings)
+        canary_users = {c.identity.user: c.identity for c in load_canaries(args.current or settings.policies.dir).canaries}
+        users = {**canary_users, **build_dev_users(settings)}
         records = asyncio.run(_records(args.store or settings.audit.store, since))
     except PolicyError as error:
         for message in error.errors:
