@@ -62,9 +62,10 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
     try:
         since = since_time(args.since, datetime.now(UTC))
-        current = load_policies(args.current or settings.policies.dir)
+        current_dir = args.current or settings.policies.dir
+        current = load_policies(current_dir)
         proposed = load_policies(args.proposed)
-        canary_users = {c.identity.user: c.identity for c in load_canaries(args.current or settings.policies.dir).canaries}
+        canary_users = {c.identity.user: c.identity for c in load_canaries(current_dir).canaries}
         users = {**canary_users, **build_dev_users(settings)}
         records = asyncio.run(_records(args.store or settings.audit.store, since))
     except PolicyError as error:
