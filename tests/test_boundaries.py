@@ -40,6 +40,11 @@ RULES: list[tuple[str, tuple[str, ...], str]] = [
      "the pipeline orders the stages: access through gateway.access, no protocol, no engine"),
     ("gateway.policy_changes.impact", (*IO_MODULES, "gateway.backends", "gateway.frontends", "gateway.pipeline"),
      "the impact replay only plans: it reaches no backend and runs nothing"),
+    ("gateway.grants", ("gateway.frontends", "gateway.backends", "gateway.planner", "gateway.pipeline",
+                        "gateway.policy.decide"),
+     "just-in-time access is a service frontends call; who may do what is gateway.access's alone"),
+    ("gateway.grants.model", (*IO_MODULES, "gateway.audit"), "access requests as values: no I/O"),
+    ("gateway.grants.snapshot", (*IO_MODULES, "gateway.audit"), "decisions read the snapshot: no I/O"),
     ("gateway.relations", ("gateway.backends", "gateway.frontends", "gateway.planner", "gateway.policy"),
      "the neutral value types depend on no layer"),
 ]
