@@ -115,8 +115,9 @@ class CanaryRunner:
             error = run.error
         finally:
             await run.cancel()  # a no-op once finished; else stops a probe that returned too many rows
-        return _judge(canary, error, run.columns or (), rows, run.plan.rules if run.plan else (),
-                      self.max_fetch_rows)
+        # off the event loop: checking rows_where opens an in-memory DuckDB over up to max_fetch_rows rows
+        return await asyncio.to_thread(_judge, canary, error, run.columns or (), rows,
+                                       run.plan.rules if run.plan else (), self.max_fetch_rows)
 
 
 def _judge(canary: Canary, error: GatewayError | None, columns: Sequence[Column], rows: Sequence[Row],
