@@ -11,7 +11,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from functools import partial
 
 from starlette.applications import Starlette
@@ -61,9 +61,11 @@ from gateway.pipeline import Pipeline
 from gateway.planner import Planner
 from gateway.policy.load import load_dev_users
 from gateway.policy.store import PolicyStore
+from gateway.policy_changes.canary_run import SOURCE as CANARY_FRONTEND
 from gateway.policy_changes.canary_run import CanaryRunner
 from gateway.policy_changes.guard import PolicyCanaries
 from gateway.query_history import QueryHistory
+from gateway.query_outcome import QueryOutcome
 from gateway.replicas import ReplicaDirectory, reachable_url
 from gateway.sql.limits import StatementLimits
 from gateway.workload.budget import BudgetHook
@@ -217,7 +219,7 @@ class Gateway:
                                                   live_catalogs=frozenset({AUDIT_CATALOG}),
                                                   stall_seconds=settings.cache.coalesce_stall_seconds), meter=meter,
                                  planning_threads=limits.planning_threads, max_result_bytes=limits.max_result_bytes,
-                                 lineage=self.lineage.record if self.lineage is not None else None,
+                                 lineage=None if self.lineage is None else partial(_not_canaries, self.lineage.record),
                                  history=QueryHistory(max_entries=settings.protocol.query_history_max,
                                                       keep_seconds=settings.protocol.query_history_seconds,
                                                       access=self.access),
@@ -398,6 +400,12 @@ class Gateway:
     def holds(self, query_id: str) -> bool:
         """Whether this process answers the query's polls itself."""
         return self.registry.by_id(query_id) is not None or self.pipeline.history.holds(query_id)
+
+
+def _not_canaries(record: Callable[[QueryOutcome], None], outcome: QueryOutcome) -> None:
+    """Lineage describes what consumers read: the policy canaries' synthetic probes are audited, not lineage."""
+    if outcome.session.frontend != CANARY_FRONTEND:
+        record(outcome)
 
 
 def _busy_threads(backend: Backend) -> float:
