@@ -11,7 +11,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from functools import partial
 
 from starlette.applications import Starlette
@@ -61,7 +61,11 @@ from gateway.pipeline import Pipeline
 from gateway.planner import Planner
 from gateway.policy.load import load_dev_users
 from gateway.policy.store import PolicyStore
+from gateway.policy_changes.canary_run import SOURCE as CANARY_FRONTEND
+from gateway.policy_changes.canary_run import CanaryRunner
+from gateway.policy_changes.guard import PolicyCanaries
 from gateway.query_history import QueryHistory
+from gateway.query_outcome import QueryOutcome
 from gateway.replicas import ReplicaDirectory, reachable_url
 from gateway.sql.limits import StatementLimits
 from gateway.workload.budget import BudgetHook
@@ -215,13 +219,20 @@ class Gateway:
                                                   live_catalogs=frozenset({AUDIT_CATALOG}),
                                                   stall_seconds=settings.cache.coalesce_stall_seconds), meter=meter,
                                  planning_threads=limits.planning_threads, max_result_bytes=limits.max_result_bytes,
-                                 lineage=self.lineage.record if self.lineage is not None else None,
+                                 lineage=None if self.lineage is None else partial(_not_canaries, self.lineage.record),
                                  history=QueryHistory(max_entries=settings.protocol.query_history_max,
                                                       keep_seconds=settings.protocol.query_history_seconds,
                                                       access=self.access),
                                  node=NodeInfo(version=__version__, environment=settings.server.environment,
                                                uri=f"{'https' if settings.server.tls_cert else 'http'}://"
                                                    f"{settings.server.host}:{settings.server.port}"))
+        policies = settings.policies
+        self.canaries = PolicyCanaries(  # invalid canaries.yaml: the gateway does not start (PolicyError)
+            store=self.policies, interval_seconds=policies.canary_interval_seconds,
+            runner=CanaryRunner(pipeline=self.pipeline, metrics=self.metrics, default_catalog=settings.default_catalog,
+                                default_schema=settings.backends[0].schema, catalogs=frozenset(catalogs),
+                                timeout_seconds=policies.canary_timeout_seconds,
+                                max_fetch_rows=policies.canary_max_rows))
         self.registry = QueryRegistry(settings.protocol, self.metrics)
         self.directory = build_directory(settings, self.pipeline, self.registry, self.metrics)
         if self.directory is not None:
@@ -260,8 +271,10 @@ class Gateway:
         self.registry.start_reaper()
         if self.lineage is not None:
             self.lineage.start()
+        await self.canaries.check_current("start")  # failing: the gateway serves but is not ready
         self._tasks = [asyncio.create_task(self._refresh_catalog_forever(), name="catalog-refresh"),
-                       asyncio.create_task(self._reload_policies_forever(), name="policy-reload")]
+                       asyncio.create_task(self._reload_policies_forever(), name="policy-reload"),
+                       asyncio.create_task(self.canaries.run_forever(), name="policy-canaries")]
         if self.pgwire is not None:
             await self.pgwire.start()  # last: its clients find everything running
 
@@ -292,7 +305,7 @@ class Gateway:
     async def _reload_policies_forever(self) -> None:
         while True:
             await asyncio.sleep(self.settings.policies.reload_seconds)
-            self.policies.reload_if_changed()
+            await self.canaries.reload_if_changed()  # the table policies: installed only if the canaries pass
             self.workload.store.reload_if_changed()
             self.costs.reload_if_changed()
 
@@ -366,7 +379,7 @@ class Gateway:
         trino = TrinoFrontend(pipeline=self.pipeline, settings=self.settings, metrics=self.metrics,
                               registry=self.registry, is_draining=self.is_draining)
         ops = OpsEndpoints(metrics=self.metrics, backends=self.backends, is_draining=self.is_draining,
-                           audit_status=self.audit.status)
+                           audit_status=self.audit.status, canary_status=self.canaries.status)
         api = AuditApi(pipeline=self.pipeline, store=self.audit.store)
         queries = QueriesApi(pipeline=self.pipeline)
         cache = CacheApi(pipeline=self.pipeline, cache=self.cache)
@@ -387,6 +400,12 @@ class Gateway:
     def holds(self, query_id: str) -> bool:
         """Whether this process answers the query's polls itself."""
         return self.registry.by_id(query_id) is not None or self.pipeline.history.holds(query_id)
+
+
+def _not_canaries(record: Callable[[QueryOutcome], None], outcome: QueryOutcome) -> None:
+    """Lineage describes what consumers read: the policy canaries' synthetic probes are audited, not lineage."""
+    if outcome.session.frontend != CANARY_FRONTEND:
+        record(outcome)
 
 
 def _busy_threads(backend: Backend) -> float:

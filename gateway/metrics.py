@@ -69,6 +69,15 @@ class Metrics:
                                       ["outcome"], registry=r)
         self.policy_version = Info("gateway_policy", "Content hash of the policy version in force", registry=r)
         self.policy_denials = Counter("gateway_policy_denials", "Statements denied by policy", registry=r)
+        self.canary_runs = Counter("gateway_canary_runs", "Policy canary runs by trigger (start, reload, schedule) "
+                                   "and outcome (passed, failed)", ["trigger", "outcome"], registry=r)
+        self.canary_passed = Gauge("gateway_canary_passed", "1 if the canary passed its latest run, else 0",
+                                   ["canary"], registry=r)
+        self.canary_failing = Gauge("gateway_canary_failing", "Canaries that failed the latest run", registry=r)
+        self.canary_last_run = Gauge("gateway_canary_last_run_timestamp_seconds",
+                                     "When the latest canary run finished (Unix time)", registry=r)
+        self.canary_duration = Histogram("gateway_canary_duration_seconds", "Time to run every canary once",
+                                         registry=r)
         self.plan_cache = Counter("gateway_plan_cache", "Plan cache lookups by result (hit, miss)", ["result"],
                                   registry=r)
         # identity

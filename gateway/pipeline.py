@@ -160,18 +160,22 @@ class Pipeline:
             raise PermissionDenied(f"User {principal.user} cannot impersonate user {session.user}")
         return principal.acting_as(session.user)
 
-    def submit(self, sql: str, session: Session, principal: Identity) -> QueryRun:
-        run = QueryRun(self, self.query_ids.next(), sql, session, principal)
+    def submit(self, sql: str, session: Session, principal: Identity, *,
+               policy: PolicyContext | None = None) -> QueryRun:
+        """`policy`: plan under these rules instead of the ones in force (a policy canary trying a new
+        version before it is installed)."""
+        run = QueryRun(self, self.query_ids.next(), sql, session, principal, policy=policy)
         self.history.add(run)
         return run
 
-    async def plan(self, sql: str, session: Session, identity: Identity) -> Plan:
+    async def plan(self, sql: str, session: Session, identity: Identity, *,
+                   policy: PolicyContext | None = None) -> Plan:
         """Planning is CPU work: small statements (nearly all) are planned inline, which is cheaper than a
         thread hop; large ones on a planning thread, so a 1 MB IN list never stalls other clients. Size counts
         every text planning may parse: the body (EXECUTE IMMEDIATE's text is inside it) and the session's
         prepared statements (X-Trino-Prepared-Statement)."""
         snapshot = self.catalog.current.snapshot
-        policy = PolicyContext(self.policies.current, self.policies.views, self.access.grants(identity))
+        policy = policy or PolicyContext(self.policies.current, self.policies.views, self.access.grants(identity))
         size = len(sql) + sum(len(text) for text in session.prepared_statements.values())
         if size <= INLINE_PLANNING_LIMIT:
             return self.planner.plan(sql, session=session, identity=identity, snapshot=snapshot, policy=policy)
@@ -183,8 +187,10 @@ class Pipeline:
 class QueryRun:
     """One statement from submission to its end. Never raises from `start`; failures land in `error`."""
 
-    def __init__(self, pipeline: Pipeline, query_id: str, sql: str, session: Session, principal: Identity) -> None:
+    def __init__(self, pipeline: Pipeline, query_id: str, sql: str, session: Session, principal: Identity, *,
+                 policy: PolicyContext | None = None) -> None:
         self.pipeline = pipeline
+        self._policy = policy  # None: the policy in force when it is planned
         self.query_id = query_id
         self.sql = sql
         self.session = session
@@ -254,7 +260,7 @@ class QueryRun:
             pipeline.audit.admit()  # fail closed: nothing runs while its record could not be kept
             self.identity = pipeline.session_identity(self.principal, self.session)
             began = time.perf_counter()
-            self.plan = plan = await pipeline.plan(self.sql, self.session, self.identity)
+            self.plan = plan = await pipeline.plan(self.sql, self.session, self.identity, policy=self._policy)
             pipeline.metrics.planning_duration.observe(time.perf_counter() - began)
             cached = await self._consult_cache(plan)
             if plan.kill is not None:

@@ -38,6 +38,8 @@ RULES: list[tuple[str, tuple[str, ...], str]] = [
     ("gateway.pipeline", ("gateway.policy.decide", "gateway.frontends", "gateway.backends.duckdb",
                           "gateway.backends.postgres"),
      "the pipeline orders the stages: access through gateway.access, no protocol, no engine"),
+    ("gateway.policy_changes.impact", (*IO_MODULES, "gateway.backends", "gateway.frontends", "gateway.pipeline"),
+     "the impact replay only plans: it reaches no backend and runs nothing"),
     ("gateway.grants", ("gateway.frontends", "gateway.backends", "gateway.planner", "gateway.pipeline",
                         "gateway.policy.decide"),
      "just-in-time access is a service frontends call; who may do what is gateway.access's alone"),
