@@ -230,7 +230,8 @@ class Gateway:
         self.canaries = PolicyCanaries(  # invalid canaries.yaml: the gateway does not start (PolicyError)
             store=self.policies, interval_seconds=policies.canary_interval_seconds,
             runner=CanaryRunner(pipeline=self.pipeline, metrics=self.metrics, default_catalog=settings.default_catalog,
-                                default_schema=settings.backends[0].schema, catalogs=frozenset(catalogs),
+                                default_schema=settings.backends[0].schema,
+                                has_schema=lambda c, s: self.catalog.current.snapshot.has_schema(c, s),
                                 timeout_seconds=policies.canary_timeout_seconds,
                                 max_fetch_rows=policies.canary_max_rows))
         self.registry = QueryRegistry(settings.protocol, self.metrics)

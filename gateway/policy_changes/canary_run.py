@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +36,7 @@ class CanaryResult:
     name: str
     passed: bool
     detail: str  # why it failed, or what it saw
-    skipped: bool = False  # names a catalog this deployment does not have
+    skipped: bool = False  # names a catalog or schema this deployment does not have
 
 
 @dataclass(frozen=True)
@@ -63,10 +63,10 @@ class CanaryReport:
 
 class CanaryRunner:
     def __init__(self, *, pipeline: Pipeline, metrics: Metrics, default_catalog: str | None,
-                 default_schema: str | None, catalogs: frozenset[str], timeout_seconds: float = 30.0,
+                 default_schema: str | None, has_schema: Callable[[str, str], bool], timeout_seconds: float = 30.0,
                  max_fetch_rows: int = 10_000) -> None:
         self.pipeline = pipeline
-        self.catalogs = catalogs  # a probe naming another catalog does not apply to this deployment
+        self.has_schema = has_schema  # a probe naming another catalog or schema does not apply to this deployment
         self.metrics = metrics
         self.default_catalog = default_catalog
         self.default_schema = default_schema
@@ -93,8 +93,9 @@ class CanaryRunner:
         return report
 
     async def _one(self, canary: Canary, policy: PolicyContext) -> CanaryResult:
-        if canary.catalog is not None and canary.catalog not in self.catalogs:
-            return CanaryResult(canary.name, True, f"skipped: no catalog {canary.catalog!r} here", skipped=True)
+        catalog, schema = canary.catalog or self.default_catalog, canary.schema or self.default_schema
+        if catalog is not None and schema is not None and not self.has_schema(catalog, schema):
+            return CanaryResult(canary.name, True, f"skipped: no schema {catalog}.{schema} here", skipped=True)
         try:
             return await asyncio.wait_for(self._probe(canary, policy), timeout=self.timeout_seconds)
         except TimeoutError:
