@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
+
+import orjson
 
 from gateway.config_reader import Check, Reader, one_of, read_section
 from gateway.errors import InternalError
@@ -35,8 +38,39 @@ def read_logging(r: Reader, data: Mapping[str, Any]) -> LoggingSettings:
     return read_section(r, data, ("logging",), LoggingSettings)
 
 
-# One encoder for every line: json.dumps with options builds a new JSONEncoder on each call.
-_encode = json.JSONEncoder(default=str).encode
+# The reference form of every value: compact, ASCII only (a bidi control or line separator in a user's text
+# cannot disguise a line). orjson writes the same for ASCII text and is tried first.
+_reference = json.JSONEncoder(default=str, separators=(",", ":")).encode
+
+
+def _encode(value: Any) -> str:
+    """`value` as the reference encoder writes it (floats aside: orjson's shortest form, still JSON)."""
+    try:
+        text = orjson.dumps(value, default=str).decode()
+    except TypeError:  # a lone surrogate, an int beyond 64 bits, a non-str key
+        return _reference(value)
+    return text if text.isascii() and "\x7f" not in text else _reference(value)  # the reference escapes DEL
+
+
+_PLAIN = re.compile(r'[ !#-\[\]-~]*')  # printable ASCII but `"` and `\\`: JSON writes it as it is
+
+
+def _text_value(value: Any) -> str:
+    """One field of a text line: the value's JSON, with the commonest kinds written directly."""
+    kind = type(value)
+    if kind is str and _PLAIN.fullmatch(value):
+        return f'"{value}"'
+    if kind is int:
+        return int.__repr__(value)
+    return _encode(value)
+
+
+def log_query(logger: logging.Logger, outcome: QueryOutcome) -> None:
+    """Log the `query` line of an attempt that ended, built only when INFO is on, without the stack walk
+    (`findCaller`) `Logger.info` makes for every line: the line's origin is always this function."""
+    if logger.isEnabledFor(logging.INFO):
+        logger.handle(logger.makeRecord(logger.name, logging.INFO, __file__, 0, "query", (), None,
+                                        extra={"query": query_log_fields(outcome)}))
 
 
 class JsonFormatter(logging.Formatter):
@@ -63,7 +97,7 @@ class TextFormatter(logging.Formatter):
         text = super().format(record)
         query = getattr(record, "query", None)
         if isinstance(query, dict):
-            fields = " ".join(f"{k}={_encode(v)}" for k, v in query.items() if v is not None)
+            fields = " ".join([f"{k}={_text_value(v)}" for k, v in query.items() if v is not None])
             text = f"{text} {fields}"
         return text
 
@@ -71,6 +105,8 @@ class TextFormatter(logging.Formatter):
 def configure_logging(settings: LoggingSettings) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if settings.format == "json" else TextFormatter())
+    # Neither format shows the thread or process: LogRecord need not look them up for every line.
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.level)
