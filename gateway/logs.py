@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import orjson
-
 from gateway.config_reader import Check, Reader, one_of, read_section
 from gateway.errors import InternalError
 
@@ -38,25 +36,16 @@ def read_logging(r: Reader, data: Mapping[str, Any]) -> LoggingSettings:
     return read_section(r, data, ("logging",), LoggingSettings)
 
 
-# The reference form of every value: compact, ASCII only (a bidi control or line separator in a user's text
-# cannot disguise a line). orjson writes the same for ASCII text and is tried first.
-_reference = json.JSONEncoder(default=str, separators=(",", ":")).encode
-
-
-def _encode(value: Any) -> str:
-    """`value` as the reference encoder writes it (floats aside: orjson's shortest form, still JSON)."""
-    try:
-        text = orjson.dumps(value, default=str).decode()
-    except TypeError:  # a lone surrogate, an int beyond 64 bits, a non-str key
-        return _reference(value)
-    return text if text.isascii() and "\x7f" not in text else _reference(value)  # the reference escapes DEL
+# One encoder for every line: json.dumps with options builds a new JSONEncoder on each call.
+_encode = json.JSONEncoder(default=str).encode
 
 
 _PLAIN = re.compile(r'[ !#-\[\]-~]*')  # printable ASCII but `"` and `\\`: JSON writes it as it is
 
 
 def _text_value(value: Any) -> str:
-    """One field of a text line: the value's JSON, with the commonest kinds written directly."""
+    """One field of a text line: the value's JSON (ASCII only, so no bidi control or line separator in a
+    user's text can disguise a line), with the commonest kinds written directly."""
     kind = type(value)
     if kind is str and _PLAIN.fullmatch(value):
         return f'"{value}"'

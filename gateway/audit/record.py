@@ -50,7 +50,8 @@ def decision_for(error_name: str | None) -> str:
 
 
 def utc_now() -> str:
-    return format_time(datetime.now(UTC))
+    """`format_time` of now (isoformat is several times cheaper than strftime; every attempt takes two)."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")[:26] + "Z"
 
 
 def format_time(value: datetime) -> str:
