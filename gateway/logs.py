@@ -91,7 +91,7 @@ class TextFormatter(logging.Formatter):
         second = int(record.created)
         if second != self._second:
             self._second, self._stamp = second, time.strftime(self.default_time_format, self.converter(second))
-        return self.default_msec_format % (self._stamp, record.msecs)
+        return f"{self._stamp},{int(record.msecs):03d}"  # logging's default_msec_format, "%s,%03d"
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
