@@ -6,7 +6,43 @@ share counters. Stages receive the object and touch only their own metrics.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from typing import Any, TypeVar
+
+import prometheus_client
+from prometheus_client import CollectorRegistry, Info
+
+T = TypeVar("T", bound="_Children")
+
+
+class _Children:
+    """`labels(...)` answered from a dict after the first call for a label set. prometheus_client checks the
+    names and takes a lock on every call, and each query's end makes several; children are never removed
+    here, so a child once made stays the one prometheus_client exports."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._children: dict[tuple[object, ...], Any] = {}
+        super().__init__(*args, **kwargs)
+
+    def labels(self: T, *labelvalues: object, **labelkwargs: object) -> T:
+        if labelkwargs:
+            return super().labels(**labelkwargs)  # type: ignore[misc, no-any-return]
+        child = self._children.get(labelvalues)
+        if child is None:
+            child = self._children[labelvalues] = super().labels(*labelvalues)  # type: ignore[misc]
+        return child  # type: ignore[no-any-return]
+
+
+class Counter(_Children, prometheus_client.Counter):
+    pass
+
+
+class Gauge(_Children, prometheus_client.Gauge):
+    pass
+
+
+class Histogram(_Children, prometheus_client.Histogram):
+    pass
+
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 STAGE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)

@@ -52,7 +52,7 @@ from gateway.errors import (
     QueryCanceled,
 )
 from gateway.identity import Authenticator, Credentials, Identity
-from gateway.logs import auth_failure_log_fields, query_log_fields
+from gateway.logs import auth_failure_log_fields, log_query
 from gateway.metadata import CatalogService
 from gateway.metadata_live import CursorSetup, cursor_setup, live_rows, reads_live_tables
 from gateway.metrics import Metrics
@@ -460,8 +460,7 @@ class QueryRun:
             metrics.backend_duration.labels(self.target).observe(self.stats.elapsed_seconds)
         try:
             outcome = self._outcome(kind, error)
-            if log.isEnabledFor(logging.INFO):
-                log.info("query", extra={"query": query_log_fields(outcome)})
+            log_query(log, outcome)
             record = query_record(outcome, redact=self.pipeline.audit.options.redact_literals)
         except Exception:  # a bug in building the record; the attempt still ends
             log.exception("query %s: building its audit record failed", self.query_id)
