@@ -552,7 +552,10 @@ class PgConnection:
                 return
             if statement.columns is None:
                 statement.columns = await self._result_columns(statement)
-            self._row_description(statement.columns, ())
+            if statement.columns:
+                self._row_description(statement.columns, ())
+            else:
+                self.writer.write(pm.NO_DATA)
             return
         portal = self._portal(describe.name)
         if portal.command is not None or not portal.sql:
@@ -569,16 +572,14 @@ class PgConnection:
             self.writer.write(pm.NO_DATA)
 
     async def _result_columns(self, statement: Prepared) -> tuple[Column, ...]:
-        """A statement's result columns before its parameters are known: the query with NULL parameters and
-        no rows (LIMIT 0), through the pipeline like any statement — planned, authorized and audited."""
+        """A statement's result columns before its parameters are known, without executing it: the query
+        with NULL parameters planned, authorized and described by the pipeline (audited as a describe)."""
         values: Sequence[exp.Expr] = [exp.Null() for _ in statement.parameter_types]
         bound = ps.bind(statement.sql, values) if values else statement.sql
-        probe = Portal(sql=f"SELECT * FROM ({bound.strip().rstrip(';')}) AS described LIMIT 0", command=None)
-        await self._start(probe)
-        assert probe.run is not None
-        columns = probe.run.columns or ()
-        await probe.run.cancel()
-        return columns
+        if self.frontend.is_draining():
+            raise _draining()
+        assert self.session is not None and self.principal is not None
+        return await self.pipeline.describe(bound, self.session, self.principal) or ()
 
     def _portal(self, name: str) -> Portal:
         portal = self.portals.get(name)
@@ -632,8 +633,7 @@ class PgConnection:
         if portal.run is not None:
             return
         if self.frontend.is_draining():
-            raise GatewayError("The gateway is shutting down; run the statement on another replica",
-                               error_name="SERVER_SHUTTING_DOWN")
+            raise _draining()
         assert self.session is not None and self.principal is not None
         run = self.pipeline.submit(portal.sql, self.session, self.principal)
         portal.run = run
@@ -784,6 +784,11 @@ class PgConnection:
             self.writer.write(pm.parameter_status(name, value))
         assert self.session is not None
         self.session = replace(self.session, **self.parameters.session_fields())
+
+
+def _draining() -> GatewayError:
+    return GatewayError("The gateway is shutting down; run the statement on another replica",
+                        error_name="SERVER_SHUTTING_DOWN")
 
 
 def _type_modifier(column: Column) -> int:
