@@ -23,9 +23,16 @@ from gateway import types as t
 from gateway.backends.base import Backend
 from gateway.backends.duckdb import DuckDBBackend
 from gateway.backends.postgres import PostgresBackend
+from gateway.backends.credentials import SecretSpec, secret_source
+from gateway.backends.snowflake import SnowflakeBackend
+from gateway.backends.snowflake_settings import SnowflakeSettings
 from gateway.backends.sqlite import SQLiteBackend
+from gateway.backends.trino import TrinoBackend
+from gateway.backends.trino_settings import TrinoSettings
 from gateway.errors import GatewayError
 from gateway.relations import Column
+from tests.conftest import GatewayProcess
+from tests.fakesnow_warehouse import FAKESNOW_PYTHON, FakeSnow
 from tests.pgwire_support import PgGateway
 from tests.test_audit_gateway import audit_config, stored
 
@@ -91,6 +98,36 @@ def test_sqlite_describes_with_an_empty_run(tmp_path: Path) -> None:
     columns, error = asyncio.run(described_and_executed(backend, "SELECT json(doc) AS parsed FROM lite.t"))
     assert [c.name for c in columns] == ["parsed"]
     assert error is not None and "malformed JSON" in error.message
+
+
+def test_trino_describes_with_an_empty_run_through_the_chained_gateway(gateway: GatewayProcess) -> None:
+    """A chained gateway cannot prepare (its DESCRIBE OUTPUT runs the statement): the fallback wraps the query
+    in LIMIT 0, which the inner DuckDB answers from its plan."""
+    settings = TrinoSettings(url=gateway.url, user="admin", catalog="demo")
+    backend = TrinoBackend(name="demo", settings=settings, schema="tpch", schemas=["tpch"])
+    sql = 'SELECT CAST(n_name AS INTEGER) AS broken, n_name FROM "demo"."tpch"."nation"'
+    columns, error = asyncio.run(described_and_executed(backend, sql))
+    assert [(c.name, c.type) for c in columns] == [("broken", t.INTEGER), ("n_name", t.VARCHAR)]
+    assert error is not None and error.error_name == "INVALID_CAST_ARGUMENT"
+
+
+@pytest.mark.skipif(not FAKESNOW_PYTHON.exists(), reason="fakesnow is installed by `make test` into .venv-fakesnow")
+def test_snowflake_describes_with_describe_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeSnow(tmp_path)
+    try:
+        fake.sql("CREATE SCHEMA KINDS", "CREATE TABLE KINDS.T (LABEL VARCHAR, AMOUNT NUMBER(12, 3))",
+                 "INSERT INTO KINDS.T VALUES ('x', 1.5)")
+        monkeypatch.setenv("GW_TEST_DESCRIBE_PASSWORD", "x")
+        settings = SnowflakeSettings(account="gwtest", user="gateway", database=fake.database, host="127.0.0.1",
+                                     port=fake.port, protocol="http")
+        backend = SnowflakeBackend(name="sf", settings=settings,
+                                   password=secret_source(SecretSpec(kind="env", env="GW_TEST_DESCRIBE_PASSWORD")))
+        sql = "SELECT CAST(LABEL AS INTEGER) AS BROKEN, AMOUNT FROM KINDS.T"
+        columns, error = asyncio.run(described_and_executed(backend, sql))
+        assert [(c.name, c.type) for c in columns] == [("broken", t.decimal(38, 0)), ("amount", t.decimal(12, 3))]
+        assert error is not None and error.error_name == "INVALID_CAST_ARGUMENT", error
+    finally:
+        fake.stop()
 
 
 # -- over pgwire -------------------------------------------------------------------------------------------------
@@ -193,7 +230,7 @@ def select_statements(draw: st.DrawFn) -> str:
         elif shape == "upper":
             items.append(f"upper(CAST({column} AS TEXT))")
         elif shape == "arith":
-            items.append(f"{column} + 1" if column in NUMERIC else f"length({column})")
+            items.append(f"{column} + 1" if column in NUMERIC else f"length(CAST({column} AS TEXT))")
         elif shape == "literal":
             items.append(draw(st.sampled_from(["1", "'text'", "2.5", "true", "NULL::int", "DATE '2024-01-02'"])))
         elif shape == "cast":
@@ -206,9 +243,17 @@ def select_statements(draw: st.DrawFn) -> str:
     return f"SELECT {', '.join(items)} FROM {table}{where}"
 
 
+@pytest.fixture(scope="module")
+def sessions(pg: tuple[PgGateway, Path]) -> Iterator[dict[str, psycopg.Connection[Any]]]:
+    connections = {user: psycopg.connect(pg[0].dsn(user), autocommit=True) for user in ("alice", "bob", "admin")}
+    yield connections
+    for connection in connections.values():
+        connection.close()
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(sql=select_statements(), user=st.sampled_from(["alice", "bob", "admin"]))
-def test_described_columns_equal_the_executed_columns(pg: tuple[PgGateway, Path], sql: str, user: str) -> None:
-    gw, _ = pg
-    with psycopg.connect(gw.dsn(user), autocommit=True) as connection:
-        assert describe_prepared(connection, sql) == executed(connection, sql + " LIMIT 2"), sql
+def test_described_columns_equal_the_executed_columns(sessions: dict[str, psycopg.Connection[Any]], sql: str,
+                                                      user: str) -> None:
+    connection = sessions[user]
+    assert describe_prepared(connection, sql) == executed(connection, sql + " LIMIT 2"), sql
