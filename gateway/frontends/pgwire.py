@@ -32,7 +32,7 @@ from gateway.errors import AuthenticationFailed, GatewayError, QueryCanceled
 from gateway.frontends import pg_messages as pm
 from gateway.frontends import pg_statements as ps
 from gateway.frontends import pg_types as pt
-from gateway.frontends.pg_errors import ClientError, authentication_sqlstate, sqlstate_of
+from gateway.frontends.pg_errors import ClientError, authentication_sqlstate, located, sqlstate_of
 from gateway.frontends.pg_session import SessionParameters
 from gateway.identity import Credentials, Identity
 from gateway.identity.api_keys import parse_key
@@ -65,6 +65,7 @@ class Prepared:
     sql: str
     command: ps.Command | None
     parameter_types: tuple[int, ...]
+    offset: int = 0  # where `sql` starts in the Parse message's query text (error positions count from there)
     columns: tuple[Column, ...] | None = None  # once described
 
 
@@ -75,6 +76,7 @@ class Portal:
     sql: str
     command: ps.Command | None
     result_formats: tuple[int, ...] = ()
+    origin: int | None = None  # `sql` is the client's text from this offset of its message (not rebuilt by binding)
     run: QueryRun | None = None
     ahead: list[Row] = field(default_factory=list)
     exhausted: bool = False
@@ -453,15 +455,16 @@ class PgConnection:
             raise pm.FrameError(f"invalid frontend message type {kind[0]}")
 
     def _error(self, error: ClientError | GatewayError) -> None:
+        position = None
         if isinstance(error, GatewayError):
             sqlstate, message = sqlstate_of(error), error.message
             if error.error.type == "INTERNAL_ERROR" and error.error_name == "GENERIC_INTERNAL_ERROR":
                 message = "internal error in the gateway"
         else:
-            sqlstate, message = error.sqlstate, error.message
+            sqlstate, message, position = error.sqlstate, error.message, error.position
         if self.status == "T":
             self.status = "E"
-        self.writer.write(pm.error_response(sqlstate, message))
+        self.writer.write(pm.error_response(sqlstate, message, position=position))
 
     async def _sync(self) -> None:
         self.skipping = False
@@ -473,13 +476,13 @@ class PgConnection:
     # -- simple query -----------------------------------------------------------------------------------------
 
     async def _simple_query(self, text: str) -> None:
-        statements = ps.split_statements(text)
+        statements = ps.statement_spans(text)
         if not statements:
             self.writer.write(pm.EMPTY_QUERY)
-        for sql in statements:
+        for offset, sql in statements:
             try:
                 command = ps.command_of(sql)
-                portal = Portal(sql=sql, command=command)
+                portal = Portal(sql=sql, command=command, origin=offset)
                 await self._run_portal(portal, max_rows=0, describe=True)
             except (ClientError, GatewayError) as error:
                 self._error(error)
@@ -491,10 +494,10 @@ class PgConnection:
     def _parse(self, parse: pm.Parse) -> None:
         if parse.name and parse.name in self.statements:
             raise ClientError("42P05", f'prepared statement "{parse.name[:64]}" already exists')
-        statements = ps.split_statements(parse.query)
+        statements = ps.statement_spans(parse.query)
         if len(statements) > 1:
             raise ClientError("42601", "cannot insert multiple commands into a prepared statement")
-        sql = statements[0] if statements else ""
+        offset, sql = statements[0] if statements else (0, "")
         command = ps.command_of(sql) if sql else None
         numbers = ps.parameter_numbers(sql) if command is None and sql else []
         count = max([n for n, _ in numbers] + [len(parse.parameter_types)], default=0)
@@ -506,7 +509,7 @@ class PgConnection:
             types.append(given or (pt.oid_for_type_name(cast) if cast else pt.TEXT))
         if parse.name not in self.statements:
             self._room_for(self.statements, "prepared statements")
-        self.statements[parse.name] = Prepared(sql=sql, command=command, parameter_types=tuple(types))
+        self.statements[parse.name] = Prepared(sql=sql, command=command, parameter_types=tuple(types), offset=offset)
         self.writer.write(pm.PARSE_COMPLETE)
 
     def _room_for(self, kept: Sized, what: str) -> None:
@@ -534,13 +537,17 @@ class PgConnection:
                       for i, (value, oid) in enumerate(zip(bind.parameters, statement.parameter_types, strict=True))]
         except pt.ParameterError as error:
             raise ClientError("22P02", str(error)) from None
-        sql = ps.bind(statement.sql, values) if values else statement.sql
+        try:
+            sql = ps.bind(statement.sql, values) if values else statement.sql
+        except GatewayError as error:
+            raise located(error, statement.sql, statement.offset) from None
         old = self.portals.pop(bind.portal, None)
         if old is not None and old.run is not None:
             await old.run.cancel()
         if bind.portal not in self.portals:
             self._room_for(self.portals, "portals")
-        self.portals[bind.portal] = Portal(sql=sql, command=statement.command, result_formats=bind.result_formats)
+        self.portals[bind.portal] = Portal(sql=sql, command=statement.command, result_formats=bind.result_formats,
+                                           origin=None if values else statement.offset)
         self.writer.write(pm.BIND_COMPLETE)
 
     async def _describe(self, describe: pm.Describe) -> None:
@@ -579,7 +586,10 @@ class PgConnection:
         if self.frontend.is_draining():
             raise _draining()
         assert self.session is not None and self.principal is not None
-        return await self.pipeline.describe(bound, self.session, self.principal) or ()
+        try:
+            return await self.pipeline.describe(bound, self.session, self.principal) or ()
+        except GatewayError as error:
+            raise located(error, statement.sql, statement.offset) if not values else error from None
 
     def _portal(self, name: str) -> Portal:
         portal = self.portals.get(name)
@@ -640,7 +650,7 @@ class PgConnection:
         self.current = run
         await run.start()
         if run.error is not None:
-            raise run.error
+            raise located(run.error, portal.sql, portal.origin) if portal.origin is not None else run.error
         if run.columns is None:
             portal.exhausted = True
 
