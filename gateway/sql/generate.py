@@ -8,7 +8,8 @@ Pure tree transformations, in order:
   become literals;
 - `/` gets Trino's semantics on DuckDB (integer division, DIVISION_BY_ZERO; sql/trino_semantics.py);
 - Trino's types and literals become the backend's, or NOT_SUPPORTED naming the type (sql/trino_types.py);
-- unnamed output columns get Trino's names (_col0, _col1, ...), so clients see what Trino would send;
+- unnamed output columns get Trino's names (_col0, _col1, ...), so clients see what Trino would send
+  (PostgreSQL clients: `?column?`, as PostgreSQL names them);
 - on Trino backends the gateway's own names (`__gw_*`) get a prefix no identifier of the statement starts
   with: another gateway downstream refuses `__gw_` names in what it receives, as any gateway does.
 """
@@ -39,6 +40,7 @@ class SessionValues:
     catalog: str | None
     schema: str | None
     time_zone: str
+    unnamed_column: str | None = None  # every unnamed output column's name (PostgreSQL: ?column?); None: _colN
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ def to_backend_sql(tree: exp.Query, *, dialect: str, session: SessionValues, met
     result = trino_types(result, dialect=dialect)
     result = _rename_tables(result, metadata=metadata, backend_catalog=backend_catalog, tables=tables)
     result = _session_functions(result, session)
-    result = name_output_columns(result)
+    result = name_output_columns(result, unnamed=session.unnamed_column)
     if output_names is not None:
         result = _rename_outputs(result, output_names)
     if dialect == "trino":
@@ -232,9 +234,10 @@ def _rename_outputs(tree: exp.Expr, names: tuple[str, ...]) -> exp.Expr:
     return tree
 
 
-def name_output_columns(tree: exp.Expr) -> exp.Expr:
-    """Give unnamed output expressions Trino's names (_col0, ...). Set operations take the first branch's
-    names, so only the leftmost SELECT is renamed."""
+def name_output_columns(tree: exp.Expr, *, unnamed: str | None = None) -> exp.Expr:
+    """Give unnamed output expressions Trino's names (_col0, ...), or all the name `unnamed` (PostgreSQL
+    clients expect `?column?`). Set operations take the first branch's names, so only the leftmost SELECT is
+    renamed."""
     select = tree
     while isinstance(select, exp.SetOperation):
         select = select.this
@@ -247,6 +250,7 @@ def name_output_columns(tree: exp.Expr) -> exp.Expr:
         ):
             renamed.append(projection)
         else:
-            renamed.append(exp.alias_(projection, f"_col{index}"))
+            renamed.append(exp.alias_(projection, unnamed, quoted=True) if unnamed is not None else
+                           exp.alias_(projection, f"_col{index}"))
     select.set("expressions", renamed)
     return tree
