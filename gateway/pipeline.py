@@ -168,6 +168,16 @@ class Pipeline:
             raise run.error
         return run.columns
 
+    def record_command(self, sql: str, session: Session, principal: Identity, statement_type: str) -> None:
+        """The audit record of a command a frontend answered itself that changes what later records say
+        (pgwire's SET/RESET/DISCARD: source, schema, time zone), under the session it was sent in: allowed,
+        nothing planned or executed. Fails closed like a query while records cannot be kept."""
+        self.audit.admit()
+        identity = self.session_identity(principal, session)
+        run = QueryRun(self, self.query_ids.next(), sql, session, principal)
+        run.answered_as, run.identity = statement_type, identity
+        run._finish(None)
+
     def submit(self, sql: str, session: Session, principal: Identity) -> QueryRun:
         run = QueryRun(self, self.query_ids.next(), sql, session, principal)
         self.history.add(run)
@@ -191,7 +201,7 @@ class Pipeline:
 class QueryRun:
     """One statement from submission to its end. Never raises from `start`; failures land in `error`."""
 
-    describing = False  # `describe` instead of `start`: planned and authorized, never executed
+    answered_as: str | None = None  # the statement type of a run that never executes (describe, set, ...)
 
     def __init__(self, pipeline: Pipeline, query_id: str, sql: str, session: Session, principal: Identity) -> None:
         self.pipeline = pipeline
@@ -298,7 +308,7 @@ class QueryRun:
         """Plan and authorize as `start` does, then learn the result columns without executing
         (`Pipeline.describe`). Never raises; failures land in `error`."""
         pipeline = self.pipeline
-        self.describing = True  # its audit record and metrics say `describe`, whatever the statement is
+        self.answered_as = "describe"  # its audit record and metrics say so, whatever the statement is
         try:
             pipeline.audit.admit()
             self.identity = pipeline.session_identity(self.principal, self.session)
@@ -476,7 +486,7 @@ class QueryRun:
         if self._lease is not None:  # no-op once the result was cached; followers get a statement error
             self.pipeline.cache.release(self._lease, error)
         metrics = self.pipeline.metrics
-        kind = "describe" if self.describing else self.plan.statement_kind if self.plan is not None else "unplanned"
+        kind = self.answered_as or (self.plan.statement_kind if self.plan is not None else "unplanned")
         ending = "canceled" if isinstance(error, QueryCanceled) else ("failed" if error else "finished")
         metrics.queries_in_flight.dec()
         metrics.queries.labels(kind, ending).inc()

@@ -16,6 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway.errors import UserError
+from gateway.sql.postgres_input import bytea_input
 from tests.pgwire_support import PgGateway
 from tests.test_audit_gateway import audit_config, stored
 
@@ -146,4 +148,17 @@ def test_bytea_round_trips_as_literal_and_parameter(session: psycopg.Connection[
     assert session.execute(f"SELECT {literal}", binary=True).fetchone() == (value,)
     assert session.execute("SELECT %b::bytea", (value,)).fetchone() == (value,)
     assert session.execute("SELECT %s", (value,)).fetchone() == (value,)
-    assert session.execute("SELECT length(%b::bytea)", (value,)).fetchone() == (len(value),)
+    assert session.execute(f"SELECT %b::bytea = {literal}", (value,)).fetchone() == (True,)
+    escaped = "".join(f"\\{byte:03o}" for byte in value)  # PostgreSQL's escape format
+    assert session.execute(f"SELECT '{escaped}'::bytea").fetchone() == (value,)
+
+
+@given(value=st.binary(max_size=64), text=st.text(alphabet=st.characters(exclude_characters="\\"), max_size=20))
+def test_bytea_input_reads_hex_and_escape_formats(value: bytes, text: str) -> None:
+    assert bytea_input("\\x" + value.hex()) == value
+    assert bytea_input("\\x" + " ".join(value.hex()[i:i + 2] for i in range(0, len(value) * 2, 2))) == value
+    assert bytea_input("".join(f"\\{byte:03o}" for byte in value)) == value
+    assert bytea_input(text + "\\\\") == text.encode() + b"\\"
+    for invalid in ("\\x4", "\\xzz", "a\\9"):
+        with pytest.raises(UserError):
+            bytea_input(invalid)

@@ -618,7 +618,7 @@ class PgConnection:
             raise ClientError("25P02", "current transaction is aborted, commands ignored until end of "
                                        "transaction block")
         if portal.command is not None:
-            await self._command(portal.command, describe=describe)
+            await self._command(portal.command, describe=describe, sql=portal.sql)
             return
         if not portal.sql.strip():
             self.writer.write(pm.EMPTY_QUERY)
@@ -716,7 +716,7 @@ class PgConnection:
 
     # -- connection commands ----------------------------------------------------------------------------------
 
-    async def _command(self, command: ps.Command, *, describe: bool) -> None:
+    async def _command(self, command: ps.Command, *, describe: bool, sql: str) -> None:
         write = self.writer.write
         if isinstance(command, ps.StartTransaction):
             if self.status != "I":
@@ -731,8 +731,12 @@ class PgConnection:
             await self._close_all()  # a transaction's end closes its portals, cursors among them
             write(pm.command_complete(tag))
         elif isinstance(command, ps.SetParameter):
+            sent_in = self.session
             self._set(command)
-            write(pm.command_complete("RESET" if command.value is None else "SET"))
+            tag = "RESET" if command.value is None else "SET"
+            if command.name != "transaction":  # SET TRANSACTION changes nothing: every statement reads alone
+                self._record(sql, sent_in, tag.lower())
+            write(pm.command_complete(tag))
         elif isinstance(command, ps.ShowParameter):
             columns = self.parameters.show_columns(command)
             if describe:
@@ -749,6 +753,7 @@ class PgConnection:
         elif isinstance(command, ps.Discard):
             self.statements.clear()
             await self._close_all()
+            self._record(sql, self.session, "discard")
             write(pm.command_complete("DISCARD ALL"))
         elif isinstance(command, ps.Deallocate):
             if command.name is None:
@@ -756,6 +761,12 @@ class PgConnection:
             elif self.statements.pop(command.name, None) is None:
                 raise ClientError("26000", f'prepared statement "{command.name[:64]}" does not exist')
             write(pm.command_complete("DEALLOCATE ALL" if command.name is None else "DEALLOCATE"))
+
+    def _record(self, sql: str, sent_in: Session | None, statement_type: str) -> None:
+        """Audit a command that changes what later records say (source, schema, time zone), under the
+        session it was sent in."""
+        assert sent_in is not None and self.principal is not None
+        self.pipeline.record_command(sql, sent_in, self.principal, statement_type)
 
     async def _fetch(self, command: ps.Fetch) -> None:
         cursor = self.portals.get(command.name)
