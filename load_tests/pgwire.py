@@ -150,8 +150,8 @@ def main() -> None:
         warehouse.drop()
     print(f"pgbench point query (sf{args.scale:g}, {args.clients} clients, {args.seconds} s per run, cache off, "
           f"policies on)")
-    print(f"| {'path':<16} | {'protocol':<9} | {'tps':>9} | {'latency ms':>10} | {'failed':>6} | {'tps / direct':>12} |")
-    print(f"|{'-' * 18}|{'-' * 11}|{'-' * 11}|{'-' * 12}|{'-' * 8}|{'-' * 14}|")
+    print("| path | protocol | tps | latency ms | failed | tps / direct |")
+    print("|---|---|--:|--:|--:|--:|")
     for (name, protocol), (tps, latency, failed) in results.items():
         base = results[("postgres direct", protocol)][0]
         print(f"| {name:<16} | {protocol:<9} | {tps:9.1f} | {latency:10.3f} | {failed:6d} | {tps / base:12.3f} |")

@@ -21,9 +21,9 @@ from hypothesis import strategies as st
 
 from gateway import types as t
 from gateway.backends.base import Backend
+from gateway.backends.credentials import SecretSpec, secret_source
 from gateway.backends.duckdb import DuckDBBackend
 from gateway.backends.postgres import PostgresBackend
-from gateway.backends.credentials import SecretSpec, secret_source
 from gateway.backends.snowflake import SnowflakeBackend
 from gateway.backends.snowflake_settings import SnowflakeSettings
 from gateway.backends.sqlite import SQLiteBackend

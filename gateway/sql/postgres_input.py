@@ -11,10 +11,13 @@ generator writes as that engine's own binary literal.
 from __future__ import annotations
 
 import re
+from typing import TypeVar, cast
 
 from sqlglot import exp
 
 from gateway.errors import UserError
+
+E = TypeVar("E", bound=exp.Expr)
 
 _ESCAPE = re.compile(r"\\\\|\\[0-3][0-7]{2}|\\|[^\\]+", re.S)
 
@@ -44,7 +47,7 @@ def _invalid(text: str) -> UserError:
     return UserError(f"invalid input syntax for type bytea: {text[:40]!r}", error_name="INVALID_CAST_ARGUMENT")
 
 
-def postgres_literals(tree: exp.Expr) -> exp.Expr:
+def postgres_literals(tree: E) -> E:
     """`tree` with every cast of a text literal to bytea replaced by the hex literal of its bytes."""
     def decode(node: exp.Expr) -> exp.Expr:
         if isinstance(node, exp.Cast) and node.to.is_type(exp.DType.VARBINARY) and \
@@ -52,4 +55,4 @@ def postgres_literals(tree: exp.Expr) -> exp.Expr:
             return exp.cast(exp.HexString(this=bytea_input(node.this.name).hex()), exp.DType.VARBINARY)
         return node
 
-    return tree.transform(decode)
+    return cast(E, tree.transform(decode))  # the root is a statement, never a cast: its type is kept
