@@ -296,11 +296,16 @@ class QueryRun:
                 self.columns = self._execution.columns
             else:
                 self._finish(None)
-        except GatewayError as error:
+        except Exception as error:
+            self._failed(error)
+
+    def _failed(self, error: Exception) -> None:
+        """End the run with `error` (called while handling it); anything not a GatewayError is a bug."""
+        if isinstance(error, GatewayError):
             if isinstance(error, PermissionDenied):
-                pipeline.metrics.policy_denials.inc()
+                self.pipeline.metrics.policy_denials.inc()
             self._finish(error)
-        except Exception as error:  # a bug: report it as internal, log it with its stack
+        else:  # a bug: report it as internal, log it with its stack
             log.exception("query %s failed inside the gateway", self.query_id)
             self._finish(InternalError(f"internal error ({type(error).__name__})"))
 
@@ -315,13 +320,8 @@ class QueryRun:
             self.plan = plan = await pipeline.plan(self.sql, self.session, self.identity)
             self.columns = await self._described(plan)
             self._finish(None)
-        except GatewayError as error:
-            if isinstance(error, PermissionDenied):
-                pipeline.metrics.policy_denials.inc()
-            self._finish(error)
-        except Exception as error:  # a bug: report it as internal, log it with its stack
-            log.exception("describing query %s failed inside the gateway", self.query_id)
-            self._finish(InternalError(f"internal error ({type(error).__name__})"))
+        except Exception as error:
+            self._failed(error)
 
     async def _described(self, plan: Plan) -> tuple[Column, ...] | None:
         """The columns `start` would report for `plan`, from the plan itself or the engine's description."""

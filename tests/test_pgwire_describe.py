@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +33,8 @@ from gateway.errors import GatewayError
 from gateway.relations import Column
 from tests.conftest import GatewayProcess
 from tests.fakesnow_warehouse import FAKESNOW_PYTHON, FakeSnow
-from tests.pgwire_support import PgGateway
-from tests.test_audit_gateway import audit_config, stored
+from tests.pgwire_support import PgGateway, audited_gateway
+from tests.test_audit_gateway import stored
 
 # -- each backend, in process ----------------------------------------------------------------------------------
 
@@ -135,10 +135,7 @@ def test_snowflake_describes_with_describe_only(tmp_path: Path, monkeypatch: pyt
 
 @pytest.fixture(scope="module")
 def pg(demo_database: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PgGateway, Path]]:
-    workdir = tmp_path_factory.mktemp("pgwire-describe")
-    gateway = PgGateway(workdir, audit_config(demo_database, workdir))
-    yield gateway, workdir / "audit.db"
-    gateway.stop()
+    yield from audited_gateway(demo_database, tmp_path_factory, "pgwire-describe")
 
 
 def describe_prepared(connection: psycopg.Connection[Any], sql: str) -> list[tuple[str, int]]:
@@ -157,23 +154,31 @@ def executed(connection: psycopg.Connection[Any], sql: str) -> list[tuple[str, i
     return [(c.name, c.type_code) for c in cursor.description or []]
 
 
+def as_alice(gw: PgGateway, source: str, scenario: Callable[[asyncpg.Connection], Awaitable[None]]) -> None:
+    """`scenario` on an asyncpg connection of alice's, with application_name (the audit's source) `source`."""
+    async def run() -> None:
+        connection = await asyncpg.connect(host=gw.host, port=gw.pg_port, user="alice", database="demo",
+                                           server_settings={"application_name": source})
+        try:
+            await scenario(connection)
+        finally:
+            await connection.close()
+
+    asyncio.run(run())
+
+
 def test_describe_answers_a_statement_whose_execution_would_fail(pg: tuple[PgGateway, Path]) -> None:
     gw, db = pg
     source = f"describe-{uuid.uuid4().hex[:8]}"
 
-    async def scenario() -> None:
-        connection = await asyncpg.connect(host=gw.host, port=gw.pg_port, user="alice", database="demo",
-                                           server_settings={"application_name": source})
-        try:
-            statement = await connection.prepare("SELECT CAST(n_name AS INTEGER) AS broken, n_name FROM nation")
-            assert [(a.name, a.type.name) for a in statement.get_attributes()] == [("broken", "int4"),
-                                                                                   ("n_name", "varchar")]
-            with pytest.raises(asyncpg.PostgresError):
-                await statement.fetch()
-        finally:
-            await connection.close()
+    async def scenario(connection: asyncpg.Connection) -> None:
+        statement = await connection.prepare("SELECT CAST(n_name AS INTEGER) AS broken, n_name FROM nation")
+        assert [(a.name, a.type.name) for a in statement.get_attributes()] == [("broken", "int4"),
+                                                                               ("n_name", "varchar")]
+        with pytest.raises(asyncpg.PostgresError):
+            await statement.fetch()
 
-    asyncio.run(scenario())
+    as_alice(gw, source, scenario)
     records = stored(db, source, expect=2)
     kinds = [(r["statement_type"], r["decision"], r["backend"], r["row_count"]) for r in records]
     assert kinds[0] == ("describe", "success", None, 0), records[0]
@@ -185,17 +190,12 @@ def test_a_denied_statement_fails_at_describe(pg: tuple[PgGateway, Path]) -> Non
     gw, db = pg
     source = f"denied-{uuid.uuid4().hex[:8]}"
 
-    async def scenario() -> None:
-        connection = await asyncpg.connect(host=gw.host, port=gw.pg_port, user="alice", database="demo",
-                                           server_settings={"application_name": source})
-        try:
-            with pytest.raises(asyncpg.InsufficientPrivilegeError):
-                await connection.prepare("SELECT * FROM gateway.audit.queries")
-            assert await connection.fetchval("SELECT 1") == 1
-        finally:
-            await connection.close()
+    async def scenario(connection: asyncpg.Connection) -> None:
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await connection.prepare("SELECT * FROM gateway.audit.queries")
+        assert await connection.fetchval("SELECT 1") == 1
 
-    asyncio.run(scenario())
+    as_alice(gw, source, scenario)
     records = stored(db, source, expect=1)
     assert records[0]["statement_type"] == "describe" and records[0]["decision"] == "denied"
 

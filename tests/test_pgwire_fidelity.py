@@ -18,16 +18,13 @@ from hypothesis import strategies as st
 
 from gateway.errors import UserError
 from gateway.sql.postgres_input import bytea_input
-from tests.pgwire_support import PgGateway
-from tests.test_audit_gateway import audit_config, stored
+from tests.pgwire_support import PgGateway, audited_gateway
+from tests.test_audit_gateway import stored
 
 
 @pytest.fixture(scope="module")
 def pg(demo_database: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PgGateway, Path]]:
-    workdir = tmp_path_factory.mktemp("pgwire-fidelity")
-    gateway = PgGateway(workdir, audit_config(demo_database, workdir))
-    yield gateway, workdir / "audit.db"
-    gateway.stop()
+    yield from audited_gateway(demo_database, tmp_path_factory, "pgwire-fidelity")
 
 
 @pytest.fixture(scope="module")
