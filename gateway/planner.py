@@ -238,7 +238,7 @@ class _Planning:
         check_functions(resolved.tree, dialect=session.dialect)
         values = SessionValues(user=self.identity.user, version=planner.version, catalog=session.catalog,
                                schema=session.schema, time_zone=session.time_zone or "UTC",
-                               unnamed_column="?column?" if session.dialect == PG_DIALECT else None)
+                               postgres_names=session.dialect == PG_DIALECT)
         policy = self.policy.policy
         if resolved.target == METADATA_TARGET:
             visible = planner.visibility(self.identity, session.source, self.snapshot, policy)

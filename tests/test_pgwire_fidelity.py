@@ -103,6 +103,11 @@ def test_unnamed_columns_are_named_as_postgresql_names_them(session: psycopg.Con
                                                            pg: tuple[PgGateway, Path]) -> None:
     cursor = session.execute("SELECT 1, n_name, n_nationkey + 1, 'x' AS named FROM nation LIMIT 1")
     assert [c.name for c in cursor.description or []] == ["?column?", "n_name", "?column?", "named"]
+    cursor = session.execute("SELECT upper(n_name), coalesce(n_name, 'x'), CASE WHEN n_nationkey > 1 THEN 1 END, "
+                             "length(n_name) + 1 FROM nation LIMIT 1")
+    assert [c.name for c in cursor.description or []] == ["upper", "coalesce", "case", "?column?"]
+    assert [c.name for c in session.execute("SELECT count(*), max(n_name) FROM nation").description or []] == \
+        ["count", "max"]
     done = subprocess.run(["psql", pg[0].dsn(), "-X", "-c", "SELECT 1 + 1"], capture_output=True, text=True,
                           timeout=60)
     assert done.stdout.splitlines()[0].strip() == "?column?", done.stdout
