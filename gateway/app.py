@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp
 
 from gateway import __version__
-from gateway.access import Access, OperatorGroups
+from gateway.access import Access, OperatorGroups, no_grants
 from gateway.audit.record import format_time
 from gateway.audit.setup import AUDIT_CATALOG, build_trail
 from gateway.audit.stores import StoreUnavailable
@@ -36,6 +36,7 @@ from gateway.cost.model import Charge
 from gateway.cost.shared import ClusterAlerts, SharedSpend
 from gateway.cost.store import CostStore
 from gateway.errors import GatewayError
+from gateway.frontends.access_api import AccessApi
 from gateway.frontends.api import AuditApi
 from gateway.frontends.cache_api import CacheApi
 from gateway.frontends.chargeback_api import ChargebackApi
@@ -45,8 +46,13 @@ from gateway.frontends.pgwire import PgWireFrontend
 from gateway.frontends.queries_api import QueriesApi
 from gateway.frontends.trino_http import TrinoFrontend
 from gateway.frontends.trino_queries import QueryRegistry
+from gateway.grants.notices import RedisNotices
+from gateway.grants.service import AccessRequests
+from gateway.grants.snapshot import GrantSnapshot
 from gateway.identity import Authenticator, Identity
 from gateway.identity.setup import build_authenticator as build_identity
+from gateway.lineage.emitter import LineageEmitter, build_transport
+from gateway.lineage.naming import DatasetNames
 from gateway.mask_key import load_mask_key
 from gateway.metadata import CatalogService
 from gateway.metrics import Metrics
@@ -80,10 +86,14 @@ def build_authenticator(settings: Settings, metrics: Metrics) -> Authenticator:
                           on_jwks_fetch=lambda outcome: metrics.jwks_fetches.labels(outcome).inc())
 
 
-def build_access(settings: Settings, policies: PolicyStore) -> Access:
+def build_access(settings: Settings, policies: PolicyStore, grants: GrantSnapshot | None = None) -> Access:
+    access_requests = settings.access_requests
     return Access(policy=lambda: policies.current,
                   groups=OperatorGroups.of(workload=settings.workload.admin_groups, cache=settings.cache.admin_groups,
-                                           finance=settings.cost.finance_groups))
+                                           finance=settings.cost.finance_groups,
+                                           access_admin=access_requests.admin_groups,
+                                           access_auditor=access_requests.auditor_groups),
+                  grants=grants.active_for if grants is not None else no_grants)
 
 
 def build_workload(settings: Settings, metrics: Metrics, access: Access,
@@ -108,6 +118,20 @@ def build_cache(settings: Settings, metrics: Metrics) -> ResultCache | None:
         return None
     return ResultCache(max_bytes=cache.max_bytes, max_entry_bytes=cache.max_entry_bytes, metrics=metrics,
                        redis_url=cache.redis, prefix=cache.redis_prefix)
+
+
+def build_lineage(settings: Settings, metrics: Metrics, catalog: CatalogService,
+                  meter: Meter | None) -> LineageEmitter | None:
+    lineage = settings.lineage
+    if not lineage.enabled:
+        return None
+    server = settings.server
+    gateway_namespace = f"trino://{server.host}:{server.port}"  # the gateway is a Trino endpoint itself
+    return LineageEmitter(settings=lineage, transport=build_transport(lineage),
+                          names=DatasetNames(settings.backends, gateway_namespace=gateway_namespace),
+                          gateway_namespace=gateway_namespace, snapshot=lambda: catalog.current.snapshot,
+                          default_catalog=settings.default_catalog, version=__version__, metrics=metrics,
+                          cost_center_of=meter.cost_center_of if meter is not None else lambda i: i.cost_center)
 
 
 def build_directory(settings: Settings, pipeline: Pipeline, registry: QueryRegistry,
@@ -156,7 +180,16 @@ class Gateway:
                                             sync_seconds=cost.sync_seconds)
             self.budgets.alerts = ClusterAlerts(self.alerts, self.shared_spend.redis, cost.redis_prefix,
                                                 self.metrics)
-        self.access = build_access(settings, self.policies)
+        self.grants = GrantSnapshot()
+        self.access = build_access(settings, self.policies,
+                                   self.grants if settings.access_requests.enabled else None)
+        self.access_requests = AccessRequests(store=self.audit.store, access=self.access, snapshot=self.grants,
+                                              catalog=lambda: self.catalog.current.snapshot,
+                                              default_catalog=settings.default_catalog,
+                                              settings=settings.access_requests, metrics=self.metrics,
+                                              notices=RedisNotices(url=settings.workload.redis,
+                                                                   channel=settings.workload.key_prefix + "access")
+                                              if settings.workload.redis is not None else None)
         self.workload = build_workload(settings, self.metrics, self.access, self.budgets if cost.enabled else None)
         meter = None
         if cost.enabled:
@@ -174,6 +207,7 @@ class Gateway:
                                                  max_boolean_terms=limits.max_boolean_terms),
                           failed_cache_size=limits.failed_plan_cache_entries)
         self.cache = build_cache(settings, self.metrics)
+        self.lineage = build_lineage(settings, self.metrics, self.catalog, meter)
         self.pipeline = Pipeline(authenticator=build_authenticator(settings, self.metrics), catalog=self.catalog,
                                  policies=self.policies, planner=planner, backends=catalogs,
                                  metrics=self.metrics, audit=self.audit, workload=self.workload,
@@ -181,6 +215,7 @@ class Gateway:
                                                   live_catalogs=frozenset({AUDIT_CATALOG}),
                                                   stall_seconds=settings.cache.coalesce_stall_seconds), meter=meter,
                                  planning_threads=limits.planning_threads, max_result_bytes=limits.max_result_bytes,
+                                 lineage=self.lineage.record if self.lineage is not None else None,
                                  history=QueryHistory(max_entries=settings.protocol.query_history_max,
                                                       keep_seconds=settings.protocol.query_history_seconds,
                                                       access=self.access),
@@ -215,12 +250,16 @@ class Gateway:
             await backend.start()
         await self.audit_backend.start()
         await self.catalog.refresh()
+        if self.settings.access_requests.enabled:
+            await self.access_requests.start()  # before the first query: grants in force are honoured at once
         await self.workload.slots.start()
         if self.directory is not None:
             await self.directory.start()
         if self.cache is not None:
             await self.cache.start()
         self.registry.start_reaper()
+        if self.lineage is not None:
+            self.lineage.start()
         self._tasks = [asyncio.create_task(self._refresh_catalog_forever(), name="catalog-refresh"),
                        asyncio.create_task(self._reload_policies_forever(), name="policy-reload")]
         if self.pgwire is not None:
@@ -296,6 +335,7 @@ class Gateway:
         for task in self._tasks:
             task.cancel()
         await self.registry.close(GatewayError("The gateway is shutting down", error_name="SERVER_SHUTTING_DOWN"))
+        await self.access_requests.stop()
         if self.directory is not None:
             await self.directory.close()
         await self.workload.slots.close()
@@ -309,6 +349,8 @@ class Gateway:
         if self.shared_spend is not None:
             await self.shared_spend.close()
         await self.budgets.alerts.stop()
+        if self.lineage is not None:  # after the registry closed: the cancelled queries' runs are sent too
+            await asyncio.to_thread(self.lineage.stop, self.settings.lineage.timeout_seconds)
         self.catalog.close()
         await self.audit.stop()  # last: the records of the queries cancelled above are flushed
 
@@ -329,10 +371,13 @@ class Gateway:
         queries = QueriesApi(pipeline=self.pipeline)
         cache = CacheApi(pipeline=self.pipeline, cache=self.cache)
         chargeback = ChargebackApi(pipeline=self.pipeline, store=self.audit.store)
+        access = AccessApi(pipeline=self.pipeline, requests=self.access_requests) \
+            if self.settings.access_requests.enabled else None
         app = Starlette(routes=[*trino.routes(), *ops.routes(), *api.routes(), *queries.routes(), *cache.routes(),
-                                *chargeback.routes()],
+                                *chargeback.routes(), *(access.routes() if access is not None else ())],
                         lifespan=self.lifespan,
                         exception_handlers={Exception: _internal_error, 404: _not_found, 405: _not_allowed})
+        app.state.access_requests = self.access_requests  # the console's way in (gateway.grants.service)
         if self.directory is None:
             return app
         return ForwardingMiddleware(app, directory=self.directory, holds=self.holds,

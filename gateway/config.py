@@ -26,6 +26,7 @@ from gateway.catalog import MetadataSettings, read_metadata
 from gateway.config_reader import ConfigError, Reader, Source, apply_environment, closest, read_yaml
 from gateway.cost.settings import CostSettings, read_cost
 from gateway.frontends.settings import ProtocolSettings, ServerSettings, read_protocol, read_server
+from gateway.grants.settings import AccessRequestSettings, read_access_requests
 from gateway.identity.settings import (
     IDENTITY_MODES,
     JWT_ALGORITHMS,
@@ -36,6 +37,7 @@ from gateway.identity.settings import (
     JwtSettings,
     read_identity,
 )
+from gateway.lineage.settings import LineageSettings, read_lineage
 from gateway.logs import LOG_FORMATS, LoggingSettings, read_logging
 from gateway.mask_key import MaskingSettings, read_masking
 from gateway.policy.settings import PolicySettings, read_policies
@@ -66,6 +68,8 @@ class Settings:
     cache: CacheSettings = field(default_factory=CacheSettings)
     cost: CostSettings = field(default_factory=CostSettings)
     masking: MaskingSettings = field(default_factory=MaskingSettings)
+    access_requests: AccessRequestSettings = field(default_factory=AccessRequestSettings)
+    lineage: LineageSettings = field(default_factory=LineageSettings)
 
     @property
     def default_catalog(self) -> str:
@@ -87,6 +91,8 @@ SECTIONS: dict[str, Callable[[Reader, Mapping[str, Any]], Any]] = {
     "cache": read_cache,
     "cost": read_cost,
     "masking": read_masking,
+    "access_requests": read_access_requests,
+    "lineage": read_lineage,
 }
 
 
