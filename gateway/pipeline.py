@@ -160,6 +160,29 @@ class Pipeline:
             raise PermissionDenied(f"User {principal.user} cannot impersonate user {session.user}")
         return principal.acting_as(session.user)
 
+    async def describe(self, sql: str, session: Session, principal: Identity) -> tuple[Column, ...] | None:
+        """The result columns `sql` would have, without executing it (pgwire's Describe of a prepared
+        statement). Identity, planning and authorization are exactly those of execution, so the columns are
+        the rewritten query's (masks included) and a statement execution would refuse fails here alike. Then
+        the backend describes the planned SQL (`Backend.describe`). Audited as a decision: one record of
+        statement type `describe` with its tables, columns and rules, no backend, no rows, no charge.
+        None: the statement returns no rows."""
+        run = QueryRun(self, self.query_ids.next(), sql, session, principal)
+        await run.describe()
+        if run.error is not None:
+            raise run.error
+        return run.columns
+
+    def record_command(self, sql: str, session: Session, principal: Identity, statement_type: str) -> None:
+        """The audit record of a command a frontend answered itself that changes what later records say
+        (pgwire's SET/RESET/DISCARD: source, schema, time zone), under the session it was sent in: allowed,
+        nothing planned or executed. Fails closed like a query while records cannot be kept."""
+        self.audit.admit()
+        identity = self.session_identity(principal, session)
+        run = QueryRun(self, self.query_ids.next(), sql, session, principal)
+        run.answered_as, run.identity = statement_type, identity
+        run._finish(None)
+
     def submit(self, sql: str, session: Session, principal: Identity, *,
                policy: PolicyContext | None = None) -> QueryRun:
         """`policy`: plan under these rules instead of the ones in force (a policy canary trying a new
@@ -186,6 +209,8 @@ class Pipeline:
 
 class QueryRun:
     """One statement from submission to its end. Never raises from `start`; failures land in `error`."""
+
+    answered_as: str | None = None  # the statement type of a run that never executes (describe, set, ...)
 
     def __init__(self, pipeline: Pipeline, query_id: str, sql: str, session: Session, principal: Identity, *,
                  policy: PolicyContext | None = None) -> None:
@@ -294,13 +319,49 @@ class QueryRun:
                 self.trino_columns = declared_columns(self.columns, plan.output_types)
             else:
                 self._finish(None)
-        except GatewayError as error:
+        except Exception as error:
+            self._failed(error)
+
+    def _failed(self, error: Exception) -> None:
+        """End the run with `error` (called while handling it); anything not a GatewayError is a bug."""
+        if isinstance(error, GatewayError):
             if isinstance(error, PermissionDenied):
-                pipeline.metrics.policy_denials.inc()
+                self.pipeline.metrics.policy_denials.inc()
             self._finish(error)
-        except Exception as error:  # a bug: report it as internal, log it with its stack
+        else:  # a bug: report it as internal, log it with its stack
             log.exception("query %s failed inside the gateway", self.query_id)
             self._finish(InternalError(f"internal error ({type(error).__name__})"))
+
+    async def describe(self) -> None:
+        """Plan and authorize as `start` does, then learn the result columns without executing
+        (`Pipeline.describe`). Never raises; failures land in `error`."""
+        pipeline = self.pipeline
+        self.answered_as = "describe"  # its audit record and metrics say so, whatever the statement is
+        try:
+            pipeline.audit.admit()
+            self.identity = pipeline.session_identity(self.principal, self.session)
+            self.plan = plan = await pipeline.plan(self.sql, self.session, self.identity)
+            self.columns = await self._described(plan)
+            self._finish(None)
+        except Exception as error:
+            self._failed(error)
+
+    async def _described(self, plan: Plan) -> tuple[Column, ...] | None:
+        """The columns `start` would report for `plan`, from the plan itself or the engine's description."""
+        if plan.kill is not None:
+            return None
+        if plan.columns is not None:
+            return plan.columns
+        if plan.describe_output:
+            return describe_output_rows(())[0]
+        if plan.io_explain is not None:
+            return (Column(IO_PLAN_COLUMN, VARCHAR),)
+        if plan.sql is None or plan.target is None:
+            return None
+        if plan.target == METADATA_TARGET:
+            return await self.pipeline.catalog.current.engine.describe(plan.sql, setup=self._live_tables())
+        return await self.pipeline.backends[plan.target].describe(self._runnable(plan.sql),
+                                                                  context=self._execution_context())
 
     async def _consult_cache(self, plan: Plan) -> CachedResult | None:
         """A cached (or coalesced) result for the plan, or None — then, for a cacheable plan, this run holds
@@ -448,7 +509,7 @@ class QueryRun:
         if self._lease is not None:  # no-op once the result was cached; followers get a statement error
             self.pipeline.cache.release(self._lease, error)
         metrics = self.pipeline.metrics
-        kind = self.plan.statement_kind if self.plan is not None else "unplanned"
+        kind = self.answered_as or (self.plan.statement_kind if self.plan is not None else "unplanned")
         ending = "canceled" if isinstance(error, QueryCanceled) else ("failed" if error else "finished")
         metrics.queries_in_flight.dec()
         metrics.queries.labels(kind, ending).inc()

@@ -43,6 +43,7 @@ from gateway.sql.generate import SessionValues, Visibility, to_backend_sql
 from gateway.sql.limits import StatementLimits
 from gateway.sql.parameters import bind_parameters, number_placeholders
 from gateway.sql.parse import TOO_DEEP
+from gateway.sql.postgres_input import postgres_literals
 from gateway.sql.resolve import METADATA_TARGET, resolve_query
 from gateway.sql.rewrite import SecureViews, secure_rewrite
 from gateway.sql.show import describe_target, show_query
@@ -233,13 +234,16 @@ class _Planning:
         self.planner.limits.check_tree(tree)
         session = self.session
         planner = self.planner
-        if session.dialect == PG_DIALECT and (catalog_plan := self._pg_catalog(tree, kind)) is not None:
-            return catalog_plan
+        if session.dialect == PG_DIALECT:
+            tree = postgres_literals(tree)
+            if (catalog_plan := self._pg_catalog(tree, kind)) is not None:
+                return catalog_plan
         resolved = resolve_query(tree, catalog=session.catalog, schema=session.schema, snapshot=self.snapshot,
                                  default_catalog=planner.default_catalog)
         check_functions(resolved.tree, dialect=session.dialect)
         values = SessionValues(user=self.identity.user, version=planner.version, catalog=session.catalog,
-                               schema=session.schema, time_zone=session.time_zone or "UTC")
+                               schema=session.schema, time_zone=session.time_zone or "UTC",
+                               postgres_names=session.dialect == PG_DIALECT)
         policy = self.policy.policy
         if resolved.target == METADATA_TARGET:
             visible = planner.visibility(self.identity, session.source, self.snapshot, policy, self.policy.grants)
