@@ -162,17 +162,27 @@ class Pipeline:
 
     async def plan(self, sql: str, session: Session, identity: Identity) -> Plan:
         """Planning is CPU work: small statements (nearly all) are planned inline, which is cheaper than a
-        thread hop; large ones on a planning thread, so a 1 MB IN list never stalls other clients. Size counts
-        every text planning may parse: the body (EXECUTE IMMEDIATE's text is inside it) and the session's
-        prepared statements (X-Trino-Prepared-Statement)."""
+        thread hop; large ones on a planning thread, so a 1 MB IN list never stalls other clients."""
+        plan = self.plan_inline(sql, session, identity)
+        if plan is not None:
+            return plan
         snapshot = self.catalog.current.snapshot
         policy = PolicyContext(self.policies.current, self.policies.views)
-        size = len(sql) + sum(len(text) for text in session.prepared_statements.values())
-        if size <= INLINE_PLANNING_LIMIT:
-            return self.planner.plan(sql, session=session, identity=identity, snapshot=snapshot, policy=policy)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._planning, lambda: self.planner.plan(
             sql, session=session, identity=identity, snapshot=snapshot, policy=policy))
+
+    def plan_inline(self, sql: str, session: Session, identity: Identity) -> Plan | None:
+        """The plan of a small statement, made on the spot; None for a large one (`plan` sends it to a planning
+        thread). Size counts every text planning may parse: the body (EXECUTE IMMEDIATE's text is inside it)
+        and the session's prepared statements (X-Trino-Prepared-Statement)."""
+        size = len(sql)
+        if session.prepared_statements:
+            size += sum(len(text) for text in session.prepared_statements.values())
+        if size > INLINE_PLANNING_LIMIT:
+            return None
+        return self.planner.plan(sql, session=session, identity=identity, snapshot=self.catalog.current.snapshot,
+                                 policy=PolicyContext(self.policies.current, self.policies.views))
 
 
 class QueryRun:
@@ -232,14 +242,86 @@ class QueryRun:
 
     # -- lifecycle -----------------------------------------------------------------------------------------
 
+    def begin(self) -> bool:
+        """Start without waiting, where nothing needs waiting: plan inline, then answer from the plan itself (a
+        result the gateway knows) or from the in-process cache tier — no task, no admission, no backend. True
+        when the run is started with its rows in memory (`take_ready` them) or has already failed; False when
+        `start` must be awaited (it carries on from here: a large statement, a kill, a cache miss, coalescing,
+        the Redis tier, admission, a backend)."""
+        try:
+            self._identify()
+            began = time.perf_counter()
+            plan = self.pipeline.plan_inline(self.sql, self.session, self._identity())
+            if plan is None:
+                return False
+            self._planned(plan, began)
+            if plan.kill is not None:
+                return False
+            if plan.columns is not None:
+                self._running(StaticExecution(columns=plan.columns, rows=plan.rows))
+                return True
+            cache = self.pipeline.cache
+            key = cache.key_for(plan, self.session)
+            hit = cache.ready(key) if key is not None else None
+            if hit is None:
+                return False
+            self.cache_hit = True
+            self._running(from_cache(hit))
+            return True
+        except Exception as error:
+            self._fail(error)
+            return True
+
+    def take_ready(self, max_rows: int) -> Sequence[Row] | None:
+        """`fetch` for a run `begin` started: its rows are in memory and it holds no admission (so no row cap),
+        so this never waits. None when there are no more (the run is then finished)."""
+        execution = self._execution
+        assert isinstance(execution, StaticExecution) and self.admission is None
+        if self._finished:
+            return None
+        rows = execution.take(max_rows)
+        if rows is None:
+            self._finish(None)
+        return rows
+
+    def _identify(self) -> None:
+        if self.identity is None:
+            self.pipeline.audit.admit()  # fail closed: nothing runs while its record could not be kept
+            self.identity = self.pipeline.session_identity(self.principal, self.session)
+
+    def _identity(self) -> Identity:
+        assert self.identity is not None
+        return self.identity
+
+    def _planned(self, plan: Plan, began: float) -> None:
+        self.plan = plan
+        self.pipeline.metrics.planning_duration.observe(time.perf_counter() - began)
+
+    def _running(self, execution: Execution) -> None:
+        self.state = QueryState.RUNNING
+        self._execution = execution
+        self.columns = execution.columns
+
+    def _fail(self, error: Exception) -> None:
+        """End the attempt with `error`: the statement's (a gateway error) or a bug (reported as internal)."""
+        if isinstance(error, GatewayError):
+            if isinstance(error, PermissionDenied):
+                self.pipeline.metrics.policy_denials.inc()
+            self._finish(error)
+            return
+        log.error("query %s failed inside the gateway", self.query_id, exc_info=error)
+        self._finish(InternalError(f"internal error ({type(error).__name__})"))
+
     async def start(self) -> None:
+        """The whole start, or the rest of it after `begin` returned False."""
         pipeline = self.pipeline
         try:
-            pipeline.audit.admit()  # fail closed: nothing runs while its record could not be kept
-            self.identity = pipeline.session_identity(self.principal, self.session)
-            began = time.perf_counter()
-            self.plan = plan = await pipeline.plan(self.sql, self.session, self.identity)
-            pipeline.metrics.planning_duration.observe(time.perf_counter() - began)
+            self._identify()
+            plan = self.plan
+            if plan is None:
+                began = time.perf_counter()
+                plan = await pipeline.plan(self.sql, self.session, self._identity())
+                self._planned(plan, began)
             cached = await self._consult_cache(plan)
             if plan.kill is not None:
                 await pipeline.workload.kill(plan.kill.query_id, plan.kill.message, self.identity)
@@ -271,13 +353,8 @@ class QueryRun:
                 self.columns = self._execution.columns
             else:
                 self._finish(None)
-        except GatewayError as error:
-            if isinstance(error, PermissionDenied):
-                pipeline.metrics.policy_denials.inc()
-            self._finish(error)
-        except Exception as error:  # a bug: report it as internal, log it with its stack
-            log.exception("query %s failed inside the gateway", self.query_id)
-            self._finish(InternalError(f"internal error ({type(error).__name__})"))
+        except Exception as error:  # a gateway error ends the attempt with it; a bug, as internal
+            self._fail(error)
 
     async def _consult_cache(self, plan: Plan) -> CachedResult | None:
         """A cached (or coalesced) result for the plan, or None — then, for a cacheable plan, this run holds

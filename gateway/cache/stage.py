@@ -67,6 +67,14 @@ class CacheStage:
         return cache_key(backend_sql=plan.sql, target=plan.target, policy_version=plan.policy_version or "",
                          properties=())
 
+    def ready(self, key: str) -> CachedResult | None:
+        """The result of `key` when it is in the in-process tier and no identical query is running (that one
+        may be refreshing it): answered on the spot. Else None, and `obtain` decides."""
+        assert self.cache is not None
+        if self.cache.leader_for(key) is not None:
+            return None
+        return self.cache.get_local(key)
+
     async def obtain(self, key: str, wait: Wait) -> CachedResult | Lease | None:
         """A cached (or coalesced) result, a lease to run the query, or None to run it uncoalesced; raises the
         leader's error when that is the statement's own."""

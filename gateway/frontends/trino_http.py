@@ -128,7 +128,8 @@ class TrinoFrontend:
 
     def _queued(self, request: Request, query: TrinoQuery) -> Response:
         """Trino's first answer: accepted, nothing run yet; the rows come from the nextUri polls."""
-        body = self._envelope(request, query, state=QueryState.QUEUED.value, next_token=1)
+        # As Trino's: no columns yet, even where the answer is already buffered.
+        body = self._envelope(request, query, state=QueryState.QUEUED.value, next_token=1, columns=False)
         page = Page(0, _compact(body).encode(), [])
         query.last_page = page
         return Response(page.body, media_type=JSON_TYPE)
@@ -342,13 +343,13 @@ class TrinoFrontend:
         return Page(token, text.encode(), headers)
 
     def _envelope(self, request: Request, query: TrinoQuery, *, state: str, next_token: int | None = None,
-                  error: GatewayError | None = None) -> dict[str, Any]:
+                  error: GatewayError | None = None, columns: bool = True) -> dict[str, Any]:
         base = str(request.base_url).rstrip("/")
         run = query.run
         body: dict[str, Any] = {"id": run.query_id, "infoUri": f"{base}/v1/query/{run.query_id}"}
         if next_token is not None:
             body["nextUri"] = f"{base}/v1/statement/executing/{run.query_id}/{query.slug}/{next_token}"
-        if run.columns is not None and error is None:
+        if columns and run.columns is not None and error is None:
             body["columns"] = [column_json(c.name, c.type) for c in run.columns]
         body["stats"] = self._stats(query, state=state)
         body["warnings"] = []
