@@ -324,7 +324,7 @@ class QueryRun:
                 self._planned(plan, began)
             cached = await self._consult_cache(plan)
             if plan.kill is not None:
-                await pipeline.workload.kill(plan.kill.query_id, plan.kill.message, self.identity)
+                await pipeline.workload.kill(plan.kill.query_id, plan.kill.message, self._identity())
             elif cached is not None:
                 pass  # answered from the cache: no backend work, so no admission either
             elif plan.columns is None and plan.sql is not None and plan.target not in (None, METADATA_TARGET):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import uuid
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -105,7 +106,8 @@ class Planner:
     def plan(self, sql: str, *, session: Session, identity: Identity, snapshot: CatalogSnapshot,
              policy: PolicyContext) -> Plan:
         key = (sql, session.dialect, session.catalog, session.schema, session.time_zone, session.source,
-               tuple(sorted(session.prepared_statements.items())), identity, policy.policy.version, id(snapshot),
+               tuple(sorted(session.prepared_statements.items())) if session.prepared_statements else (), identity,
+               policy.policy.version, _generation(snapshot),
                # PostgreSQL catalog answers include the session's settings (current_setting, pg_settings)
                tuple(sorted(session.properties.items())) if session.dialect == PG_DIALECT else ())
         with self._lock:
@@ -139,7 +141,7 @@ class Planner:
     def visibility(self, identity: Identity, source: str | None, snapshot: CatalogSnapshot,
                    policy: PolicySet) -> Visibility:
         """The tables `identity` may read (what metadata shows them)."""
-        key = (identity, source, policy.version, id(snapshot))
+        key = (identity, source, policy.version, _generation(snapshot))
         with self._lock:
             cached = self._visibility.get(key)
         if cached is not None:
@@ -154,6 +156,12 @@ class Planner:
         with self._lock:
             self._visibility[key] = visibility
         return visibility
+
+
+def _generation(snapshot: CatalogSnapshot) -> weakref.ref[CatalogSnapshot]:
+    """The catalog snapshot as a cache key part: equal only to itself while it lives, and never to a later
+    snapshot that happens to reuse its address (as its `id` could be), without keeping it alive."""
+    return weakref.ref(snapshot)
 
 
 class _Planning:

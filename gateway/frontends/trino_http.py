@@ -31,6 +31,7 @@ import time
 from typing import Any
 
 import orjson
+from cachetools import LRUCache
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -46,6 +47,7 @@ from gateway.identity import Identity
 from gateway.metrics import Metrics
 from gateway.node import duration_text
 from gateway.pipeline import Pipeline, QueryState
+from gateway.relations import Column
 
 log = logging.getLogger("gateway.trino")
 
@@ -53,13 +55,24 @@ JSON_TYPE = "application/json"
 _JSON_FALLBACK = json.JSONEncoder(separators=(",", ":"))
 
 
-def _compact(body: dict[str, Any]) -> str:
-    """A page's envelope as compact JSON. orjson refuses what the json module writes with escapes (a lone
-    surrogate in a quoted message): those few bodies go through the json module."""
+def page_json(body: dict[str, Any], **encoded: str) -> bytes:
+    """A page as compact JSON in one orjson dump, with the parts already encoded (`columns`, `data`) put in
+    as they are. orjson refuses what the json module writes with escapes (a lone surrogate in a quoted
+    message): those few bodies go through the json module."""
     try:
-        return orjson.dumps(body).decode()
+        return orjson.dumps({**body, **{key: orjson.Fragment(text) for key, text in encoded.items()}})
     except orjson.JSONEncodeError:
-        return _JSON_FALLBACK.encode(body)
+        text = _JSON_FALLBACK.encode(body)
+        return (text[:-1] + "".join(f',"{key}":{part}' for key, part in encoded.items()) + "}").encode()
+
+
+def columns_json(columns: tuple[Column, ...]) -> str:
+    """The `columns` array of a result, as JSON text."""
+    described = [column_json(c.name, c.type) for c in columns]
+    try:
+        return orjson.dumps(described).decode()
+    except orjson.JSONEncodeError:
+        return _JSON_FALLBACK.encode(described)
 
 # One answer for unknown, expired and other users' queries: it must not tell them apart.
 NOT_FOUND_MESSAGE = "Query not found (it finished, was cancelled, or the URI is wrong)"
@@ -81,6 +94,10 @@ class TrinoFrontend:
         self.registry = registry
         self._is_draining = is_draining
         self.started = time.monotonic()
+        # Made once, not per page: the base URL of each way clients reach us (scheme, Host, root path), and
+        # the `columns` JSON of each result shape (a repeated dashboard query has the same one every time).
+        self._bases: LRUCache[tuple[object, ...], str] = LRUCache(maxsize=256)
+        self._columns: LRUCache[tuple[Column, ...], str] = LRUCache(maxsize=1024)
 
     def routes(self) -> list[Route]:
         return [
@@ -129,8 +146,8 @@ class TrinoFrontend:
     def _queued(self, request: Request, query: TrinoQuery) -> Response:
         """Trino's first answer: accepted, nothing run yet; the rows come from the nextUri polls."""
         # As Trino's: no columns yet, even where the answer is already buffered.
-        body = self._envelope(request, query, state=QueryState.QUEUED.value, next_token=1, columns=False)
-        page = Page(0, _compact(body).encode(), [])
+        body = self._envelope(request, query, state=QueryState.QUEUED.value, next_token=1)
+        page = Page(0, page_json(body), [])
         query.last_page = page
         return Response(page.body, media_type=JSON_TYPE)
 
@@ -314,7 +331,7 @@ class TrinoFrontend:
             error = InternalError("internal error while building the response")
             await query.cancel(error)  # the query ends here too: its slot freed, its one audit record written
             body = self._envelope(request, query, state=QueryState.FAILED.value, error=error)
-            page = Page(token, json.dumps(body).encode(), [])
+            page = Page(token, page_json(body), [])
             query.finished_sent = True
         query.last_page = page
         if query.finished_sent:
@@ -326,7 +343,7 @@ class TrinoFrontend:
         if run.error is not None:
             query.finished_sent = True
             body = self._envelope(request, query, state=QueryState.FAILED.value, error=run.error)
-            return Page(token, json.dumps(body).encode(), [])
+            return Page(token, page_json(body), [])
         pieces, rows = query.take()
         finished = query.exhausted
         state = QueryState.FINISHED.value if finished else run.state.value
@@ -334,23 +351,39 @@ class TrinoFrontend:
         headers = change_headers(run.change) if finished and run.change is not None else []
         if finished:
             query.finished_sent = True
-        text = _compact(body)
-        if pieces:
-            text = f'{text[:-1]},"data":[{",".join(pieces)}]}}'
-            query.rows_sent += rows
-            self.metrics.result_rows.inc(rows)
         self.metrics.result_pages.inc()
-        return Page(token, text.encode(), headers)
+        if run.columns is None:
+            return Page(token, page_json(body), headers)
+        if not pieces:
+            return Page(token, page_json(body, columns=self._columns_json(run.columns)), headers)
+        query.rows_sent += rows
+        self.metrics.result_rows.inc(rows)
+        return Page(token, page_json(body, columns=self._columns_json(run.columns), data=f"[{','.join(pieces)}]"),
+                    headers)
+
+    def _columns_json(self, columns: tuple[Column, ...]) -> str:
+        text = self._columns.get(columns)
+        if text is None:
+            text = self._columns[columns] = columns_json(columns)
+        return text
+
+    def _base_url(self, request: Request) -> str:
+        scope = request.scope
+        key = (scope.get("scheme"), request.headers.get("host"), scope.get("server"),
+               scope.get("app_root_path", scope.get("root_path", "")))
+        base = self._bases.get(key)
+        if base is None:
+            base = self._bases[key] = str(request.base_url).rstrip("/")
+        return base
 
     def _envelope(self, request: Request, query: TrinoQuery, *, state: str, next_token: int | None = None,
-                  error: GatewayError | None = None, columns: bool = True) -> dict[str, Any]:
-        base = str(request.base_url).rstrip("/")
+                  error: GatewayError | None = None) -> dict[str, Any]:
+        """A page without its columns and rows (`_page` adds those, already encoded)."""
+        base = self._base_url(request)
         run = query.run
         body: dict[str, Any] = {"id": run.query_id, "infoUri": f"{base}/v1/query/{run.query_id}"}
         if next_token is not None:
             body["nextUri"] = f"{base}/v1/statement/executing/{run.query_id}/{query.slug}/{next_token}"
-        if columns and run.columns is not None and error is None:
-            body["columns"] = [column_json(c.name, c.type) for c in run.columns]
         body["stats"] = self._stats(query, state=state)
         body["warnings"] = []
         if error is not None:
