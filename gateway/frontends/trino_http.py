@@ -28,10 +28,10 @@ import json
 import logging
 import math
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 import orjson
-from cachetools import LRUCache
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -39,7 +39,12 @@ from starlette.routing import Route
 from gateway import __version__
 from gateway.config import Settings
 from gateway.errors import AuthenticationFailed, GatewayError, InternalError, ProtocolError
-from gateway.frontends.trino_headers import change_headers, credentials_from_headers, session_from_headers
+from gateway.frontends.trino_headers import (
+    change_headers,
+    credentials_from_headers,
+    header_map,
+    session_from_headers,
+)
 from gateway.frontends.trino_queries import Page, QueryRegistry, TrinoQuery
 from gateway.frontends.trino_query_info import error_json, node_json, query_info_json, status_json
 from gateway.frontends.trino_values import column_json
@@ -52,6 +57,8 @@ from gateway.relations import Column
 log = logging.getLogger("gateway.trino")
 
 JSON_TYPE = "application/json"
+K = TypeVar("K")
+V = TypeVar("V")
 _JSON_FALLBACK = json.JSONEncoder(separators=(",", ":"))
 
 
@@ -73,6 +80,18 @@ def columns_json(columns: tuple[Column, ...]) -> str:
         return orjson.dumps(described).decode()
     except orjson.JSONEncodeError:
         return _JSON_FALLBACK.encode(described)
+
+MEMO_ENTRIES = 1024
+
+
+def remember(memo: dict[K, V], key: K, value: V, limit: int) -> V:
+    """Keep `value` in `memo`, a cache of things cheap to remake: emptied when full (a plain dict reads faster
+    than an LRU, and a dozen distinct keys is the usual working set)."""
+    if len(memo) >= limit:
+        memo.clear()
+    memo[key] = value
+    return value
+
 
 # One answer for unknown, expired and other users' queries: it must not tell them apart.
 NOT_FOUND_MESSAGE = "Query not found (it finished, was cancelled, or the URI is wrong)"
@@ -96,8 +115,8 @@ class TrinoFrontend:
         self.started = time.monotonic()
         # Made once, not per page: the base URL of each way clients reach us (scheme, Host, root path), and
         # the `columns` JSON of each result shape (a repeated dashboard query has the same one every time).
-        self._bases: LRUCache[tuple[object, ...], str] = LRUCache(maxsize=256)
-        self._columns: LRUCache[tuple[Column, ...], str] = LRUCache(maxsize=1024)
+        self._bases: dict[tuple[object, ...], str] = {}
+        self._columns: dict[tuple[Column, ...], str] = {}
 
     def routes(self) -> list[Route]:
         return [
@@ -121,10 +140,11 @@ class TrinoFrontend:
             if self._is_draining():
                 raise ProtocolError(503, "The gateway is shutting down; retry on another replica",
                                     error_name="SERVER_SHUTTING_DOWN")
-            principal = await self._authenticate(request)
+            headers = header_map(request.scope["headers"])
+            principal = await self._authenticate(request, headers)
             sql = await self._read_sql(request)
             client = request.client.host if request.client else None
-            session = session_from_headers(request.headers, client_address=client, default_user=principal.user)
+            session = session_from_headers(headers, client_address=client, default_user=principal.user)
         except AuthenticationFailed as failure:
             return self._unauthorized(failure)
         except ProtocolError as error:
@@ -261,9 +281,9 @@ class TrinoFrontend:
             reason=f"{request.method} {request.url.path[:200]}: not a query of the caller's (HTTP 404)")
         return self._not_found(request)
 
-    async def _authenticate(self, request: Request) -> Identity:
+    async def _authenticate(self, request: Request, headers: Mapping[str, str] | None = None) -> Identity:
         client = request.client.host if request.client else None
-        credentials = credentials_from_headers(request.headers, client_address=client)
+        credentials = credentials_from_headers(request.headers if headers is None else headers, client_address=client)
         if credentials.session_user is None and not self.pipeline.authenticator.requires_credentials:
             raise ProtocolError(400, "User must be set (X-Trino-User header)")  # dev mode trusts the header
         return await self.pipeline.authenticate(credentials)
@@ -364,7 +384,7 @@ class TrinoFrontend:
     def _columns_json(self, columns: tuple[Column, ...]) -> str:
         text = self._columns.get(columns)
         if text is None:
-            text = self._columns[columns] = columns_json(columns)
+            text = remember(self._columns, columns, columns_json(columns), MEMO_ENTRIES)
         return text
 
     def _base_url(self, request: Request) -> str:
@@ -373,7 +393,7 @@ class TrinoFrontend:
                scope.get("app_root_path", scope.get("root_path", "")))
         base = self._bases.get(key)
         if base is None:
-            base = self._bases[key] = str(request.base_url).rstrip("/")
+            base = remember(self._bases, key, str(request.base_url).rstrip("/"), MEMO_ENTRIES)
         return base
 
     def _envelope(self, request: Request, query: TrinoQuery, *, state: str, next_token: int | None = None,
