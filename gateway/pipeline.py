@@ -33,6 +33,8 @@ from concurrent.futures import ThreadPoolExecutor
 from enum import StrEnum
 from typing import TypeVar
 
+from prometheus_client.metrics import MetricWrapperBase
+
 from gateway.audit.attempts import query_record, refused_request_record
 from gateway.audit.record import AuditRecord, utc_now
 from gateway.audit.trail import AuditTrail
@@ -71,6 +73,7 @@ from gateway.workload.manager import Admission, AdmissionRequest, WorkloadManage
 from gateway.workload.model import QUERY_TYPES
 
 T = TypeVar("T")
+M = TypeVar("M", bound=MetricWrapperBase)
 
 log = logging.getLogger("gateway.query")
 auth_log = logging.getLogger("gateway.auth")
@@ -108,6 +111,16 @@ class Pipeline:
         self.query_ids = QueryIdGenerator()
         # Its own few threads: large statements queue here instead of taking every default-executor thread.
         self._planning = ThreadPoolExecutor(max_workers=planning_threads, thread_name_prefix="planning")
+        self._children: dict[tuple[int, tuple[str, ...]], MetricWrapperBase] = {}
+
+    def labelled(self, metric: M, *values: str) -> M:
+        """`metric.labels(*values)`, looked up once per label set: prometheus_client's `labels()` costs more
+        than the increment. As many entries as the metric itself has children."""
+        key = (id(metric), values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child  # type: ignore[return-value]  # the child of an M is an M
 
     def close(self) -> None:
         self._planning.shutdown(wait=False, cancel_futures=True)
@@ -119,7 +132,7 @@ class Pipeline:
         except AuthenticationFailed as failure:
             self.record_rejected_attempt(credentials, failure, frontend=frontend)
             raise
-        self.metrics.authentications.labels(identity.auth_method).inc()
+        self.labelled(self.metrics.authentications, identity.auth_method).inc()
         return identity
 
     def record_rejected_attempt(self, credentials: Credentials, failure: AuthenticationFailed, *,
@@ -417,7 +430,7 @@ class QueryRun:
                 time_limit_seconds=group.max_execution_time if group is not None else None,
                 context=self._execution_context())
             self.target = target
-            self.pipeline.metrics.backend_running.labels(target).inc()
+            self.pipeline.labelled(self.pipeline.metrics.backend_running, target).inc()
         await self._execution.start()
         return self._execution
 
@@ -505,13 +518,14 @@ class QueryRun:
         kind = self.plan.statement_kind if self.plan is not None else "unplanned"
         ending = "canceled" if isinstance(error, QueryCanceled) else ("failed" if error else "finished")
         metrics.queries_in_flight.dec()
-        metrics.queries.labels(kind, ending).inc()
-        metrics.query_duration.labels(ending).observe(self.elapsed_seconds)
+        pipeline = self.pipeline
+        pipeline.labelled(metrics.queries, kind, ending).inc()
+        pipeline.labelled(metrics.query_duration, ending).observe(self.elapsed_seconds)
         if error is not None:
-            metrics.query_errors.labels(error.error_name).inc()
+            pipeline.labelled(metrics.query_errors, error.error_name).inc()
         if self.target is not None:
-            metrics.backend_running.labels(self.target).dec()
-            metrics.backend_duration.labels(self.target).observe(self.stats.elapsed_seconds)
+            pipeline.labelled(metrics.backend_running, self.target).dec()
+            pipeline.labelled(metrics.backend_duration, self.target).observe(self.stats.elapsed_seconds)
         try:
             outcome = self._outcome(kind, error)
             if log.isEnabledFor(logging.INFO):

@@ -17,12 +17,11 @@ import asyncio
 import logging
 import shutil
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 import yaml
 from starlette.applications import Starlette
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message
 
 from gateway.app import Gateway
 from gateway.config import load_settings
@@ -31,13 +30,11 @@ from load_tests._gateway import BENCH_DIR, demo_config, demo_database
 from load_tests.fast_path import DASHBOARD
 from load_tests.trino_protocol import fmt, machine_note, ratio
 
-App = Callable[[dict[str, Any], Callable[[], Awaitable[dict[str, Any]]], Callable[[dict[str, Any]], Awaitable[None]]],
-               Awaitable[None]]
 WORKDIR = BENCH_DIR / "fast_path_cpu"
 CONCURRENCY = 8
 
 
-async def post(app: App, sql: str) -> bytes:
+async def post(app: ASGIApp, sql: str) -> bytes:
     """One POST /v1/statement as uvicorn hands it to the application; the response body."""
     body = sql.encode()
     headers = [(b"host", b"127.0.0.1:8080"), (b"x-trino-user", b"admin"), (b"x-trino-catalog", b"demo"),
@@ -49,14 +46,14 @@ async def post(app: App, sql: str) -> bytes:
     sent = False
     chunks: list[bytes] = []
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> Message:
         nonlocal sent
         if sent:
             await asyncio.sleep(3600)
         sent = True
         return {"type": "http.request", "body": body, "more_body": False}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         if message["type"] == "http.response.body":
             chunks.append(message.get("body", b""))
 
@@ -64,7 +61,7 @@ async def post(app: App, sql: str) -> bytes:
     return b"".join(chunks)
 
 
-async def cpu_per_query(app: App, sql: str, requests: int) -> float:
+async def cpu_per_query(app: ASGIApp, sql: str, requests: int) -> float:
     """CPU microseconds of this process per answered query; every answer must be a finished one."""
     for _ in range(50):
         await post(app, sql)  # warm: plan and result caches, first-call costs
@@ -92,9 +89,9 @@ async def measure(requests: int, scale: float) -> None:
                          masking={"key_file": str(WORKDIR / "mask.key")})
     (WORKDIR / "gateway.yaml").write_text(yaml.safe_dump(config))
     logging.basicConfig(filename=WORKDIR / "gateway.log", level=logging.INFO)
-    trivial: App = Starlette(routes=[Route("/v1/statement", _trivial.statement, methods=["POST"])])
+    trivial: ASGIApp = Starlette(routes=[Route("/v1/statement", _trivial.statement, methods=["POST"])])
     gateway = Gateway(load_settings(WORKDIR / "gateway.yaml"))
-    app: App = gateway.asgi()
+    app: ASGIApp = gateway.asgi()
     await gateway.start()
     try:
         reference = await cpu_per_query(trivial, "SELECT 1", requests)
