@@ -26,6 +26,7 @@ from gateway.catalog import MetadataSettings, read_metadata
 from gateway.config_reader import ConfigError, Reader, Source, apply_environment, closest, read_yaml
 from gateway.cost.settings import CostSettings, read_cost
 from gateway.frontends.settings import ProtocolSettings, ServerSettings, read_protocol, read_server
+from gateway.grants.settings import AccessRequestSettings, read_access_requests
 from gateway.identity.settings import (
     IDENTITY_MODES,
     JWT_ALGORITHMS,
@@ -66,6 +67,7 @@ class Settings:
     cache: CacheSettings = field(default_factory=CacheSettings)
     cost: CostSettings = field(default_factory=CostSettings)
     masking: MaskingSettings = field(default_factory=MaskingSettings)
+    access_requests: AccessRequestSettings = field(default_factory=AccessRequestSettings)
 
     @property
     def default_catalog(self) -> str:
@@ -87,6 +89,7 @@ SECTIONS: dict[str, Callable[[Reader, Mapping[str, Any]], Any]] = {
     "cache": read_cache,
     "cost": read_cost,
     "masking": read_masking,
+    "access_requests": read_access_requests,
 }
 
 

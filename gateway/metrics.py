@@ -210,3 +210,11 @@ class Metrics:
                                               registry=r)
         for outcome in ("cancelled", "ignored"):
             self.pgwire_cancel_requests.labels(outcome)  # exposed as 0 from the start
+        # just-in-time access (gateway/grants/)
+        self.access_requests = Counter("gateway_access_requests",
+                                       "Access request events recorded by this replica, by outcome (requested, "
+                                       "approved, denied, revoked, expired)", ["outcome"], registry=r)
+        for outcome in ("requested", "approved", "denied", "revoked", "expired"):
+            self.access_requests.labels(outcome)
+        self.access_grants_active = Gauge("gateway_access_grants_active",
+                                          "Approved just-in-time grants in force now (all identities)", registry=r)

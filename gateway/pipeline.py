@@ -180,7 +180,7 @@ class Pipeline:
         if plan is not None:
             return plan
         snapshot = self.catalog.current.snapshot
-        policy = PolicyContext(self.policies.current, self.policies.views)
+        policy = PolicyContext(self.policies.current, self.policies.views, self.access.grants(identity))
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._planning, lambda: self.planner.plan(
             sql, session=session, identity=identity, snapshot=snapshot, policy=policy))
@@ -195,7 +195,8 @@ class Pipeline:
         if size > INLINE_PLANNING_LIMIT:
             return None
         return self.planner.plan(sql, session=session, identity=identity, snapshot=self.catalog.current.snapshot,
-                                 policy=PolicyContext(self.policies.current, self.policies.views))
+                                 policy=PolicyContext(self.policies.current, self.policies.views,
+                                                      self.access.grants(identity)))
 
 
 class QueryRun:

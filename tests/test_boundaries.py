@@ -38,6 +38,11 @@ RULES: list[tuple[str, tuple[str, ...], str]] = [
     ("gateway.pipeline", ("gateway.policy.decide", "gateway.frontends", "gateway.backends.duckdb",
                           "gateway.backends.postgres"),
      "the pipeline orders the stages: access through gateway.access, no protocol, no engine"),
+    ("gateway.grants", ("gateway.frontends", "gateway.backends", "gateway.planner", "gateway.pipeline",
+                        "gateway.policy.decide"),
+     "just-in-time access is a service frontends call; who may do what is gateway.access's alone"),
+    ("gateway.grants.model", (*IO_MODULES, "gateway.audit"), "access requests as values: no I/O"),
+    ("gateway.grants.snapshot", (*IO_MODULES, "gateway.audit"), "decisions read the snapshot: no I/O"),
     ("gateway.relations", ("gateway.backends", "gateway.frontends", "gateway.planner", "gateway.policy"),
      "the neutral value types depend on no layer"),
 ]

@@ -123,7 +123,7 @@ def test_a_cached_result_is_shared_only_where_the_backend_statement_is_the_same(
     assert keys[0] == keys[2]
     assert (keys[0] == keys[1]) == (a.sql == b.sql and a.target == b.target and a.policy_version == b.policy_version)
     assert keys[0] == cache_key(backend_sql=a.sql or "", target=a.target or "", policy_version=a.policy_version or "",
-                                properties=())
+                                properties=(), grants=a.grants)
 
 
 def changed_policy(tmp_path: Path, edit: Any) -> PolicySet:

@@ -73,7 +73,7 @@ class CacheStage:
         if known is not None and known[0] is plan:
             return known[1]
         key = cache_key(backend_sql=plan.sql, target=plan.target, policy_version=plan.policy_version or "",
-                        properties=())
+                        properties=(), grants=plan.grants)
         self._keys[id(plan)] = (plan, key)
         return key
 
