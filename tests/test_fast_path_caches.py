@@ -67,11 +67,13 @@ def world(demo_database: Path) -> Iterator[World]:
         await backend.start()
         return await backend.tables()
 
-    metadata = build_metadata({CATALOG: asyncio.run(tables())}, workers=1, postgres_catalog=False)
+    loop = asyncio.new_event_loop()  # its own loop: asyncio.run would unset the thread's loop other tests use
+    metadata = build_metadata({CATALOG: loop.run_until_complete(tables())}, workers=1, postgres_catalog=False)
     yield World(metadata.snapshot, PolicyContext(load_policies(ROOT / "policies"), SecureViews()),
                 MaskKey.generate(), backend)
     metadata.engine.close()
-    asyncio.run(backend.close())
+    loop.run_until_complete(backend.close())
+    loop.close()
 
 
 identities = st.builds(
