@@ -51,6 +51,8 @@ from gateway.grants.service import AccessRequests
 from gateway.grants.snapshot import GrantSnapshot
 from gateway.identity import Authenticator, Identity
 from gateway.identity.setup import build_authenticator as build_identity
+from gateway.lineage.emitter import LineageEmitter, build_transport
+from gateway.lineage.naming import DatasetNames
 from gateway.mask_key import load_mask_key
 from gateway.metadata import CatalogService
 from gateway.metrics import Metrics
@@ -116,6 +118,20 @@ def build_cache(settings: Settings, metrics: Metrics) -> ResultCache | None:
         return None
     return ResultCache(max_bytes=cache.max_bytes, max_entry_bytes=cache.max_entry_bytes, metrics=metrics,
                        redis_url=cache.redis, prefix=cache.redis_prefix)
+
+
+def build_lineage(settings: Settings, metrics: Metrics, catalog: CatalogService,
+                  meter: Meter | None) -> LineageEmitter | None:
+    lineage = settings.lineage
+    if not lineage.enabled:
+        return None
+    server = settings.server
+    gateway_namespace = f"trino://{server.host}:{server.port}"  # the gateway is a Trino endpoint itself
+    return LineageEmitter(settings=lineage, transport=build_transport(lineage),
+                          names=DatasetNames(settings.backends, gateway_namespace=gateway_namespace),
+                          gateway_namespace=gateway_namespace, snapshot=lambda: catalog.current.snapshot,
+                          default_catalog=settings.default_catalog, version=__version__, metrics=metrics,
+                          cost_center_of=meter.cost_center_of if meter is not None else lambda i: i.cost_center)
 
 
 def build_directory(settings: Settings, pipeline: Pipeline, registry: QueryRegistry,
@@ -191,6 +207,7 @@ class Gateway:
                                                  max_boolean_terms=limits.max_boolean_terms),
                           failed_cache_size=limits.failed_plan_cache_entries)
         self.cache = build_cache(settings, self.metrics)
+        self.lineage = build_lineage(settings, self.metrics, self.catalog, meter)
         self.pipeline = Pipeline(authenticator=build_authenticator(settings, self.metrics), catalog=self.catalog,
                                  policies=self.policies, planner=planner, backends=catalogs,
                                  metrics=self.metrics, audit=self.audit, workload=self.workload,
@@ -198,6 +215,7 @@ class Gateway:
                                                   live_catalogs=frozenset({AUDIT_CATALOG}),
                                                   stall_seconds=settings.cache.coalesce_stall_seconds), meter=meter,
                                  planning_threads=limits.planning_threads, max_result_bytes=limits.max_result_bytes,
+                                 lineage=self.lineage.record if self.lineage is not None else None,
                                  history=QueryHistory(max_entries=settings.protocol.query_history_max,
                                                       keep_seconds=settings.protocol.query_history_seconds,
                                                       access=self.access),
@@ -240,6 +258,8 @@ class Gateway:
         if self.cache is not None:
             await self.cache.start()
         self.registry.start_reaper()
+        if self.lineage is not None:
+            self.lineage.start()
         self._tasks = [asyncio.create_task(self._refresh_catalog_forever(), name="catalog-refresh"),
                        asyncio.create_task(self._reload_policies_forever(), name="policy-reload")]
         if self.pgwire is not None:
@@ -329,6 +349,8 @@ class Gateway:
         if self.shared_spend is not None:
             await self.shared_spend.close()
         await self.budgets.alerts.stop()
+        if self.lineage is not None:  # after the registry closed: the cancelled queries' runs are sent too
+            await asyncio.to_thread(self.lineage.stop, self.settings.lineage.timeout_seconds)
         self.catalog.close()
         await self.audit.stop()  # last: the records of the queries cancelled above are flushed
 

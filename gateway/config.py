@@ -37,6 +37,7 @@ from gateway.identity.settings import (
     JwtSettings,
     read_identity,
 )
+from gateway.lineage.settings import LineageSettings, read_lineage
 from gateway.logs import LOG_FORMATS, LoggingSettings, read_logging
 from gateway.mask_key import MaskingSettings, read_masking
 from gateway.policy.settings import PolicySettings, read_policies
@@ -68,6 +69,7 @@ class Settings:
     cost: CostSettings = field(default_factory=CostSettings)
     masking: MaskingSettings = field(default_factory=MaskingSettings)
     access_requests: AccessRequestSettings = field(default_factory=AccessRequestSettings)
+    lineage: LineageSettings = field(default_factory=LineageSettings)
 
     @property
     def default_catalog(self) -> str:
@@ -90,6 +92,7 @@ SECTIONS: dict[str, Callable[[Reader, Mapping[str, Any]], Any]] = {
     "cost": read_cost,
     "masking": read_masking,
     "access_requests": read_access_requests,
+    "lineage": read_lineage,
 }
 
 

@@ -218,3 +218,12 @@ class Metrics:
             self.access_requests.labels(outcome)
         self.access_grants_active = Gauge("gateway_access_grants_active",
                                           "Approved just-in-time grants in force now (all identities)", registry=r)
+        # lineage (gateway/lineage/)
+        self.lineage_events = Counter("gateway_lineage_events",
+                                      "OpenLineage events by outcome (sent; failed: refused or unreachable after "
+                                      "retries; dropped: the queue was full or the gateway stopped)", ["outcome"],
+                                      registry=r)
+        for outcome in ("sent", "failed", "dropped"):
+            self.lineage_events.labels(outcome)  # exposed as 0 from the start, lineage on or off
+        self.lineage_queue_depth = Gauge("gateway_lineage_queue_depth", "Runs waiting for the lineage sender",
+                                         registry=r)

@@ -16,6 +16,8 @@
     meter       inside finish: a query that ran on a backend (or was a cache     cost.Meter
                 hit, cost 0) is priced; the charge rides with its audit record
                 into the ledger and counts against its cost center's budgets
+    lineage     inside finish, last: the statement's OpenLineage run is       lineage.LineageEmitter
+                queued for a background sender, never waited for
 
 Frontends authenticate the request with `Pipeline.authenticate` (failures never become queries; they are
 reported through `Pipeline.record_rejected_attempt`), create a `QueryRun` per statement with
@@ -28,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from enum import StrEnum
 from typing import TypeVar
@@ -93,8 +95,10 @@ class Pipeline:
                  planner: Planner, backends: dict[str, Backend], metrics: Metrics, audit: AuditTrail,
                  workload: WorkloadManager, cache: CacheStage, meter: Meter | None = None,
                  history: QueryHistory | None = None, node: NodeInfo | None = None,
-                 planning_threads: int = 2, max_result_bytes: int = 1024**3) -> None:
+                 planning_threads: int = 2, max_result_bytes: int = 1024**3,
+                 lineage: Callable[[QueryOutcome], None] | None = None) -> None:
         self.authenticator = authenticator
+        self.lineage = lineage  # told every attempt's outcome once it is audited (gateway.lineage)
         self.history = history or QueryHistory(access=workload.access)
         self.node = node or NodeInfo(version=planner.version, environment="gateway", uri="")
         self.max_result_bytes = max_result_bytes  # per query, unless its resource group sets its own
@@ -539,6 +543,8 @@ class QueryRun:
         self.pipeline.audit.append(record, charge)
         if charge is not None and self.pipeline.meter is not None and self.pipeline.meter.on_charge is not None:
             self.pipeline.meter.on_charge(charge)
+        if self.pipeline.lineage is not None:
+            self.pipeline.lineage(outcome)
 
     def _charge(self, record: AuditRecord) -> Charge | None:
         """The ledger charge of a query that ran on a backend or was answered from the cache (cost 0)."""
