@@ -35,6 +35,8 @@ from concurrent.futures import ThreadPoolExecutor
 from enum import StrEnum
 from typing import TypeVar
 
+from prometheus_client.metrics import MetricWrapperBase
+
 from gateway.audit.attempts import query_record, refused_request_record
 from gateway.audit.record import AuditRecord, utc_now
 from gateway.audit.trail import AuditTrail
@@ -74,6 +76,7 @@ from gateway.workload.manager import Admission, AdmissionRequest, WorkloadManage
 from gateway.workload.model import QUERY_TYPES
 
 T = TypeVar("T")
+M = TypeVar("M", bound=MetricWrapperBase)
 
 log = logging.getLogger("gateway.query")
 auth_log = logging.getLogger("gateway.auth")
@@ -113,6 +116,16 @@ class Pipeline:
         self.query_ids = QueryIdGenerator()
         # Its own few threads: large statements queue here instead of taking every default-executor thread.
         self._planning = ThreadPoolExecutor(max_workers=planning_threads, thread_name_prefix="planning")
+        self._children: dict[tuple[int, tuple[str, ...]], MetricWrapperBase] = {}
+
+    def labelled(self, metric: M, *values: str) -> M:
+        """`metric.labels(*values)`, looked up once per label set: prometheus_client's `labels()` costs more
+        than the increment. As many entries as the metric itself has children."""
+        key = (id(metric), values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child  # type: ignore[return-value]  # the child of an M is an M
 
     def close(self) -> None:
         self._planning.shutdown(wait=False, cancel_futures=True)
@@ -124,7 +137,7 @@ class Pipeline:
         except AuthenticationFailed as failure:
             self.record_rejected_attempt(credentials, failure, frontend=frontend)
             raise
-        self.metrics.authentications.labels(identity.auth_method).inc()
+        self.labelled(self.metrics.authentications, identity.auth_method).inc()
         return identity
 
     def record_rejected_attempt(self, credentials: Credentials, failure: AuthenticationFailed, *,
@@ -194,17 +207,29 @@ class Pipeline:
     async def plan(self, sql: str, session: Session, identity: Identity, *,
                    policy: PolicyContext | None = None) -> Plan:
         """Planning is CPU work: small statements (nearly all) are planned inline, which is cheaper than a
-        thread hop; large ones on a planning thread, so a 1 MB IN list never stalls other clients. Size counts
-        every text planning may parse: the body (EXECUTE IMMEDIATE's text is inside it) and the session's
-        prepared statements (X-Trino-Prepared-Statement)."""
+        thread hop; large ones on a planning thread, so a 1 MB IN list never stalls other clients."""
+        plan = self.plan_inline(sql, session, identity, policy=policy)
+        if plan is not None:
+            return plan
         snapshot = self.catalog.current.snapshot
         policy = policy or PolicyContext(self.policies.current, self.policies.views, self.access.grants(identity))
-        size = len(sql) + sum(len(text) for text in session.prepared_statements.values())
-        if size <= INLINE_PLANNING_LIMIT:
-            return self.planner.plan(sql, session=session, identity=identity, snapshot=snapshot, policy=policy)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._planning, lambda: self.planner.plan(
             sql, session=session, identity=identity, snapshot=snapshot, policy=policy))
+
+    def plan_inline(self, sql: str, session: Session, identity: Identity, *,
+                    policy: PolicyContext | None = None) -> Plan | None:
+        """The plan of a small statement, made on the spot; None for a large one (`plan` sends it to a planning
+        thread). Size counts every text planning may parse: the body (EXECUTE IMMEDIATE's text is inside it)
+        and the session's prepared statements (X-Trino-Prepared-Statement)."""
+        size = len(sql)
+        if session.prepared_statements:
+            size += sum(len(text) for text in session.prepared_statements.values())
+        if size > INLINE_PLANNING_LIMIT:
+            return None
+        policy = policy or PolicyContext(self.policies.current, self.policies.views, self.access.grants(identity))
+        return self.planner.plan(sql, session=session, identity=identity, snapshot=self.catalog.current.snapshot,
+                                 policy=policy)
 
 
 class QueryRun:
@@ -279,17 +304,91 @@ class QueryRun:
 
     # -- lifecycle -----------------------------------------------------------------------------------------
 
+    def begin(self) -> bool:
+        """Start without waiting, where nothing needs waiting: plan inline, then answer from the plan itself (a
+        result the gateway knows) or from the in-process cache tier — no task, no admission, no backend. True
+        when the run is started with its rows in memory (`take_ready` them) or has already failed; False when
+        `start` must be awaited (it carries on from here: a large statement, a kill, a cache miss, coalescing,
+        the Redis tier, admission, a backend)."""
+        try:
+            self._identify()
+            began = time.perf_counter()
+            plan = self.pipeline.plan_inline(self.sql, self.session, self._identity(), policy=self._policy)
+            if plan is None:
+                return False
+            self._planned(plan, began)
+            if plan.kill is not None:
+                return False
+            if plan.columns is not None:
+                self._running(StaticExecution(columns=plan.columns, rows=plan.rows))
+                return True
+            cache = self.pipeline.cache
+            key = cache.key_for(plan, self.session)
+            hit = cache.ready(key) if key is not None else None
+            if hit is None:
+                return False
+            self.cache_hit = True
+            self._running(from_cache(hit))
+            return True
+        except Exception as error:
+            self._fail(error)
+            return True
+
+    def take_ready(self, max_rows: int) -> Sequence[Row] | None:
+        """`fetch` for a run `begin` started: its rows are in memory and it holds no admission (so no row cap),
+        so this never waits. None when there are no more (the run is then finished)."""
+        execution = self._execution
+        assert isinstance(execution, StaticExecution) and self.admission is None
+        if self._finished:
+            return None
+        rows = execution.take(max_rows)
+        if rows is None:
+            self._finish(None)
+        return rows
+
+    def _identify(self) -> None:
+        if self.identity is None:
+            self.pipeline.audit.admit()  # fail closed: nothing runs while its record could not be kept
+            self.identity = self.pipeline.session_identity(self.principal, self.session)
+
+    def _identity(self) -> Identity:
+        assert self.identity is not None
+        return self.identity
+
+    def _planned(self, plan: Plan, began: float) -> None:
+        self.plan = plan
+        self.pipeline.metrics.planning_duration.observe(time.perf_counter() - began)
+
+    def _running(self, execution: Execution) -> None:
+        self.state = QueryState.RUNNING
+        self._execution = execution
+        self.columns = execution.columns
+        if self.plan is not None:
+            self.trino_columns = declared_columns(self.columns, self.plan.output_types)
+
+    def _fail(self, error: Exception) -> None:
+        """End the attempt with `error`: the statement's (a gateway error) or a bug (reported as internal)."""
+        if isinstance(error, GatewayError):
+            if isinstance(error, PermissionDenied):
+                self.pipeline.metrics.policy_denials.inc()
+            self._finish(error)
+            return
+        log.error("query %s failed inside the gateway", self.query_id, exc_info=error)
+        self._finish(InternalError(f"internal error ({type(error).__name__})"))
+
     async def start(self) -> None:
+        """The whole start, or the rest of it after `begin` returned False."""
         pipeline = self.pipeline
         try:
-            pipeline.audit.admit()  # fail closed: nothing runs while its record could not be kept
-            self.identity = pipeline.session_identity(self.principal, self.session)
-            began = time.perf_counter()
-            self.plan = plan = await pipeline.plan(self.sql, self.session, self.identity, policy=self._policy)
-            pipeline.metrics.planning_duration.observe(time.perf_counter() - began)
+            self._identify()
+            plan = self.plan
+            if plan is None:
+                began = time.perf_counter()
+                plan = await pipeline.plan(self.sql, self.session, self._identity(), policy=self._policy)
+                self._planned(plan, began)
             cached = await self._consult_cache(plan)
             if plan.kill is not None:
-                await pipeline.workload.kill(plan.kill.query_id, plan.kill.message, self.identity)
+                await pipeline.workload.kill(plan.kill.query_id, plan.kill.message, self._identity())
             elif cached is not None:
                 pass  # answered from the cache: no backend work, so no admission either
             elif plan.columns is None and plan.sql is not None and plan.target not in (None, METADATA_TARGET):
@@ -319,18 +418,8 @@ class QueryRun:
                 self.trino_columns = declared_columns(self.columns, plan.output_types)
             else:
                 self._finish(None)
-        except Exception as error:
-            self._failed(error)
-
-    def _failed(self, error: Exception) -> None:
-        """End the run with `error` (called while handling it); anything not a GatewayError is a bug."""
-        if isinstance(error, GatewayError):
-            if isinstance(error, PermissionDenied):
-                self.pipeline.metrics.policy_denials.inc()
-            self._finish(error)
-        else:  # a bug: report it as internal, log it with its stack
-            log.exception("query %s failed inside the gateway", self.query_id)
-            self._finish(InternalError(f"internal error ({type(error).__name__})"))
+        except Exception as error:  # a gateway error ends the attempt with it; a bug, as internal
+            self._fail(error)
 
     async def describe(self) -> None:
         """Plan and authorize as `start` does, then learn the result columns without executing
@@ -344,7 +433,7 @@ class QueryRun:
             self.columns = await self._described(plan)
             self._finish(None)
         except Exception as error:
-            self._failed(error)
+            self._fail(error)
 
     async def _described(self, plan: Plan) -> tuple[Column, ...] | None:
         """The columns `start` would report for `plan`, from the plan itself or the engine's description."""
@@ -424,7 +513,7 @@ class QueryRun:
                 time_limit_seconds=group.max_execution_time if group is not None else None,
                 context=self._execution_context())
             self.target = target
-            self.pipeline.metrics.backend_running.labels(target).inc()
+            self.pipeline.labelled(self.pipeline.metrics.backend_running, target).inc()
         await self._execution.start()
         return self._execution
 
@@ -512,13 +601,14 @@ class QueryRun:
         kind = self.answered_as or (self.plan.statement_kind if self.plan is not None else "unplanned")
         ending = "canceled" if isinstance(error, QueryCanceled) else ("failed" if error else "finished")
         metrics.queries_in_flight.dec()
-        metrics.queries.labels(kind, ending).inc()
-        metrics.query_duration.labels(ending).observe(self.elapsed_seconds)
+        pipeline = self.pipeline
+        pipeline.labelled(metrics.queries, kind, ending).inc()
+        pipeline.labelled(metrics.query_duration, ending).observe(self.elapsed_seconds)
         if error is not None:
-            metrics.query_errors.labels(error.error_name).inc()
+            pipeline.labelled(metrics.query_errors, error.error_name).inc()
         if self.target is not None:
-            metrics.backend_running.labels(self.target).dec()
-            metrics.backend_duration.labels(self.target).observe(self.stats.elapsed_seconds)
+            pipeline.labelled(metrics.backend_running, self.target).dec()
+            pipeline.labelled(metrics.backend_duration, self.target).observe(self.stats.elapsed_seconds)
         try:
             outcome = self._outcome(kind, error)
             log_query(log, outcome)

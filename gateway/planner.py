@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import uuid
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -110,7 +111,8 @@ class Planner:
     def plan(self, sql: str, *, session: Session, identity: Identity, snapshot: CatalogSnapshot,
              policy: PolicyContext) -> Plan:
         key = (sql, session.dialect, session.catalog, session.schema, session.time_zone, session.source,
-               tuple(sorted(session.prepared_statements.items())), identity, policy.policy.version, id(snapshot),
+               tuple(sorted(session.prepared_statements.items())) if session.prepared_statements else (), identity,
+               policy.policy.version, _generation(snapshot),
                policy.grants,  # a grant's plan is never served once it is gone (expired, revoked) or to others
                # PostgreSQL catalog answers include the session's settings (current_setting, pg_settings)
                tuple(sorted(session.properties.items())) if session.dialect == PG_DIALECT else ())
@@ -145,7 +147,7 @@ class Planner:
     def visibility(self, identity: Identity, source: str | None, snapshot: CatalogSnapshot,
                    policy: PolicySet, grants: tuple[TableGrant, ...] = ()) -> Visibility:
         """The tables `identity` may read (what metadata shows them)."""
-        key = (identity, source, policy.version, id(snapshot), grants)
+        key = (identity, source, policy.version, _generation(snapshot), grants)
         with self._lock:
             cached = self._visibility.get(key)
         if cached is not None:
@@ -160,6 +162,12 @@ class Planner:
         with self._lock:
             self._visibility[key] = visibility
         return visibility
+
+
+def _generation(snapshot: CatalogSnapshot) -> weakref.ref[CatalogSnapshot]:
+    """The catalog snapshot as a cache key part: equal only to itself while it lives, and never to a later
+    snapshot that happens to reuse its address (as its `id` could be), without keeping it alive."""
+    return weakref.ref(snapshot)
 
 
 class _Planning:

@@ -17,9 +17,16 @@ class StaticExecution(Execution):
         return None
 
     async def fetch(self, max_rows: int) -> Sequence[Row] | None:
+        return self.take(max_rows)
+
+    def take(self, max_rows: int) -> Sequence[Row] | None:
+        """`fetch` without the coroutine: the rows are in memory, nothing is ever waited for."""
         if not self._rows:
             return None
-        batch, self._rows = self._rows[:max_rows], self._rows[max_rows:]
+        if len(self._rows) <= max_rows:
+            batch, self._rows = self._rows, []
+        else:
+            batch, self._rows = self._rows[:max_rows], self._rows[max_rows:]
         self.stats.rows += len(batch)
         return batch
 

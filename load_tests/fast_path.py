@@ -11,6 +11,10 @@ Throughput (req/s) and latency (p50/p99) come from wrk, one POST per query (`pro
 Then, with the real trino client (N threads, the protocol's normal QUEUED start): `SELECT 1` through the
 gateway against the trivial responder, and the point query against DuckDB queried in-process by N threads.
 Audit (SQLite), metering and INFO logging are on in every figure. See load_tests/README.md.
+
+The raw-HTTP table also shows the CPU time the server process (all its threads) spent per answered query,
+from /proc: on a shared machine, where req/s and latency move with everyone else's load, it is the steadier
+figure of what the gateway's own work costs.
 """
 
 from __future__ import annotations
@@ -71,16 +75,26 @@ class TrivialResponder:
         self.process.wait(timeout=10)
 
 
-def wrk_fixed(wrk: str, url: str, connections: int, seconds: float, sql: str) -> HttpResult:
-    return run_wrk(wrk, url, connections, seconds, 0, script=FIXED_SCRIPT, script_args=[sql, "admin"])
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def print_http(rows: list[tuple[str, HttpResult]], reference: HttpResult) -> None:
-    print(f"{'path':<12} {'req/s':>9} {'x trivial':>10} {'p50 ms':>8} {'+p50 ms':>8} {'p99 ms':>8} {'failed':>7}")
-    for name, result in rows:
+def wrk_fixed(wrk: str, url: str, pid: int, connections: int, seconds: float, sql: str) -> tuple[HttpResult, float]:
+    """The wrk figures, and the server's CPU microseconds per finished query over the same run."""
+    before = process_cpu_seconds(pid)
+    result = run_wrk(wrk, url, connections, seconds, 0, script=FIXED_SCRIPT, script_args=[sql, "admin"])
+    return result, (process_cpu_seconds(pid) - before) * 1e6 / max(1, result.finished)
+
+
+def print_http(rows: list[tuple[str, tuple[HttpResult, float]]], reference: HttpResult) -> None:
+    print(f"{'path':<12} {'req/s':>9} {'x trivial':>10} {'p50 ms':>8} {'+p50 ms':>8} {'p99 ms':>8} {'failed':>7} "
+          f"{'cpu us/q':>9}")
+    for name, (result, cpu) in rows:
         print(f"{name:<12} {fmt(result.rps):>9} {fmt(ratio(result.rps, reference.rps), 3):>10} "
               f"{fmt(result.p50_ms, 2):>8} {fmt(result.p50_ms - reference.p50_ms, 2):>8} {fmt(result.p99_ms, 2):>8} "
-              f"{result.failed:>7}")
+              f"{result.failed:>7} {fmt(cpu):>9}")
 
 
 def print_client(name: str, measured: Measurement, reference: Measurement) -> None:
@@ -111,13 +125,12 @@ def main(argv: list[str] | None = None) -> int:
     failures = 0
     try:
         n, s = args.connections, args.seconds
-        reference = wrk_fixed(wrk, trivial.url, n, s, "SELECT 1")
-        rows = [("trivial", reference),
-                ("select1", wrk_fixed(wrk, gateway.url, n, s, "SELECT 1")),
-                ("cache_hit", wrk_fixed(wrk, gateway.url, n, s, DASHBOARD))]
+        rows = [("trivial", wrk_fixed(wrk, trivial.url, trivial.process.pid, n, s, "SELECT 1")),
+                ("select1", wrk_fixed(wrk, gateway.url, gateway.process.pid, n, s, "SELECT 1")),
+                ("cache_hit", wrk_fixed(wrk, gateway.url, gateway.process.pid, n, s, DASHBOARD))]
         print(f"\nraw HTTP, wrk, {n} connections, {s:g} s each (one POST per query)")
-        print_http(rows, reference)
-        failures += sum(result.failed for _, result in rows)
+        print_http(rows, rows[0][1][0])
+        failures += sum(result.failed for _, (result, _cpu) in rows)
 
         print(f"\ntrino client, {n} threads, {s:g} s each")
         select1 = fixed_query("select1", "SELECT 1", 1)

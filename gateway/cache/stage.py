@@ -20,6 +20,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from cachetools import LRUCache
+
 from gateway.cache.key import cache_key
 from gateway.cache.store import CachedResult, Leader, ResultCache, estimate_bytes
 from gateway.errors import GatewayError
@@ -59,13 +61,29 @@ class CacheStage:
         # The gateway's own tables (audit records, the cost ledger): always read live, never copied to a cache.
         self.live_catalogs = live_catalogs | {METADATA_TARGET}
         self.stall_seconds = stall_seconds  # a leader idle on its client this long releases its followers
+        self._keys: LRUCache[int, tuple[Plan, str]] = LRUCache(maxsize=4096)
 
     def key_for(self, plan: Plan, session: Session) -> str | None:
         if (self.cache is None or plan.sql is None or plan.target is None or plan.target in self.live_catalogs
                 or not plan.deterministic or plan.describe_output or not wants_cache(session)):
             return None
-        return cache_key(backend_sql=plan.sql, target=plan.target, policy_version=plan.policy_version or "",
-                         properties=(), grants=plan.grants)
+        # Plans are immutable and the planner hands out the same one for a repeated statement: its key is
+        # hashed once. The entry holds the plan, so its id cannot be reused while the entry lives.
+        known = self._keys.get(id(plan))
+        if known is not None and known[0] is plan:
+            return known[1]
+        key = cache_key(backend_sql=plan.sql, target=plan.target, policy_version=plan.policy_version or "",
+                        properties=(), grants=plan.grants)
+        self._keys[id(plan)] = (plan, key)
+        return key
+
+    def ready(self, key: str) -> CachedResult | None:
+        """The result of `key` when it is in the in-process tier and no identical query is running (that one
+        may be refreshing it): answered on the spot. Else None, and `obtain` decides."""
+        assert self.cache is not None
+        if self.cache.leader_for(key) is not None:
+            return None
+        return self.cache.get_local(key)
 
     async def obtain(self, key: str, wait: Wait) -> CachedResult | Lease | None:
         """A cached (or coalesced) result, a lease to run the query, or None to run it uncoalesced; raises the

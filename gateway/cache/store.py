@@ -98,8 +98,10 @@ class ResultCache:
         self._redis_down_until = 0.0
         self._leaders: dict[str, Leader] = {}
         self._metrics.cache_bytes.set_function(lambda: float(self._local.currsize))
-        for result, tier in (("hit", "local"), ("hit", "redis"), ("miss", "")):
-            metrics.cache_lookups.labels(result, tier)  # exposed as 0 from the start
+        # Bound once (exposed as 0 from the start): `labels()` on every lookup costs more than the lookup.
+        self._hits_local = metrics.cache_lookups.labels("hit", "local")
+        self._hits_shared = metrics.cache_lookups.labels("hit", "redis")
+        self._misses = metrics.cache_lookups.labels("miss", "")
         self._listener: asyncio.Task[None] | None = None
         self._channel = prefix + "purge"
 
@@ -128,17 +130,23 @@ class ResultCache:
     # -- lookups ---------------------------------------------------------------------------------------------
 
     async def get(self, key: str) -> CachedResult | None:
-        entry = self._local.get(key)
+        entry = self.get_local(key)
         if entry is not None:
-            self._metrics.cache_lookups.labels("hit", "local").inc()
             return entry
         entry = await self._get_shared(key)
         if entry is not None:
-            self._metrics.cache_lookups.labels("hit", "redis").inc()
+            self._hits_shared.inc()
             self._store_local(key, entry)
             return entry
-        self._metrics.cache_lookups.labels("miss", "").inc()
+        self._misses.inc()
         return None
+
+    def get_local(self, key: str) -> CachedResult | None:
+        """The in-process tier only (a miss here is not counted: `get` goes on to Redis and counts it)."""
+        entry = self._local.get(key)
+        if entry is not None:
+            self._hits_local.inc()
+        return entry
 
     def leader_for(self, key: str) -> Leader | None:
         """The running query identical to `key`, if any (to wait for instead of running again)."""

@@ -28,7 +28,8 @@ import json
 import logging
 import math
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 import orjson
 from starlette.requests import ClientDisconnect, Request
@@ -38,7 +39,12 @@ from starlette.routing import Route
 from gateway import __version__
 from gateway.config import Settings
 from gateway.errors import AuthenticationFailed, GatewayError, InternalError, ProtocolError
-from gateway.frontends.trino_headers import change_headers, credentials_from_headers, session_from_headers
+from gateway.frontends.trino_headers import (
+    change_headers,
+    credentials_from_headers,
+    header_map,
+    session_from_headers,
+)
 from gateway.frontends.trino_queries import Page, QueryRegistry, TrinoQuery
 from gateway.frontends.trino_query_info import error_json, node_json, query_info_json, status_json
 from gateway.frontends.trino_values import column_json
@@ -46,20 +52,46 @@ from gateway.identity import Identity
 from gateway.metrics import Metrics
 from gateway.node import duration_text
 from gateway.pipeline import Pipeline, QueryState
+from gateway.relations import Column
 
 log = logging.getLogger("gateway.trino")
 
 JSON_TYPE = "application/json"
+K = TypeVar("K")
+V = TypeVar("V")
 _JSON_FALLBACK = json.JSONEncoder(separators=(",", ":"))
 
 
-def _compact(body: dict[str, Any]) -> str:
-    """A page's envelope as compact JSON. orjson refuses what the json module writes with escapes (a lone
-    surrogate in a quoted message): those few bodies go through the json module."""
+def page_json(body: dict[str, Any], **encoded: str) -> bytes:
+    """A page as compact JSON in one orjson dump, with the parts already encoded (`columns`, `data`) put in
+    as they are. orjson refuses what the json module writes with escapes (a lone surrogate in a quoted
+    message): those few bodies go through the json module."""
     try:
-        return orjson.dumps(body).decode()
+        return orjson.dumps({**body, **{key: orjson.Fragment(text) for key, text in encoded.items()}})
     except orjson.JSONEncodeError:
-        return _JSON_FALLBACK.encode(body)
+        text = _JSON_FALLBACK.encode(body)
+        return (text[:-1] + "".join(f',"{key}":{part}' for key, part in encoded.items()) + "}").encode()
+
+
+def columns_json(columns: tuple[Column, ...]) -> str:
+    """The `columns` array of a result, as JSON text."""
+    described = [column_json(c.name, c.type) for c in columns]
+    try:
+        return orjson.dumps(described).decode()
+    except orjson.JSONEncodeError:
+        return _JSON_FALLBACK.encode(described)
+
+MEMO_ENTRIES = 1024
+
+
+def remember(memo: dict[K, V], key: K, value: V, limit: int) -> V:
+    """Keep `value` in `memo`, a cache of things cheap to remake: emptied when full (a plain dict reads faster
+    than an LRU, and a dozen distinct keys is the usual working set)."""
+    if len(memo) >= limit:
+        memo.clear()
+    memo[key] = value
+    return value
+
 
 # One answer for unknown, expired and other users' queries: it must not tell them apart.
 NOT_FOUND_MESSAGE = "Query not found (it finished, was cancelled, or the URI is wrong)"
@@ -81,6 +113,10 @@ class TrinoFrontend:
         self.registry = registry
         self._is_draining = is_draining
         self.started = time.monotonic()
+        # Made once, not per page: the base URL of each way clients reach us (scheme, Host, root path), and
+        # the `columns` JSON of each result shape (a repeated dashboard query has the same one every time).
+        self._bases: dict[tuple[object, ...], str] = {}
+        self._columns: dict[tuple[Column, ...], str] = {}
 
     def routes(self) -> list[Route]:
         return [
@@ -104,10 +140,11 @@ class TrinoFrontend:
             if self._is_draining():
                 raise ProtocolError(503, "The gateway is shutting down; retry on another replica",
                                     error_name="SERVER_SHUTTING_DOWN")
-            principal = await self._authenticate(request)
+            headers = header_map(request.scope["headers"])
+            principal = await self._authenticate(request, headers)
             sql = await self._read_sql(request)
             client = request.client.host if request.client else None
-            session = session_from_headers(request.headers, client_address=client, default_user=principal.user)
+            session = session_from_headers(headers, client_address=client, default_user=principal.user)
         except AuthenticationFailed as failure:
             return self._unauthorized(failure)
         except ProtocolError as error:
@@ -128,8 +165,9 @@ class TrinoFrontend:
 
     def _queued(self, request: Request, query: TrinoQuery) -> Response:
         """Trino's first answer: accepted, nothing run yet; the rows come from the nextUri polls."""
+        # As Trino's: no columns yet, even where the answer is already buffered.
         body = self._envelope(request, query, state=QueryState.QUEUED.value, next_token=1)
-        page = Page(0, _compact(body).encode(), [])
+        page = Page(0, page_json(body), [])
         query.last_page = page
         return Response(page.body, media_type=JSON_TYPE)
 
@@ -243,9 +281,9 @@ class TrinoFrontend:
             reason=f"{request.method} {request.url.path[:200]}: not a query of the caller's (HTTP 404)")
         return self._not_found(request)
 
-    async def _authenticate(self, request: Request) -> Identity:
+    async def _authenticate(self, request: Request, headers: Mapping[str, str] | None = None) -> Identity:
         client = request.client.host if request.client else None
-        credentials = credentials_from_headers(request.headers, client_address=client)
+        credentials = credentials_from_headers(request.headers if headers is None else headers, client_address=client)
         if credentials.session_user is None and not self.pipeline.authenticator.requires_credentials:
             raise ProtocolError(400, "User must be set (X-Trino-User header)")  # dev mode trusts the header
         return await self.pipeline.authenticate(credentials)
@@ -313,7 +351,7 @@ class TrinoFrontend:
             error = InternalError("internal error while building the response")
             await query.cancel(error)  # the query ends here too: its slot freed, its one audit record written
             body = self._envelope(request, query, state=QueryState.FAILED.value, error=error)
-            page = Page(token, json.dumps(body).encode(), [])
+            page = Page(token, page_json(body), [])
             query.finished_sent = True
         query.last_page = page
         if query.finished_sent:
@@ -325,7 +363,7 @@ class TrinoFrontend:
         if run.error is not None:
             query.finished_sent = True
             body = self._envelope(request, query, state=QueryState.FAILED.value, error=run.error)
-            return Page(token, json.dumps(body).encode(), [])
+            return Page(token, page_json(body), [])
         pieces, rows = query.take()
         finished = query.exhausted
         state = QueryState.FINISHED.value if finished else run.state.value
@@ -333,23 +371,40 @@ class TrinoFrontend:
         headers = change_headers(run.change) if finished and run.change is not None else []
         if finished:
             query.finished_sent = True
-        text = _compact(body)
-        if pieces:
-            text = f'{text[:-1]},"data":[{",".join(pieces)}]}}'
-            query.rows_sent += rows
-            self.metrics.result_rows.inc(rows)
         self.metrics.result_pages.inc()
-        return Page(token, text.encode(), headers)
+        columns = run.trino_columns or run.columns  # Trino's declared types where the plan derived them
+        if columns is None:
+            return Page(token, page_json(body), headers)
+        if not pieces:
+            return Page(token, page_json(body, columns=self._columns_json(columns)), headers)
+        query.rows_sent += rows
+        self.metrics.result_rows.inc(rows)
+        return Page(token, page_json(body, columns=self._columns_json(columns), data=f"[{','.join(pieces)}]"),
+                    headers)
+
+    def _columns_json(self, columns: tuple[Column, ...]) -> str:
+        text = self._columns.get(columns)
+        if text is None:
+            text = remember(self._columns, columns, columns_json(columns), MEMO_ENTRIES)
+        return text
+
+    def _base_url(self, request: Request) -> str:
+        scope = request.scope
+        key = (scope.get("scheme"), request.headers.get("host"), scope.get("server"),
+               scope.get("app_root_path", scope.get("root_path", "")))
+        base = self._bases.get(key)
+        if base is None:
+            base = remember(self._bases, key, str(request.base_url).rstrip("/"), MEMO_ENTRIES)
+        return base
 
     def _envelope(self, request: Request, query: TrinoQuery, *, state: str, next_token: int | None = None,
                   error: GatewayError | None = None) -> dict[str, Any]:
-        base = str(request.base_url).rstrip("/")
+        """A page without its columns and rows (`_page` adds those, already encoded)."""
+        base = self._base_url(request)
         run = query.run
         body: dict[str, Any] = {"id": run.query_id, "infoUri": f"{base}/v1/query/{run.query_id}"}
         if next_token is not None:
             body["nextUri"] = f"{base}/v1/statement/executing/{run.query_id}/{query.slug}/{next_token}"
-        if run.trino_columns is not None and error is None:
-            body["columns"] = [column_json(c.name, c.type) for c in run.trino_columns]
         body["stats"] = self._stats(query, state=state)
         body["warnings"] = []
         if error is not None:

@@ -83,30 +83,61 @@ class TrinoQuery:
         return self.run.query_id
 
     def start(self) -> None:
-        self._producer = asyncio.create_task(self._produce(), name=f"query-{self.query_id}")
+        """An answer with its rows in memory (a cache hit, a result the gateway knows, an early error) is
+        buffered here and now; anything that must wait is produced by a task of its own."""
+        run = self.run
+        if not run.begin():
+            self._producer = asyncio.create_task(self._produce(), name=f"query-{self.query_id}")
+            return
+        if run.trino_columns is None:
+            return  # it failed: the error is the answer
+        try:
+            encode = self._encoder()
+            batch = min(FETCH_ROWS, self.settings.page_rows)
+            while not self._full():
+                rows = run.take_ready(batch)
+                if rows is None:
+                    return
+                self._push(rows, encode)
+        except Exception as error:  # the failure is produced as any other is: by ending the run with it
+            self._producer = asyncio.create_task(self._produce(failure=error), name=f"query-{self.query_id}")
+            return
+        # More than the buffer holds: the rest is produced as the client reads.
+        self._room.clear()
+        self._producer = asyncio.create_task(self._produce(started=True), name=f"query-{self.query_id}")
 
-    async def _produce(self) -> None:
+    async def _produce(self, *, started: bool = False, failure: Exception | None = None) -> None:
         run = self.run
         try:
-            await run.start()
+            if failure is not None:
+                raise failure
+            if not started:
+                await run.start()
             if run.trino_columns is not None:
                 await self._fetch_all()
         except GatewayError as error:
             await run.cancel(error)
         except Exception as error:  # a bug: the query still ends, once, with an error its client can read
-            log.exception("query %s: producing its result failed", self.query_id)
+            log.error("query %s: producing its result failed", self.query_id, exc_info=error)
             await run.cancel(InternalError(f"internal error ({type(error).__name__})"))
         finally:
             self._arrived.set()
 
-    async def _fetch_all(self) -> None:
+    def _encoder(self) -> Callable[[Sequence[Any]], list[Any]]:
         run = self.run
         columns = run.trino_columns
         assert columns is not None
         zone: tzinfo | None = ZoneInfo(run.session.time_zone) if run.session.time_zone else None
-        encode = row_encoder([c.type for c in columns], zone, [c.name for c in columns], run.column_zones)
         self._wide = [i for i, c in enumerate(columns) if c.type.name in VARIABLE_WIDTH]
-        limit = self.settings.page_rows * 2
+        return row_encoder([c.type for c in columns], zone, [c.name for c in columns], run.column_zones)
+
+    def _full(self) -> bool:
+        return self._buffered_rows >= self.settings.page_rows * 2 or \
+            self._buffered_bytes >= 2 * self.settings.page_bytes
+
+    async def _fetch_all(self) -> None:
+        run = self.run
+        encode = self._encoder()
         batch = min(FETCH_ROWS, self.settings.page_rows)
         while not run.done:
             await self._room.wait()
@@ -117,7 +148,7 @@ class TrinoQuery:
             # About a page of bytes per fetch: wide rows come a few at a time, never a gigabyte at once.
             per_row = max(1, size // len(rows))
             batch = max(1, min(FETCH_ROWS, self.settings.page_rows, self.settings.page_bytes // per_row))
-            if self._buffered_rows >= limit or self._buffered_bytes >= 2 * self.settings.page_bytes:
+            if self._full():
                 self._room.clear()
 
     def _push(self, rows: Sequence[Row], encode: Callable[[Sequence[Any]], list[Any]]) -> int:
@@ -223,7 +254,7 @@ class TrinoQuery:
             size += len(chunk.json)
         self._buffered_rows -= rows
         self._buffered_bytes -= size
-        if self._buffered_rows < self.settings.page_rows * 2 and self._buffered_bytes < 2 * self.settings.page_bytes:
+        if not self._full():
             self._room.set()
         return pieces, rows
 
