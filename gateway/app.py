@@ -29,6 +29,7 @@ from gateway.backends.factory import build_backend
 from gateway.cache.stage import CacheStage
 from gateway.cache.store import ResultCache
 from gateway.config import Settings
+from gateway.console.routes import console_routes
 from gateway.cost.alerts import AlertSink
 from gateway.cost.budgets import Budgets, period_bounds
 from gateway.cost.meter import Meter
@@ -329,8 +330,10 @@ class Gateway:
         queries = QueriesApi(pipeline=self.pipeline)
         cache = CacheApi(pipeline=self.pipeline, cache=self.cache)
         chargeback = ChargebackApi(pipeline=self.pipeline, store=self.audit.store)
+        console = console_routes(pipeline=self.pipeline, store=self.audit.store, settings=self.settings,
+                                 metrics=self.metrics)
         app = Starlette(routes=[*trino.routes(), *ops.routes(), *api.routes(), *queries.routes(), *cache.routes(),
-                                *chargeback.routes()],
+                                *chargeback.routes(), *console],
                         lifespan=self.lifespan,
                         exception_handlers={Exception: _internal_error, 404: _not_found, 405: _not_allowed})
         if self.directory is None:

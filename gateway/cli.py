@@ -13,8 +13,8 @@ from gateway import __version__
 from gateway.config import ConfigError, Settings, load_settings
 from gateway.identity.jwks import JwksUnavailable
 from gateway.logs import configure_logging
-from gateway.mask_key import MaskKeyError
 from gateway.policy.load import PolicyError
+from gateway.secret_file import SecretError
 
 if TYPE_CHECKING:
     from gateway.server import DrainingServer
@@ -174,7 +174,7 @@ def _build_server(settings: Settings, on_ready: Callable[[], None] | None = None
     except JwksUnavailable as error:
         print(f"refusing to start: identity.jwt.jwks_file: {error}", file=sys.stderr)
         return 2
-    except MaskKeyError as error:
+    except SecretError as error:  # the mask key, the console's session key
         print(f"refusing to start: {error}", file=sys.stderr)
         return 2
 

@@ -24,6 +24,7 @@ from gateway.backends.settings import BACKEND_TYPES, BackendSettings, default_ba
 from gateway.cache.settings import CacheSettings, read_cache
 from gateway.catalog import MetadataSettings, read_metadata
 from gateway.config_reader import ConfigError, Reader, Source, apply_environment, closest, read_yaml
+from gateway.console.settings import ConsoleSettings, read_console
 from gateway.cost.settings import CostSettings, read_cost
 from gateway.frontends.settings import ProtocolSettings, ServerSettings, read_protocol, read_server
 from gateway.identity.settings import (
@@ -66,6 +67,7 @@ class Settings:
     cache: CacheSettings = field(default_factory=CacheSettings)
     cost: CostSettings = field(default_factory=CostSettings)
     masking: MaskingSettings = field(default_factory=MaskingSettings)
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
 
     @property
     def default_catalog(self) -> str:
@@ -87,6 +89,7 @@ SECTIONS: dict[str, Callable[[Reader, Mapping[str, Any]], Any]] = {
     "cache": read_cache,
     "cost": read_cost,
     "masking": read_masking,
+    "console": read_console,
 }
 
 
