@@ -8,6 +8,7 @@ decisions are themselves audited (frontend `console`), allowed or not.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -29,6 +30,8 @@ from gateway.frontends.api_common import audited, mark_refused
 from gateway.identity import Identity
 from gateway.identity.model import attributes_from_pairs
 from gateway.session import Session
+
+log = logging.getLogger("gateway.console")
 
 ACCESS_STATUSES = ("pending", "approved", "denied", "revoked", "expired")
 ACCESS_ACTIONS = ("approve", "deny", "revoke")
@@ -77,6 +80,10 @@ class Pages:
                 decision = DENIED if isinstance(error, PermissionDenied) else FAILED
                 mark_refused(record, error.error_name, error.message, decision=decision)
                 return self.console.error_page(visit, status_of(error), error.message)
+            except Exception:  # a bug: a page without its text, and the visit still audited
+                log.exception("console page %s failed", visit.request.url.path)
+                mark_refused(record, "GENERIC_INTERNAL_ERROR", "Internal error in the gateway")
+                return self.console.error_page(visit, 500, "Internal error in the gateway")
 
         return await audited(visit.request, self.pipeline, visit.identity, statement_type=statement_type,
                              answer=guarded, frontend="console", **fields)

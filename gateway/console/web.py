@@ -202,15 +202,15 @@ class Console:
         """A urlencoded form, bounded; posts from another site are refused whatever they carry."""
         if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
             raise FormRefused(403, "Console forms can only be posted from the console itself.")
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type != "application/x-www-form-urlencoded":
-            raise FormRefused(415, "Console forms are posted as application/x-www-form-urlencoded.")
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
             if len(body) > self.settings.max_form_bytes:
                 raise FormRefused(413, f"The form is larger than {self.settings.max_form_bytes} bytes "
                                        "(console.max_form_bytes).")
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if body and content_type != "application/x-www-form-urlencoded":
+            raise FormRefused(415, "Console forms are posted as application/x-www-form-urlencoded.")
         try:
             pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False,
                               max_num_fields=MAX_FORM_FIELDS)
