@@ -40,6 +40,9 @@ RULES: list[tuple[str, tuple[str, ...], str]] = [
      "the pipeline orders the stages: access through gateway.access, no protocol, no engine"),
     ("gateway.relations", ("gateway.backends", "gateway.frontends", "gateway.planner", "gateway.policy"),
      "the neutral value types depend on no layer"),
+    ("gateway.console", ("gateway.backends", "gateway.policy", "gateway.sql.rewrite", "gateway.sql.masks",
+                         "gateway.mask_key", "gateway.grants"),
+     "the console renders: rights come from gateway.access, access requests from app.state (the JIT contract)"),
 ]
 
 
