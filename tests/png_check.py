@@ -75,7 +75,7 @@ def _unfilter(kind: int, line: bytearray, previous: bytes, bpp: int) -> None:
 def colour_profile(data: bytes) -> tuple[int, float]:
     """(number of distinct colours, share of the most common colour) of a PNG's pixels (every other row and
     column: a page's text and rules are wider than one pixel)."""
-    width, height, channels, rows = decode(data)
+    _width, _height, channels, rows = decode(data)
     counts: Counter[tuple[int, ...]] = Counter()
     for row, times in Counter(rows[::2]).items():  # screenshots repeat rows (margins, blank space): count each once
         for colour, n in Counter(zip(*(row[c::channels * 2] for c in range(channels)), strict=True)).items():

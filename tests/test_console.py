@@ -452,7 +452,7 @@ def test_the_session_key_is_read_or_created(tmp_path: Path) -> None:
     assert source == str(file) and file.stat().st_mode & 0o777 == 0o600
     assert read_secret(env=None, file=file, setting="console", what="k", environ={})[0] == first
     assert read_secret(env="K", file=file, setting="console", what="k", environ={"K": "x" * 20})[0] == b"x" * 20
-    with pytest.raises(SecretError, match="console.key_env: environment variable K is not set"):
+    with pytest.raises(SecretError, match=r"console\.key_env: environment variable K is not set"):
         read_secret(env="K", file=file, setting="console", what="k", environ={})
     with pytest.raises(SecretError, match="shorter than 16 bytes"):
         read_secret(env="K", file=file, setting="console", what="k", environ={"K": "short"})
@@ -484,7 +484,8 @@ def api_audit(gateway: GatewayProcess, as_user: str, **filters: str) -> list[dic
 
 
 def api_queries(gateway: GatewayProcess) -> list[dict[str, Any]]:
-    return list(httpx.get(f"{gateway.url}/api/queries", headers={"X-Trino-User": "admin"}, timeout=10).json()["queries"])
+    response = httpx.get(f"{gateway.url}/api/queries", headers={"X-Trino-User": "admin"}, timeout=10)
+    return list(response.json()["queries"])
 
 
 def form_token(html: str) -> str:
