@@ -250,6 +250,13 @@ def _policies_line(settings: Settings) -> str:
     return f"  policies  : {where}\n"
 
 
+def _console_line(settings: Settings, scheme: str) -> str:
+    if not settings.console.enabled:
+        return ""
+    return (f"  console   : {scheme}://{settings.server.host}:{settings.server.port}/console/ (sign in as audrey: "
+            f"audit, fiona: chargeback, admin: queue)\n")
+
+
 def _announce(settings: Settings) -> None:
     host, port = settings.server.host, settings.server.port
     catalog = settings.backends[0]
@@ -268,7 +275,7 @@ def _announce(settings: Settings) -> None:
         f"  SQLAlchemy: create_engine('trino://alice@{host}:{port}/{catalog.name}/{schema}')\n"
         f"  JDBC      : jdbc:trino://{host}:{port}/{catalog.name}/{schema}?user=alice\n"
         f"  metrics   : http://{host}:{port}/metrics   health: http://{host}:{port}/health/ready\n"
-        f"{_policies_line(settings)}",
+        f"{_console_line(settings, scheme)}{_policies_line(settings)}",
         end="", flush=True,
     )
 
