@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp
 
 from gateway import __version__
-from gateway.access import Access, OperatorGroups
+from gateway.access import Access, OperatorGroups, no_grants
 from gateway.audit.record import format_time
 from gateway.audit.setup import AUDIT_CATALOG, build_trail
 from gateway.audit.stores import StoreUnavailable
@@ -37,6 +37,7 @@ from gateway.cost.model import Charge
 from gateway.cost.shared import ClusterAlerts, SharedSpend
 from gateway.cost.store import CostStore
 from gateway.errors import GatewayError
+from gateway.frontends.access_api import AccessApi
 from gateway.frontends.api import AuditApi
 from gateway.frontends.cache_api import CacheApi
 from gateway.frontends.chargeback_api import ChargebackApi
@@ -46,6 +47,9 @@ from gateway.frontends.pgwire import PgWireFrontend
 from gateway.frontends.queries_api import QueriesApi
 from gateway.frontends.trino_http import TrinoFrontend
 from gateway.frontends.trino_queries import QueryRegistry
+from gateway.grants.notices import RedisNotices
+from gateway.grants.service import AccessRequests
+from gateway.grants.snapshot import GrantSnapshot
 from gateway.identity import Authenticator, Identity
 from gateway.identity.setup import build_authenticator as build_identity
 from gateway.mask_key import load_mask_key
@@ -81,10 +85,14 @@ def build_authenticator(settings: Settings, metrics: Metrics) -> Authenticator:
                           on_jwks_fetch=lambda outcome: metrics.jwks_fetches.labels(outcome).inc())
 
 
-def build_access(settings: Settings, policies: PolicyStore) -> Access:
+def build_access(settings: Settings, policies: PolicyStore, grants: GrantSnapshot | None = None) -> Access:
+    access_requests = settings.access_requests
     return Access(policy=lambda: policies.current,
                   groups=OperatorGroups.of(workload=settings.workload.admin_groups, cache=settings.cache.admin_groups,
-                                           finance=settings.cost.finance_groups))
+                                           finance=settings.cost.finance_groups,
+                                           access_admin=access_requests.admin_groups,
+                                           access_auditor=access_requests.auditor_groups),
+                  grants=grants.active_for if grants is not None else no_grants)
 
 
 def build_workload(settings: Settings, metrics: Metrics, access: Access,
@@ -157,7 +165,16 @@ class Gateway:
                                             sync_seconds=cost.sync_seconds)
             self.budgets.alerts = ClusterAlerts(self.alerts, self.shared_spend.redis, cost.redis_prefix,
                                                 self.metrics)
-        self.access = build_access(settings, self.policies)
+        self.grants = GrantSnapshot()
+        self.access = build_access(settings, self.policies,
+                                   self.grants if settings.access_requests.enabled else None)
+        self.access_requests = AccessRequests(store=self.audit.store, access=self.access, snapshot=self.grants,
+                                              catalog=lambda: self.catalog.current.snapshot,
+                                              default_catalog=settings.default_catalog,
+                                              settings=settings.access_requests, metrics=self.metrics,
+                                              notices=RedisNotices(url=settings.workload.redis,
+                                                                   channel=settings.workload.key_prefix + "access")
+                                              if settings.workload.redis is not None else None)
         self.workload = build_workload(settings, self.metrics, self.access, self.budgets if cost.enabled else None)
         meter = None
         if cost.enabled:
@@ -216,6 +233,8 @@ class Gateway:
             await backend.start()
         await self.audit_backend.start()
         await self.catalog.refresh()
+        if self.settings.access_requests.enabled:
+            await self.access_requests.start()  # before the first query: grants in force are honoured at once
         await self.workload.slots.start()
         if self.directory is not None:
             await self.directory.start()
@@ -297,6 +316,7 @@ class Gateway:
         for task in self._tasks:
             task.cancel()
         await self.registry.close(GatewayError("The gateway is shutting down", error_name="SERVER_SHUTTING_DOWN"))
+        await self.access_requests.stop()
         if self.directory is not None:
             await self.directory.close()
         await self.workload.slots.close()
@@ -330,12 +350,16 @@ class Gateway:
         queries = QueriesApi(pipeline=self.pipeline)
         cache = CacheApi(pipeline=self.pipeline, cache=self.cache)
         chargeback = ChargebackApi(pipeline=self.pipeline, store=self.audit.store)
+        access = AccessApi(pipeline=self.pipeline, requests=self.access_requests) \
+            if self.settings.access_requests.enabled else None
         console = console_routes(pipeline=self.pipeline, store=self.audit.store, settings=self.settings,
                                  metrics=self.metrics)
         app = Starlette(routes=[*trino.routes(), *ops.routes(), *api.routes(), *queries.routes(), *cache.routes(),
-                                *chargeback.routes(), *console],
+                                *chargeback.routes(), *(access.routes() if access is not None else ()), *console],
                         lifespan=self.lifespan,
                         exception_handlers={Exception: _internal_error, 404: _not_found, 405: _not_allowed})
+        if access is not None:  # the console's way in (gateway.grants.service); absent: "not enabled"
+            app.state.access_requests = self.access_requests
         if self.directory is None:
             return app
         return ForwardingMiddleware(app, directory=self.directory, holds=self.holds,

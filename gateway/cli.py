@@ -1,4 +1,4 @@
-"""`gateway` command line: serve, config, policy, explain, keys, audit, queries, cache, chargeback."""
+"""`gateway` command line: serve, config, policy, explain, keys, audit, queries, cache, chargeback, access."""
 
 from __future__ import annotations
 
@@ -73,6 +73,10 @@ def _parser() -> argparse.ArgumentParser:
     from gateway.cost.cli import add_parser as add_chargeback_parser
 
     add_chargeback_parser(commands)
+
+    from gateway.grants.cli import add_parser as add_access_parser
+
+    add_access_parser(commands)
     return parser
 
 
@@ -119,6 +123,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from gateway.cache.cli import run as cache
 
         return cache(args)
+    if args.command == "access":
+        from gateway.grants.cli import run as access
+
+        return access(args)
     if args.command == "chargeback":
         from gateway.cost.cli import run as chargeback
 

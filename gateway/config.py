@@ -27,6 +27,7 @@ from gateway.config_reader import ConfigError, Reader, Source, apply_environment
 from gateway.console.settings import ConsoleSettings, read_console
 from gateway.cost.settings import CostSettings, read_cost
 from gateway.frontends.settings import ProtocolSettings, ServerSettings, read_protocol, read_server
+from gateway.grants.settings import AccessRequestSettings, read_access_requests
 from gateway.identity.settings import (
     IDENTITY_MODES,
     JWT_ALGORITHMS,
@@ -68,6 +69,7 @@ class Settings:
     cost: CostSettings = field(default_factory=CostSettings)
     masking: MaskingSettings = field(default_factory=MaskingSettings)
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
+    access_requests: AccessRequestSettings = field(default_factory=AccessRequestSettings)
 
     @property
     def default_catalog(self) -> str:
@@ -90,6 +92,7 @@ SECTIONS: dict[str, Callable[[Reader, Mapping[str, Any]], Any]] = {
     "cost": read_cost,
     "masking": read_masking,
     "console": read_console,
+    "access_requests": read_access_requests,
 }
 
 

@@ -216,3 +216,11 @@ class Metrics:
                                         "error, signed_out)", ["page", "outcome"], registry=r)
         self.console_sign_ins = Counter("gateway_console_sign_ins",
                                         "Console sign-ins by outcome (ok, failed, refused)", ["outcome"], registry=r)
+        # just-in-time access (gateway/grants/)
+        self.access_requests = Counter("gateway_access_requests",
+                                       "Access request events recorded by this replica, by outcome (requested, "
+                                       "approved, denied, revoked, expired)", ["outcome"], registry=r)
+        for outcome in ("requested", "approved", "denied", "revoked", "expired"):
+            self.access_requests.labels(outcome)
+        self.access_grants_active = Gauge("gateway_access_grants_active",
+                                          "Approved just-in-time grants in force now (all identities)", registry=r)

@@ -166,7 +166,7 @@ class Pipeline:
         every text planning may parse: the body (EXECUTE IMMEDIATE's text is inside it) and the session's
         prepared statements (X-Trino-Prepared-Statement)."""
         snapshot = self.catalog.current.snapshot
-        policy = PolicyContext(self.policies.current, self.policies.views)
+        policy = PolicyContext(self.policies.current, self.policies.views, self.access.grants(identity))
         size = len(sql) + sum(len(text) for text in session.prepared_statements.values())
         if size <= INLINE_PLANNING_LIMIT:
             return self.planner.plan(sql, session=session, identity=identity, snapshot=snapshot, policy=policy)

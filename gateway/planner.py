@@ -31,7 +31,7 @@ from gateway.metrics import Metrics
 from gateway.pg_catalog import PG_DIALECT, pg_facts, plan_catalog_query, show_as_query
 from gateway.planner_show_explain import SHOW_FORMS, plan_explain, plan_show
 from gateway.policy.decide import decide_table
-from gateway.policy.model import PolicySet
+from gateway.policy.model import PolicySet, TableGrant
 from gateway.relations import Column, Row, SqlTarget
 from gateway.session import Session, SessionChange
 from gateway.sql import statements as st
@@ -77,12 +77,14 @@ class Plan:
     kill: KillQuery | None = None  # CALL system.runtime.kill_query
     restricted: bool = False  # a table read has a row filter or column mask for this identity (or it is metadata)
     io_explain: IoExplain | None = None  # `sql` is the backend's EXPLAIN: answer Trino's IO plan from it
+    grants: tuple[str, ...] = ()  # the just-in-time grants this plan relies on (part of its result-cache key)
 
 
 @dataclass(frozen=True)
 class PolicyContext:
     policy: PolicySet
     views: SecureViews
+    grants: tuple[TableGrant, ...] = ()  # the identity's active just-in-time grants, as of planning
 
 
 class Planner:
@@ -106,6 +108,7 @@ class Planner:
              policy: PolicyContext) -> Plan:
         key = (sql, session.dialect, session.catalog, session.schema, session.time_zone, session.source,
                tuple(sorted(session.prepared_statements.items())), identity, policy.policy.version, id(snapshot),
+               policy.grants,  # a grant's plan is never served once it is gone (expired, revoked) or to others
                # PostgreSQL catalog answers include the session's settings (current_setting, pg_settings)
                tuple(sorted(session.properties.items())) if session.dialect == PG_DIALECT else ())
         with self._lock:
@@ -137,9 +140,9 @@ class Planner:
         return plan
 
     def visibility(self, identity: Identity, source: str | None, snapshot: CatalogSnapshot,
-                   policy: PolicySet) -> Visibility:
+                   policy: PolicySet, grants: tuple[TableGrant, ...] = ()) -> Visibility:
         """The tables `identity` may read (what metadata shows them)."""
-        key = (identity, source, policy.version, id(snapshot))
+        key = (identity, source, policy.version, id(snapshot), grants)
         with self._lock:
             cached = self._visibility.get(key)
         if cached is not None:
@@ -148,7 +151,7 @@ class Planner:
             TableName(catalog, table.schema, table.name)
             for catalog, table in snapshot.all_tables()
             if not TableName(catalog, table.schema, table.name).is_metadata
-            and decide_table(policy, f"{catalog}.{table.schema}.{table.name}", identity, source).allowed
+            and decide_table(policy, f"{catalog}.{table.schema}.{table.name}", identity, source, grants).allowed
         )
         visibility = Visibility.of(tables)
         with self._lock:
@@ -237,7 +240,7 @@ class _Planning:
                                schema=session.schema, time_zone=session.time_zone or "UTC")
         policy = self.policy.policy
         if resolved.target == METADATA_TARGET:
-            visible = planner.visibility(self.identity, session.source, self.snapshot, policy)
+            visible = planner.visibility(self.identity, session.source, self.snapshot, policy, self.policy.grants)
             sql = to_backend_sql(resolved.tree, dialect="duckdb", session=values, metadata=visible, copy=False,
                                  output_names=output_names)
             return Plan(kind, target=resolved.target, sql=sql, tables=resolved.tables,
@@ -250,18 +253,21 @@ class _Planning:
         rewritten = secure_rewrite(resolved.tree, identity=self.identity, policy=policy,
                                    schema=self.snapshot.column_types(), source=session.source, dialect=dialect,
                                    hash_key=planner.mask_key.sentinel(policy.mask_key_version),
-                                   views=self.policy.views, copy=False)  # this planning owns the tree
+                                   views=self.policy.views, copy=False,  # this planning owns the tree
+                                   grants=self.policy.grants)
         sql = to_backend_sql(rewritten.tree, dialect=dialect, session=values, metadata=None,
                              backend_catalog=backend.sql_catalog, tables=self.snapshot.table, copy=False,
                              schema=self.snapshot.column_types())
         return Plan(kind, target=resolved.target, sql=sql, tables=resolved.tables, rules=rewritten.rules_applied,
                     policy_version=rewritten.policy_version, columns_read=columns, deterministic=deterministic,
-                    restricted=rewritten.restricted)
+                    restricted=rewritten.restricted,
+                    grants=tuple(r.removeprefix("grant:") for r in rewritten.rules_applied if r.startswith("grant:")))
 
     def _pg_catalog(self, tree: exp.Query, kind: str) -> Plan | None:
         """A PostgreSQL-dialect query over pg_catalog / information_schema (gateway/pg_catalog.py)."""
         session, planner = self.session, self.planner
-        visible = planner.visibility(self.identity, session.source, self.snapshot, self.policy.policy)
+        visible = planner.visibility(self.identity, session.source, self.snapshot, self.policy.policy,
+                                      self.policy.grants)
         facts = pg_facts(session, default_catalog=planner.default_catalog, version=planner.version)
         answer = plan_catalog_query(tree, facts, visible, lambda t: check_functions(t, dialect=PG_DIALECT))
         if answer is None:
@@ -293,7 +299,8 @@ class _Planning:
                     policy_version=based_on.policy_version, columns_read=based_on.columns_read)
 
     def visible_tables(self) -> frozenset[TableName]:
-        return self.planner.visibility(self.identity, self.session.source, self.snapshot, self.policy.policy).tables
+        return self.planner.visibility(self.identity, self.session.source, self.snapshot, self.policy.policy,
+                                           self.policy.grants).tables
 
     def dialect_of(self, target: str) -> str:
         return self.planner.backends[target].dialect
@@ -301,7 +308,8 @@ class _Planning:
     def _require_visible(self, name: TableName, message: str) -> None:
         if name.is_metadata:
             return
-        visible = self.planner.visibility(self.identity, self.session.source, self.snapshot, self.policy.policy)
+        visible = self.planner.visibility(self.identity, self.session.source, self.snapshot, self.policy.policy,
+                                           self.policy.grants)
         if name not in visible.tables:
             raise PermissionDenied(message)
 

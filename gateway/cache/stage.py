@@ -65,7 +65,7 @@ class CacheStage:
                 or not plan.deterministic or plan.describe_output or not wants_cache(session)):
             return None
         return cache_key(backend_sql=plan.sql, target=plan.target, policy_version=plan.policy_version or "",
-                         properties=())
+                         properties=(), grants=plan.grants)
 
     async def obtain(self, key: str, wait: Wait) -> CachedResult | Lease | None:
         """A cached (or coalesced) result, a lease to run the query, or None to run it uncoalesced; raises the

@@ -11,15 +11,29 @@ Rules, as DESIGN.md states them for admins:
 - `row_filters`: absent -> all rows; else first matching rule wins; none matches -> no rows.
 - Columns: a column's own `mask` wins over its classification's mask; the mask applies unless the matching
   `unmask_when` holds.
+- Just-in-time grants (approved access requests, passed in as data for this identity and not yet expired):
+  a grant on the table lets the identity read it where no access rule matches; an explicit `allow: false`
+  rule still denies, and so do equally specific entries. Row filters apply as to anyone else (none matching:
+  no rows). Columns a grant names are unmasked. Each grant that widened the decision is named in `grants`.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gateway.identity import AttributeValue, Identity
-from gateway.policy.model import AttributeTest, MaskRef, PolicySet, RowFilter, TablePolicy, When
+from gateway.policy.model import (
+    Approvers,
+    AttributeTest,
+    MaskRef,
+    PolicySet,
+    RowFilter,
+    TableGrant,
+    TablePolicy,
+    When,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +54,7 @@ class TableDecision:
     row_filter_index: int | None  # 1-based position of `row_filter` in its entry, for "rules applied"
     no_rows: bool  # row_filters present but none matched
     masks: tuple[ColumnMask, ...]
+    grants: tuple[str, ...] = ()  # ids of the just-in-time grants that widened this decision
 
     @property
     def unrestricted(self) -> bool:
@@ -74,7 +89,9 @@ def decide_impersonation(policy: PolicySet, principal: Identity, user: str, sour
     return False, "no impersonation rule matches"
 
 
-def decide_table(policy: PolicySet, table: str, identity: Identity, source: str | None) -> TableDecision:
+def decide_table(policy: PolicySet, table: str, identity: Identity, source: str | None,
+                 grants: Sequence[TableGrant] = ()) -> TableDecision:
+    """`grants`: the identity's active just-in-time grants (any tables; those on `table` are used)."""
     entries = equally_specific(policy, table)
     if not entries:
         return _denied(table, "no policy entry covers this table")
@@ -82,10 +99,18 @@ def decide_table(policy: PolicySet, table: str, identity: Identity, source: str 
         where = ", ".join(f"{e.name} ({e.location})" for e in entries)
         return _denied(table, f"equally specific policy entries: {where}")
     entry = entries[0]
+    granted = tuple(g for g in grants if g.table == table)
+    used: list[str] = []
     rule = next((r for r in entry.access if when_matches(r.when, identity, source)), None)
-    if rule is None or not rule.allow:
-        why = "no access rule matches" if rule is None else f"access rule at {rule.location} denies"
-        return _denied(table, f"{why} ({entry.name} at {entry.location})")
+    if rule is not None and not rule.allow:
+        return _denied(table, f"access rule at {rule.location} denies ({entry.name} at {entry.location})")
+    if rule is None:
+        if not granted:
+            return _denied(table, f"no access rule matches ({entry.name} at {entry.location})")
+        used.extend(g.id for g in granted)
+        reason = f"{', '.join(f'grant:{g}' for g in used)} ({entry.name})"
+    else:
+        reason = f"access rule at {rule.location} ({entry.name})"
 
     row_filter, index, no_rows = None, None, False
     if entry.row_filters is not None:
@@ -97,15 +122,41 @@ def decide_table(policy: PolicySet, table: str, identity: Identity, source: str 
             no_rows = True
         else:
             index, row_filter = matched
+    masks = _masks(policy, entry, identity, source)
+    if granted:
+        kept = []
+        for mask in masks:
+            unmasking = [g.id for g in granted if mask.column in g.columns]
+            if unmasking:
+                used.extend(g for g in unmasking if g not in used)
+            else:
+                kept.append(mask)
+        masks = tuple(kept)
     return TableDecision(
         table=table,
         allowed=True,
-        reason=f"access rule at {rule.location} ({entry.name})",
+        reason=reason,
         row_filter=row_filter,
         row_filter_index=index,
         no_rows=no_rows,
-        masks=_masks(policy, entry, identity, source),
+        masks=masks,
+        grants=tuple(used),
     )
+
+
+def approvers_for(policy: PolicySet, entry: TablePolicy) -> Approvers | None:
+    """Who may approve access requests for the tables `entry` governs: its own `approvers:`, else its
+    classification's (`classification_approvers:`); None: nobody, requests are refused."""
+    if entry.approvers is not None:
+        return entry.approvers
+    if entry.classification is not None:
+        return policy.classification_approvers.get(entry.classification)
+    return None
+
+
+def is_approver(approvers: Approvers | None, identity: Identity) -> bool:
+    return approvers is not None and (identity.user in approvers.users or not approvers.groups.isdisjoint(
+        identity.groups))
 
 
 def equally_specific(policy: PolicySet, table: str) -> tuple[TablePolicy, ...]:

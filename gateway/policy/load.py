@@ -23,8 +23,10 @@ import yaml
 from gateway.identity import Identity
 from gateway.policy.model import (
     BUILTIN_MASKS,
+    DEFAULT_MAX_GRANT_SECONDS,
     TABLE_CLASSIFICATIONS,
     AccessRule,
+    Approvers,
     AttributeTest,
     ClassificationMask,
     ColumnPolicy,
@@ -36,8 +38,10 @@ from gateway.policy.model import (
     TablePolicy,
     When,
 )
+from gateway.units import parse_duration
 
-POLICY_SECTIONS = frozenset({"tables", "masks", "classification_masks", "impersonation", "mask_key_version"})
+POLICY_SECTIONS = frozenset({"tables", "masks", "classification_masks", "impersonation", "mask_key_version",
+                             "classification_approvers"})
 FOREIGN_SECTIONS = frozenset({"users", "resource_groups", "capacity", "rates", "budgets", "cost_centers",
                               "cost_center_from"})
 
@@ -133,6 +137,7 @@ def parse_policies(texts: Mapping[str, str], *, foreign_sections: Collection[str
         version=content_hash(texts),
         impersonation=tuple(merged.impersonation),
         mask_key_version=merged.mask_key_version[0] if merged.mask_key_version else 1,
+        classification_approvers=MappingProxyType(dict(merged.classification_approvers)),
     )
 
 
@@ -180,6 +185,7 @@ class _Merged:
     classification_masks: dict[str, tuple[str | MaskRef, When | None, str]] = field(default_factory=dict)
     impersonation: list[ImpersonationRule] = field(default_factory=list)  # in file order, then rule order
     mask_key_version: tuple[int, str] | None = None  # the version, where it is set
+    classification_approvers: dict[str, Approvers] = field(default_factory=dict)
 
 
 def _read_file(reader: NodeReader, root: yaml.Node, merged: _Merged, foreign_sections: Collection[str]) -> None:
@@ -215,6 +221,14 @@ def _read_file(reader: NodeReader, root: yaml.Node, merged: _Merged, foreign_sec
         unmask = reader.when(fields["unmask_when"]) if "unmask_when" in fields else None
         if spec is not None:
             merged.classification_masks[tag] = (spec, unmask, reader.location(node))
+    for tag, node in reader.mapping_of(top.get("classification_approvers"), "classification_approvers").items():
+        if tag not in TABLE_CLASSIFICATIONS:
+            reader.error(node, f"classification_approvers: {tag!r} is not one of {', '.join(TABLE_CLASSIFICATIONS)}")
+        elif tag in merged.classification_approvers:
+            first = merged.classification_approvers[tag].location
+            reader.error(node, f"duplicate classification_approvers {tag!r} (first at {first})")
+        elif (approvers := _read_approvers(reader, node, f"classification_approvers {tag!r}")) is not None:
+            merged.classification_approvers[tag] = approvers
     if (version_node := top.get("mask_key_version")) is not None:
         _read_mask_key_version(reader, version_node, merged)
     for node in reader.sequence(top.get("impersonation"), "impersonation"):
@@ -254,7 +268,28 @@ def _read_impersonation(reader: NodeReader, node: yaml.Node) -> ImpersonationRul
     return ImpersonationRule(_when_of(reader, fields), pattern, allow is True, reader.location(node))
 
 
-_TABLE_KEYS = {"name", "owner", "cost_center", "classification", "access", "row_filters", "columns"}
+_TABLE_KEYS = {"name", "owner", "cost_center", "classification", "access", "row_filters", "columns", "approvers"}
+
+
+def _read_approvers(reader: NodeReader, node: yaml.Node, what: str) -> Approvers | None:
+    """`{groups: [...], users: [...], max_duration: 8h}`: who may approve access requests, for how long."""
+    fields = reader.mapping(node, what, {"groups", "users", "max_duration"})
+    if fields is None:
+        return None
+    users = reader.strings(fields["users"], "users") if "users" in fields else []
+    groups = reader.strings(fields["groups"], "groups") if "groups" in fields else []
+    if not users and not groups:
+        reader.error(node, f"{what} must name users or groups")
+        return None
+    longest = float(DEFAULT_MAX_GRANT_SECONDS)
+    if "max_duration" in fields:
+        seconds = parse_duration(reader.scalar(fields["max_duration"], "max_duration"))
+        if seconds is None or seconds < 1:
+            reader.error(fields["max_duration"], "max_duration must be a duration like 30m, 8h or 2d")
+            return None
+        longest = seconds
+    return Approvers(users=frozenset(users or ()), groups=frozenset(groups or ()),
+                     max_duration_seconds=int(longest), location=reader.location(node))
 
 
 def _read_table(reader: NodeReader, node: yaml.Node) -> _RawTable | None:
@@ -318,6 +353,8 @@ def _read_table(reader: NodeReader, node: yaml.Node) -> _RawTable | None:
         row_filters=row_filters,
         columns=MappingProxyType(columns),
         location=reader.location(node),
+        approvers=_read_approvers(reader, fields["approvers"], f"approvers of {name}") if "approvers" in fields
+        else None,
     )
     return _RawTable(policy, mask_names)
 
@@ -371,6 +408,7 @@ def _resolve_table(merged: _Merged, raw: _RawTable, masks: Mapping[str, MaskRef]
         row_filters=policy.row_filters,
         columns=MappingProxyType(columns),
         location=policy.location,
+        approvers=policy.approvers,
     )
 
 

@@ -7,7 +7,8 @@ filters and mask templates stay as the admin wrote them and are parsed where the
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import MappingProxyType
 
 Scalar = str | int | float | bool
 
@@ -94,6 +95,34 @@ class ClassificationMask:
 
 
 @dataclass(frozen=True, slots=True)
+class Approvers:
+    """Who may approve just-in-time access requests for a table (`approvers:` on a table entry, or per table
+    classification in `classification_approvers:`), and the longest grant they may approve."""
+
+    users: frozenset[str]
+    groups: frozenset[str]
+    max_duration_seconds: int
+    location: str
+
+
+DEFAULT_MAX_GRANT_SECONDS = 8 * 3600  # an `approvers:` entry without max_duration
+
+
+@dataclass(frozen=True, slots=True)
+class TableGrant:
+    """An approved, unexpired just-in-time grant of one identity, as decisions see it (data, no I/O).
+
+    `table` is catalog.schema.table; `columns` the lower-cased column names it unmasks (empty: none, the
+    grant gives read access under the policy's masks and row filters). `expires_at` is seconds since the epoch.
+    """
+
+    id: str
+    table: str
+    columns: frozenset[str]
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class TablePolicy:
     """One `tables:` entry. `name` is a lower-cased pattern of 2 or 3 dot-separated parts; `*` is a wildcard
     within one part. A 2-part name (`schema.table`) applies in every catalog."""
@@ -106,6 +135,7 @@ class TablePolicy:
     row_filters: tuple[RowFilter, ...] | None  # None: the key was absent -> all rows
     columns: Mapping[str, ColumnPolicy]
     location: str
+    approvers: Approvers | None = None  # None: its classification's approvers, if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,3 +159,5 @@ class PolicySet:
     version: str
     impersonation: tuple[ImpersonationRule, ...] = ()  # first rule matching principal and user decides
     mask_key_version: int = 1  # which derived key keys the hash masks (raising it rotates them)
+    # table classification -> who approves access requests for its tables
+    classification_approvers: Mapping[str, Approvers] = field(default_factory=lambda: MappingProxyType({}))

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -39,7 +39,7 @@ from sqlglot.schema import MappingSchema
 from gateway.errors import NotSupported, PermissionDenied
 from gateway.identity import AttributeValue, Identity
 from gateway.policy.decide import TableDecision, decide_table
-from gateway.policy.model import PolicySet
+from gateway.policy.model import PolicySet, TableGrant
 from gateway.sql.analyze import base_tables, table_name
 from gateway.sql.barrier import fenced, fenced_source, is_reserved
 from gateway.sql.dialects import catalog_names
@@ -152,6 +152,7 @@ def secure_rewrite(
     hash_key: str,
     views: SecureViews | None = None,
     copy: bool = True,
+    grants: Sequence[TableGrant] = (),
 ) -> RewriteResult:
     """Authorize `tree` for `identity` and return it with protected tables behind secure views.
 
@@ -159,7 +160,8 @@ def secure_rewrite(
     normalized identifiers; it is not modified unless `copy=False` (for a caller that owns the tree: copying
     is the largest part of a rewrite). `schema` lists the backend's columns; `source` is the client
     application; `dialect` is the backend dialect, in which policy SQL is written; `hash_key` is the text
-standing for the mask key in planned SQL (`MaskKey.sentinel`). Raises `PermissionDenied`
+standing for the mask key in planned SQL (`MaskKey.sentinel`); `grants` are the identity's active
+    just-in-time grants, each one used named in the rules as `grant:<id>`. Raises `PermissionDenied`
     or `NotSupported`; never returns a partially protected query.
     """
     if not isinstance(tree, exp.Query):
@@ -176,11 +178,12 @@ standing for the mask key in planned SQL (`MaskKey.sentinel`). Raises `Permissio
         name = table_name(table)
         decision = decisions.get(name)
         if decision is None:
-            decision = decide_table(policy, name, identity, source)
+            decision = decide_table(policy, name, identity, source, grants)
             if not decision.allowed:
                 raise PermissionDenied(f"Cannot select from table {name}")
             decisions[name] = decision
             rules.append(f"access {name}: {decision.reason}")
+            rules.extend(f"grant:{grant}" for grant in decision.grants if f"grant:{grant}" not in rules)
         if decision.unrestricted:
             continue
         view = views._view(decision, schema, identity, dialect, hash_key)

@@ -12,6 +12,7 @@ from gateway.audit.record import FIELD_NAMES, FIELDS, AuditRecord
 from gateway.audit.search import Search
 from gateway.backends.base import Backend
 from gateway.cost.model import Charge
+from gateway.grants.model import AccessEvent
 from gateway.relations import Column, Table
 from gateway.types import BIGINT, BOOLEAN, DOUBLE, VARCHAR, SqlType
 
@@ -92,6 +93,16 @@ class AuditStore(abc.ABC):
     @abc.abstractmethod
     async def spend(self, since: str) -> dict[str, float]:
         """cost center -> total cost charged since `since` (seeds the budget counters at start)."""
+
+    @abc.abstractmethod
+    async def add_access_event(self, event: AccessEvent, *, requires: str | None = None) -> bool:
+        """Insert one access request event (gateway/grants/tables.py), unless that request already has one of
+        its kind (each happens at most once) or, with `requires`, has no event of that kind yet. True when it
+        was inserted. Raises StoreUnavailable."""
+
+    @abc.abstractmethod
+    async def access_events(self, after: int = 0) -> list[AccessEvent]:
+        """Access request events stored after event id `after`, in storage order."""
 
     @abc.abstractmethod
     def backend(self, name: str) -> Backend:

@@ -12,8 +12,9 @@ audit purge`) runs with the owner's rights and is the only path around the trigg
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -44,9 +45,14 @@ from gateway.cost.ledger import (
     postgres_ddl,
 )
 from gateway.cost.model import Charge
+from gateway.grants.model import AccessEvent
+from gateway.grants.tables import EVENT_COLUMNS, EVENT_FIELDS, access_tables, event_from_row, event_row
+from gateway.grants.tables import postgres_ddl as access_ddl
 from gateway.types import timestamp
 
-SCHEMA_VERSION = 2  # 2: the cost ledger (schema billing)
+T = TypeVar("T")
+
+SCHEMA_VERSION = 3  # 2: the cost ledger (schema billing); 3: access requests
 _TYPES = {"text": "text", "int": "bigint", "float": "double precision", "bool": "boolean", "json": "text",
           "time": "timestamptz"}
 _NOT_NULL = {"event_id", "stream", "sequence_number", "received_at", "finished_at", "decision", "prev_hash",
@@ -108,7 +114,17 @@ def _migration_2() -> str:
     return postgres_ddl() + "INSERT INTO audit.schema_version VALUES (2);\n"
 
 
-MIGRATIONS = {1: _migration_1, 2: _migration_2}
+def _migration_3() -> str:
+    return access_ddl() + "INSERT INTO audit.schema_version VALUES (3);\n"
+
+
+MIGRATIONS = {1: _migration_1, 2: _migration_2, 3: _migration_3}
+
+_INSERT_ACCESS_EVENT = (
+    f"INSERT INTO audit.access_request_events ({EVENT_COLUMNS}) SELECT "
+    + ", ".join(f"${i}::{_TYPES[kind]}" for i, (_, kind) in enumerate(EVENT_FIELDS, start=1))
+    + f" WHERE ${len(EVENT_FIELDS) + 1}::text IS NULL OR EXISTS (SELECT 1 FROM audit.access_request_events "
+    f"WHERE request_id = $1 AND event = ${len(EVENT_FIELDS) + 1}::text) ON CONFLICT DO NOTHING")
 
 _INSERT = (f"INSERT INTO audit.queries ({COLUMNS}) SELECT * FROM unnest("
            + ", ".join(f"${i}::{_TYPES[kind]}[]" for i, (_, kind) in enumerate(FIELDS, start=1))
@@ -138,6 +154,8 @@ class PostgresStore(AuditStore):
         self.timeout_seconds = timeout_seconds  # connect, and each command: a hung server is an outage
         self._connection: Any = None  # the write connection, reopened after a failure
         self._probe: Any = None  # the health probe's own connection, so a stuck write never hides a hang
+        self._access: Any = None  # access requests' connection (_on_access_connection)
+        self._access_lock = asyncio.Lock()
 
     def _reason(self, error: BaseException) -> str:
         if isinstance(error, asyncpg.PostgresError):  # the primary message only: DETAIL may quote the row
@@ -213,7 +231,9 @@ class PostgresStore(AuditStore):
                         f"GRANT SELECT, INSERT ON audit.queries, audit.checkpoints TO {role};"
                         f"GRANT SELECT ON audit.table_access, audit.purges, audit.schema_version TO {role};"
                         f"GRANT USAGE ON SCHEMA billing TO {role};"
-                        f"GRANT SELECT, INSERT ON billing.charges, billing.attributions TO {role};")
+                        f"GRANT SELECT, INSERT ON billing.charges, billing.attributions TO {role};"
+                        f"GRANT SELECT, INSERT ON audit.access_request_events TO {role};"
+                        f"GRANT SELECT ON audit.access_requests TO {role};")
         except asyncpg.InsufficientPrivilegeError as error:
             raise StoreUnavailable(f"the audit schema needs creating or migrating and this role may not: {error}; "
                                    "set audit.admin_store to an owner role") from None
@@ -222,6 +242,9 @@ class PostgresStore(AuditStore):
 
     async def close(self) -> None:
         self._drop_probe()
+        if self._access is not None:
+            self._access.terminate()
+            self._access = None
         if self._connection is not None:
             try:
                 await self._connection.close(timeout=5)
@@ -339,10 +362,36 @@ class PostgresStore(AuditStore):
                                  "GROUP BY cost_center", parse_time(since))
         return {r[0]: float(r[1] or 0.0) for r in rows}
 
+    async def _on_access_connection(self, call: Callable[[Any], Awaitable[T]]) -> T:
+        """Access requests have their own connection (the write connection belongs to the trail's batches),
+        used by one call at a time and reopened after a failure."""
+        async with self._access_lock:
+            try:
+                if self._access is None or self._access.is_closed():
+                    self._access = await self._connect()
+                return await call(self._access)
+            except _ERRORS as error:
+                if self._access is not None:
+                    self._access.terminate()
+                    self._access = None
+                raise StoreUnavailable(f"the PostgreSQL audit store (access requests) failed: "
+                                       f"{self._reason(error)}") from None
+
+    async def add_access_event(self, event: AccessEvent, *, requires: str | None = None) -> bool:
+        row = event_row(event, time=lambda t: t)
+        status = await self._on_access_connection(lambda c: c.execute(_INSERT_ACCESS_EVENT, *row, requires))
+        return bool(int(status.split()[-1]))
+
+    async def access_events(self, after: int = 0) -> list[AccessEvent]:
+        rows = await self._on_access_connection(lambda c: c.fetch(
+            f"SELECT id, {EVENT_COLUMNS} FROM audit.access_request_events WHERE id > $1 ORDER BY id", after))
+        return [event_from_row(tuple(r), time=lambda t: t) for r in rows]
+
     def backend(self, name: str) -> Backend:
         from gateway.backends.postgres import PostgresBackend
 
         time_type = timestamp(6, with_time_zone=True)
         return PostgresBackend(name=name, dsn=self.url,
                                tables=[*audit_tables("audit", time_type=time_type),
-                                       *billing_tables(time_type=time_type)])
+                                       *billing_tables(time_type=time_type),
+                                       *access_tables("audit", time_type=time_type)])

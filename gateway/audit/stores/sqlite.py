@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gateway.audit.chain import Checkpoint
-from gateway.audit.record import FIELDS, AuditRecord
+from gateway.audit.record import FIELDS, AuditRecord, format_time, parse_time
 from gateway.audit.search import Search
 from gateway.audit.stores.base import (
     COLUMNS,
@@ -40,6 +40,9 @@ from gateway.cost.ledger import (
     sqlite_ddl,
 )
 from gateway.cost.model import Charge
+from gateway.grants.model import AccessEvent
+from gateway.grants.tables import EVENT_COLUMNS, EVENT_FIELDS, access_tables, event_from_row, event_row
+from gateway.grants.tables import sqlite_ddl as access_ddl
 from gateway.types import VARCHAR
 
 T = TypeVar("T")
@@ -48,7 +51,7 @@ T = TypeVar("T")
 _REFUSALS = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.ProgrammingError, sqlite3.InterfaceError,
              UnicodeError, OverflowError, TypeError, ValueError)
 
-SCHEMA_VERSION = 2  # 2: the cost ledger (charges, attributions)
+SCHEMA_VERSION = 3  # 2: the cost ledger (charges, attributions); 3: access requests
 _TYPES = {"text": "TEXT", "int": "INTEGER", "float": "REAL", "bool": "BOOLEAN", "json": "TEXT", "time": "TEXT"}
 _NOT_NULL = {"event_id", "stream", "sequence_number", "received_at", "finished_at", "decision", "prev_hash",
              "record_hash", "frontend", "cache_hit"}
@@ -86,6 +89,7 @@ CREATE VIEW IF NOT EXISTS table_access AS
   FROM queries q JOIN json_each(q.columns_read) t LEFT JOIN json_each(t.value) c ON 1 = 1;
 {';'.join(_GUARDS.values())};
 {sqlite_ddl()}
+{access_ddl()}
 """
 
 
@@ -251,11 +255,25 @@ class SQLiteStore(AuditStore):
             (since,)).fetchall())
         return {r[0]: float(r[1] or 0.0) for r in rows}
 
+    async def add_access_event(self, event: AccessEvent, *, requires: str | None = None) -> bool:
+        row = event_row(event, time=format_time)
+        marks = ", ".join("?" * len(EVENT_FIELDS))
+        sql = (f"INSERT OR IGNORE INTO access_request_events ({EVENT_COLUMNS}) SELECT {marks} WHERE ? IS NULL OR "
+               "EXISTS (SELECT 1 FROM access_request_events WHERE request_id = ? AND event = ?)")
+        inserted = await self._run(lambda c: c.execute(sql, (*row, requires, event.request_id, requires)).rowcount)
+        return bool(inserted)
+
+    async def access_events(self, after: int = 0) -> list[AccessEvent]:
+        rows = await self._run(lambda c: c.execute(
+            f"SELECT id, {EVENT_COLUMNS} FROM access_request_events WHERE id > ? ORDER BY id", (after,)).fetchall())
+        return [event_from_row(r, time=parse_time) for r in rows]
+
     def backend(self, name: str) -> Backend:
         from gateway.backends.sqlite import SQLiteBackend
 
         return SQLiteBackend(name=name, path=self.path, schema="audit",
-                             tables=[*audit_tables("audit", time_type=VARCHAR), *billing_tables(time_type=VARCHAR)])
+                             tables=[*audit_tables("audit", time_type=VARCHAR), *billing_tables(time_type=VARCHAR),
+                                     *access_tables("audit", time_type=VARCHAR)])
 
 
 def _attributed(connection: sqlite3.Connection, events: Sequence[str]) -> set[str]:
