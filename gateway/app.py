@@ -11,7 +11,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from functools import partial
 
 from starlette.applications import Starlette
@@ -52,6 +52,8 @@ from gateway.grants.service import AccessRequests
 from gateway.grants.snapshot import GrantSnapshot
 from gateway.identity import Authenticator, Identity
 from gateway.identity.setup import build_authenticator as build_identity
+from gateway.lineage.emitter import LineageEmitter, build_transport
+from gateway.lineage.naming import DatasetNames
 from gateway.mask_key import load_mask_key
 from gateway.metadata import CatalogService
 from gateway.metrics import Metrics
@@ -60,7 +62,11 @@ from gateway.pipeline import Pipeline
 from gateway.planner import Planner
 from gateway.policy.load import load_dev_users
 from gateway.policy.store import PolicyStore
+from gateway.policy_changes.canary_run import SOURCE as CANARY_FRONTEND
+from gateway.policy_changes.canary_run import CanaryRunner
+from gateway.policy_changes.guard import PolicyCanaries
 from gateway.query_history import QueryHistory
+from gateway.query_outcome import QueryOutcome
 from gateway.replicas import ReplicaDirectory, reachable_url
 from gateway.sql.limits import StatementLimits
 from gateway.workload.budget import BudgetHook
@@ -117,6 +123,20 @@ def build_cache(settings: Settings, metrics: Metrics) -> ResultCache | None:
         return None
     return ResultCache(max_bytes=cache.max_bytes, max_entry_bytes=cache.max_entry_bytes, metrics=metrics,
                        redis_url=cache.redis, prefix=cache.redis_prefix)
+
+
+def build_lineage(settings: Settings, metrics: Metrics, catalog: CatalogService,
+                  meter: Meter | None) -> LineageEmitter | None:
+    lineage = settings.lineage
+    if not lineage.enabled:
+        return None
+    server = settings.server
+    gateway_namespace = f"trino://{server.host}:{server.port}"  # the gateway is a Trino endpoint itself
+    return LineageEmitter(settings=lineage, transport=build_transport(lineage),
+                          names=DatasetNames(settings.backends, gateway_namespace=gateway_namespace),
+                          gateway_namespace=gateway_namespace, snapshot=lambda: catalog.current.snapshot,
+                          default_catalog=settings.default_catalog, version=__version__, metrics=metrics,
+                          cost_center_of=meter.cost_center_of if meter is not None else lambda i: i.cost_center)
 
 
 def build_directory(settings: Settings, pipeline: Pipeline, registry: QueryRegistry,
@@ -192,6 +212,7 @@ class Gateway:
                                                  max_boolean_terms=limits.max_boolean_terms),
                           failed_cache_size=limits.failed_plan_cache_entries)
         self.cache = build_cache(settings, self.metrics)
+        self.lineage = build_lineage(settings, self.metrics, self.catalog, meter)
         self.pipeline = Pipeline(authenticator=build_authenticator(settings, self.metrics), catalog=self.catalog,
                                  policies=self.policies, planner=planner, backends=catalogs,
                                  metrics=self.metrics, audit=self.audit, workload=self.workload,
@@ -199,12 +220,21 @@ class Gateway:
                                                   live_catalogs=frozenset({AUDIT_CATALOG}),
                                                   stall_seconds=settings.cache.coalesce_stall_seconds), meter=meter,
                                  planning_threads=limits.planning_threads, max_result_bytes=limits.max_result_bytes,
+                                 lineage=None if self.lineage is None else partial(_not_canaries, self.lineage.record),
                                  history=QueryHistory(max_entries=settings.protocol.query_history_max,
                                                       keep_seconds=settings.protocol.query_history_seconds,
                                                       access=self.access),
                                  node=NodeInfo(version=__version__, environment=settings.server.environment,
                                                uri=f"{'https' if settings.server.tls_cert else 'http'}://"
                                                    f"{settings.server.host}:{settings.server.port}"))
+        policies = settings.policies
+        self.canaries = PolicyCanaries(  # invalid canaries.yaml: the gateway does not start (PolicyError)
+            store=self.policies, interval_seconds=policies.canary_interval_seconds,
+            runner=CanaryRunner(pipeline=self.pipeline, metrics=self.metrics, default_catalog=settings.default_catalog,
+                                default_schema=settings.backends[0].schema,
+                                has_schema=lambda c, s: self.catalog.current.snapshot.has_schema(c, s),
+                                timeout_seconds=policies.canary_timeout_seconds,
+                                max_fetch_rows=policies.canary_max_rows))
         self.registry = QueryRegistry(settings.protocol, self.metrics)
         self.directory = build_directory(settings, self.pipeline, self.registry, self.metrics)
         if self.directory is not None:
@@ -241,8 +271,12 @@ class Gateway:
         if self.cache is not None:
             await self.cache.start()
         self.registry.start_reaper()
+        if self.lineage is not None:
+            self.lineage.start()
+        await self.canaries.check_current("start")  # failing: the gateway serves but is not ready
         self._tasks = [asyncio.create_task(self._refresh_catalog_forever(), name="catalog-refresh"),
-                       asyncio.create_task(self._reload_policies_forever(), name="policy-reload")]
+                       asyncio.create_task(self._reload_policies_forever(), name="policy-reload"),
+                       asyncio.create_task(self.canaries.run_forever(), name="policy-canaries")]
         if self.pgwire is not None:
             await self.pgwire.start()  # last: its clients find everything running
 
@@ -273,7 +307,7 @@ class Gateway:
     async def _reload_policies_forever(self) -> None:
         while True:
             await asyncio.sleep(self.settings.policies.reload_seconds)
-            self.policies.reload_if_changed()
+            await self.canaries.reload_if_changed()  # the table policies: installed only if the canaries pass
             self.workload.store.reload_if_changed()
             self.costs.reload_if_changed()
 
@@ -330,6 +364,8 @@ class Gateway:
         if self.shared_spend is not None:
             await self.shared_spend.close()
         await self.budgets.alerts.stop()
+        if self.lineage is not None:  # after the registry closed: the cancelled queries' runs are sent too
+            await asyncio.to_thread(self.lineage.stop, self.settings.lineage.timeout_seconds)
         self.catalog.close()
         await self.audit.stop()  # last: the records of the queries cancelled above are flushed
 
@@ -345,7 +381,7 @@ class Gateway:
         trino = TrinoFrontend(pipeline=self.pipeline, settings=self.settings, metrics=self.metrics,
                               registry=self.registry, is_draining=self.is_draining)
         ops = OpsEndpoints(metrics=self.metrics, backends=self.backends, is_draining=self.is_draining,
-                           audit_status=self.audit.status)
+                           audit_status=self.audit.status, canary_status=self.canaries.status)
         api = AuditApi(pipeline=self.pipeline, store=self.audit.store)
         queries = QueriesApi(pipeline=self.pipeline)
         cache = CacheApi(pipeline=self.pipeline, cache=self.cache)
@@ -369,6 +405,12 @@ class Gateway:
     def holds(self, query_id: str) -> bool:
         """Whether this process answers the query's polls itself."""
         return self.registry.by_id(query_id) is not None or self.pipeline.history.holds(query_id)
+
+
+def _not_canaries(record: Callable[[QueryOutcome], None], outcome: QueryOutcome) -> None:
+    """Lineage describes what consumers read: the policy canaries' synthetic probes are audited, not lineage."""
+    if outcome.session.frontend != CANARY_FRONTEND:
+        record(outcome)
 
 
 def _busy_threads(backend: Backend) -> float:

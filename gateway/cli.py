@@ -40,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     policy_check = policy.add_parser("check", help="validate policy files against the backend catalog")
     policy_check.add_argument("dir", nargs="?", type=Path, help="policies directory (default: policies.dir)")
     policy_check.add_argument("--config", type=Path)
+    from gateway.policy_changes.cli import add_parsers as add_policy_change_parsers
+
+    add_policy_change_parsers(policy)
 
     explain = commands.add_parser("explain", help="show the decision and rewritten SQL for a statement, "
                                                   "without running it")
@@ -99,6 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = _load(args.config)
         print(settings)
         return 0
+    if args.command == "policy" and args.policy_command != "check":
+        from gateway.policy_changes.cli import run as policy_changes
+
+        return policy_changes(_load(args.config), args)
     if args.command == "policy":
         from gateway.tools import policy_check
 

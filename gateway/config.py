@@ -38,6 +38,7 @@ from gateway.identity.settings import (
     JwtSettings,
     read_identity,
 )
+from gateway.lineage.settings import LineageSettings, read_lineage
 from gateway.logs import LOG_FORMATS, LoggingSettings, read_logging
 from gateway.mask_key import MaskingSettings, read_masking
 from gateway.policy.settings import PolicySettings, read_policies
@@ -70,6 +71,7 @@ class Settings:
     masking: MaskingSettings = field(default_factory=MaskingSettings)
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
     access_requests: AccessRequestSettings = field(default_factory=AccessRequestSettings)
+    lineage: LineageSettings = field(default_factory=LineageSettings)
 
     @property
     def default_catalog(self) -> str:
@@ -93,6 +95,7 @@ SECTIONS: dict[str, Callable[[Reader, Mapping[str, Any]], Any]] = {
     "masking": read_masking,
     "console": read_console,
     "access_requests": read_access_requests,
+    "lineage": read_lineage,
 }
 
 

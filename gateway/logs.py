@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,6 +41,28 @@ def read_logging(r: Reader, data: Mapping[str, Any]) -> LoggingSettings:
 _encode = json.JSONEncoder(default=str).encode
 
 
+_PLAIN = re.compile(r'[ !#-\[\]-~]*')  # printable ASCII but `"` and `\\`: JSON writes it as it is
+
+
+def _text_value(value: Any) -> str:
+    """One field of a text line: the value's JSON (ASCII only, so no bidi control or line separator in a
+    user's text can disguise a line), with the commonest kinds written directly."""
+    kind = type(value)
+    if kind is str and _PLAIN.fullmatch(value):
+        return f'"{value}"'
+    if kind is int:
+        return int.__repr__(value)
+    return _encode(value)
+
+
+def log_query(logger: logging.Logger, outcome: QueryOutcome) -> None:
+    """Log the `query` line of an attempt that ended, built only when INFO is on, without the stack walk
+    (`findCaller`) `Logger.info` makes for every line: the line's origin is always this function."""
+    if logger.isEnabledFor(logging.INFO):
+        logger.handle(logger.makeRecord(logger.name, logging.INFO, __file__, 0, "query", (), None,
+                                        extra={"query": query_log_fields(outcome)}))
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -58,12 +82,22 @@ class JsonFormatter(logging.Formatter):
 class TextFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self._second = -1
+        self._stamp = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        """As logging writes it, with the part above milliseconds kept for the second it names (strftime
+        costs more than the rest of a line); the handler's lock serialises calls."""
+        second = int(record.created)
+        if second != self._second:
+            self._second, self._stamp = second, time.strftime(self.default_time_format, self.converter(second))
+        return f"{self._stamp},{int(record.msecs):03d}"  # logging's default_msec_format, "%s,%03d"
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
         query = getattr(record, "query", None)
         if isinstance(query, dict):
-            fields = " ".join(f"{k}={_encode(v)}" for k, v in query.items() if v is not None)
+            fields = " ".join([f"{k}={_text_value(v)}" for k, v in query.items() if v is not None])
             text = f"{text} {fields}"
         return text
 
@@ -71,6 +105,8 @@ class TextFormatter(logging.Formatter):
 def configure_logging(settings: LoggingSettings) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if settings.format == "json" else TextFormatter())
+    # Neither format shows the thread or process: LogRecord need not look them up for every line.
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.level)

@@ -6,7 +6,43 @@ share counters. Stages receive the object and touch only their own metrics.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from typing import Any, TypeVar
+
+import prometheus_client
+from prometheus_client import CollectorRegistry, Info
+
+T = TypeVar("T", bound="_Children")
+
+
+class _Children:
+    """`labels(...)` answered from a dict after the first call for a label set. prometheus_client checks the
+    names and takes a lock on every call, and each query's end makes several; children are never removed
+    here, so a child once made stays the one prometheus_client exports."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._children: dict[tuple[object, ...], Any] = {}
+        super().__init__(*args, **kwargs)
+
+    def labels(self: T, *labelvalues: object, **labelkwargs: object) -> T:
+        if labelkwargs:
+            return super().labels(**labelkwargs)  # type: ignore[misc, no-any-return]
+        child = self._children.get(labelvalues)
+        if child is None:
+            child = self._children[labelvalues] = super().labels(*labelvalues)  # type: ignore[misc]
+        return child  # type: ignore[no-any-return]
+
+
+class Counter(_Children, prometheus_client.Counter):
+    pass
+
+
+class Gauge(_Children, prometheus_client.Gauge):
+    pass
+
+
+class Histogram(_Children, prometheus_client.Histogram):
+    pass
+
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 STAGE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
@@ -69,6 +105,15 @@ class Metrics:
                                       ["outcome"], registry=r)
         self.policy_version = Info("gateway_policy", "Content hash of the policy version in force", registry=r)
         self.policy_denials = Counter("gateway_policy_denials", "Statements denied by policy", registry=r)
+        self.canary_runs = Counter("gateway_canary_runs", "Policy canary runs by trigger (start, reload, schedule) "
+                                   "and outcome (passed, failed)", ["trigger", "outcome"], registry=r)
+        self.canary_passed = Gauge("gateway_canary_passed", "1 if the canary passed its latest run, else 0",
+                                   ["canary"], registry=r)
+        self.canary_failing = Gauge("gateway_canary_failing", "Canaries that failed the latest run", registry=r)
+        self.canary_last_run = Gauge("gateway_canary_last_run_timestamp_seconds",
+                                     "When the latest canary run finished (Unix time)", registry=r)
+        self.canary_duration = Histogram("gateway_canary_duration_seconds", "Time to run every canary once",
+                                         registry=r)
         self.plan_cache = Counter("gateway_plan_cache", "Plan cache lookups by result (hit, miss)", ["result"],
                                   registry=r)
         # identity
@@ -224,3 +269,12 @@ class Metrics:
             self.access_requests.labels(outcome)
         self.access_grants_active = Gauge("gateway_access_grants_active",
                                           "Approved just-in-time grants in force now (all identities)", registry=r)
+        # lineage (gateway/lineage/)
+        self.lineage_events = Counter("gateway_lineage_events",
+                                      "OpenLineage events by outcome (sent; failed: refused or unreachable after "
+                                      "retries; dropped: the queue was full or the gateway stopped)", ["outcome"],
+                                      registry=r)
+        for outcome in ("sent", "failed", "dropped"):
+            self.lineage_events.labels(outcome)  # exposed as 0 from the start, lineage on or off
+        self.lineage_queue_depth = Gauge("gateway_lineage_queue_depth", "Runs waiting for the lineage sender",
+                                         registry=r)

@@ -16,6 +16,8 @@
     meter       inside finish: a query that ran on a backend (or was a cache     cost.Meter
                 hit, cost 0) is priced; the charge rides with its audit record
                 into the ledger and counts against its cost center's budgets
+    lineage     inside finish, last: the statement's OpenLineage run is       lineage.LineageEmitter
+                queued for a background sender, never waited for
 
 Frontends authenticate the request with `Pipeline.authenticate` (failures never become queries; they are
 reported through `Pipeline.record_rejected_attempt`), create a `QueryRun` per statement with
@@ -28,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from enum import StrEnum
 from typing import TypeVar
@@ -50,7 +52,7 @@ from gateway.errors import (
     QueryCanceled,
 )
 from gateway.identity import Authenticator, Credentials, Identity
-from gateway.logs import auth_failure_log_fields, query_log_fields
+from gateway.logs import auth_failure_log_fields, log_query
 from gateway.metadata import CatalogService
 from gateway.metadata_live import CursorSetup, cursor_setup, live_rows, reads_live_tables
 from gateway.metrics import Metrics
@@ -65,6 +67,7 @@ from gateway.session import Session, SessionChange
 from gateway.sql.explain_io import COLUMN as IO_PLAN_COLUMN
 from gateway.sql.explain_io import IoExplain, from_duckdb_plan
 from gateway.sql.resolve import METADATA_TARGET
+from gateway.sql.trino_output_types import declared_columns
 from gateway.static_result import StaticExecution
 from gateway.types import VARCHAR
 from gateway.workload.manager import Admission, AdmissionRequest, WorkloadManager
@@ -90,8 +93,10 @@ class Pipeline:
                  planner: Planner, backends: dict[str, Backend], metrics: Metrics, audit: AuditTrail,
                  workload: WorkloadManager, cache: CacheStage, meter: Meter | None = None,
                  history: QueryHistory | None = None, node: NodeInfo | None = None,
-                 planning_threads: int = 2, max_result_bytes: int = 1024**3) -> None:
+                 planning_threads: int = 2, max_result_bytes: int = 1024**3,
+                 lineage: Callable[[QueryOutcome], None] | None = None) -> None:
         self.authenticator = authenticator
+        self.lineage = lineage  # told every attempt's outcome once it is audited (gateway.lineage)
         self.history = history or QueryHistory(access=workload.access)
         self.node = node or NodeInfo(version=planner.version, environment="gateway", uri="")
         self.max_result_bytes = max_result_bytes  # per query, unless its resource group sets its own
@@ -155,18 +160,45 @@ class Pipeline:
             raise PermissionDenied(f"User {principal.user} cannot impersonate user {session.user}")
         return principal.acting_as(session.user)
 
-    def submit(self, sql: str, session: Session, principal: Identity) -> QueryRun:
+    async def describe(self, sql: str, session: Session, principal: Identity) -> tuple[Column, ...] | None:
+        """The result columns `sql` would have, without executing it (pgwire's Describe of a prepared
+        statement). Identity, planning and authorization are exactly those of execution, so the columns are
+        the rewritten query's (masks included) and a statement execution would refuse fails here alike. Then
+        the backend describes the planned SQL (`Backend.describe`). Audited as a decision: one record of
+        statement type `describe` with its tables, columns and rules, no backend, no rows, no charge.
+        None: the statement returns no rows."""
         run = QueryRun(self, self.query_ids.next(), sql, session, principal)
+        await run.describe()
+        if run.error is not None:
+            raise run.error
+        return run.columns
+
+    def record_command(self, sql: str, session: Session, principal: Identity, statement_type: str) -> None:
+        """The audit record of a command a frontend answered itself that changes what later records say
+        (pgwire's SET/RESET/DISCARD: source, schema, time zone), under the session it was sent in: allowed,
+        nothing planned or executed. Fails closed like a query while records cannot be kept."""
+        self.audit.admit()
+        identity = self.session_identity(principal, session)
+        run = QueryRun(self, self.query_ids.next(), sql, session, principal)
+        run.answered_as, run.identity = statement_type, identity
+        run._finish(None)
+
+    def submit(self, sql: str, session: Session, principal: Identity, *,
+               policy: PolicyContext | None = None) -> QueryRun:
+        """`policy`: plan under these rules instead of the ones in force (a policy canary trying a new
+        version before it is installed)."""
+        run = QueryRun(self, self.query_ids.next(), sql, session, principal, policy=policy)
         self.history.add(run)
         return run
 
-    async def plan(self, sql: str, session: Session, identity: Identity) -> Plan:
+    async def plan(self, sql: str, session: Session, identity: Identity, *,
+                   policy: PolicyContext | None = None) -> Plan:
         """Planning is CPU work: small statements (nearly all) are planned inline, which is cheaper than a
         thread hop; large ones on a planning thread, so a 1 MB IN list never stalls other clients. Size counts
         every text planning may parse: the body (EXECUTE IMMEDIATE's text is inside it) and the session's
         prepared statements (X-Trino-Prepared-Statement)."""
         snapshot = self.catalog.current.snapshot
-        policy = PolicyContext(self.policies.current, self.policies.views, self.access.grants(identity))
+        policy = policy or PolicyContext(self.policies.current, self.policies.views, self.access.grants(identity))
         size = len(sql) + sum(len(text) for text in session.prepared_statements.values())
         if size <= INLINE_PLANNING_LIMIT:
             return self.planner.plan(sql, session=session, identity=identity, snapshot=snapshot, policy=policy)
@@ -178,8 +210,12 @@ class Pipeline:
 class QueryRun:
     """One statement from submission to its end. Never raises from `start`; failures land in `error`."""
 
-    def __init__(self, pipeline: Pipeline, query_id: str, sql: str, session: Session, principal: Identity) -> None:
+    answered_as: str | None = None  # the statement type of a run that never executes (describe, set, ...)
+
+    def __init__(self, pipeline: Pipeline, query_id: str, sql: str, session: Session, principal: Identity, *,
+                 policy: PolicyContext | None = None) -> None:
         self.pipeline = pipeline
+        self._policy = policy  # None: the policy in force when it is planned
         self.query_id = query_id
         self.sql = sql
         self.session = session
@@ -187,7 +223,8 @@ class QueryRun:
         self.state = QueryState.QUEUED
         self.identity: Identity | None = None
         self.plan: Plan | None = None
-        self.columns: tuple[Column, ...] | None = None
+        self.columns: tuple[Column, ...] | None = None  # as the engine types them
+        self.trino_columns: tuple[Column, ...] | None = None  # with Trino's declared types, where derived
         self.error: GatewayError | None = None
         self.target: str | None = None  # the backend running it, if any (not the metadata engine)
         self.started = time.perf_counter()
@@ -214,6 +251,16 @@ class QueryRun:
         return self.plan.update_type if self.plan is not None else None
 
     @property
+    def column_zones(self) -> tuple[str | None, ...]:
+        """Per result column, the zone its timestamp with time zone values are shown in, where the plan knows
+        it (a literal's zone, AT TIME ZONE); None: the session's."""
+        declared = self.plan.output_types if self.plan is not None else ()
+        count = len(self.trino_columns or ())
+        if len(declared) != count:
+            return (None,) * count
+        return tuple(o.zone if o is not None else None for o in declared)
+
+    @property
     def stats(self) -> ExecutionStats:
         return self._execution.stats if self._execution is not None else ExecutionStats()
 
@@ -238,7 +285,7 @@ class QueryRun:
             pipeline.audit.admit()  # fail closed: nothing runs while its record could not be kept
             self.identity = pipeline.session_identity(self.principal, self.session)
             began = time.perf_counter()
-            self.plan = plan = await pipeline.plan(self.sql, self.session, self.identity)
+            self.plan = plan = await pipeline.plan(self.sql, self.session, self.identity, policy=self._policy)
             pipeline.metrics.planning_duration.observe(time.perf_counter() - began)
             cached = await self._consult_cache(plan)
             if plan.kill is not None:
@@ -260,7 +307,7 @@ class QueryRun:
                     self._execution = pipeline.cache.recording(execution, self._lease, ttl_seconds=self._cache_ttl(),
                                                                tables=tuple(str(t) for t in plan.tables))
                 if plan.describe_output:
-                    columns, rows = describe_output_rows(execution.columns)
+                    columns, rows = describe_output_rows(declared_columns(execution.columns, plan.output_types))
                     await execution.cancel()
                     self._execution = StaticExecution(columns=columns, rows=rows)
                 elif plan.io_explain is not None:
@@ -269,15 +316,52 @@ class QueryRun:
                 return  # cancelled while starting
             if self._execution is not None:
                 self.columns = self._execution.columns
+                self.trino_columns = declared_columns(self.columns, plan.output_types)
             else:
                 self._finish(None)
-        except GatewayError as error:
+        except Exception as error:
+            self._failed(error)
+
+    def _failed(self, error: Exception) -> None:
+        """End the run with `error` (called while handling it); anything not a GatewayError is a bug."""
+        if isinstance(error, GatewayError):
             if isinstance(error, PermissionDenied):
-                pipeline.metrics.policy_denials.inc()
+                self.pipeline.metrics.policy_denials.inc()
             self._finish(error)
-        except Exception as error:  # a bug: report it as internal, log it with its stack
+        else:  # a bug: report it as internal, log it with its stack
             log.exception("query %s failed inside the gateway", self.query_id)
             self._finish(InternalError(f"internal error ({type(error).__name__})"))
+
+    async def describe(self) -> None:
+        """Plan and authorize as `start` does, then learn the result columns without executing
+        (`Pipeline.describe`). Never raises; failures land in `error`."""
+        pipeline = self.pipeline
+        self.answered_as = "describe"  # its audit record and metrics say so, whatever the statement is
+        try:
+            pipeline.audit.admit()
+            self.identity = pipeline.session_identity(self.principal, self.session)
+            self.plan = plan = await pipeline.plan(self.sql, self.session, self.identity)
+            self.columns = await self._described(plan)
+            self._finish(None)
+        except Exception as error:
+            self._failed(error)
+
+    async def _described(self, plan: Plan) -> tuple[Column, ...] | None:
+        """The columns `start` would report for `plan`, from the plan itself or the engine's description."""
+        if plan.kill is not None:
+            return None
+        if plan.columns is not None:
+            return plan.columns
+        if plan.describe_output:
+            return describe_output_rows(())[0]
+        if plan.io_explain is not None:
+            return (Column(IO_PLAN_COLUMN, VARCHAR),)
+        if plan.sql is None or plan.target is None:
+            return None
+        if plan.target == METADATA_TARGET:
+            return await self.pipeline.catalog.current.engine.describe(plan.sql, setup=self._live_tables())
+        return await self.pipeline.backends[plan.target].describe(self._runnable(plan.sql),
+                                                                  context=self._execution_context())
 
     async def _consult_cache(self, plan: Plan) -> CachedResult | None:
         """A cached (or coalesced) result for the plan, or None — then, for a cacheable plan, this run holds
@@ -425,7 +509,7 @@ class QueryRun:
         if self._lease is not None:  # no-op once the result was cached; followers get a statement error
             self.pipeline.cache.release(self._lease, error)
         metrics = self.pipeline.metrics
-        kind = self.plan.statement_kind if self.plan is not None else "unplanned"
+        kind = self.answered_as or (self.plan.statement_kind if self.plan is not None else "unplanned")
         ending = "canceled" if isinstance(error, QueryCanceled) else ("failed" if error else "finished")
         metrics.queries_in_flight.dec()
         metrics.queries.labels(kind, ending).inc()
@@ -437,8 +521,7 @@ class QueryRun:
             metrics.backend_duration.labels(self.target).observe(self.stats.elapsed_seconds)
         try:
             outcome = self._outcome(kind, error)
-            if log.isEnabledFor(logging.INFO):
-                log.info("query", extra={"query": query_log_fields(outcome)})
+            log_query(log, outcome)
             record = query_record(outcome, redact=self.pipeline.audit.options.redact_literals)
         except Exception:  # a bug in building the record; the attempt still ends
             log.exception("query %s: building its audit record failed", self.query_id)
@@ -447,6 +530,8 @@ class QueryRun:
         self.pipeline.audit.append(record, charge)
         if charge is not None and self.pipeline.meter is not None and self.pipeline.meter.on_charge is not None:
             self.pipeline.meter.on_charge(charge)
+        if self.pipeline.lineage is not None:
+            self.pipeline.lineage(outcome)
 
     def _charge(self, record: AuditRecord) -> Charge | None:
         """The ledger charge of a query that ran on a backend or was answered from the cache (cost 0)."""

@@ -43,9 +43,11 @@ from gateway.sql.generate import SessionValues, Visibility, to_backend_sql
 from gateway.sql.limits import StatementLimits
 from gateway.sql.parameters import bind_parameters, number_placeholders
 from gateway.sql.parse import TOO_DEEP
+from gateway.sql.postgres_input import postgres_literals
 from gateway.sql.resolve import METADATA_TARGET, resolve_query
 from gateway.sql.rewrite import SecureViews, secure_rewrite
 from gateway.sql.show import describe_target, show_query
+from gateway.sql.trino_output_types import OutputType, output_types
 from gateway.types import BIGINT, BOOLEAN, VARCHAR
 
 
@@ -78,6 +80,7 @@ class Plan:
     restricted: bool = False  # a table read has a row filter or column mask for this identity (or it is metadata)
     io_explain: IoExplain | None = None  # `sql` is the backend's EXPLAIN: answer Trino's IO plan from it
     grants: tuple[str, ...] = ()  # the just-in-time grants this plan relies on (part of its result-cache key)
+    output_types: tuple[OutputType | None, ...] = ()  # Trino's declared type of each result column, where derived
 
 
 @dataclass(frozen=True)
@@ -231,13 +234,16 @@ class _Planning:
         self.planner.limits.check_tree(tree)
         session = self.session
         planner = self.planner
-        if session.dialect == PG_DIALECT and (catalog_plan := self._pg_catalog(tree, kind)) is not None:
-            return catalog_plan
+        if session.dialect == PG_DIALECT:
+            tree = postgres_literals(tree)
+            if (catalog_plan := self._pg_catalog(tree, kind)) is not None:
+                return catalog_plan
         resolved = resolve_query(tree, catalog=session.catalog, schema=session.schema, snapshot=self.snapshot,
                                  default_catalog=planner.default_catalog)
         check_functions(resolved.tree, dialect=session.dialect)
         values = SessionValues(user=self.identity.user, version=planner.version, catalog=session.catalog,
-                               schema=session.schema, time_zone=session.time_zone or "UTC")
+                               schema=session.schema, time_zone=session.time_zone or "UTC",
+                               postgres_names=session.dialect == PG_DIALECT)
         policy = self.policy.policy
         if resolved.target == METADATA_TARGET:
             visible = planner.visibility(self.identity, session.source, self.snapshot, policy, self.policy.grants)
@@ -255,12 +261,13 @@ class _Planning:
                                    hash_key=planner.mask_key.sentinel(policy.mask_key_version),
                                    views=self.policy.views, copy=False,  # this planning owns the tree
                                    grants=self.policy.grants)
+        declared = output_types(rewritten.tree, schema=self.snapshot.column_types())  # before generation
         sql = to_backend_sql(rewritten.tree, dialect=dialect, session=values, metadata=None,
                              backend_catalog=backend.sql_catalog, tables=self.snapshot.table, copy=False,
                              schema=self.snapshot.column_types())
         return Plan(kind, target=resolved.target, sql=sql, tables=resolved.tables, rules=rewritten.rules_applied,
                     policy_version=rewritten.policy_version, columns_read=columns, deterministic=deterministic,
-                    restricted=rewritten.restricted,
+                    restricted=rewritten.restricted, output_types=declared,
                     grants=tuple(r.removeprefix("grant:") for r in rewritten.rules_applied if r.startswith("grant:")))
 
     def _pg_catalog(self, tree: exp.Query, kind: str) -> Plan | None:
@@ -286,7 +293,7 @@ class _Planning:
             placeholder.replace(exp.Null())
         planned = self.query(exp.select("*").from_(tree.subquery("q")).limit(0), "describe")
         return Plan("describe", target=planned.target, sql=planned.sql, describe_output=True, tables=planned.tables,
-                    rules=planned.rules, policy_version=planned.policy_version)
+                    rules=planned.rules, policy_version=planned.policy_version, output_types=planned.output_types)
 
     # -- what planner_show_explain needs ---------------------------------------------------------------------------
 

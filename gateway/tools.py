@@ -64,11 +64,18 @@ async def _read_tables(settings: Settings) -> OfflineCatalog:
     return OfflineCatalog(metadata.snapshot, backends, unreachable)
 
 
-def _catalog(settings: Settings) -> OfflineCatalog:
+def offline_catalog(settings: Settings) -> OfflineCatalog:
     catalog = asyncio.run(_read_tables(settings))
     for name in catalog.unreachable:
         print(f"note: backend {name!r} is not reachable; its tables are unknown to this check", file=sys.stderr)
     return catalog
+
+
+def offline_planner(settings: Settings, catalog: OfflineCatalog) -> Planner:
+    """The server's planner over an offline catalog (nothing it plans is run)."""
+    mask_key = load_mask_key(key_env=settings.masking.key_env, key_file=settings.masking.key_file)
+    return Planner(backends=catalog.backends, default_catalog=settings.default_catalog, version=__version__,
+                   metrics=Metrics(), mask_key=mask_key)
 
 
 def policy_check(settings: Settings, directory: Path | None) -> int:
@@ -81,7 +88,7 @@ def policy_check(settings: Settings, directory: Path | None) -> int:
             print(message)
         print(f"{len(error.errors)} error(s) in {directory}", file=sys.stderr)
         return 1
-    catalog = _catalog(settings)
+    catalog = offline_catalog(settings)
     dialects = {name: backend.dialect for name, backend in catalog.backends.items()}
     findings = check_policies(policy, catalog.snapshot.column_types(), dialects=dialects)
     for finding in findings:
@@ -112,10 +119,9 @@ def explain(settings: Settings, args: argparse.Namespace) -> int:
         identity = Identity.create(args.user, groups=groups, attributes=typed)
     else:
         identity = known
-    catalog = _catalog(settings)
-    mask_key = load_mask_key(key_env=settings.masking.key_env, key_file=settings.masking.key_file)
-    planner = Planner(backends=catalog.backends, default_catalog=settings.default_catalog, version=__version__,
-                      metrics=Metrics(), mask_key=mask_key)
+    catalog = offline_catalog(settings)
+    planner = offline_planner(settings, catalog)
+    mask_key = planner.mask_key
     attributes = ", ".join(f"{k}={v!r}" for k, v in identity.attributes.items())
     print(f"identity: user={identity.user} groups={sorted(identity.groups)} attributes={{{attributes}}} "
           f"source={args.source}")

@@ -72,6 +72,13 @@ class FakeSnow:
         self._log.close()
 
 
+def snowflake_backend(fake: FakeSnow, **options: Any) -> dict[str, Any]:
+    """A gateway backend's configuration for `fake` (its password from GW_TEST_SNOWFLAKE_PASSWORD)."""
+    return {"type": "snowflake", "account": "gwtest", "user": "gateway", "database": fake.database,
+            "password": {"env": "GW_TEST_SNOWFLAKE_PASSWORD"}, "host": "127.0.0.1", "port": fake.port,
+            "protocol": "http", "warehouse": "GW_WH", "warehouse_size": "M", "pool_size": 4, **options}
+
+
 def load_tpch(fake: FakeSnow, demo_database: Path, workdir: Path) -> None:
     """The demo's TPC-H tables into schema TPCH, every name upper case (as unquoted names are stored)."""
     demo = duckdb.connect(str(demo_database), read_only=True)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from gateway.testing import free_port
 from tests.conftest import GatewayProcess
@@ -26,3 +29,14 @@ class PgGateway:
 
     def stop(self) -> None:
         self.process.stop()
+
+
+def audited_gateway(demo_database: Path, tmp_path_factory: pytest.TempPathFactory,
+                    name: str) -> Iterator[tuple[PgGateway, Path]]:
+    """A module's gateway over the demo database with a SQLite audit store; (gateway, the store's file)."""
+    from tests.test_audit_gateway import audit_config
+
+    workdir = tmp_path_factory.mktemp(name)
+    gateway = PgGateway(workdir, audit_config(demo_database, workdir))
+    yield gateway, workdir / "audit.db"
+    gateway.stop()

@@ -6,9 +6,10 @@ Redis notices between replicas)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -198,10 +199,12 @@ class Clock:
 def service(tmp_path: Path) -> Iterator[tuple[AccessRequests, Clock, Path]]:
     clock = Clock()
     loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)  # the tests' run() drives the service on the loop its store was opened on
     store = SQLiteStore(tmp_path / "audit.db")
     loop.run_until_complete(store.open())
     yield make_service(store, clock), clock, tmp_path / "audit.db"
     loop.run_until_complete(store.close())
+    asyncio.set_event_loop(None)
     loop.close()
 
 
@@ -219,8 +222,9 @@ def make_service(store: SQLiteStore, clock: Clock, *, settings: AccessRequestSet
                           notices=notices)
 
 
-def run(coroutine: object) -> object:
-    return asyncio.get_event_loop_policy().get_event_loop().run_until_complete(coroutine)  # type: ignore[arg-type]
+def run(coroutine: Coroutine[Any, Any, None]) -> None:
+    """On the `service` fixture's loop, where its store lives (tests without the fixture use asyncio.run)."""
+    asyncio.get_event_loop_policy().get_event_loop().run_until_complete(coroutine)
 
 
 def test_request_approve_use_expire_and_the_rules_that_guard_them(
@@ -371,4 +375,4 @@ def test_a_store_outage_is_a_clear_error_and_keeps_the_grants_in_force(tmp_path:
         finally:
             await store.close()
 
-    run(scenario())
+    asyncio.run(scenario())

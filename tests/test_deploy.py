@@ -224,6 +224,13 @@ def test_manifests_match_the_gateway(name: str, objects: dict[tuple[str, str], d
     assert _parser().parse_args(args[1:]).command == "serve"
     assert mount_of(deployment, args[-1])["configMap"]["name"].endswith("-config")
     assert gateway["ports"][0]["containerPort"] == loaded.server.port
+    # the PostgreSQL wire port: opened by the config, named on the container, on the Service, let in
+    ports = {p["name"]: p["containerPort"] for p in gateway["ports"]}
+    assert loaded.server.pgwire_port is not None and ports["pgwire"] == loaded.server.pgwire_port
+    service = {p["name"]: p for p in by_kind(objects, "Service")["spec"]["ports"]}
+    assert service["pgwire"]["targetPort"] == "pgwire" and service["pgwire"]["port"] == loaded.server.pgwire_port
+    ingress = {p["port"] for rule in by_kind(objects, "NetworkPolicy")["spec"]["ingress"] for p in rule["ports"]}
+    assert {loaded.server.port, loaded.server.pgwire_port} <= ingress
     from gateway.frontends.ops import OpsEndpoints
 
     routes = {route.path for route in OpsEndpoints(metrics=Metrics(), backends={}, is_draining=lambda: False,
@@ -300,6 +307,14 @@ def test_helm_values_render_valid_manifests(pre_stop: int, grace: int, delivery:
     if autoscaling:
         metrics = by_kind(objects, "HorizontalPodAutoscaler")["spec"]["metrics"]
         assert [m["type"] for m in metrics] == ["Resource", "Pods"] if queue_depth else ["Resource"]
+
+
+def test_helm_without_a_pgwire_port_opens_none() -> None:
+    objects = rendered_objects({"config": {"server": {"pgwire_port": None}}})
+    assert [p["name"] for p in container(by_kind(objects, "Deployment"))["ports"]] == ["http"]
+    assert [p["name"] for p in by_kind(objects, "Service")["spec"]["ports"]] == ["http"]
+    ingress = [p["port"] for rule in by_kind(objects, "NetworkPolicy")["spec"]["ingress"] for p in rule["ports"]]
+    assert ingress == [8080]
 
 
 def test_helm_renders_a_secret_only_when_asked() -> None:
@@ -592,6 +607,10 @@ def test_systemd_unit_keys() -> None:
     assert keys["CapabilityBoundingSet"] == [""]
     exec_start = keys["ExecStart"][0].split()
     assert _parser().parse_args(exec_start[1:]).command == "serve"
+    # it may listen on the base config's ports (HTTP and PostgreSQL wire) and no others
+    server = yaml.safe_load(by_kind(base_objects(), "ConfigMap", "-config")["data"]["gateway.yaml"])["server"]
+    assert keys["SocketBindAllow"] == [f"tcp:{server['port']}", f"tcp:{server['pgwire_port']}"]
+    assert keys["SocketBindDeny"] == ["any"]
 
 
 @pytest.mark.skipif(systemd_analyze is None, reason="systemd-analyze missing")

@@ -21,16 +21,13 @@ import psycopg
 import pytest
 import trino
 
-from tests.pgwire_support import PgGateway
-from tests.test_audit_gateway import audit_config, stored
+from tests.pgwire_support import PgGateway, audited_gateway
+from tests.test_audit_gateway import stored
 
 
 @pytest.fixture(scope="module")
 def pg(demo_database: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PgGateway, Path]]:
-    workdir = tmp_path_factory.mktemp("pgwire")
-    gateway = PgGateway(workdir, audit_config(demo_database, workdir))
-    yield gateway, workdir / "audit.db"
-    gateway.stop()
+    yield from audited_gateway(demo_database, tmp_path_factory, "pgwire")
 
 
 @pytest.fixture

@@ -47,7 +47,7 @@ from gateway.backends.snowflake_types import to_sql_type
 from gateway.policy.model import MaskRef
 from gateway.sql.masks import mask_expression, parse_type
 from tests.conftest import POLICIES, GatewayProcess, gateway_hash_key
-from tests.fakesnow_warehouse import FAKESNOW_PYTHON, FakeSnow, load_tpch
+from tests.fakesnow_warehouse import FAKESNOW_PYTHON, FakeSnow, load_tpch, snowflake_backend
 
 ROOT = Path(__file__).resolve().parent.parent
 TPCH = sorted((Path(__file__).parent / "tpch").glob("q*.sql"))
@@ -116,12 +116,6 @@ def policies_dir(target: Path) -> Path:
     workload["resource_groups"].insert(0, LIMITED_GROUP)
     (target / "workload.yaml").write_text(yaml.safe_dump(workload))
     return target
-
-
-def snowflake_backend(fake: FakeSnow, **options: Any) -> dict[str, Any]:
-    return {"type": "snowflake", "account": "gwtest", "user": "gateway", "database": fake.database,
-            "password": {"env": "GW_TEST_SNOWFLAKE_PASSWORD"}, "host": "127.0.0.1", "port": fake.port,
-            "protocol": "http", "warehouse": "GW_WH", "warehouse_size": "M", "pool_size": 4, **options}
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ literal becomes `?`.
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -49,7 +50,8 @@ def decision_for(error_name: str | None) -> str:
 
 
 def utc_now() -> str:
-    return format_time(datetime.now(UTC))
+    """`format_time` of now (isoformat is several times cheaper than strftime; every attempt takes two)."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")[:26] + "Z"
 
 
 def format_time(value: datetime) -> str:
@@ -109,7 +111,7 @@ class AuditRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as a dict (shallow: lists are shared with the record)."""
-        return {name: getattr(self, name) for name in FIELD_NAMES}
+        return dict(zip(FIELD_NAMES, _field_values(self), strict=True))
 
     def make_storable(self) -> None:
         """Escape what no store can keep (NUL, lone surrogates; see text.py), before the record is sealed."""
@@ -143,6 +145,7 @@ KINDS: dict[str, str] = {
 }
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(AuditRecord))
 FIELDS: tuple[tuple[str, str], ...] = tuple((name, KINDS.get(name, "text")) for name in FIELD_NAMES)
+_field_values = operator.attrgetter(*FIELD_NAMES)  # one C call for every field, in order
 
 
 

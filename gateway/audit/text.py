@@ -41,7 +41,10 @@ def _unescape_one(match: re.Match[str]) -> str:
 
 
 def storable_text(text: str) -> str:
-    if not text.startswith(ESCAPED) and _UNSTORABLE.search(text) is None:
+    if text.isascii():  # nearly every value: no surrogate, no ESCAPED; only a NUL to look for
+        if "\x00" not in text:
+            return text
+    elif not text.startswith(ESCAPED) and _UNSTORABLE.search(text) is None:
         return text
     return ESCAPED + _ESCAPE.sub(_escape_one, text)
 

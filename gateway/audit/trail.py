@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections import deque
@@ -33,6 +32,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from gateway.audit.chain import Chain, Checkpoint
 from gateway.audit.journal import Journal, Orphan, orphans
@@ -95,6 +96,7 @@ class AuditTrail:
         self._checkpoint_at = time.monotonic()
         self._task: asyncio.Task[None] | None = None
         self._probe_task: asyncio.Task[None] | None = None
+        self._journaled = metrics.audit_records.labels("journaled")  # looked up once: append runs per attempt
         metrics.audit_queue_depth.set_function(lambda: float(len(self._pending)))
         metrics.audit_spool_bytes.set_function(lambda: float(self.journal.size))
         metrics.audit_spool_limit_bytes.set(self.options.spool_max_bytes)
@@ -130,10 +132,9 @@ class AuditTrail:
                                    "no query runs")
 
     def append(self, record: AuditRecord, charge: Charge | None = None) -> None:
-        record.make_storable()  # the hash covers exactly what the store keeps
-        line = self.chain.seal(record)
+        line = self.chain.seal(record, storable=True)  # the hash covers exactly what the store keeps
         if charge is not None:
-            line = f'{line[:-1]},"charge":{json.dumps(charge.to_dict(), separators=(",", ":"), default=str)}}}'
+            line = f'{line[:-1]},"charge":{orjson.dumps(charge.to_dict(), default=str).decode()}}}'
             self._charges[record.event_id] = charge
         try:
             self.journal.append(line, record.sequence_number)
@@ -145,7 +146,7 @@ class AuditTrail:
         if not self._pending:
             self._oldest = time.monotonic()
         self._pending.append(record)
-        self.metrics.audit_records.labels("journaled").inc()
+        self._journaled.inc()
         self._arrived.set()
         if len(self._pending) >= self.options.batch_size:
             self._full.set()

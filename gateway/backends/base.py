@@ -90,6 +90,18 @@ class Backend(abc.ABC):
         """Gateway threads currently working inside the engine (embedded engines; 0 for remote ones)."""
         return 0
 
+    async def describe(self, sql: str, *, context: ExecutionContext | None = None) -> tuple[Column, ...]:
+        """The result columns `sql` would have (names and types as its execution reports them), without
+        executing it. An engine with a planning-only way to learn them (a prepared statement's description)
+        overrides this; the fallback runs the query wrapped to return no rows (`LIMIT 0`), which engines
+        answer from the plan without reading data."""
+        execution = self.execution(f"SELECT * FROM ({sql}) AS described LIMIT 0", context=context)
+        try:
+            await execution.start()
+            return execution.columns
+        finally:
+            await execution.cancel()
+
     async def estimate_scan_bytes(self, sql: str) -> int | None:
         """About how many bytes `sql` would read, from the engine's plan, without running it; None where the
         engine gives no estimate (the workload's `max_scan_bytes` is then not checked)."""

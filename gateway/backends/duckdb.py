@@ -66,6 +66,7 @@ _SIMPLE_TYPES = {
     "timestamp_ms": t.timestamp(3),
     "timestamp_ns": t.timestamp(9),
     "timestamp with time zone": t.timestamp(6, with_time_zone=True),
+    "timestamptz_ns": t.timestamp(9, with_time_zone=True),  # DuckDB: timestamp_ns AT TIME ZONE ...
     "interval": t.INTERVAL_DAY_TO_SECOND,
     "uuid": t.UUID,
     "json": t.JSON,
@@ -178,6 +179,27 @@ class DuckDBEngine:
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         return self._connection.cursor()
+
+    async def describe(self, sql: str, *,
+                       setup: Callable[[duckdb.DuckDBPyConnection], None] | None = None) -> tuple[Column, ...]:
+        """The result columns of query `sql` without executing it: DuckDB binds a query into a relation,
+        which runs only when its rows are asked for (never here). `setup` as for `execution`."""
+        def bind() -> tuple[Column, ...]:
+            cursor = self.cursor()
+            try:
+                if setup is not None:
+                    setup(cursor)
+                relation = cursor.sql(sql)
+                if relation is None:  # DuckDB runs a statement that is not a query at once; the gateway plans none
+                    raise BackendError("only a query can be described")
+                return tuple(Column(name=name, type=to_sql_type(kind))
+                             for name, kind in zip(relation.columns, relation.types, strict=True))
+            except duckdb.Error as error:
+                raise translate_error(error) from None
+            finally:
+                cursor.close()
+
+        return await self.run(bind)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -394,6 +416,9 @@ class DuckDBBackend(Backend):
     def execution(self, sql: str, *, time_limit_seconds: float | None = None,
                   context: ExecutionContext | None = None) -> Execution:
         return self.engine.execution(sql)
+
+    async def describe(self, sql: str, *, context: ExecutionContext | None = None) -> tuple[Column, ...]:
+        return await self.engine.describe(sql)
 
     @property
     def busy_threads(self) -> int:

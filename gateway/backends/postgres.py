@@ -291,6 +291,27 @@ class PostgresBackend(Backend):
             return None
         return scanned_bytes(plan)
 
+    async def describe(self, sql: str, *, context: ExecutionContext | None = None) -> tuple[Column, ...]:
+        """From a prepared statement's description (Parse and Describe on the server: planned, not run).
+        `numeric` without rows to read a scale from is shown as the execution shows it for an empty result."""
+        connection, _ = await self.acquire()
+        broken = False
+        try:
+            statement = await asyncio.wait_for(connection.prepare(sql), timeout=self._connect_timeout)
+            attributes = statement.get_attributes()
+        except BaseException as error:
+            broken = not isinstance(error, asyncpg.PostgresError)  # cancelled or lost mid-call: state unknown
+            if isinstance(error, _ERRORS):
+                raise translate_error(error) from None
+            raise
+        finally:
+            if broken:
+                with contextlib.suppress(asyncpg.InterfaceError):
+                    connection.terminate()
+            await self.release(connection)
+        return tuple(Column(a.name, result_decimal([]) if a.type.name == "numeric" else to_sql_type(a.type.name))
+                     for a in attributes)
+
     async def start(self) -> None:
         return None
 

@@ -37,7 +37,7 @@ from sqlglot.errors import SqlglotError
 from gateway.backends.base import Backend
 from gateway.errors import BackendUnavailable, GatewayError, QueryCanceled
 from gateway.metrics import Metrics
-from gateway.relations import Execution, ExecutionContext, ExecutionStats, Row, Table
+from gateway.relations import Column, Execution, ExecutionContext, ExecutionStats, Row, Table
 
 T = TypeVar("T")
 
@@ -225,6 +225,9 @@ class ResilientBackend(Backend):
 
     async def ping(self) -> None:
         await self.guarded(self.inner.ping)
+
+    async def describe(self, sql: str, *, context: ExecutionContext | None = None) -> tuple[Column, ...]:
+        return await self.guarded(lambda: self.inner.describe(sql, context=context))
 
     async def estimate_scan_bytes(self, sql: str) -> int | None:
         if self.breaker.state is CircuitState.OPEN:

@@ -56,7 +56,6 @@ from gateway.errors import (
     QueryCanceled,
     UserError,
 )
-from gateway.types import SqlType
 
 log = logging.getLogger("gateway.backends.snowflake")
 
@@ -237,6 +236,27 @@ class SnowflakeBackend(Backend):
                   context: ExecutionContext | None = None) -> Execution:
         return SnowflakeExecution(self, sql, time_limit_seconds=time_limit_seconds, context=context)
 
+    async def describe(self, sql: str, *, context: ExecutionContext | None = None) -> tuple[Column, ...]:
+        """From the connector's `cursor.describe` (a describeOnly request: Snowflake compiles the statement
+        and returns its result metadata without running it, and so without warehouse time)."""
+        async with self._slots:
+            credentials = await self.credentials()
+            return await self.run(lambda: self._describe(sql, credentials))
+
+    def _describe(self, sql: str, credentials: Credentials) -> tuple[Column, ...]:
+        connection = self.checkout(credentials)
+        broken = True
+        try:
+            with connection.cursor() as cursor:
+                described = cursor.describe(sql) or []
+            broken = False
+            return result_columns(described)
+        except sf_errors.ProgrammingError:  # the statement was refused; the session is fine
+            broken = False
+            raise
+        finally:
+            self.checkin(connection, broken=broken)
+
     async def credentials(self) -> Credentials:
         """What a new session logs in with, read from the secret sources now (rotation: every new session)."""
         try:
@@ -335,6 +355,13 @@ class SnowflakeBackend(Backend):
             self._idle.append(connection)
 
 
+def result_columns(description: Sequence[Any]) -> tuple[Column, ...]:
+    """A result's metadata (the connector's ResultMetadata) -> columns, named in lower case as Trino clients
+    expect (Snowflake stores unquoted names upper-cased)."""
+    return tuple(Column(d.name.lower(), to_sql_type(FIELD_ID_TO_NAME.get(d.type_code, "TEXT"), d.precision, d.scale,
+                                                    d.internal_size)) for d in description)
+
+
 def _close_quietly(connection: Any) -> None:
     try:
         connection.close()
@@ -351,7 +378,6 @@ class SnowflakeExecution(Execution):
         self._parameters = statement_parameters(context, time_limit_seconds)
         self._connection: Any = None
         self._cursor: Any = None
-        self._kinds: list[SqlType] = []
         self._converters: list[Any] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._prefetched: list[Row] | None = None
@@ -377,8 +403,7 @@ class SnowflakeExecution(Execution):
         self._connection = await self._call(lambda: backend.checkout(credentials))
         self.stats.extra["session_id"] = self._connection.session_id
         await self._call(self._execute)
-        self.columns = tuple(Column(d.name.lower(), kind) for d, kind in zip(self._cursor.description,
-                                                                              self._kinds, strict=True))
+        self.columns = result_columns(self._cursor.description)
         self._prefetched = await self._call(lambda: self._read(PREFETCH_ROWS)) or []
 
     def _execute(self) -> None:
@@ -387,9 +412,7 @@ class SnowflakeExecution(Execution):
         cursor.execute(self._sql, _statement_params=self._parameters or None)
         self._executed_seconds = time.perf_counter() - began
         self.stats.backend_query_id = cursor.sfqid
-        self._kinds = [to_sql_type(FIELD_ID_TO_NAME.get(d.type_code, "TEXT"), d.precision, d.scale,
-                                   d.internal_size) for d in cursor.description]
-        self._converters = [converter(k) for k in self._kinds]
+        self._converters = [converter(c.type) for c in result_columns(cursor.description)]
 
     def _read(self, max_rows: int) -> list[Row] | None:
         """The next rows (blocking); at the end of the result, the query's figures and the connection back."""

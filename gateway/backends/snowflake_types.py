@@ -75,6 +75,9 @@ def converter(kind: t.SqlType) -> Converter:
         return lambda v: v if v is None or isinstance(v, bytes) else bytes(v)
     if kind == t.BIGINT:
         return lambda v: v if v is None or isinstance(v, int) else int(v)
+    if kind.name == "decimal" and kind.arguments[1:] == (0,):
+        # NUMBER(p,0) is also Snowflake's integer: ints, so a column Trino types as an integer is one
+        return lambda v: v if v is None or isinstance(v, int) else int(v)
     if kind.name == "decimal":
         return lambda v: v if v is None or isinstance(v, Decimal) else Decimal(str(v))
     if kind.name == "varchar":

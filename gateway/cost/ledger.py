@@ -15,6 +15,8 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import orjson
+
 from gateway.audit.text import storable
 from gateway.cost.model import Charge
 from gateway.relations import Column, Table
@@ -34,7 +36,10 @@ ATTRIBUTION_COLUMNS = ", ".join(name for name, _ in ATTRIBUTION_FIELDS)
 
 
 def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS, default=str).decode()
+    except TypeError:  # what orjson refuses (a lone surrogate, an int beyond 64 bits)
+        return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
 
 
 def charge_rows(charges: Sequence[Charge], *, time: Callable[[str], Any],

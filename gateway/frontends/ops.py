@@ -2,7 +2,8 @@
 
     GET /metrics         Prometheus
     GET /health/live     the process serves HTTP
-    GET /health/ready    200 when every backend answers; 503 while draining or when one does not
+    GET /health/ready    200 when every backend answers and the policy canaries of the version in force pass;
+                         503 while draining, when a backend does not answer, or when a canary fails
     GET /health/audit    the audit trail: store up, why it was last seen down, spool, quarantined records
                          (200 while records reach the store, else 503); never record contents
 """
@@ -32,11 +33,13 @@ class Dependency(Protocol):
 
 class OpsEndpoints:
     def __init__(self, *, metrics: Metrics, backends: Mapping[str, Dependency], is_draining: Callable[[], bool],
-                 audit_status: Callable[[], dict[str, Any]]) -> None:
+                 audit_status: Callable[[], dict[str, Any]],
+                 canary_status: Callable[[], tuple[bool, dict[str, Any]]] | None = None) -> None:
         self.metrics = metrics
         self.backends = backends
         self.is_draining = is_draining
         self.audit_status = audit_status
+        self.canary_status = canary_status
 
     def routes(self) -> list[Route]:
         return [
@@ -68,6 +71,12 @@ class OpsEndpoints:
             except (GatewayError, TimeoutError) as error:
                 self.metrics.backend_up.labels(name).set(0)
                 problems[name] = getattr(error, "message", None) or "no answer in time"
+        canaries_pass, canaries = self.canary_status() if self.canary_status is not None else (True, None)
         if problems:
-            return JSONResponse({"status": "unavailable", "backends": problems}, status_code=503)
-        return JSONResponse({"status": "ready", "backends": sorted(self.backends)})
+            return JSONResponse({"status": "unavailable", "backends": problems,
+                                 **({"canaries": canaries} if canaries is not None else {})}, status_code=503)
+        if not canaries_pass:
+            return JSONResponse({"status": "unavailable", "backends": sorted(self.backends), "canaries": canaries},
+                                status_code=503)
+        return JSONResponse({"status": "ready", "backends": sorted(self.backends),
+                             **({"canaries": canaries} if canaries is not None else {})})

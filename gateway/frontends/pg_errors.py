@@ -53,10 +53,29 @@ NOT_CHECKED = frozenset({"missing", "rate_limited", "keys_unavailable", "wrong_s
 class ClientError(Exception):
     """An error answered with an ErrorResponse that is not a gateway error (protocol state, parameters)."""
 
-    def __init__(self, sqlstate: str, message: str) -> None:
+    def __init__(self, sqlstate: str, message: str, *, position: int | None = None) -> None:
         super().__init__(message)
         self.sqlstate = sqlstate
         self.message = message
+        self.position = position  # ErrorResponse field P: 1-based, in characters of the client's query text
+
+
+def character_position(text: str, line: int, column: int) -> int:
+    """The 1-based character position in `text` of 1-based (`line`, `column`), the way the gateway's parser
+    counts them (lines end at newlines), bounded to the text."""
+    lines = text.split("\n")
+    line = min(max(line, 1), len(lines))
+    start = sum(len(before) + 1 for before in lines[:line - 1])
+    return min(start + max(column, 1), len(text) + 1)
+
+
+def located(error: GatewayError, text: str, offset: int) -> ClientError | GatewayError:
+    """`error` with its position in the client's query text, where the error has one (a syntax error) and
+    `text` is the statement as the client wrote it, starting at `offset` in what the client sent."""
+    if error.line is None or error.column is None:
+        return error
+    position = offset + character_position(text, error.line, error.column)
+    return ClientError(sqlstate_of(error), error.message, position=position)
 
 
 def sqlstate_of(error: GatewayError) -> str:

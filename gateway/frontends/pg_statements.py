@@ -18,6 +18,7 @@ from sqlglot.errors import SqlglotError
 from sqlglot.tokenizer_core import TokenType
 
 from gateway.errors import SqlSyntaxError
+from gateway.sql.parse import parse_one_statement
 
 # The same transaction commands the Trino side classifies (re-exported: pgwire dispatches on them here).
 from gateway.sql.statements import EndTransaction as EndTransaction
@@ -26,20 +27,21 @@ from gateway.sql.statements import StartTransaction as StartTransaction
 DIALECT = "postgres"
 
 
-def split_statements(sql: str) -> list[str]:
+def statement_spans(sql: str) -> list[tuple[int, str]]:
     """The statements of a simple Query, split at top-level semicolons (quotes, comments and dollar quoting
-    respected), empty ones dropped. Text that does not tokenize is one statement, for the parser to report."""
+    respected), empty ones dropped, each with where it starts in `sql` (0-based, for error positions). Text
+    that does not tokenize is one statement, for the parser to report."""
     try:
         tokens = sqlglot.Dialect.get_or_raise(DIALECT).tokenize(sql)
     except SqlglotError:
-        return [sql] if sql.strip() else []
+        return [(0, sql)] if sql.strip() else []
     parts, start = [], 0
     for token in tokens:
         if token.token_type == TokenType.SEMICOLON:
-            parts.append(sql[start:token.start])
+            parts.append((start, sql[start:token.start]))
             start = token.end + 1
-    parts.append(sql[start:])
-    return [p for p in parts if _strip_comments(p)]
+    parts.append((start, sql[start:]))
+    return [(offset, p) for offset, p in parts if _strip_comments(p)]
 
 
 _LEADING = re.compile(r"\A(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?\*/)*", re.S)
@@ -198,6 +200,7 @@ def bind(sql: str, values: Sequence[exp.Expr]) -> str:
         statements = [s for s in sqlglot.parse(sql, read=DIALECT) if s is not None]
     except SqlglotError:
         if values:
+            parse_one_statement(sql, dialect=DIALECT)  # raises the syntax error, located in `sql`
             raise SqlSyntaxError("syntax error in a statement with parameters") from None
         return sql
     if not values:

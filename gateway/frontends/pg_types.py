@@ -18,7 +18,9 @@ from typing import Any
 
 from sqlglot import exp
 
+from gateway.errors import UserError
 from gateway.pg_types import pg_type_for
+from gateway.sql.postgres_input import bytea_input
 from gateway.types import SqlType
 
 BOOL, BYTEA, INT8, INT2, INT4, TEXT, FLOAT4, FLOAT8, UNKNOWN = 16, 17, 20, 21, 23, 25, 700, 701, 705
@@ -249,7 +251,7 @@ def parameter_literal(data: bytes | None, oid: int, binary: bool) -> exp.Expr:
         return exp.Literal.number(str(int(number)) if oid in (INT2, INT4, INT8) else format(number, "f"))
     if oid == BYTEA:
         raw = value if isinstance(value, bytes) else _bytea_from_text(str(value))
-        return exp.cast(exp.Literal.string("\\x" + raw.hex()), "bytea")
+        return exp.cast(exp.HexString(this=raw.hex()), exp.DType.VARBINARY)  # every backend's own binary literal
     text = text_value(value) if not isinstance(value, str) else value
     if oid in (DATE, TIME, TIMESTAMP, TIMESTAMPTZ, UUID, INTERVAL):
         return exp.cast(exp.Literal.string(text), TYPE_NAMES[oid])
@@ -264,9 +266,7 @@ def _text_parameter(data: bytes) -> str:
 
 
 def _bytea_from_text(text: str) -> bytes:
-    if text.startswith("\\x"):
-        try:
-            return bytes.fromhex(text[2:])
-        except ValueError:
-            raise ParameterError("invalid hexadecimal bytea parameter") from None
-    return text.encode("utf-8")
+    try:
+        return bytea_input(text)
+    except UserError as error:
+        raise ParameterError(error.message) from None

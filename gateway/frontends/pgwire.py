@@ -32,7 +32,7 @@ from gateway.errors import AuthenticationFailed, GatewayError, QueryCanceled
 from gateway.frontends import pg_messages as pm
 from gateway.frontends import pg_statements as ps
 from gateway.frontends import pg_types as pt
-from gateway.frontends.pg_errors import ClientError, authentication_sqlstate, sqlstate_of
+from gateway.frontends.pg_errors import ClientError, authentication_sqlstate, located, sqlstate_of
 from gateway.frontends.pg_session import SessionParameters
 from gateway.identity import Credentials, Identity
 from gateway.identity.api_keys import parse_key
@@ -65,6 +65,7 @@ class Prepared:
     sql: str
     command: ps.Command | None
     parameter_types: tuple[int, ...]
+    offset: int = 0  # where `sql` starts in the Parse message's query text (error positions count from there)
     columns: tuple[Column, ...] | None = None  # once described
 
 
@@ -75,6 +76,7 @@ class Portal:
     sql: str
     command: ps.Command | None
     result_formats: tuple[int, ...] = ()
+    origin: int | None = None  # `sql` is the client's text from this offset of its message (not rebuilt by binding)
     run: QueryRun | None = None
     ahead: list[Row] = field(default_factory=list)
     exhausted: bool = False
@@ -453,15 +455,16 @@ class PgConnection:
             raise pm.FrameError(f"invalid frontend message type {kind[0]}")
 
     def _error(self, error: ClientError | GatewayError) -> None:
+        position = None
         if isinstance(error, GatewayError):
             sqlstate, message = sqlstate_of(error), error.message
             if error.error.type == "INTERNAL_ERROR" and error.error_name == "GENERIC_INTERNAL_ERROR":
                 message = "internal error in the gateway"
         else:
-            sqlstate, message = error.sqlstate, error.message
+            sqlstate, message, position = error.sqlstate, error.message, error.position
         if self.status == "T":
             self.status = "E"
-        self.writer.write(pm.error_response(sqlstate, message))
+        self.writer.write(pm.error_response(sqlstate, message, position=position))
 
     async def _sync(self) -> None:
         self.skipping = False
@@ -473,13 +476,13 @@ class PgConnection:
     # -- simple query -----------------------------------------------------------------------------------------
 
     async def _simple_query(self, text: str) -> None:
-        statements = ps.split_statements(text)
+        statements = ps.statement_spans(text)
         if not statements:
             self.writer.write(pm.EMPTY_QUERY)
-        for sql in statements:
+        for offset, sql in statements:
             try:
                 command = ps.command_of(sql)
-                portal = Portal(sql=sql, command=command)
+                portal = Portal(sql=sql, command=command, origin=offset)
                 await self._run_portal(portal, max_rows=0, describe=True)
             except (ClientError, GatewayError) as error:
                 self._error(error)
@@ -491,10 +494,10 @@ class PgConnection:
     def _parse(self, parse: pm.Parse) -> None:
         if parse.name and parse.name in self.statements:
             raise ClientError("42P05", f'prepared statement "{parse.name[:64]}" already exists')
-        statements = ps.split_statements(parse.query)
+        statements = ps.statement_spans(parse.query)
         if len(statements) > 1:
             raise ClientError("42601", "cannot insert multiple commands into a prepared statement")
-        sql = statements[0] if statements else ""
+        offset, sql = statements[0] if statements else (0, "")
         command = ps.command_of(sql) if sql else None
         numbers = ps.parameter_numbers(sql) if command is None and sql else []
         count = max([n for n, _ in numbers] + [len(parse.parameter_types)], default=0)
@@ -506,7 +509,7 @@ class PgConnection:
             types.append(given or (pt.oid_for_type_name(cast) if cast else pt.TEXT))
         if parse.name not in self.statements:
             self._room_for(self.statements, "prepared statements")
-        self.statements[parse.name] = Prepared(sql=sql, command=command, parameter_types=tuple(types))
+        self.statements[parse.name] = Prepared(sql=sql, command=command, parameter_types=tuple(types), offset=offset)
         self.writer.write(pm.PARSE_COMPLETE)
 
     def _room_for(self, kept: Sized, what: str) -> None:
@@ -534,13 +537,17 @@ class PgConnection:
                       for i, (value, oid) in enumerate(zip(bind.parameters, statement.parameter_types, strict=True))]
         except pt.ParameterError as error:
             raise ClientError("22P02", str(error)) from None
-        sql = ps.bind(statement.sql, values) if values else statement.sql
+        try:
+            sql = ps.bind(statement.sql, values) if values else statement.sql
+        except GatewayError as error:
+            raise located(error, statement.sql, statement.offset) from None
         old = self.portals.pop(bind.portal, None)
         if old is not None and old.run is not None:
             await old.run.cancel()
         if bind.portal not in self.portals:
             self._room_for(self.portals, "portals")
-        self.portals[bind.portal] = Portal(sql=sql, command=statement.command, result_formats=bind.result_formats)
+        self.portals[bind.portal] = Portal(sql=sql, command=statement.command, result_formats=bind.result_formats,
+                                           origin=None if values else statement.offset)
         self.writer.write(pm.BIND_COMPLETE)
 
     async def _describe(self, describe: pm.Describe) -> None:
@@ -552,7 +559,10 @@ class PgConnection:
                 return
             if statement.columns is None:
                 statement.columns = await self._result_columns(statement)
-            self._row_description(statement.columns, ())
+            if statement.columns:
+                self._row_description(statement.columns, ())
+            else:
+                self.writer.write(pm.NO_DATA)
             return
         portal = self._portal(describe.name)
         if portal.command is not None or not portal.sql:
@@ -569,16 +579,17 @@ class PgConnection:
             self.writer.write(pm.NO_DATA)
 
     async def _result_columns(self, statement: Prepared) -> tuple[Column, ...]:
-        """A statement's result columns before its parameters are known: the query with NULL parameters and
-        no rows (LIMIT 0), through the pipeline like any statement — planned, authorized and audited."""
+        """A statement's result columns before its parameters are known, without executing it: the query
+        with NULL parameters planned, authorized and described by the pipeline (audited as a describe)."""
         values: Sequence[exp.Expr] = [exp.Null() for _ in statement.parameter_types]
         bound = ps.bind(statement.sql, values) if values else statement.sql
-        probe = Portal(sql=f"SELECT * FROM ({bound.strip().rstrip(';')}) AS described LIMIT 0", command=None)
-        await self._start(probe)
-        assert probe.run is not None
-        columns = probe.run.columns or ()
-        await probe.run.cancel()
-        return columns
+        if self.frontend.is_draining():
+            raise _draining()
+        assert self.session is not None and self.principal is not None
+        try:
+            return await self.pipeline.describe(bound, self.session, self.principal) or ()
+        except GatewayError as error:
+            raise located(error, statement.sql, statement.offset) if not values else error from None
 
     def _portal(self, name: str) -> Portal:
         portal = self.portals.get(name)
@@ -607,7 +618,7 @@ class PgConnection:
             raise ClientError("25P02", "current transaction is aborted, commands ignored until end of "
                                        "transaction block")
         if portal.command is not None:
-            await self._command(portal.command, describe=describe)
+            await self._command(portal.command, describe=describe, sql=portal.sql)
             return
         if not portal.sql.strip():
             self.writer.write(pm.EMPTY_QUERY)
@@ -632,15 +643,14 @@ class PgConnection:
         if portal.run is not None:
             return
         if self.frontend.is_draining():
-            raise GatewayError("The gateway is shutting down; run the statement on another replica",
-                               error_name="SERVER_SHUTTING_DOWN")
+            raise _draining()
         assert self.session is not None and self.principal is not None
         run = self.pipeline.submit(portal.sql, self.session, self.principal)
         portal.run = run
         self.current = run
         await run.start()
         if run.error is not None:
-            raise run.error
+            raise located(run.error, portal.sql, portal.origin) if portal.origin is not None else run.error
         if run.columns is None:
             portal.exhausted = True
 
@@ -706,7 +716,7 @@ class PgConnection:
 
     # -- connection commands ----------------------------------------------------------------------------------
 
-    async def _command(self, command: ps.Command, *, describe: bool) -> None:
+    async def _command(self, command: ps.Command, *, describe: bool, sql: str) -> None:
         write = self.writer.write
         if isinstance(command, ps.StartTransaction):
             if self.status != "I":
@@ -721,8 +731,12 @@ class PgConnection:
             await self._close_all()  # a transaction's end closes its portals, cursors among them
             write(pm.command_complete(tag))
         elif isinstance(command, ps.SetParameter):
+            sent_in = self.session
             self._set(command)
-            write(pm.command_complete("RESET" if command.value is None else "SET"))
+            tag = "RESET" if command.value is None else "SET"
+            if command.name != "transaction":  # SET TRANSACTION changes nothing: every statement reads alone
+                self._record(sql, sent_in, tag.lower())
+            write(pm.command_complete(tag))
         elif isinstance(command, ps.ShowParameter):
             columns = self.parameters.show_columns(command)
             if describe:
@@ -739,6 +753,7 @@ class PgConnection:
         elif isinstance(command, ps.Discard):
             self.statements.clear()
             await self._close_all()
+            self._record(sql, self.session, "discard")
             write(pm.command_complete("DISCARD ALL"))
         elif isinstance(command, ps.Deallocate):
             if command.name is None:
@@ -746,6 +761,12 @@ class PgConnection:
             elif self.statements.pop(command.name, None) is None:
                 raise ClientError("26000", f'prepared statement "{command.name[:64]}" does not exist')
             write(pm.command_complete("DEALLOCATE ALL" if command.name is None else "DEALLOCATE"))
+
+    def _record(self, sql: str, sent_in: Session | None, statement_type: str) -> None:
+        """Audit a command that changes what later records say (source, schema, time zone), under the
+        session it was sent in."""
+        assert sent_in is not None and self.principal is not None
+        self.pipeline.record_command(sql, sent_in, self.principal, statement_type)
 
     async def _fetch(self, command: ps.Fetch) -> None:
         cursor = self.portals.get(command.name)
@@ -784,6 +805,11 @@ class PgConnection:
             self.writer.write(pm.parameter_status(name, value))
         assert self.session is not None
         self.session = replace(self.session, **self.parameters.session_fields())
+
+
+def _draining() -> GatewayError:
+    return GatewayError("The gateway is shutting down; run the statement on another replica",
+                        error_name="SERVER_SHUTTING_DOWN")
 
 
 def _type_modifier(column: Column) -> int:

@@ -348,8 +348,8 @@ class TrinoFrontend:
         body: dict[str, Any] = {"id": run.query_id, "infoUri": f"{base}/v1/query/{run.query_id}"}
         if next_token is not None:
             body["nextUri"] = f"{base}/v1/statement/executing/{run.query_id}/{query.slug}/{next_token}"
-        if run.columns is not None and error is None:
-            body["columns"] = [column_json(c.name, c.type) for c in run.columns]
+        if run.trino_columns is not None and error is None:
+            body["columns"] = [column_json(c.name, c.type) for c in run.trino_columns]
         body["stats"] = self._stats(query, state=state)
         body["warnings"] = []
         if error is not None:

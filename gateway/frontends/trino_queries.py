@@ -89,7 +89,7 @@ class TrinoQuery:
         run = self.run
         try:
             await run.start()
-            if run.columns is not None:
+            if run.trino_columns is not None:
                 await self._fetch_all()
         except GatewayError as error:
             await run.cancel(error)
@@ -101,10 +101,11 @@ class TrinoQuery:
 
     async def _fetch_all(self) -> None:
         run = self.run
-        assert run.columns is not None
+        columns = run.trino_columns
+        assert columns is not None
         zone: tzinfo | None = ZoneInfo(run.session.time_zone) if run.session.time_zone else None
-        encode = row_encoder([c.type for c in run.columns], zone, [c.name for c in run.columns])
-        self._wide = [i for i, c in enumerate(run.columns) if c.type.name in VARIABLE_WIDTH]
+        encode = row_encoder([c.type for c in columns], zone, [c.name for c in columns], run.column_zones)
+        self._wide = [i for i, c in enumerate(columns) if c.type.name in VARIABLE_WIDTH]
         limit = self.settings.page_rows * 2
         batch = min(FETCH_ROWS, self.settings.page_rows)
         while not run.done:
@@ -150,9 +151,9 @@ class TrinoQuery:
         try:
             return _json(rows)
         except (ValueError, TypeError) as error:
-            assert self.run.columns is not None
+            assert self.run.trino_columns is not None
             for row in rows:
-                for column, value in zip(self.run.columns, row, strict=False):
+                for column, value in zip(self.run.trino_columns, row, strict=False):
                     try:
                         _json(value)
                     except (ValueError, TypeError):

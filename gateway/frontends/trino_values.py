@@ -18,15 +18,15 @@ import contextlib
 import math
 import struct
 from collections.abc import Callable, Sequence
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import date, datetime, timedelta, timezone, tzinfo
 from datetime import time as time_of_day
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal
 from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from gateway.errors import UserError
-from gateway.types import SqlType
+from gateway.types import UNBOUNDED_VARCHAR, SqlType
 
 Encoder = Callable[[Any], Any]
 
@@ -93,14 +93,27 @@ def _real(value: float) -> float | str:
 def _fraction(microseconds: int, precision: int) -> str:
     if precision <= 0:
         return ""
-    digits = f"{microseconds:06d}" + "000"  # up to nanoseconds; Python keeps microseconds
+    digits = f"{microseconds:06d}" + "000000"  # up to picoseconds; Python keeps microseconds
     return "." + digits[:precision]
+
+
+def _rounded(value: datetime, precision: int) -> datetime:
+    """`value` rounded half up to `precision` fractional digits, as Trino casts to a lower precision."""
+    if precision >= 6:
+        return value
+    unit = 10 ** (6 - precision)
+    micros = (value.microsecond + unit // 2) // unit * unit
+    return value.replace(microsecond=0) + timedelta(microseconds=micros)
 
 
 def _timestamp(precision: int) -> Encoder:
     def encode(value: datetime) -> str:
         if not isinstance(value, datetime):
             raise _refuse("timestamp", value)
+        try:
+            value = _rounded(value, precision)
+        except OverflowError:  # 9999-12-31 23:59:59.9 rounded past year 9999
+            raise _refuse("timestamp", value) from None
         return f"{_date_time(value)}{_fraction(value.microsecond, precision)}"
 
     return encode
@@ -112,11 +125,12 @@ def _timestamp_with_zone(precision: int, zone: tzinfo | None) -> Encoder:
             raise _refuse("timestamp with time zone", value)
         if value.tzinfo is None:
             value = value.replace(tzinfo=ZoneInfo("UTC"))
-        if zone is not None:
-            try:
+        try:
+            value = _rounded(value, precision)
+            if zone is not None:
                 value = value.astimezone(zone)
-            except OverflowError:  # the shift to the session zone leaves years 1..9999
-                raise _refuse("timestamp with time zone", value) from None
+        except OverflowError:  # the shift to the zone (or the rounding) leaves years 1..9999
+            raise _refuse("timestamp with time zone", value) from None
         name = _zone_name(value)
         return f"{_date_time(value)}{_fraction(value.microsecond, precision)} {name}"
 
@@ -151,6 +165,9 @@ def _time(precision: int) -> Encoder:
     def encode(value: time_of_day) -> str:
         if not isinstance(value, time_of_day):
             raise _refuse("time", value)
+        if precision < 6:  # rounded half up; past midnight it wraps, as Trino's time does
+            moment = _rounded(datetime.combine(date(2000, 1, 1), value), precision)
+            value = moment.time().replace(tzinfo=value.tzinfo)
         text = f"{value:%H:%M:%S}{_fraction(value.microsecond, precision)}"
         if value.tzinfo is not None:
             offset = value.utcoffset() or timedelta(0)
@@ -180,18 +197,52 @@ def _interval_year_to_month(value: int) -> str:
     return f"{'-' if value < 0 else ''}{years}-{months}"
 
 
-def _decimal(value: Decimal | int) -> str:
-    if isinstance(value, Decimal) and value.is_finite():
-        return format(value, "f")  # plain digits as Trino writes them, never 1E+5
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    raise _refuse("decimal", value)
+def _decimal(_precision: int, scale: int) -> Encoder:
+    """A decimal(p,s) value as Trino writes it: plain digits, exactly `scale` of them past the point (an engine
+    value of another scale is rounded half up to it)."""
+    unit = Decimal(1).scaleb(-scale)
+
+    def encode(value: Decimal | int) -> str:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = Decimal(value)
+        if not isinstance(value, Decimal) or not value.is_finite():
+            raise _refuse("decimal", value)
+        if value.as_tuple().exponent != -scale:
+            value = value.quantize(unit, rounding=ROUND_HALF_UP, context=_WIDE)
+        return format(value, "f")  # never 1E+5
+
+    return encode
+
+
+_WIDE = Context(prec=80)
 
 
 def _date(value: date) -> str:
+    if isinstance(value, datetime):  # an engine's timestamp where Trino's type is date (d + INTERVAL '1' MONTH)
+        if value.time() != time_of_day(0):
+            raise _refuse("date", value)
+        value = value.date()
     if not isinstance(value, date):
         raise _refuse("date", value)
     return value.isoformat()
+
+
+def _varchar(length: int) -> Encoder:
+    def encode(value: Any) -> str:
+        text = value if isinstance(value, str) else str(value)
+        return text if len(text) <= length else text[:length]  # CAST(x AS varchar(n)) cuts, as Trino does
+
+    return encode
+
+
+def _char(length: int) -> Encoder:
+    def encode(value: Any) -> str:
+        text = value if isinstance(value, str) else str(value)
+        # Trino's char(n) is padded to n. Never cut here: the engines cut a cast themselves (DuckDB's and
+        # Snowflake's rpad, PostgreSQL's char), and a PostgreSQL result column of bpchar reports no length.
+        return text.ljust(length)
+
+    return encode
 
 
 def _varbinary(value: bytes) -> str:
@@ -217,6 +268,10 @@ def encoder_for(kind: SqlType, zone: tzinfo | None = None) -> Encoder | None:
     """A function turning one backend value of `kind` into its JSON form; None where the value is already
     JSON as it is (integers, booleans, strings)."""
     name = kind.name
+    if name == "varchar" and kind.arguments and kind.arguments[0] != UNBOUNDED_VARCHAR:
+        return _varchar(kind.arguments[0])
+    if name == "char" and kind.arguments:
+        return _char(kind.arguments[0])
     if name in ("boolean", "tinyint", "smallint", "integer", "bigint", "varchar", "char", "unknown"):
         return None
     if name == "double":
@@ -224,7 +279,7 @@ def encoder_for(kind: SqlType, zone: tzinfo | None = None) -> Encoder | None:
     if name == "real":
         return _real
     if name == "decimal":
-        return _decimal
+        return _decimal(*kind.arguments)
     if name == "date":
         return _date
     if name == "timestamp":
@@ -255,6 +310,14 @@ def encoder_for(kind: SqlType, zone: tzinfo | None = None) -> Encoder | None:
     return _text  # json, and anything else textual
 
 
+def time_zone(name: str) -> tzinfo:
+    """A zone id (`Europe/Brussels`) or a fixed offset as the planner writes it (`+05:30`)."""
+    if name[:1] in "+-" and name[1:3].isdigit():
+        minutes = int(name[1:3]) * 60 + int(name[4:6] or 0)
+        return timezone(timedelta(minutes=minutes if name[0] == "+" else -minutes))
+    return ZoneInfo(name)
+
+
 def _identity(value: Any) -> Any:
     return value
 
@@ -280,10 +343,14 @@ def encoding_failure(name: str, kind: SqlType, error: Exception) -> UserError:
 
 
 def row_encoder(types: Sequence[SqlType], zone: tzinfo | None = None,
-                names: Sequence[str] | None = None) -> Callable[[Sequence[Any]], list[Any]]:
+                names: Sequence[str] | None = None,
+                zones: Sequence[str | None] | None = None) -> Callable[[Sequence[Any]], list[Any]]:
     """Encodes whole rows; the common all-plain case is a bare list() copy. Any failure of a value's encoder
-    becomes the user error of `encoding_failure`, naming its column (`names`, else its position)."""
-    encoders = [encoder_for(kind, zone) for kind in types]
+    becomes the user error of `encoding_failure`, naming its column (`names`, else its position). A column's
+    entry in `zones` (a zone id or ±hh:mm) shows its timestamps with time zone there instead of in `zone`."""
+    own = list(zones) if zones is not None and len(zones) == len(types) else [None] * len(types)
+    encoders = [encoder_for(kind, zone if name is None else time_zone(name)) for kind, name in zip(types, own,
+                                                                                                   strict=True)]
     if all(e is None for e in encoders):
         return list
     indexed = [(i, e) for i, e in enumerate(encoders) if e is not None]

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 
 from gateway.errors import AuthenticationFailed
 from gateway.identity.api_keys import ApiKeys
+from gateway.identity.caches import VerifiedTokens
 from gateway.identity.claims import identity_from_claims
 from gateway.identity.failures import FailureLimiter, VerifiedCredentials, limit_key
 from gateway.identity.jwt_verify import JwtVerifier, unverified_header
@@ -30,7 +31,7 @@ class Authenticator:
     def __init__(self, *, mode: str = "dev", dev_users: Mapping[str, Identity] | None = None,
                  jwt: JwtVerifier | None = None, claims: ClaimSettings | None = None,
                  api_keys: ApiKeys | None = None, limiter: FailureLimiter | None = None,
-                 verified: VerifiedCredentials | None = None) -> None:
+                 verified: VerifiedCredentials | None = None, tokens: VerifiedTokens | None = None) -> None:
         if mode not in ("dev", "jwt", "api_keys"):
             raise ValueError(f"unknown identity mode {mode!r}")
         if (mode == "jwt" and jwt is None) or (mode == "api_keys" and api_keys is None):
@@ -42,6 +43,7 @@ class Authenticator:
         self._api_keys = api_keys if mode != "dev" else None
         self._limiter = limiter or FailureLimiter(burst=10, per_minute=30)
         self._verified = verified if verified is not None else VerifiedCredentials()
+        self._tokens = tokens if tokens is not None else VerifiedTokens()
 
     @property
     def requires_credentials(self) -> bool:
@@ -79,6 +81,12 @@ class Authenticator:
             return self.dev_identity(credentials.session_user)
         if credentials.scheme is None or credentials.secret is None:
             raise AuthenticationFailed("missing", f"Authentication required: send {self._accepted()}")
+        if credentials.scheme == "bearer" and self._jwt is not None:
+            # a token that verified (and is served from memory) is a recently verified credential: it is
+            # served while its key is slowed as well, as below
+            known = await self._tokens.get(credentials.secret, self._jwt.keys)
+            if known is not None:
+                return known
         key = limit_key(credentials)
         wait = self._limiter.retry_after(key)
         remembered = credentials
@@ -99,11 +107,16 @@ class Authenticator:
     async def _verify(self, credentials: Credentials) -> Identity:
         secret = credentials.secret or ""
         if credentials.scheme == "bearer" and self._jwt is not None:
-            claims = await self._jwt.verify(secret)
+            claims, key = await self._jwt.verify_with_key(secret)
             kid, jti = unverified_header(secret).get("kid"), claims.get("jti")
-            return dataclasses.replace(identity_from_claims(claims, self._claims),
-                                       token_kid=kid if isinstance(kid, str) else None,
-                                       token_jti=jti if isinstance(jti, str) else None)
+            identity = dataclasses.replace(identity_from_claims(claims, self._claims),
+                                           token_kid=kid if isinstance(kid, str) else None,
+                                           token_jti=jti if isinstance(jti, str) else None)
+            exp = claims.get("exp")
+            if isinstance(exp, int | float) and not isinstance(exp, bool):
+                self._tokens.remember(secret, identity, kid=kid if isinstance(kid, str) else None, key=key,
+                                      expires_at=float(exp))
+            return identity
         if credentials.scheme == "basic" and self._api_keys is not None:
             return await self._api_keys.authenticate(credentials.username, secret)
         if credentials.scheme == "scram" and self._api_keys is not None and credentials.scram is not None:

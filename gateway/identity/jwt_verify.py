@@ -84,6 +84,10 @@ class JwtVerifier:
         self.allowed_tenants = frozenset(allowed_tenants)
 
     async def verify(self, token: str) -> dict[str, Any]:
+        return (await self.verify_with_key(token))[0]
+
+    async def verify_with_key(self, token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(the verified claims, the JWK that verified the signature)."""
         if len(token) > MAX_TOKEN_BYTES:
             raise _fail("too_large", f"the token is larger than {MAX_TOKEN_BYTES} bytes")
         header = unverified_header(token)
@@ -97,7 +101,7 @@ class JwtVerifier:
         claims = self._decode(token, jwk, algorithm)
         if self.allowed_tenants and claims.get("tid") not in self.allowed_tenants:
             raise _fail("wrong_tenant", "the token's tenant (tid) is not allowed")
-        return claims
+        return claims, key
 
     def _algorithm(self, header: dict[str, Any]) -> str:
         alg = header.get("alg")

@@ -36,6 +36,10 @@ def _jwks_url(value: Any) -> str | None:
     return f"must be an https:// URL (http only on a loopback address), not {value!r}"
 
 
+def _non_negative(value: Any) -> str | None:
+    return None if value >= 0 else f"must be 0 or more, not {value!r}"
+
+
 def _leeway(value: Any) -> str | None:
     return None if 0 <= value <= MAX_JWT_LEEWAY_SECONDS else f"must be between 0 and 60 seconds, not {value!r}"
 
@@ -52,11 +56,14 @@ class JwtSettings:
     jwks_min_refresh_seconds: float = 30.0  # an unknown kid refetches the JWKS at most this often
     jwks_timeout_seconds: float = 5.0
     allowed_tenants: tuple[str, ...] = ()  # when set, the `tid` claim must be one of these (Azure AD)
+    token_cache_seconds: float = 300.0  # a token that verified is served from memory this long at most (< exp)
+    token_cache_entries: int = 10_000  # 0: every token checked in full every time
     claims: ClaimSettings = field(default_factory=ClaimSettings)
 
     CHECKS: ClassVar[Mapping[str, Check]] = {
         "jwks_url": _jwks_url, "leeway_seconds": _leeway, "jwks_cache_seconds": positive,
-        "jwks_min_refresh_seconds": positive, "jwks_timeout_seconds": positive,
+        "jwks_min_refresh_seconds": positive, "jwks_timeout_seconds": positive, "token_cache_seconds": positive,
+        "token_cache_entries": _non_negative,
     }
 
 
@@ -64,10 +71,13 @@ class JwtSettings:
 class ApiKeySettings:
     file: Path | None = None
     postgres: str | None = None  # asyncpg DSN; may hold a password, so repr masks it
+    # PostgreSQL: a key record read is reused this long, so a key revoked or rotated out from another machine
+    # stops working within it (the file store sees every change at once)
+    cache_seconds: float = 5.0
 
     def __repr__(self) -> str:
         dsn = re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", self.postgres) if self.postgres else None
-        return f"ApiKeySettings(file={self.file!r}, postgres={dsn!r})"
+        return f"ApiKeySettings(file={self.file!r}, postgres={dsn!r}, cache_seconds={self.cache_seconds:g})"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -155,8 +165,9 @@ def _api_keys(r: Reader, data: Mapping[str, Any]) -> ApiKeySettings:
     s = r.section(data, p, section_keys(ApiKeySettings))
     file = r.get(s, (*p, "file"), Path, None)
     postgres = r.get(s, (*p, "postgres"), str, None)
+    cache_seconds = r.get(s, (*p, "cache_seconds"), float, ApiKeySettings.cache_seconds, _non_negative)
     if (file is None) == (postgres is None):
         r.fail(p, "needs exactly one of file or postgres")
     if postgres is not None and not postgres.startswith(("postgresql://", "postgres://")):
         r.fail((*p, "postgres"), "must be a postgresql:// DSN")
-    return ApiKeySettings(file=file, postgres=postgres)
+    return ApiKeySettings(file=file, postgres=postgres, cache_seconds=cache_seconds)

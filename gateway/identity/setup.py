@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 
 from gateway.identity.api_keys import ApiKeys, KeyStore
 from gateway.identity.authenticator import Authenticator
+from gateway.identity.caches import CachedKeyStore, VerifiedTokens
 from gateway.identity.failures import FailureLimiter, VerifiedCredentials
 from gateway.identity.jwks import JwksFile, JwksUrl, KeySource
 from gateway.identity.jwt_verify import JwtVerifier
@@ -14,9 +15,13 @@ from gateway.identity.model import Identity
 from gateway.identity.settings import ApiKeySettings, IdentitySettings, JwtSettings
 
 
-def build_key_store(settings: ApiKeySettings) -> KeyStore:
+def build_key_store(settings: ApiKeySettings, *, cached: bool = False) -> KeyStore:
+    """`cached`: for serving (the `gateway keys` CLI reads and writes the store itself)."""
     if settings.postgres is not None:
-        return PostgresKeyStore(settings.postgres)
+        store = PostgresKeyStore(settings.postgres)
+        if cached and settings.cache_seconds > 0:
+            return CachedKeyStore(store, ttl_seconds=settings.cache_seconds)
+        return store
     if settings.file is None:
         raise ValueError("identity.api_keys needs file or postgres")
     return FileKeyStore(settings.file)
@@ -43,10 +48,13 @@ def build_authenticator(settings: IdentitySettings, *, dev_users: Mapping[str, I
                                allowed_tenants=jwt.allowed_tenants)
     api_keys = None
     if settings.mode != "dev" and settings.api_keys is not None:
-        api_keys = ApiKeys(build_key_store(settings.api_keys))
+        api_keys = ApiKeys(build_key_store(settings.api_keys, cached=True))
     limit = settings.failure_limit
     return Authenticator(mode=settings.mode, dev_users=dev_users if settings.mode == "dev" else None, jwt=verifier,
                          claims=settings.jwt.claims if settings.jwt is not None else None, api_keys=api_keys,
                          limiter=FailureLimiter(burst=limit.burst, per_minute=limit.per_minute),
                          verified=VerifiedCredentials(max_entries=limit.verified_cache_entries,
-                                                      ttl_seconds=limit.verified_cache_seconds))
+                                                      ttl_seconds=limit.verified_cache_seconds),
+                         tokens=VerifiedTokens(max_entries=settings.jwt.token_cache_entries,
+                                               ttl_seconds=settings.jwt.token_cache_seconds)
+                         if settings.jwt is not None else None)

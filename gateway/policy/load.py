@@ -43,7 +43,7 @@ from gateway.units import parse_duration
 POLICY_SECTIONS = frozenset({"tables", "masks", "classification_masks", "impersonation", "mask_key_version",
                              "classification_approvers"})
 FOREIGN_SECTIONS = frozenset({"users", "resource_groups", "capacity", "rates", "budgets", "cost_centers",
-                              "cost_center_from"})
+                              "cost_center_from", "canaries"})
 
 _NAME_PART = re.compile(r"[A-Za-z0-9_*-]+")
 

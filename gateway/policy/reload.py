@@ -10,7 +10,7 @@ installed and counted as `loaded`. The first load raises instead, so the gateway
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
@@ -69,9 +69,18 @@ class HotReloaded(Generic[P]):
         return self.current
 
     def reload_if_changed(self) -> bool:
+        policy = self.changed()
+        if policy is None:
+            return False
+        self.adopt(policy)
+        return True
+
+    def changed(self) -> P | None:
+        """A new valid version from a changed directory, not yet installed (`adopt` or `refuse` it), or None.
+        Invalid files are reported and counted here, once per change."""
         signature = directory_signature(self.directory)
         if signature == self._signature:
-            return False
+            return None
         self._signature = signature  # an invalid version is reported once, not on every check
         try:
             policy = self._load(self.directory)
@@ -79,14 +88,23 @@ class HotReloaded(Generic[P]):
             self._reloads.labels("invalid").inc()
             self._log.error("%s changed but is invalid; keeping version %s:\n%s", self._what,
                             self.current.version[:12], "\n".join(error.errors))
-            return False
+            return None
         if policy.version == self.current.version:
-            return False
-        self._install(policy, signature)
+            return None
+        return policy
+
+    def adopt(self, policy: P) -> None:
+        self._install(policy, self._signature)
         self._reloads.labels("loaded").inc()
         detail = self._describe(policy)
         self._log.info("%s reloaded: version %s%s", self._what, policy.version[:12], f", {detail}" if detail else "")
-        return True
+
+    def refuse(self, why: str, problems: Sequence[str]) -> None:
+        """Keep the version in force although the new one loads (a check of the caller's failed); the refusal
+        counts as `invalid`, like invalid files, and is logged once."""
+        self._reloads.labels("invalid").inc()
+        self._log.error("%s changed but is refused (%s); keeping version %s:\n%s", self._what, why,
+                        self.current.version[:12], "\n".join(problems))
 
     def _install(self, policy: P, signature: Signature) -> None:
         self._policy = policy

@@ -15,6 +15,9 @@ from gateway.examples import EXAMPLE_POLICIES
 class PolicySettings:
     dir: Path = Path("policies")
     reload_seconds: float = 2.0  # how often the directory is checked for changed files
+    canary_interval_seconds: float = 300.0  # how often canaries.yaml runs against the policy in force; 0: never
+    canary_timeout_seconds: float = 30.0  # each probe; a probe not done by then fails
+    canary_max_rows: int = 10_000  # rows a probe may return (it fails beyond, never checked on a part)
     shipped: bool = False  # `dir` is the example set inside the package (no policies.dir, no ./policies)
 
 
@@ -26,5 +29,12 @@ def read_policies(r: Reader, data: Mapping[str, Any]) -> PolicySettings:
     return PolicySettings(
         dir=EXAMPLE_POLICIES if shipped else r.get(s, (*p, "dir"), Path, default),
         reload_seconds=r.get(s, (*p, "reload_seconds"), float, 2.0, positive),
+        canary_interval_seconds=r.get(s, (*p, "canary_interval_seconds"), float, 300.0, _not_negative),
+        canary_timeout_seconds=r.get(s, (*p, "canary_timeout_seconds"), float, 30.0, positive),
+        canary_max_rows=r.get(s, (*p, "canary_max_rows"), int, 10_000, positive),
         shipped=shipped,
     )
+
+
+def _not_negative(value: Any) -> str | None:
+    return None if value >= 0 else f"must be 0 (off) or more, not {value!r}"

@@ -8,14 +8,15 @@ Pure tree transformations, in order:
   become literals;
 - `/` gets Trino's semantics on DuckDB (integer division, DIVISION_BY_ZERO; sql/trino_semantics.py);
 - Trino's types and literals become the backend's, or NOT_SUPPORTED naming the type (sql/trino_types.py);
-- unnamed output columns get Trino's names (_col0, _col1, ...), so clients see what Trino would send;
+- unnamed output columns get Trino's names (_col0, _col1, ...), so clients see what Trino would send
+  (PostgreSQL clients: the names PostgreSQL gives them: `count`, `upper`, `?column?`);
 - on Trino backends the gateway's own names (`__gw_*`) get a prefix no identifier of the statement starts
   with: another gateway downstream refuses `__gw_` names in what it receives, as any gateway does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +40,7 @@ class SessionValues:
     catalog: str | None
     schema: str | None
     time_zone: str
+    postgres_names: bool = False  # unnamed output columns named as PostgreSQL names them, not _colN
 
 
 @dataclass(frozen=True)
@@ -84,12 +86,15 @@ def to_backend_sql(tree: exp.Query, *, dialect: str, session: SessionValues, met
     up a table's description, for engines whose names are not all lower case. With `copy=False` the tree is
     transformed in place (for a caller that owns it)."""
     result: exp.Expr = tree.copy() if copy else tree
+    # from the statement as written, before the transformations below turn functions into others
+    unnamed = [postgres_column_name(p) for p in _leftmost_select(result).expressions] if session.postgres_names \
+        else None
     if dialect in ("duckdb", "postgres"):  # first: operands are typed by the catalog's (gateway) table names
         result = trino_arithmetic(result, schema=schema, dialect=dialect)
     result = trino_types(result, dialect=dialect)
     result = _rename_tables(result, metadata=metadata, backend_catalog=backend_catalog, tables=tables)
     result = _session_functions(result, session)
-    result = name_output_columns(result)
+    result = name_output_columns(result, unnamed=unnamed)
     if output_names is not None:
         result = _rename_outputs(result, output_names)
     if dialect == "trino":
@@ -232,12 +237,36 @@ def _rename_outputs(tree: exp.Expr, names: tuple[str, ...]) -> exp.Expr:
     return tree
 
 
-def name_output_columns(tree: exp.Expr) -> exp.Expr:
-    """Give unnamed output expressions Trino's names (_col0, ...). Set operations take the first branch's
-    names, so only the leftmost SELECT is renamed."""
-    select = tree
-    while isinstance(select, exp.SetOperation):
-        select = select.this
+def _leftmost_select(tree: exp.Expr) -> exp.Expr:
+    """The SELECT whose output names a statement's result (set operations take the first branch's)."""
+    while isinstance(tree, exp.SetOperation):
+        tree = tree.this
+    return tree
+
+
+def postgres_column_name(projection: exp.Expr) -> str:
+    """The name PostgreSQL gives an unnamed output expression (its FigureColname): a column's own name, a
+    function call's name (`count`, `upper`), a cast's operand's name, `case`; anything else `?column?`.
+    Casts reach here as the backend's types rewrote them, so they are not always named as PostgreSQL would."""
+    if isinstance(projection, exp.Column):
+        return projection.name
+    if isinstance(projection, exp.Cast | exp.TryCast):
+        return postgres_column_name(projection.this)
+    if isinstance(projection, exp.Case):
+        return "case"
+    if isinstance(projection, exp.Anonymous):
+        return projection.name.lower()
+    if isinstance(projection, exp.Func):
+        head = projection.sql(dialect="postgres").split("(", 1)[0].lower()
+        if head.replace("_", "").isalnum():
+            return head
+    return "?column?"
+
+
+def name_output_columns(tree: exp.Expr, *, unnamed: Sequence[str] | None = None) -> exp.Expr:
+    """Give unnamed output expressions Trino's names (_col0, ...), or the names in `unnamed` by position
+    (PostgreSQL's, see `postgres_column_name`). Only the leftmost SELECT of a set operation is renamed."""
+    select = _leftmost_select(tree)
     if not isinstance(select, exp.Select):
         return tree
     renamed: list[exp.Expr] = []
@@ -246,6 +275,8 @@ def name_output_columns(tree: exp.Expr) -> exp.Expr:
             isinstance(projection, exp.Dot) and isinstance(projection.expression, exp.Star)
         ):
             renamed.append(projection)
+        elif unnamed is not None and index < len(unnamed):
+            renamed.append(exp.alias_(projection, unnamed[index], quoted=True))
         else:
             renamed.append(exp.alias_(projection, f"_col{index}"))
     select.set("expressions", renamed)

@@ -169,7 +169,7 @@ def _decimal_operands(copy: exp.Expr | None) -> tuple[Shape, Shape] | None:
     return left[0], right[0]
 
 
-def _result_shape(left: Shape, right: Shape) -> Shape:
+def division_shape(left: Shape, right: Shape) -> Shape:
     (p1, s1), (_, s2) = left, right
     return min(MAX_DECIMAL_PRECISION, p1 + s2 + max(0, s2 - s1)), max(s1, s2)
 
@@ -177,7 +177,7 @@ def _result_shape(left: Shape, right: Shape) -> Shape:
 def _numeric_division(dividend: exp.Expr, divisor: exp.Expr, left: Shape, right: Shape) -> exp.Expr:
     """PostgreSQL: numeric division (exact to at least 16 digits past the point) rounded half away from zero, as
     Trino's half up, to Trino's result type."""
-    precision, scale = _result_shape(left, right)
+    precision, scale = division_shape(left, right)
     quotient = exp.Div(this=exp.cast(dividend, exp.DType.DECIMAL), expression=divisor)
     rounded = exp.func("round", quotient, exp.Literal.number(scale))
     return exp.cast(rounded, exp.DataType.build(f"DECIMAL({precision}, {scale})"))
@@ -188,7 +188,7 @@ def _decimal_division(dividend: exp.Expr, divisor: exp.Expr, left: Shape, right:
     A * 10^(s - s1 + s2) / B rounded half up, then given scale s. A quotient beyond hugeint overflows (an
     error, never a rounded value)."""
     (_, s1), (_, s2) = left, right
-    precision, scale = _result_shape(left, right)
+    precision, scale = division_shape(left, right)
 
     def unscaled(value: exp.Expr, digits: int) -> exp.Expr:
         if not digits:

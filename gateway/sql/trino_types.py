@@ -14,6 +14,8 @@ generation), or refused with NOT_SUPPORTED naming the type where the backend can
     X'65683F' on PostgreSQL    a bytea literal (PostgreSQL reads X'…' as a bit string).
     row, map, array(array)     refused on PostgreSQL (no anonymous rows, no maps, arrays of arrays are one array).
     nan(), infinity()          The double values themselves (neither engine has the functions).
+    x AT TIME ZONE 'z',        x itself (the same instant; shown in z by the frontend), and ts AT TIME ZONE 'z',
+    with_timezone(ts, 'z')     where x, ts are typed by Trino's rules (sql/trino_output_types.py)
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import re
 from sqlglot import exp
 
 from gateway.errors import NotSupported
+from gateway.sql.trino_output_types import derive
 from gateway.sql.trino_semantics import literal_decimal_shape
 
 # Digits of a second's fraction each backend keeps in a value, and the largest precision it has a type for.
@@ -42,17 +45,27 @@ _YEAR_TO_MONTH = re.compile(r"^\s*([+-]?)(\d+)-(\d+)\s*$")
 _DAY_TO_SECOND = re.compile(r"^\s*([+-]?)(\d+)\s+(\d+):(\d+):(\d+(?:\.\d+)?)\s*$")
 _MONTH_UNITS = frozenset({"YEAR", "MONTH"})
 _CONSTANTS = {"nan": "NaN", "infinity": "Infinity"}
+_NOT_IN = {"snowflake": {exp.DType.UUID: "uuid", exp.DType.TIMETZ: "time with time zone"}}
+_STRUCTURAL_REFUSED = frozenset({"postgres", "snowflake"})
+_PADDED_CHAR = frozenset({"duckdb", "snowflake"})  # engines whose char is not Trino's padded char
 
 
 def trino_types(tree: exp.Expr, *, dialect: str) -> exp.Expr:
     """Translate Trino's type syntax in `tree` (in place) for `dialect`; returns the tree."""
-    _refuse_month_interval_results(tree)
+    _refuse_interval_results(tree, every_unit=dialect == "snowflake")
+    for change in list(tree.find_all(exp.AtTimeZone, exp.Anonymous)):
+        changed = _zone_change(change)
+        if changed is not change:
+            if change is tree:
+                tree = changed
+            else:
+                change.replace(changed)
 
     def translate(node: exp.Expr) -> exp.Expr:
         if isinstance(node, exp.DataType):
             _refuse_unknown(node, dialect)
-            if dialect == "postgres":
-                _refuse_structural(node)
+            if dialect in _STRUCTURAL_REFUSED:
+                _refuse_structural(node, dialect)
         elif isinstance(node, exp.Cast):
             return _cast(node, dialect)
         elif isinstance(node, exp.Interval):
@@ -61,17 +74,37 @@ def trino_types(tree: exp.Expr, *, dialect: str) -> exp.Expr:
             return exp.cast(exp.Literal.string(_CONSTANTS[node.name.lower()]), exp.DType.DOUBLE)
         elif dialect == "postgres" and isinstance(node, exp.HexString):
             return exp.cast(exp.Literal.string("\\x" + node.name), exp.DType.VARBINARY)
-        elif dialect == "postgres":
-            _refuse_structural(node)
+        elif dialect in _STRUCTURAL_REFUSED:
+            _refuse_structural(node, dialect)
         return node
 
     return tree.transform(translate, copy=False)
 
 
-def _refuse_structural(node: exp.Expr) -> None:
+def _zone_change(node: exp.Expr) -> exp.Expr:
+    """`x AT TIME ZONE 'z'` (x a timestamp with time zone) is, in Trino, the same instant shown in zone z: the
+    engines' AT TIME ZONE makes a local timestamp of it instead, so x is sent as it is and the frontend shows it
+    in z (sql/trino_output_types.py carries z). with_timezone(ts, 'z') reads the local timestamp ts in zone z:
+    the engines' `ts AT TIME ZONE 'z'` for a timestamp without zone. Only where the operand's type is derived."""
+    derived = derive(node)
+    if derived is None or derived.zone is None:
+        return node
+    if isinstance(node, exp.AtTimeZone):
+        operand: exp.Expr = node.this
+        return operand
+    if isinstance(node, exp.Anonymous) and node.name.lower() == "with_timezone":
+        return exp.AtTimeZone(this=node.expressions[0], zone=node.expressions[1])
+    return node
+
+
+def _refuse_structural(node: exp.Expr, dialect: str) -> None:
     """PostgreSQL has composite types and arrays, but no anonymous rows, no maps, and only rectangular arrays
-    of arrays (typed as one array): none reads back as Trino's row, map or array(array)."""
+    of arrays (typed as one array): none reads back as Trino's row, map or array(array). Snowflake's ARRAY and
+    OBJECT are semi-structured (untyped JSON): none reads back as a typed array, map or row either."""
     name = None
+    if dialect == "snowflake" and (isinstance(node, exp.Array)
+                                   or (isinstance(node, exp.DataType) and node.this == exp.DType.ARRAY)):
+        name = "array"
     if isinstance(node, exp.Struct) or (isinstance(node, exp.DataType) and node.this == exp.DType.STRUCT):
         name = "row"
     elif isinstance(node, exp.Map | exp.VarMap) or (isinstance(node, exp.DataType) and node.this == exp.DType.MAP):
@@ -79,11 +112,11 @@ def _refuse_structural(node: exp.Expr) -> None:
     elif isinstance(node, exp.Array) and any(isinstance(e, exp.Array) for e in node.expressions):
         name = "array(array)"
     if name is not None:
-        raise NotSupported(f"Type {name} is not supported by this gateway's postgres backend")
+        raise NotSupported(f"Type {name} is not supported by this gateway's {dialect} backend")
 
 
 def _refuse_unknown(kind: exp.DataType, dialect: str) -> None:
-    name = _NO_BACKEND_HAS.get(kind.this)
+    name = _NO_BACKEND_HAS.get(kind.this) or _NOT_IN.get(dialect, {}).get(kind.this)
     if name is not None:
         raise NotSupported(f"Type {name} is not supported by this gateway's {dialect} backend")
 
@@ -104,7 +137,7 @@ def _cast(node: exp.Cast, dialect: str) -> exp.Expr:
         shape = literal_decimal_shape(node.this.name)  # DECIMAL '1.50' is decimal(3,2), not the engine's default
         if shape is not None:
             node.set("to", exp.DataType.build(f"DECIMAL({shape[0]}, {shape[1]})"))
-    if kind.this == exp.DType.CHAR and dialect == "duckdb":
+    if kind.this == exp.DType.CHAR and dialect in _PADDED_CHAR:
         length = _precision(kind)
         if length is not None:
             text = exp.cast(node.this, exp.DType.VARCHAR)
@@ -145,6 +178,10 @@ def _temporal(node: exp.Cast, kind: exp.DataType, dialect: str) -> exp.Expr:
             spaced = _SPACED_OFFSET.match(literal)
             if spaced:
                 node.set("this", exp.Literal.string(spaced.group(1) + spaced.group(2)))
+    if dialect == "postgres" and kind.expressions and precision is not None and precision < KEPT_DIGITS:
+        # PostgreSQL rounds to p itself, to 24:00:00 past a day's last instant (which no client reads); the
+        # encoder rounds to the declared precision as Trino does (sql/trino_output_types.py)
+        node.set("to", exp.DataType(this=kind.this))
     return node
 
 
@@ -176,13 +213,14 @@ def _is_month_interval(node: exp.Expr) -> bool:
     return False
 
 
-def _refuse_month_interval_results(tree: exp.Expr) -> None:
-    """Month intervals anywhere but added to (or subtracted from) a date or timestamp: both engines hand them
-    out as a number of days (30 a month), so as a value of their own they would come back wrong. Fail closed:
-    only `x + INTERVAL ... MONTH`, `INTERVAL ... MONTH + x` and `x - INTERVAL ... MONTH`, with x not itself an
-    interval, are translated."""
+def _refuse_interval_results(tree: exp.Expr, *, every_unit: bool) -> None:
+    """Month intervals (with `every_unit`, any interval: Snowflake has no interval values) anywhere but added
+    to (or subtracted from) a date or timestamp: DuckDB and PostgreSQL hand them out as a number of days (30 a
+    month), so as a value of their own they would come back wrong. Fail closed: only `x + INTERVAL ...`,
+    `INTERVAL ... + x` and `x - INTERVAL ...`, with x not itself an interval, are translated."""
     for interval in tree.find_all(exp.Interval):
-        if not _is_month_interval(interval):
+        months = _is_month_interval(interval)
+        if not months and not every_unit:
             continue
         node: exp.Expr = interval
         while isinstance(node.parent, exp.Paren):
@@ -195,6 +233,10 @@ def _refuse_month_interval_results(tree: exp.Expr) -> None:
                 other = other.this
             if not isinstance(other, exp.Interval):
                 continue
+        if not months:
+            raise NotSupported("Type interval day to second is not supported by this gateway's snowflake backend "
+                               "except added to or subtracted from a date or timestamp; return the seconds as a "
+                               "number instead")
         raise NotSupported("Type interval year to month is not supported by this gateway's backends except "
                            "added to or subtracted from a date or timestamp (they hand it out as days); "
                            "return months as a number instead (14 for INTERVAL '1-2' YEAR TO MONTH)")
