@@ -29,6 +29,7 @@ from gateway.backends.factory import build_backend
 from gateway.cache.stage import CacheStage
 from gateway.cache.store import ResultCache
 from gateway.config import Settings
+from gateway.console.routes import console_routes
 from gateway.cost.alerts import AlertSink
 from gateway.cost.budgets import Budgets, period_bounds
 from gateway.cost.meter import Meter
@@ -387,11 +388,14 @@ class Gateway:
         chargeback = ChargebackApi(pipeline=self.pipeline, store=self.audit.store)
         access = AccessApi(pipeline=self.pipeline, requests=self.access_requests) \
             if self.settings.access_requests.enabled else None
+        console = console_routes(pipeline=self.pipeline, store=self.audit.store, settings=self.settings,
+                                 metrics=self.metrics)
         app = Starlette(routes=[*trino.routes(), *ops.routes(), *api.routes(), *queries.routes(), *cache.routes(),
-                                *chargeback.routes(), *(access.routes() if access is not None else ())],
+                                *chargeback.routes(), *(access.routes() if access is not None else ()), *console],
                         lifespan=self.lifespan,
                         exception_handlers={Exception: _internal_error, 404: _not_found, 405: _not_allowed})
-        app.state.access_requests = self.access_requests  # the console's way in (gateway.grants.service)
+        if access is not None:  # the console's way in (gateway.grants.service); absent: "not enabled"
+            app.state.access_requests = self.access_requests
         if self.directory is None:
             return app
         return ForwardingMiddleware(app, directory=self.directory, holds=self.holds,

@@ -13,8 +13,8 @@ from gateway import __version__
 from gateway.config import ConfigError, Settings, load_settings
 from gateway.identity.jwks import JwksUnavailable
 from gateway.logs import configure_logging
-from gateway.mask_key import MaskKeyError
 from gateway.policy.load import PolicyError
+from gateway.secret_file import SecretError
 
 if TYPE_CHECKING:
     from gateway.server import DrainingServer
@@ -189,7 +189,7 @@ def _build_server(settings: Settings, on_ready: Callable[[], None] | None = None
     except JwksUnavailable as error:
         print(f"refusing to start: identity.jwt.jwks_file: {error}", file=sys.stderr)
         return 2
-    except MaskKeyError as error:
+    except SecretError as error:  # the mask key, the console's session key
         print(f"refusing to start: {error}", file=sys.stderr)
         return 2
 
@@ -265,6 +265,13 @@ def _policies_line(settings: Settings) -> str:
     return f"  policies  : {where}\n"
 
 
+def _console_line(settings: Settings, scheme: str) -> str:
+    if not settings.console.enabled:
+        return ""
+    return (f"  console   : {scheme}://{settings.server.host}:{settings.server.port}/console/ (sign in as audrey: "
+            f"audit, fiona: chargeback, admin: queue)\n")
+
+
 def _announce(settings: Settings) -> None:
     host, port = settings.server.host, settings.server.port
     catalog = settings.backends[0]
@@ -283,7 +290,7 @@ def _announce(settings: Settings) -> None:
         f"  SQLAlchemy: create_engine('trino://alice@{host}:{port}/{catalog.name}/{schema}')\n"
         f"  JDBC      : jdbc:trino://{host}:{port}/{catalog.name}/{schema}?user=alice\n"
         f"  metrics   : http://{host}:{port}/metrics   health: http://{host}:{port}/health/ready\n"
-        f"{_policies_line(settings)}",
+        f"{_console_line(settings, scheme)}{_policies_line(settings)}",
         end="", flush=True,
     )
 

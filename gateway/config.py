@@ -24,6 +24,7 @@ from gateway.backends.settings import BACKEND_TYPES, BackendSettings, default_ba
 from gateway.cache.settings import CacheSettings, read_cache
 from gateway.catalog import MetadataSettings, read_metadata
 from gateway.config_reader import ConfigError, Reader, Source, apply_environment, closest, read_yaml
+from gateway.console.settings import ConsoleSettings, read_console
 from gateway.cost.settings import CostSettings, read_cost
 from gateway.frontends.settings import ProtocolSettings, ServerSettings, read_protocol, read_server
 from gateway.grants.settings import AccessRequestSettings, read_access_requests
@@ -68,6 +69,7 @@ class Settings:
     cache: CacheSettings = field(default_factory=CacheSettings)
     cost: CostSettings = field(default_factory=CostSettings)
     masking: MaskingSettings = field(default_factory=MaskingSettings)
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
     access_requests: AccessRequestSettings = field(default_factory=AccessRequestSettings)
     lineage: LineageSettings = field(default_factory=LineageSettings)
 
@@ -91,6 +93,7 @@ SECTIONS: dict[str, Callable[[Reader, Mapping[str, Any]], Any]] = {
     "cache": read_cache,
     "cost": read_cost,
     "masking": read_masking,
+    "console": read_console,
     "access_requests": read_access_requests,
     "lineage": read_lineage,
 }

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import re
 import secrets
 import threading
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from gateway.config_reader import Check, Reader, environment_name, read_section
+from gateway.secret_file import SecretError, read_secret
 
 _SENTINEL = re.compile(r"gwmaskkey(\d{1,7})x([0-9a-f]{24})")
 SHOWN_AS = "<mask key v{version}>"
@@ -131,32 +131,17 @@ class MaskKey:
         return key
 
 
-class MaskKeyError(Exception):
+class MaskKeyError(SecretError):
     """The configured mask key cannot be read: the gateway does not start (never runs unkeyed)."""
 
 
 def load_mask_key(*, key_env: str | None, key_file: Path, environ: Mapping[str, str] | None = None) -> MaskKey:
     """The key from `key_env` when set, else from `key_file`, which is created with a new random key (mode
     0600) when it does not exist, so a single gateway keeps its masked values stable across restarts.
-    Replicas must share one key: give them the same file or variable."""
-    environ = os.environ if environ is None else environ
-    if key_env is not None:
-        value = environ.get(key_env)
-        if not value:
-            raise MaskKeyError(f"masking.key_env: environment variable {key_env} is not set")
-        return _checked(value.strip().encode(), f"${key_env}")
+    Replicas must share one key: give them the same file or variable (gateway.secret_file)."""
     try:
-        if not key_file.exists():
-            key_file.parent.mkdir(parents=True, exist_ok=True)
-            descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(descriptor, "w") as out:
-                out.write(secrets.token_hex(32) + "\n")
-        return _checked(key_file.read_bytes().strip(), str(key_file))
-    except OSError as exc:
-        raise MaskKeyError(f"masking.key_file: cannot read or create {key_file}: {exc.strerror}") from exc
-
-
-def _checked(secret: bytes, source: str) -> MaskKey:
-    if len(secret) < 16:
-        raise MaskKeyError(f"the mask key in {source} is shorter than 16 bytes")
+        secret, source = read_secret(env=key_env, file=key_file, setting="masking", what="the mask key",
+                                     environ=environ)
+    except SecretError as error:
+        raise MaskKeyError(str(error)) from error
     return MaskKey(secret, source=source)

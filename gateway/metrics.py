@@ -255,6 +255,12 @@ class Metrics:
                                               registry=r)
         for outcome in ("cancelled", "ignored"):
             self.pgwire_cancel_requests.labels(outcome)  # exposed as 0 from the start
+        # the console (gateway/console/)
+        self.console_requests = Counter("gateway_console_requests",
+                                        "Console pages and actions by page and outcome (ok, denied, refused, "
+                                        "error, signed_out)", ["page", "outcome"], registry=r)
+        self.console_sign_ins = Counter("gateway_console_sign_ins",
+                                        "Console sign-ins by outcome (ok, failed, refused)", ["outcome"], registry=r)
         # just-in-time access (gateway/grants/)
         self.access_requests = Counter("gateway_access_requests",
                                        "Access request events recorded by this replica, by outcome (requested, "

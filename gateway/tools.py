@@ -11,7 +11,6 @@ import asyncio
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from gateway import __version__
 from gateway.app import build_dev_users
@@ -21,6 +20,7 @@ from gateway.catalog import CatalogSnapshot
 from gateway.config import Settings
 from gateway.errors import GatewayError
 from gateway.identity import Identity
+from gateway.identity.model import attributes_from_pairs
 from gateway.mask_key import load_mask_key
 from gateway.metadata import build_metadata
 from gateway.metrics import Metrics
@@ -100,26 +100,6 @@ def policy_check(settings: Settings, directory: Path | None) -> int:
     return 1 if errors else 0
 
 
-def _attributes(pairs: list[str]) -> dict[str, Any]:
-    attributes: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"--attr takes KEY=VALUE, not {pair!r}")
-        items = [_scalar(v) for v in value.split(",")]
-        attributes[key] = items if len(items) > 1 else items[0]
-    return attributes
-
-
-def _scalar(text: str) -> str | int | float:
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
 def explain(settings: Settings, args: argparse.Namespace) -> int:
     try:
         policy = load_policies(settings.policies.dir)
@@ -132,7 +112,11 @@ def explain(settings: Settings, args: argparse.Namespace) -> int:
     known = build_dev_users(settings).get(args.user) or Identity.create(args.user)
     if args.groups is not None or args.attr:
         groups = [g for g in (args.groups or "").split(",") if g]
-        identity = Identity.create(args.user, groups=groups, attributes=_attributes(args.attr))
+        try:
+            typed = attributes_from_pairs(args.attr)
+        except ValueError as error:
+            raise SystemExit(f"--attr: {error}") from None
+        identity = Identity.create(args.user, groups=groups, attributes=typed)
     else:
         identity = known
     catalog = offline_catalog(settings)

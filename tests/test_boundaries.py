@@ -55,6 +55,9 @@ RULES: list[tuple[str, tuple[str, ...], str]] = [
      "dataset names come from the backends' settings, never a live connection"),
     ("gateway.relations", ("gateway.backends", "gateway.frontends", "gateway.planner", "gateway.policy"),
      "the neutral value types depend on no layer"),
+    ("gateway.console", ("gateway.backends", "gateway.policy", "gateway.sql.rewrite", "gateway.sql.masks",
+                         "gateway.mask_key", "gateway.grants"),
+     "the console renders: rights come from gateway.access, access requests from app.state (the JIT contract)"),
 ]
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from gateway.audit.record import DECISIONS
 from gateway.audit.text import storable
@@ -18,6 +20,7 @@ class SearchError(ValueError):
 @dataclass(frozen=True, kw_only=True)
 class Search:
     user: str | None = None
+    query_id: str | None = None
     table: str | None = None  # catalog.schema.table, or a suffix of it (schema.table, table)
     decision: str | None = None
     since: datetime | None = None  # received_at >= since
@@ -43,6 +46,8 @@ class Search:
 
         if self.user is not None:
             add("user_name = {}", self.user)
+        if self.query_id is not None:
+            add("query_id = {}", self.query_id)
         if self.table is not None:
             as_stored = json.dumps(storable(self.table.lower()), ensure_ascii=False)[1:-1]  # inside the JSON list
             name = as_stored.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -57,6 +62,34 @@ class Search:
         if self.before_id is not None:
             add("id < {}", self.before_id)
         return (" AND ".join(parts) or "1 = 1"), values
+
+
+PARAMETERS = ("user", "query_id", "table", "decision", "since", "until", "limit", "before_id")
+MAX_LIMIT = 10_000
+MAX_ID = 2**63 - 1  # storage ids are 64-bit in every store
+_DIGITS = re.compile(r"[0-9]{1,19}")
+
+
+def search_from_params(params: Mapping[str, str], *, default_limit: int = 100) -> Search:
+    """The search a request's query parameters ask for (`/api/audit`, the console's audit page)."""
+    unknown = set(params) - set(PARAMETERS)
+    if unknown:
+        raise SearchError(f"unknown parameter(s): {', '.join(sorted(unknown))}")
+    return Search(user=params.get("user"), query_id=params.get("query_id"), table=params.get("table"),
+                  decision=params.get("decision"), since=parse_time(params.get("since"), "since"),
+                  until=parse_time(params.get("until"), "until"),
+                  limit=parse_id(params.get("limit"), "limit", default_limit, MAX_LIMIT),
+                  before_id=parse_id(params.get("before_id"), "before_id", None))
+
+
+def parse_id(value: str | None, name: str, default: int | None, maximum: int = MAX_ID) -> Any:
+    """A positive integer the stores can compare with (64-bit); ASCII digits only (`str.isdigit` also takes
+    `²` and other digits `int` refuses)."""
+    if value is None:
+        return default
+    if not _DIGITS.fullmatch(value) or not 0 < int(value) <= maximum:
+        raise SearchError(f"{name} must be an integer from 1 to {maximum}")
+    return int(value)
 
 
 def parse_time(value: str | None, name: str) -> datetime | None:

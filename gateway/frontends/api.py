@@ -1,6 +1,6 @@
 """JSON endpoints for people and tools that are not SQL clients.
 
-    GET /api/audit     audit records, newest first. Filters: user, table, decision, since, until (ISO 8601;
+    GET /api/audit     audit records, newest first. Filters: user, query_id, table, decision, since, until (ISO 8601;
                        UTC unless an offset is given); limit (1..10000, default 100); before_id (the `next`
                        link carries it). Readable by whoever the policies let read gateway.audit.queries.
 
@@ -10,7 +10,6 @@ Every call is itself audited (frontend `api`), allowed or not.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 from urllib.parse import urlencode
 
@@ -19,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gateway.audit.record import DENIED, FAILED, SUCCESS, AuditRecord
-from gateway.audit.search import Search, SearchError, parse_time
+from gateway.audit.search import SearchError, search_from_params
 from gateway.audit.setup import AUDIT_CATALOG
 from gateway.audit.stores import AuditStore, StoreUnavailable
 from gateway.errors import PermissionDenied
@@ -28,9 +27,6 @@ from gateway.identity import Identity
 from gateway.pipeline import Pipeline
 
 AUDIT_TABLE = f"{AUDIT_CATALOG}.audit.queries"
-MAX_LIMIT = 10_000
-MAX_ID = 2**63 - 1  # storage ids are 64-bit in every store
-_DIGITS = re.compile(r"[0-9]{1,19}")
 
 
 class AuditApi:
@@ -58,7 +54,7 @@ class AuditApi:
         except PermissionDenied as denied:
             return refuse(record, 403, "PERMISSION_DENIED", denied.message, decision=DENIED)
         try:
-            search = _search(request)
+            search = search_from_params(request.query_params)
             rows = await self.store.search(search)
         except SearchError as error:
             return refuse(record, 400, "INVALID_FUNCTION_ARGUMENT", str(error), decision=FAILED)
@@ -72,25 +68,3 @@ class AuditApi:
             query["before_id"] = str(rows[-1][0])
             body["next"] = f"{request.url.path}?{urlencode(query)}"
         return JSONResponse(body)
-
-
-def _search(request: Request) -> Search:
-    params = request.query_params
-    unknown = set(params) - {"user", "table", "decision", "since", "until", "limit", "before_id"}
-    if unknown:
-        raise SearchError(f"unknown parameter(s): {', '.join(sorted(unknown))}")
-    return Search(user=params.get("user"), table=params.get("table"), decision=params.get("decision"),
-                  since=parse_time(params.get("since"), "since"), until=parse_time(params.get("until"), "until"),
-                  limit=_int(params.get("limit"), "limit", 100, MAX_LIMIT),
-                  before_id=_int(params.get("before_id"), "before_id", None))
-
-
-def _int(value: str | None, name: str, default: int | None, maximum: int = MAX_ID) -> Any:
-    """A positive integer the stores can compare with (64-bit); ASCII digits only (`str.isdigit` also takes
-    `²` and other digits `int` refuses)."""
-    if value is None:
-        return default
-    if not _DIGITS.fullmatch(value) or not 0 < int(value) <= maximum:
-        raise SearchError(f"{name} must be an integer from 1 to {maximum}")
-    return int(value)
-

@@ -27,8 +27,13 @@ def json_error(status: int, name: str, message: str) -> Response:
 
 def refuse(record: AuditRecord, status: int, name: str, message: str, *, decision: str = FAILED) -> Response:
     """Answer an audited API call with an error, and say so in its audit record."""
-    record.decision, record.reason, record.error_name, record.error_message = decision, message, name, message
+    mark_refused(record, name, message, decision=decision)
     return json_error(status, name, message)
+
+
+def mark_refused(record: AuditRecord, name: str, message: str, *, decision: str = FAILED) -> None:
+    """Say in an audited call's record that it was refused (`refuse` answers JSON; the console a page)."""
+    record.decision, record.reason, record.error_name, record.error_message = decision, message, name, message
 
 
 async def authenticated(request: Request, pipeline: Pipeline) -> Identity | Response:
@@ -41,15 +46,16 @@ async def authenticated(request: Request, pipeline: Pipeline) -> Identity | Resp
 
 
 async def audited(request: Request, pipeline: Pipeline, identity: Identity, *, statement_type: str,
-                  answer: Callable[[AuditRecord], Awaitable[Response]], **fields: Any) -> Response:
-    """Run `answer` for an authenticated API call and journal its audit record (before the response leaves).
-    `answer` fills in the outcome; `fields` are record fields known up front (tables read, ...)."""
+                  answer: Callable[[AuditRecord], Awaitable[Response]], frontend: str = "api",
+                  **fields: Any) -> Response:
+    """Run `answer` for an authenticated API call (or console page) and journal its audit record (before the
+    response leaves). `answer` fills in the outcome; `fields` are record fields known up front (tables read)."""
     started = datetime.now(UTC)
     record = AuditRecord(event_id=uuid.uuid4().hex, received_at=utc_now(), finished_at="",
                          user_name=identity.user, user_groups=sorted(identity.groups),
                          auth_method=identity.auth_method,
                          client_address=request.client.host if request.client else None,
-                         source=request.headers.get("x-trino-source"), frontend="api",
+                         source=request.headers.get("x-trino-source"), frontend=frontend,
                          sql=f"{request.method} {request.url.path}?{request.url.query}",
                          statement_type=statement_type, cost_center=identity.cost_center, **fields)
     try:

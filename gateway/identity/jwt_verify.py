@@ -54,6 +54,20 @@ def unverified_header(token: str) -> dict[str, Any]:
     return header
 
 
+def token_expiry(token: str) -> float | None:
+    """The `exp` of a token the verifier has already accepted (a session bounded by it never outlives it);
+    None when it cannot be read."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        return None
+    exp = claims.get("exp") if isinstance(claims, dict) else None
+    return float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
+
+
 class JwtVerifier:
     def __init__(self, *, keys: KeySource, issuers: Sequence[str], audiences: Sequence[str],
                  algorithms: Sequence[str], leeway_seconds: float = 30.0,

@@ -16,6 +16,7 @@ from typing import Any
 
 from gateway.config import Settings
 from gateway.identity.api_keys import ApiKeyError, ApiKeyRecord, ApiKeys, KeyStoreUnavailable, utcnow
+from gateway.identity.model import attributes_from_pairs
 from gateway.identity.setup import build_key_store
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
@@ -67,8 +68,6 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
-    from gateway.tools import _attributes
-
     assert settings.identity.api_keys is not None
     store = build_key_store(settings.identity.api_keys)
     await store.start()
@@ -76,7 +75,11 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
         keys = ApiKeys(store)
         if args.keys_command == "create":
             groups = [g.strip() for g in args.groups.split(",") if g.strip()]
-            record, key = await keys.create(args.name, groups=groups, attributes=_attributes(args.attr),
+            try:
+                attributes = attributes_from_pairs(args.attr)
+            except ValueError as error:
+                raise SystemExit(f"--attr: {error}") from None
+            record, key = await keys.create(args.name, groups=groups, attributes=attributes,
                                             cost_center=args.cost_center, expires_in=args.expires)
             _announce("created", record, key)
         elif args.keys_command == "rotate":

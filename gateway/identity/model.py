@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -17,6 +17,28 @@ def _freeze(attributes: Mapping[str, Any]) -> Mapping[str, AttributeValue]:
     for key, value in attributes.items():
         frozen[key] = tuple(value) if isinstance(value, list | tuple | set | frozenset) else value
     return MappingProxyType(frozen)
+
+
+def attributes_from_pairs(pairs: Iterable[str]) -> dict[str, Any]:
+    """`KEY=VALUE` texts (`gateway explain --attr`, the console's explain page) -> identity attributes: a
+    comma-separated value is a list; numbers become numbers. Raises ValueError naming a malformed pair."""
+    attributes: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"attributes are KEY=VALUE, not {pair[:60]!r}")
+        items = [_scalar(v.strip()) for v in value.split(",")]
+        attributes[key.strip()] = items if len(items) > 1 else items[0]
+    return attributes
+
+
+def _scalar(text: str) -> str | int | float:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 @dataclass(frozen=True, slots=True)
