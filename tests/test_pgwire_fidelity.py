@@ -155,12 +155,13 @@ def test_bytea_round_trips_as_literal_and_parameter(session: psycopg.Connection[
     assert session.execute(f"SELECT '{escaped}'::bytea").fetchone() == (value,)
 
 
-@given(value=st.binary(max_size=64), text=st.text(alphabet=st.characters(exclude_characters="\\"), max_size=20))
+@given(value=st.binary(max_size=64), text=st.text(alphabet=st.characters(exclude_characters="\\", exclude_categories=["Cs"]),
+                                                     max_size=20))
 def test_bytea_input_reads_hex_and_escape_formats(value: bytes, text: str) -> None:
     assert bytea_input("\\x" + value.hex()) == value
     assert bytea_input("\\x" + " ".join(value.hex()[i:i + 2] for i in range(0, len(value) * 2, 2))) == value
     assert bytea_input("".join(f"\\{byte:03o}" for byte in value)) == value
     assert bytea_input(text + "\\\\") == text.encode() + b"\\"
-    for invalid in ("\\x4", "\\xzz", "a\\9"):
+    for invalid in ("\\x4", "\\xzz", "a\\9", "\ud800"):
         with pytest.raises(UserError):
             bytea_input(invalid)

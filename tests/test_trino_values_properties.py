@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import math
 from datetime import UTC, date, datetime, time, timedelta, timezone
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -102,8 +102,8 @@ def test_every_value_is_json_the_trino_client_reads_or_a_clear_refusal(case: tup
     column = column_json("c", kind)
     read_back = RowMapperFactory().create([column], legacy_primitive_types=False).map([json.loads(text)])[0][0]
     if kind.name in EXACT and not isinstance(value, str | bool | float) and value is not None:
-        if isinstance(value, Decimal):
-            assert read_back == value
+        if isinstance(value, Decimal):  # an engine value of another scale is rounded half up, as Trino casts
+            assert read_back == value.quantize(Decimal(1).scaleb(-kind.arguments[1]), rounding=ROUND_HALF_UP)
         elif kind.name == "date" and isinstance(value, date):
             assert read_back == (value.date() if isinstance(value, datetime) else value)
         elif kind.name in ("bigint", "integer", "varbinary", "varchar") and type(value) in (int, bytes, str):

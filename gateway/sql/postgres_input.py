@@ -39,7 +39,10 @@ def bytea_input(text: str) -> bytes:
         elif piece == "\\":
             raise _invalid(text)
         else:
-            out.extend(piece.encode("utf-8"))
+            try:
+                out.extend(piece.encode("utf-8"))
+            except UnicodeEncodeError:  # a lone surrogate: no UTF-8 client could have sent it
+                raise _invalid(text) from None
     return bytes(out)
 
 
