@@ -155,8 +155,8 @@ def test_bytea_round_trips_as_literal_and_parameter(session: psycopg.Connection[
     assert session.execute(f"SELECT '{escaped}'::bytea").fetchone() == (value,)
 
 
-@given(value=st.binary(max_size=64), text=st.text(alphabet=st.characters(exclude_characters="\\", exclude_categories=["Cs"]),
-                                                     max_size=20))
+@given(value=st.binary(max_size=64),
+       text=st.text(alphabet=st.characters(exclude_characters="\\", exclude_categories=["Cs"]), max_size=20))
 def test_bytea_input_reads_hex_and_escape_formats(value: bytes, text: str) -> None:
     assert bytea_input("\\x" + value.hex()) == value
     assert bytea_input("\\x" + " ".join(value.hex()[i:i + 2] for i in range(0, len(value) * 2, 2))) == value
