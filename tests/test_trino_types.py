@@ -11,7 +11,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -587,6 +587,49 @@ def test_declared_types_follow_trinos_rules(duckdb_gateway: GatewayProcess, case
     assert [_text_of(v) for v in rows[0]] == [case[2] for case in cases], sql
     if not legacy:  # the client's own parsers read every value by its declared type
         run(duckdb_gateway, sql, legacy=False)
+
+
+@given(narrow=st.sampled_from([("tinyint", 2**7), ("smallint", 2**15)]), data=st.data())
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_an_integer_literal_is_an_integer_beside_a_narrow_operand(
+        duckdb_gateway: GatewayProcess, narrow: tuple[str, int], data: st.DataObject) -> None:
+    """Trino types `SMALLINT '1' + 32767` as integer (32768); DuckDB would give the literal the operand's narrow
+    type and overflow. Any operator, either side, literals up to the narrow type's edge."""
+    name, bound = narrow
+    cases = data.draw(st.lists(st.tuples(st.integers(-bound, bound - 1), st.integers(0, bound - 1),
+                                         st.sampled_from(["+", "-", "*"]), st.booleans()), min_size=1, max_size=6))
+    columns, expected = [], []
+    for value, literal, op, literal_first in cases:
+        typed = f"{name.upper()} '{value}'"
+        columns.append(f"{literal} {op} {typed}" if literal_first else f"{typed} {op} {literal}")
+        left, right = (literal, value) if literal_first else (value, literal)
+        expected.append(str(left + right if op == "+" else left - right if op == "-" else left * right))
+    rows, types = run(duckdb_gateway, "SELECT " + ", ".join(columns), legacy=True)
+    assert types == ["integer"] * len(cases)
+    assert [_text_of(v) for v in rows[0]] == expected
+
+
+@st.composite
+def exact_decimal_literal(draw: st.DrawFn) -> tuple[str, Decimal, int, int]:
+    precision = draw(st.integers(1, 18))
+    scale = draw(st.integers(0, precision))
+    unscaled = draw(st.integers(10 ** (precision - 1) if precision > 1 else 0, 10**precision - 1))
+    value = Decimal(unscaled).scaleb(-scale)
+    return f"{value:f}" if scale else f"DECIMAL '{value:f}'", value, precision, scale
+
+
+@given(pairs=st.lists(st.tuples(exact_decimal_literal(), exact_decimal_literal()), min_size=1, max_size=6))
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_decimal_products_are_exact_past_eighteen_digits(
+        duckdb_gateway: GatewayProcess, pairs: list[tuple[tuple[str, Decimal, int, int], ...]]) -> None:
+    """decimal(p1,s1) * decimal(p2,s2) is decimal(p1 + p2, s1 + s2) in Trino, exact; DuckDB overflows past 18
+    digits when both operands have at most 18."""
+    sql = "SELECT " + ", ".join(f"{a[0]} * {b[0]}" for a, b in pairs)
+    rows, types = run(duckdb_gateway, sql, legacy=True)
+    assert types == [f"decimal({a[2] + b[2]},{a[3] + b[3]})" for a, b in pairs], sql
+    with localcontext(prec=80):  # products of up to 36 digits, exactly
+        expected = [f"{(a[1] * b[1]).quantize(Decimal(1).scaleb(-(a[3] + b[3]))):f}" for a, b in pairs]
+    assert [_text_of(v) for v in rows[0]] == expected, sql
 
 
 LEAF_TYPES = [t.TINYINT, t.SMALLINT, t.INTEGER, t.BIGINT, t.REAL, t.DOUBLE, t.decimal(10, 2), t.decimal(38, 0),

@@ -9,6 +9,12 @@
     decimal / decimal    Trino: decimal(min(38, p1 + s2 + max(0, s2 - s1)),   -> exact on the unscaled
     (or integer)         max(s1, s2)), rounded half up (DuckDB: a double)       integers (hugeint), then
                                                                                   scaled back to that type
+    smallint + 32767     Trino: an integer literal is an integer, so the sum  -> the literal is cast to integer
+    (tinyint, smallint)  is an integer (DuckDB: a literal takes the other        when the other operand is a
+                         operand's narrow type and overflows)                    tinyint or smallint
+    decimal * decimal    Trino: decimal(p1 + p2, s1 + s2), exact up to 38     -> the left operand is cast to
+    (or integer)         digits (DuckDB overflows past 18 digits when both       decimal(p1 + p2, s1) when
+                         operands have at most 18)                               p1 + p2 > 18
     CAST(s AS integer)   Trino: INVALID_CAST_ARGUMENT unless s is an integer  -> s is checked first (DuckDB
     from a string        literal (DuckDB rounds '1.5' to 2)                       rounds), the cast raises
                                                                                   "Cannot cast '…' to integer"
@@ -22,7 +28,7 @@ DuckDB; their messages are put in Trino's words where DuckDB's errors are transl
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -41,15 +47,24 @@ def trino_arithmetic(tree: exp.Expr, *, schema: Mapping[str, Any] | None = None,
                      dialect: str = "duckdb") -> exp.Expr:
     """Rewrite `/` and text-to-integer casts in place for DuckDB (see the module docstring); for PostgreSQL,
     whose other arithmetic is Trino's already, only decimal division. Returns the tree."""
-    nodes = _nodes(tree)
+    if dialect == "duckdb" and _mentions_narrow_integers(tree, schema):
+        _widen_integer_literals(tree, schema)
+    select = _nodes if dialect == "duckdb" else _divisions_and_casts  # PostgreSQL's numeric does not overflow
+    nodes = select(tree)
     if not nodes:
         return tree
-    typed: list[exp.Expr | None] = [*(_typed_nodes(tree, nodes, schema) or [])] or [None] * len(nodes)
+    typed: list[exp.Expr | None] = [*(_typed_nodes(tree, nodes, schema, select) or [])] or [None] * len(nodes)
     for node, copy in zip(nodes, typed, strict=True):
         left, right = _operand_kinds(copy)
         if dialect == "postgres":
             if isinstance(node, exp.Div) and (shapes := _decimal_operands(copy)) is not None:
                 node.replace(_numeric_division(node.this, node.expression, *shapes))
+        elif isinstance(node, exp.Mul):
+            if (shapes := _decimal_operands(copy)) is not None and shapes[0][0] + shapes[1][0] > _NARROW_DECIMAL:
+                (p1, s1), (p2, _) = shapes
+                wide = exp.DataType.build(f"DECIMAL({min(MAX_DECIMAL_PRECISION, p1 + p2)}, {s1})")
+                # exp.cast would keep an operand that is a decimal of any precision already
+                node.set("this", exp.Cast(this=node.this, to=wide))
         elif isinstance(node, exp.Cast):
             if right in exp.DataType.TEXT_TYPES:
                 _check_integer_text(node)
@@ -67,10 +82,14 @@ def trino_arithmetic(tree: exp.Expr, *, schema: Mapping[str, Any] | None = None,
 
 
 def _nodes(tree: exp.Expr) -> list[exp.Expr]:
-    """The divisions the client wrote in Trino SQL (typed: policy SQL is the backend's dialect, as written) and
-    the casts to an integer type, in depth-first order."""
-    return [node for node in tree.find_all(exp.Div, exp.Cast, bfs=False)
-            if (isinstance(node, exp.Div) and node.args.get("typed"))
+    """The divisions the client wrote in Trino SQL (typed: policy SQL is the backend's dialect, as written),
+    the multiplications and the casts to an integer type, in depth-first order."""
+    return _divisions_and_casts(tree, multiplications=True)
+
+
+def _divisions_and_casts(tree: exp.Expr, *, multiplications: bool = False) -> list[exp.Expr]:
+    return [node for node in tree.find_all(exp.Div, exp.Cast, exp.Mul, bfs=False)
+            if (isinstance(node, exp.Div) and node.args.get("typed")) or (multiplications and type(node) is exp.Mul)
             or (type(node) is exp.Cast and node.to.this in exp.DataType.INTEGER_TYPES)]
 
 
@@ -86,7 +105,51 @@ def _operand_kinds(copy: exp.Expr | None) -> Types:
     return _kind(copy.this), _kind(copy.expression)
 
 
-def _typed_nodes(tree: exp.Expr, nodes: list[exp.Expr], schema: Mapping[str, Any] | None) -> list[exp.Expr] | None:
+_NARROW_INTEGERS = {exp.DType.TINYINT, exp.DType.SMALLINT}
+_NARROW_NAMES = ("tinyint", "smallint", "int1", "int2")
+
+
+def _mentions_narrow_integers(tree: exp.Expr, schema: Mapping[str, Any] | None) -> bool:
+    """Whether a tinyint or smallint can be an operand at all (a cheap test before typing the tree)."""
+    def in_schema(value: object) -> bool:
+        if isinstance(value, Mapping):
+            return any(in_schema(inner) for inner in value.values())
+        return isinstance(value, str | exp.DataType) and str(value).lower().startswith(_NARROW_NAMES)
+
+    casts = any(cast.to.this in _NARROW_INTEGERS for cast in tree.find_all(exp.Cast))
+    return casts or in_schema(schema or {})
+
+
+def _integer_literal(node: exp.Expr) -> bool:
+    return _literal_digits(node) is not None
+
+
+def _literal_digits(node: exp.Expr) -> str | None:
+    """The digits of an integer literal (under any signs and parentheses), else None."""
+    while isinstance(node, exp.Neg | exp.Paren):
+        node = node.this
+    return node.name if isinstance(node, exp.Literal) and not node.is_string and node.name.isdigit() else None
+
+
+def _arithmetic_with_literals(tree: exp.Expr) -> list[exp.Expr]:
+    return [node for node in tree.find_all(exp.Add, exp.Sub, exp.Mul, exp.Mod, bfs=False)
+            if _integer_literal(node.this) or _integer_literal(node.expression)]
+
+
+def _widen_integer_literals(tree: exp.Expr, schema: Mapping[str, Any] | None) -> None:
+    """Cast each integer literal whose other operand is a tinyint or smallint to integer, Trino's type of it."""
+    nodes = _arithmetic_with_literals(tree)
+    typed = _typed_nodes(tree, nodes, schema, select=_arithmetic_with_literals) if nodes else None
+    for node, copy in zip(nodes, typed or [], strict=True):
+        for side, other in (("this", copy.expression), ("expression", copy.this)):
+            literal = node.args[side]
+            digits = _literal_digits(literal)
+            if digits is not None and _kind(other) in _NARROW_INTEGERS:
+                node.set(side, exp.cast(literal, exp.DType.BIGINT if int(digits) >= 2**31 else exp.DType.INT))
+
+
+def _typed_nodes(tree: exp.Expr, nodes: list[exp.Expr], schema: Mapping[str, Any] | None,
+                 select: Callable[[exp.Expr], list[exp.Expr]] | None = None) -> list[exp.Expr] | None:
     """Typed copies of `nodes` (None if they cannot be paired). Typed on a copy whose
     columns are qualified against the catalog, so the tree itself keeps its shape and output names; the copy's
     nodes pair with the originals by depth-first order, which qualification does not change."""
@@ -94,10 +157,10 @@ def _typed_nodes(tree: exp.Expr, nodes: list[exp.Expr], schema: Mapping[str, Any
     try:
         qualify_columns(typed, schema=ensure_schema(dict(schema or {}), dialect="trino"), expand_stars=False,
                         allow_partial_qualification=True, dialect="trino")
-    except SqlglotError:  # an unresolvable name: the engine reports it; typing just knows less
-        typed = tree.copy()
+    except (SqlglotError, AssertionError):  # an unresolvable name, or `SELECT * ... ORDER BY 1`, which sqlglot
+        typed = tree.copy()                   # asserts on without expanding the star: typing just knows less
     annotate_types(typed, schema=dict(schema) if schema else None, dialect="trino")
-    copies = _nodes(typed)
+    copies = (select or _nodes)(typed)
     return copies if len(copies) == len(nodes) else None
 
 
@@ -105,6 +168,7 @@ Shape = tuple[int, int]  # a decimal's (precision, scale)
 _INTEGER_SHAPES: dict[exp.DType, Shape] = {exp.DType.TINYINT: (3, 0), exp.DType.SMALLINT: (5, 0),
                                            exp.DType.INT: (10, 0), exp.DType.BIGINT: (19, 0)}
 MAX_DECIMAL_PRECISION = 38
+_NARROW_DECIMAL = 18  # DuckDB's widest decimal held in 64 bits
 
 
 def literal_decimal_shape(text: str) -> Shape | None:
@@ -161,7 +225,7 @@ def _shape(node: exp.Expr) -> tuple[Shape, bool] | None:
 
 
 def _decimal_operands(copy: exp.Expr | None) -> tuple[Shape, Shape] | None:
-    if not isinstance(copy, exp.Div):
+    if not isinstance(copy, exp.Div | exp.Mul):
         return None
     left, right = _shape(copy.this), _shape(copy.expression)
     if left is None or right is None or not (left[1] or right[1]):

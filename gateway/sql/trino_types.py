@@ -178,11 +178,20 @@ def _temporal(node: exp.Cast, kind: exp.DataType, dialect: str) -> exp.Expr:
             spaced = _SPACED_OFFSET.match(literal)
             if spaced:
                 node.set("this", exp.Literal.string(spaced.group(1) + spaced.group(2)))
-    if dialect == "postgres" and kind.expressions and precision is not None and precision < KEPT_DIGITS:
-        # PostgreSQL rounds to p itself, to 24:00:00 past a day's last instant (which no client reads); the
-        # encoder rounds to the declared precision as Trino does (sql/trino_output_types.py)
+    if (dialect == "postgres" or (dialect == "duckdb" and _is_output_column(node))) and kind.expressions \
+            and precision is not None and precision < KEPT_DIGITS:
+        # PostgreSQL rounds to p itself, to 24:00:00 past a day's last instant (which no client reads), DuckDB
+        # to milliseconds for p <= 3 (so .9445 would become .945, then .95): the engine keeps microseconds and the
+        # encoder rounds once to the declared precision as Trino does (sql/trino_output_types.py)
         node.set("to", exp.DataType(this=kind.this))
     return node
+
+
+def _is_output_column(node: exp.Expr) -> bool:
+    """Whether `node` is a result column of the statement, whose declared type the encoder rounds to."""
+    parent = node.parent.parent if isinstance(node.parent, exp.Alias) else node.parent
+    column = node.parent if isinstance(node.parent, exp.Alias) else node
+    return isinstance(parent, exp.Select) and parent.parent is None and column in parent.expressions
 
 
 def _interval(node: exp.Interval) -> exp.Expr:
