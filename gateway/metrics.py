@@ -114,8 +114,10 @@ class Metrics:
                                      "When the latest canary run finished (Unix time)", registry=r)
         self.canary_duration = Histogram("gateway_canary_duration_seconds", "Time to run every canary once",
                                          registry=r)
-        self.plan_cache = Counter("gateway_plan_cache", "Plan cache lookups by result (hit, miss)", ["result"],
-                                  registry=r)
+        self.plan_cache = Counter("gateway_plan_cache", "Plan cache lookups by result (hit, template, miss, "
+                                  "failed)", ["result"], registry=r)
+        self.plan_templates = Counter("gateway_plan_templates", "Plan templates tried, by outcome (proven, "
+                                      "refused)", ["outcome"], registry=r)
         # identity
         self.authentications = Counter("gateway_authentications", "Successful authentications by method "
                                        "(jwt, api_key, dev)", ["method"], registry=r)

@@ -8,12 +8,14 @@
 
 Metadata queries (information_schema, system.*) are not rewritten through table policies; they are restricted
 to the tables the caller may read. Plans are immutable and cached per (statement, session facts, identity,
-policy version, catalog snapshot), so a repeated dashboard query skips all of the above. `gateway explain`
-uses the same planner as the server.
+policy version, catalog snapshot), so a repeated dashboard query skips all of the above; a statement that
+differs from an earlier one only in its comparison constants reuses that plan's proven template
+(sql.templates). `gateway explain` uses the same planner as the server.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import threading
 import uuid
@@ -25,7 +27,16 @@ from cachetools import LRUCache
 from sqlglot import exp
 
 from gateway.catalog import CatalogSnapshot, TableName
-from gateway.errors import USER_ERROR, GatewayError, InternalError, NotFound, NotSupported, PermissionDenied, UserError
+from gateway.errors import (
+    USER_ERROR,
+    BackendUnavailable,
+    GatewayError,
+    InternalError,
+    NotFound,
+    NotSupported,
+    PermissionDenied,
+    UserError,
+)
 from gateway.identity import Identity
 from gateway.mask_key import MaskKey
 from gateway.metrics import Metrics
@@ -48,6 +59,7 @@ from gateway.sql.postgres_input import postgres_literals
 from gateway.sql.resolve import METADATA_TARGET, resolve_query
 from gateway.sql.rewrite import SecureViews, secure_rewrite
 from gateway.sql.show import describe_target, show_query
+from gateway.sql.templates import CutStatement, SqlTemplate, backend_template, cut_literals, literals_are_parameters
 from gateway.sql.trino_output_types import OutputType, output_types
 from gateway.types import BIGINT, BOOLEAN, VARCHAR
 
@@ -106,6 +118,9 @@ class Planner:
         # retrying one) is answered without parsing it again, and the cache holds no statement text.
         self._failures: LRUCache[tuple[object, ...], GatewayError] = LRUCache(maxsize=failed_cache_size)
         self._visibility: LRUCache[tuple[object, ...], Visibility] = LRUCache(maxsize=1024)
+        # By frame (sql.templates): a proven template, or SEEN (planned once: the next one builds a template, so
+        # a statement run once never pays for the probe) or REFUSED (its literals are not parameters)
+        self._templates: LRUCache[tuple[object, ...], _PlanTemplate | str] = LRUCache(maxsize=cache_size)
         self._lock = threading.Lock()  # large statements are planned on worker threads
 
     def plan(self, sql: str, *, session: Session, identity: Identity, snapshot: CatalogSnapshot,
@@ -127,6 +142,18 @@ class Planner:
         if failed is not None:
             self.metrics.plan_cache.labels("failed").inc()
             raise failed.detached()
+        cut = cut_literals(sql, session.dialect) if len(sql) <= _TEMPLATED_TEXT else None
+        template_key: tuple[object, ...] = (cut.key, *key[1:]) if cut is not None else ()
+        if cut is not None:
+            with self._lock:
+                template = self._templates.get(template_key)
+            if isinstance(template, _PlanTemplate):
+                self.limits.check_size(sql)  # the same tokens as the template's, but maybe longer literals
+                plan = template.plan(cut.values)
+                self.metrics.plan_cache.labels("template").inc()
+                with self._lock:
+                    self._plans[key] = plan
+                return plan
         self.metrics.plan_cache.labels("miss").inc()
         planning = _Planning(self, session=session, identity=identity, snapshot=snapshot, policy=policy)
         try:
@@ -142,7 +169,48 @@ class Planner:
         if plan.sql is not None and plan.change is None:
             with self._lock:
                 self._plans[key] = plan
+            if cut is not None and _templatable(plan):
+                self._learn_template(template_key, cut, plan, session=session, identity=identity,
+                                     snapshot=snapshot, policy=policy)
         return plan
+
+    def _learn_template(self, template_key: tuple[object, ...], cut: CutStatement, plan: Plan, *, session: Session,
+                        identity: Identity, snapshot: CatalogSnapshot, policy: PolicyContext) -> None:
+        with self._lock:
+            seen = self._templates.get(template_key)
+            if seen is None:
+                self._templates[template_key] = _SEEN
+            if seen != _SEEN:
+                return
+            self._templates[template_key] = _REFUSED  # until proven below; a concurrent planning does not probe
+        template = self._prove_template(cut, plan, session=session, identity=identity, snapshot=snapshot,
+                                        policy=policy)
+        self.metrics.plan_templates.labels("proven" if template is not None else "refused").inc()
+        if template is not None:
+            with self._lock:
+                self._templates[template_key] = template
+
+    def _prove_template(self, cut: CutStatement, plan: Plan, *, session: Session, identity: Identity,
+                        snapshot: CatalogSnapshot, policy: PolicyContext) -> _PlanTemplate | None:
+        """Plan the statement again with probe literals; a template if that proves them parameters (see
+        sql.templates), else None."""
+        assert plan.sql is not None and plan.target is not None
+        probes = cut.probes()
+        planning = _Planning(self, session=session, identity=identity, snapshot=snapshot, policy=policy)
+        try:
+            statement = planning.classify(cut.with_values(probes))
+            if not isinstance(statement, st.QueryStatement) or not literals_are_parameters(statement.tree, cut,
+                                                                                          probes):
+                return None
+            probe = planning.statement(statement)
+        except (GatewayError, RecursionError):
+            return None
+        if probe.sql is None or dataclasses.replace(probe, sql=plan.sql) != plan:
+            return None
+        sql = backend_template(probe.sql, probes, cut.classes, self.backends[plan.target].dialect)
+        if sql is None or sql.render(cut.values) != plan.sql:
+            return None
+        return _PlanTemplate(probe, sql)
 
     def visibility(self, identity: Identity, source: str | None, snapshot: CatalogSnapshot,
                    policy: PolicySet, grants: tuple[TableGrant, ...] = ()) -> Visibility:
@@ -162,6 +230,25 @@ class Planner:
         with self._lock:
             self._visibility[key] = visibility
         return visibility
+
+
+_SEEN, _REFUSED = "seen", "refused"
+_TEMPLATED_TEXT = 64 * 1024  # longer statements are rare and not worth the tokenizing on every miss
+
+
+@dataclass(frozen=True)
+class _PlanTemplate:
+    prototype: Plan  # planned with the probe literals
+    sql: SqlTemplate
+
+    def plan(self, values: tuple[str, ...]) -> Plan:
+        return dataclasses.replace(self.prototype, sql=self.sql.render(values))
+
+
+def _templatable(plan: Plan) -> bool:
+    """A backend query whose only literal-dependent part can be its SQL."""
+    return (plan.target is not None and plan.target != METADATA_TARGET and plan.columns is None and not plan.rows
+            and not plan.describe_output and plan.io_explain is None and plan.kill is None)
 
 
 def _generation(snapshot: CatalogSnapshot) -> weakref.ref[CatalogSnapshot]:
@@ -260,7 +347,9 @@ class _Planning:
             return Plan(kind, target=resolved.target, sql=sql, tables=resolved.tables,
                         rules=("metadata restricted to readable tables",), policy_version=policy.version,
                         restricted=True)
-        backend = planner.backends[resolved.target]
+        backend = planner.backends.get(resolved.target)
+        if backend is None:  # an offline tool whose backend could not be read (the server always has them all)
+            raise BackendUnavailable(f"Catalog '{resolved.target}' is not available")
         dialect = backend.dialect
         columns = columns_read(resolved.tree, self.snapshot.column_types())  # before the rewrite changes the tree
         deterministic = is_deterministic(resolved.tree)  # the user's SQL; policy SQL is the admin's

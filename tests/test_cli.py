@@ -68,6 +68,15 @@ def test_explain_shows_decision_rules_and_sql(tmp_path: Path, demo_database: Pat
     assert "Cannot select from table demo.tpch.orders" in denied.stdout
 
 
+def test_explain_with_an_unreadable_backend_says_so(tmp_path: Path) -> None:
+    """A backend whose database is missing: a plain answer naming the catalog, never a traceback."""
+    config = str(config_file(tmp_path, tmp_path / "missing.duckdb"))
+    result = gateway_cli("explain", "--config", config, "--user", "admin", "--sql", "SELECT 1")
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "Catalog 'demo' is not available" in result.stdout
+    assert "Traceback" not in result.stderr and "backend 'demo' is not reachable" in result.stderr
+
+
 def test_check_warns_of_unkeyed_digest_masks_and_explain_hides_the_key(tmp_path: Path, demo_database: Path) -> None:
     policies = tmp_path / "policies"
     shutil.copytree(POLICIES, policies)

@@ -8,10 +8,9 @@ statements, and compare what the caches hand out with what planning from scratch
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,24 +19,20 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.backends.duckdb import DuckDBBackend
 from gateway.cache.key import cache_key
 from gateway.cache.stage import CacheStage
 from gateway.cache.store import ResultCache
 from gateway.catalog import CatalogSnapshot
 from gateway.errors import GatewayError
 from gateway.identity import Identity
-from gateway.mask_key import MaskKey
-from gateway.metadata import build_metadata
 from gateway.metrics import Metrics
 from gateway.planner import Plan, Planner, PolicyContext
 from gateway.policy.load import load_policies
 from gateway.policy.model import PolicySet
 from gateway.session import Session
 from gateway.sql.rewrite import SecureViews
+from tests.planning_world import CATALOG, ROOT, World, open_world
 
-ROOT = Path(__file__).resolve().parent.parent
-CATALOG = "demo"
 STATEMENTS = (
     "SELECT c_mktsegment, count(*) AS customers FROM customer GROUP BY c_mktsegment ORDER BY 1",
     "SELECT c_name, c_phone, c_acctbal FROM customer WHERE c_custkey < 20 ORDER BY 1",
@@ -47,33 +42,9 @@ STATEMENTS = (
 )
 
 
-@dataclass(frozen=True)
-class World:
-    snapshot: CatalogSnapshot
-    policy: PolicyContext
-    mask_key: MaskKey
-    backend: DuckDBBackend
-
-    def planner(self) -> Planner:
-        return Planner(backends={CATALOG: self.backend}, default_catalog=CATALOG, version="test", metrics=Metrics(),
-                       mask_key=self.mask_key)
-
-
 @pytest.fixture(scope="module")
 def world(demo_database: Path) -> Iterator[World]:
-    backend = DuckDBBackend(name=CATALOG, path=demo_database)
-
-    async def tables() -> Any:
-        await backend.start()
-        return await backend.tables()
-
-    loop = asyncio.new_event_loop()  # its own loop: asyncio.run would unset the thread's loop other tests use
-    metadata = build_metadata({CATALOG: loop.run_until_complete(tables())}, workers=1, postgres_catalog=False)
-    yield World(metadata.snapshot, PolicyContext(load_policies(ROOT / "policies"), SecureViews()),
-                MaskKey.generate(), backend)
-    metadata.engine.close()
-    loop.run_until_complete(backend.close())
-    loop.close()
+    yield from open_world(demo_database)
 
 
 identities = st.builds(

@@ -59,10 +59,7 @@ class StatementLimits:
     def check_text(self, sql: str) -> None:
         """Raise QUERY_TEXT_TOO_LARGE / QUERY_REJECTED for a statement over a bound; a statement that does not
         even tokenize is left to the parser, which explains where it fails."""
-        size = len(sql.encode("utf-8", "surrogatepass")) if len(sql) * 4 > self.max_bytes else len(sql)
-        if size > self.max_bytes:
-            raise UserError(f"The statement is {size} bytes, more than the limit of {self.max_bytes} "
-                            f"(limits.max_statement_bytes)", error_name="QUERY_TEXT_TOO_LARGE")
+        self.check_size(sql)
         try:
             tokens = Trino().tokenize(sql)
         except TokenError:
@@ -81,6 +78,14 @@ class StatementLimits:
             raise UserError(f"The statement nests parentheses {deepest} deep, more than the limit of "
                             f"{self.max_depth} (limits.max_nesting_depth); simplify it",
                             error_name="QUERY_REJECTED")
+
+    def check_size(self, sql: str) -> None:
+        """The byte bound alone: for a statement whose tokens are those of one checked before (a plan
+        template's, with other literals)."""
+        size = len(sql.encode("utf-8", "surrogatepass")) if len(sql) * 4 > self.max_bytes else len(sql)
+        if size > self.max_bytes:
+            raise UserError(f"The statement is {size} bytes, more than the limit of {self.max_bytes} "
+                            f"(limits.max_statement_bytes)", error_name="QUERY_TEXT_TOO_LARGE")
 
     def check_tree(self, tree: exp.Expr) -> None:
         terms = 1 + sum(1 for _ in tree.find_all(exp.Connector))
