@@ -22,7 +22,7 @@ import trino
 from gateway.cost.alerts import Alert, AlertSink
 from gateway.cost.budgets import Budgets
 from gateway.cost.load import parse_costs
-from gateway.cost.meter import attribute, consumer_cost_center, price
+from gateway.cost.meter import Meter, attribute, consumer_cost_center, price
 from gateway.cost.model import Charge
 from gateway.cost.report import chargeback, parse_bound
 from gateway.identity import Identity
@@ -121,6 +121,24 @@ def test_attribution_splits_equally_over_the_tables_read_to_their_owners() -> No
     assert [(a.owner, a.owner_cost_center) for a in shares] == [
         ("sales-analytics", "CC-1042"), ("sales-analytics", "CC-1042"), ("platform", None)]
     assert sum(a.cost for a in attribute(0.5, [], tables)) == 0.5  # no table: unattributed, never lost
+
+
+def test_a_meter_remembers_owners_per_policy_version(tmp_path: Path) -> None:
+    """Owners are looked up once per table and policy version: a reloaded policy's owners apply at once."""
+    first = load_policies(POLICIES)
+    edited = tmp_path / "policies"
+    shutil.copytree(POLICIES, edited)
+    tables_file = edited / "tables.yaml"
+    tables_file.write_text(tables_file.read_text().replace("owner: sales-analytics", "owner: growth", 1))
+    second = load_policies(edited)
+    assert first.version != second.version
+    current = [first]
+    meter = Meter(costs=lambda: parse_costs({"cost.yaml": COSTS}), tables=lambda: current[0], backend_types={})
+    for policy, owner in ((first, "sales-analytics"), (second, "growth"), (first, "sales-analytics")):
+        current[0] = policy
+        for _ in range(2):
+            assert meter._owner(policy, "demo.tpch.customer")[0] == owner  # noqa: SLF001
+            assert [a.owner for a in attribute(1.0, ["demo.tpch.customer"], policy)] == [owner]
 
 
 def _charge(cost: float, center: str, n: int = 0) -> Charge:

@@ -69,17 +69,26 @@ def consumer_cost_center(identity: Identity, policy: CostPolicy) -> str:
     return UNASSIGNED
 
 
-def attribute(cost: float, tables: Sequence[str], policy: PolicySet) -> tuple[Attribution, ...]:
+Owner = tuple[str | None, str | None]  # a table's (owner, owner cost center)
+
+
+def table_owner(policy: PolicySet, table: str) -> Owner:
+    """From the table's policy entry; none when no single entry is the most specific."""
+    entries = equally_specific(policy, table.lower())
+    entry = entries[0] if len(entries) == 1 else None
+    return (entry.owner, entry.cost_center) if entry else (None, None)
+
+
+def attribute(cost: float, tables: Sequence[str], policy: PolicySet,
+              owner: Callable[[PolicySet, str], Owner] = table_owner) -> tuple[Attribution, ...]:
     """Equal shares per table read; a table without a (single) policy entry has no owner."""
     if not tables:
         return (Attribution(table_name=None, owner=None, owner_cost_center=None, share=1.0, cost=cost),)
     share = 1.0 / len(tables)
     result = []
     for table in tables:
-        entries = equally_specific(policy, table.lower())
-        entry = entries[0] if len(entries) == 1 else None
-        result.append(Attribution(table_name=table, owner=entry.owner if entry else None,
-                                  owner_cost_center=entry.cost_center if entry else None, share=share,
+        name, cost_center = owner(policy, table)
+        result.append(Attribution(table_name=table, owner=name, owner_cost_center=cost_center, share=share,
                                   cost=cost * share))
     return tuple(result)
 
@@ -94,6 +103,8 @@ class Meter:
         self._tables = tables
         self._types = dict(backend_types)  # catalog name -> backend type
         self.on_charge = on_charge
+        # Each table's owner under one policy version (ranking the entries is most of a charge's work)
+        self._owners: tuple[str, dict[str, Owner]] = ("", {})
 
     def cost_center_of(self, identity: Identity) -> str:
         """The cost center `identity`'s queries are charged to, under the cost policy in force."""
@@ -120,4 +131,18 @@ class Meter:
             statement_type=record.statement_type, resource_group=record.resource_group, cache_hit=cache_hit,
             cost=cost, figures=figures,
             tags={"source": record.source, "client_tags": list(record.client_tags), "client_info": client_info},
-            attributions=attribute(cost, record.tables_read, self._tables()))
+            attributions=attribute(cost, record.tables_read, self._tables(), self._owner))
+
+    def _owner(self, policy: PolicySet, table: str) -> Owner:
+        version, owners = self._owners
+        if version != policy.version:
+            owners = {}
+            self._owners = (policy.version, owners)
+        if table not in owners:
+            if len(owners) >= _OWNERS_KEPT:
+                owners.clear()
+            owners[table] = table_owner(policy, table)
+        return owners[table]
+
+
+_OWNERS_KEPT = 10_000  # tables; past that the memo starts again (a catalog this large is rare)
