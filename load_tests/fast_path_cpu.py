@@ -1,13 +1,15 @@
 """Benchmark: the CPU time one query costs the gateway, against the trivial responder, in one process.
 
-    .venv/bin/python -m load_tests.fast_path_cpu [--requests 3000] [--scale 0.01]
+    .venv/bin/python -m load_tests.fast_path_cpu [--requests 3000] [--scale 0.01] [--user admin]
 
 The wrk figures of `load_tests.fast_path` move with everyone else's load on a shared machine (the gateway's
 one event-loop thread waits for a core). This one calls each ASGI application directly — no sockets, no
 client, the same request bytes — `--requests` times in a row, 8 at a time (like 8 connections), and divides
 the CPU time of the whole process (its audit writer thread included) by the queries answered. Reference: the
-trivial responder's application (load_tests/_trivial.py) measured the same way in the same run. Audit (SQLite),
-metering and INFO logging are on, logging to a file as `gateway serve` does.
+trivial responder's application (load_tests/_trivial.py) measured the same way in the same run. The point query
+(a new key each time, so neither cache helps) is also measured against DuckDB queried in-process, 8 threads, its
+CPU per query the same way. Audit (SQLite), metering and INFO logging are on, logging to a file as `gateway serve`
+does. `--user alice` measures a caller with a row filter and column masks (planning does more).
 """
 
 from __future__ import annotations
@@ -15,9 +17,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import random
 import shutil
+import threading
 import time
+from collections.abc import Callable
 
+import duckdb
 import yaml
 from starlette.applications import Starlette
 from starlette.routing import Route
@@ -28,16 +34,16 @@ from gateway.config import load_settings
 from load_tests import _trivial
 from load_tests._gateway import BENCH_DIR, demo_config, demo_database
 from load_tests.fast_path import DASHBOARD
-from load_tests.trino_protocol import fmt, machine_note, ratio
+from load_tests.trino_protocol import SCHEMA, fmt, machine_note, max_customer_key, point_query, ratio
 
 WORKDIR = BENCH_DIR / "fast_path_cpu"
 CONCURRENCY = 8
 
 
-async def post(app: ASGIApp, sql: str) -> bytes:
+async def post(app: ASGIApp, sql: str, user: str = "admin") -> bytes:
     """One POST /v1/statement as uvicorn hands it to the application; the response body."""
     body = sql.encode()
-    headers = [(b"host", b"127.0.0.1:8080"), (b"x-trino-user", b"admin"), (b"x-trino-catalog", b"demo"),
+    headers = [(b"host", b"127.0.0.1:8080"), (b"x-trino-user", user.encode()), (b"x-trino-catalog", b"demo"),
                (b"x-trino-schema", b"tpch"), (b"content-type", b"text/plain; charset=utf-8"),
                (b"content-length", str(len(body)).encode())]
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
@@ -61,17 +67,19 @@ async def post(app: ASGIApp, sql: str) -> bytes:
     return b"".join(chunks)
 
 
-async def cpu_per_query(app: ASGIApp, sql: str, requests: int) -> float:
-    """CPU microseconds of this process per answered query; every answer must be a finished one."""
+async def cpu_per_query(app: ASGIApp, sql: str | Callable[[], str], requests: int, user: str = "admin") -> float:
+    """CPU microseconds of this process per answered query; every answer must be a finished one. `sql` is one
+    statement, or a function giving a new one for each request."""
+    statement = sql if callable(sql) else lambda: sql
     for _ in range(50):
-        await post(app, sql)  # warm: plan and result caches, first-call costs
+        await post(app, statement(), user)  # warm: plan and result caches, first-call costs
     remaining = requests
 
     async def client() -> None:
         nonlocal remaining
         while remaining > 0:
             remaining -= 1
-            answer = await post(app, sql)
+            answer = await post(app, statement(), user)
             if b'"FINISHED"' not in answer or b'"error"' in answer or b'"nextUri"' in answer:
                 raise RuntimeError(f"not a finished answer: {answer[:300]!r}")
 
@@ -80,8 +88,48 @@ async def cpu_per_query(app: ASGIApp, sql: str, requests: int) -> float:
     return (time.process_time() - began) * 1e6 / requests
 
 
-async def measure(requests: int, scale: float) -> None:
+def duckdb_cpu_per_query(database: str, sql: Callable[[], str], requests: int) -> float:
+    """The reference for the point query: DuckDB in this process, CONCURRENCY threads with a cursor each."""
+    connection = duckdb.connect(database, read_only=True)
+    remaining = requests
+    lock = threading.Lock()
+    failures: list[BaseException] = []
+
+    def client() -> None:
+        try:
+            answer()
+        except BaseException as error:
+            failures.append(error)
+
+    def answer() -> None:
+        nonlocal remaining
+        cursor = connection.cursor()
+        cursor.execute(f"USE {SCHEMA}")  # a cursor starts in the default schema
+        while True:
+            with lock:
+                if remaining <= 0:
+                    return
+                remaining -= 1
+            if len(cursor.execute(sql()).fetchall()) != 1:
+                raise RuntimeError("the point query did not find its row")
+
+    threads = [threading.Thread(target=client) for _ in range(CONCURRENCY)]
+    began = time.process_time()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    cpu = (time.process_time() - began) * 1e6 / requests
+    connection.close()
+    if failures:
+        raise failures[0]
+    return cpu
+
+
+async def measure(requests: int, scale: float, user: str) -> None:
     database = demo_database(scale)
+    point = point_query(max_customer_key(database))
+    rng = random.Random(17)
     shutil.rmtree(WORKDIR, ignore_errors=True)
     WORKDIR.mkdir(parents=True)
     config = demo_config(database, audit={"store": f"sqlite:///{WORKDIR / 'audit.db'}",
@@ -95,23 +143,29 @@ async def measure(requests: int, scale: float) -> None:
     await gateway.start()
     try:
         reference = await cpu_per_query(trivial, "SELECT 1", requests)
-        rows = [("select1", await cpu_per_query(app, "SELECT 1", requests)),
-                ("cache_hit", await cpu_per_query(app, DASHBOARD, requests))]
+        rows = [("select1", await cpu_per_query(app, "SELECT 1", requests, user)),
+                ("cache_hit", await cpu_per_query(app, DASHBOARD, requests, user))]
+        point_cpu = await cpu_per_query(app, lambda: point.trino_sql(rng), requests, user)
     finally:
         await gateway.stop()
+    direct = duckdb_cpu_per_query(str(database), lambda: point.duckdb_sql(rng), requests)
     print(machine_note())
-    print(f"\nin-process ASGI calls, {requests} queries, {CONCURRENCY} at a time; CPU of the whole process")
+    print(f"\nin-process ASGI calls as {user}, {requests} queries, {CONCURRENCY} at a time; CPU of the whole process")
     print(f"{'path':<12} {'cpu us/q':>9} {'x trivial':>10} {'q/s/core':>9}")
     for name, cpu in [("trivial", reference), *rows]:
         print(f"{name:<12} {fmt(cpu):>9} {fmt(ratio(cpu, reference), 2):>10} {fmt(1e6 / cpu):>9}")
+    print(f"\n{'path':<12} {'cpu us/q':>9} {'of duckdb':>10} {'q/s/core':>9}")
+    for name, cpu in [("duckdb", direct), ("point", point_cpu)]:
+        print(f"{name:<12} {fmt(cpu):>9} {fmt(ratio(direct, cpu), 2):>10} {fmt(1e6 / cpu):>9}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--scale", type=float, default=0.01)
+    parser.add_argument("--user", default="admin", help="a dev user of the demo (admin sees every row)")
     args = parser.parse_args(argv)
-    asyncio.run(measure(args.requests, args.scale))
+    asyncio.run(measure(args.requests, args.scale, args.user))
     return 0
 
 
