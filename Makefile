@@ -43,11 +43,14 @@ $(FAKESNOW): tests/fakesnow/requirements.txt
 	touch $(FAKESNOW)
 
 # Long soak tests are marked @pytest.mark.slow and skipped here; run them with `make test-slow`.
+# Two pytest processes (pytest-xdist), each taking a whole test file at a time, so a file's module
+# fixtures (gateway processes, databases) are made once; TEST_WORKERS=0 runs everything in one process.
+TEST_WORKERS ?= 2
 test: lint $(JS_CLIENTS) $(DBT) $(FAKESNOW)
-	$(PY) -m pytest -q -m "not slow" $(ARGS)
+	$(PY) -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadfile $(ARGS)
 
 test-slow: $(STAMP) $(JS_CLIENTS) $(DBT) $(FAKESNOW)
-	$(PY) -m pytest -q -m slow $(ARGS)
+	$(PY) -m pytest -q -m slow -n $(TEST_WORKERS) --dist loadfile $(ARGS)
 
 bench: $(STAMP)
 	$(PY) -m load_tests.trino_protocol $(ARGS)
