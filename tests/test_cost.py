@@ -137,7 +137,7 @@ def test_a_meter_remembers_owners_per_policy_version(tmp_path: Path) -> None:
     for policy, owner in ((first, "sales-analytics"), (second, "growth"), (first, "sales-analytics")):
         current[0] = policy
         for _ in range(2):
-            assert meter._owner(policy, "demo.tpch.customer")[0] == owner  # noqa: SLF001
+            assert meter._owner(policy, "demo.tpch.customer")[0] == owner
             assert [a.owner for a in attribute(1.0, ["demo.tpch.customer"], policy)] == [owner]
 
 
