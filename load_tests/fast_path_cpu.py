@@ -1,14 +1,15 @@
 """Benchmark: the CPU time one query costs the gateway, against the trivial responder, in one process.
 
-    .venv/bin/python -m load_tests.fast_path_cpu [--requests 3000] [--scale 0.01] [--user admin]
+    .venv/bin/python -m load_tests.fast_path_cpu [--requests 3000] [--scale 0.1] [--user admin]
 
 The wrk figures of `load_tests.fast_path` move with everyone else's load on a shared machine (the gateway's
 one event-loop thread waits for a core). This one calls each ASGI application directly — no sockets, no
 client, the same request bytes — `--requests` times in a row, 8 at a time (like 8 connections), and divides
 the CPU time of the whole process (its audit writer thread included) by the queries answered. Reference: the
 trivial responder's application (load_tests/_trivial.py) measured the same way in the same run. The point query
-(a new key each time, so neither cache helps) is also measured against DuckDB queried in-process, 8 threads, its
-CPU per query the same way. Audit (SQLite), metering and INFO logging are on, logging to a file as `gateway serve`
+(a key never asked before each time, so neither cache helps: the database needs as many customers as queries,
+15,000 at the default scale) is also measured against DuckDB queried in-process, 8 threads, the same statements,
+its CPU per query the same way. Audit (SQLite), metering and INFO logging are on, logging to a file as `gateway serve`
 does. `--user alice` measures a caller with a row filter and column masks (planning does more).
 """
 
@@ -34,7 +35,7 @@ from gateway.config import load_settings
 from load_tests import _trivial
 from load_tests._gateway import BENCH_DIR, demo_config, demo_database
 from load_tests.fast_path import DASHBOARD
-from load_tests.trino_protocol import SCHEMA, fmt, machine_note, max_customer_key, point_query, ratio
+from load_tests.trino_protocol import SCHEMA, distinct_point_queries, fmt, machine_note, max_customer_key, ratio
 
 WORKDIR = BENCH_DIR / "fast_path_cpu"
 CONCURRENCY = 8
@@ -67,11 +68,14 @@ async def post(app: ASGIApp, sql: str, user: str = "admin") -> bytes:
     return b"".join(chunks)
 
 
+WARM_REQUESTS = 50
+
+
 async def cpu_per_query(app: ASGIApp, sql: str | Callable[[], str], requests: int, user: str = "admin") -> float:
     """CPU microseconds of this process per answered query; every answer must be a finished one. `sql` is one
-    statement, or a function giving a new one for each request."""
+    statement, or a function giving a new one for each request (WARM_REQUESTS more than `requests`)."""
     statement = sql if callable(sql) else lambda: sql
-    for _ in range(50):
+    for _ in range(WARM_REQUESTS):
         await post(app, statement(), user)  # warm: plan and result caches, first-call costs
     remaining = requests
 
@@ -128,8 +132,8 @@ def duckdb_cpu_per_query(database: str, sql: Callable[[], str], requests: int) -
 
 async def measure(requests: int, scale: float, user: str) -> None:
     database = demo_database(scale)
-    point = point_query(max_customer_key(database))
-    rng = random.Random(17)
+    through, direct_sql = distinct_point_queries(max_customer_key(database), requests + WARM_REQUESTS,
+                                                 random.Random(17))
     shutil.rmtree(WORKDIR, ignore_errors=True)
     WORKDIR.mkdir(parents=True)
     config = demo_config(database, audit={"store": f"sqlite:///{WORKDIR / 'audit.db'}",
@@ -145,10 +149,10 @@ async def measure(requests: int, scale: float, user: str) -> None:
         reference = await cpu_per_query(trivial, "SELECT 1", requests)
         rows = [("select1", await cpu_per_query(app, "SELECT 1", requests, user)),
                 ("cache_hit", await cpu_per_query(app, DASHBOARD, requests, user))]
-        point_cpu = await cpu_per_query(app, lambda: point.trino_sql(rng), requests, user)
+        point_cpu = await cpu_per_query(app, iter(through).__next__, requests, user)
     finally:
         await gateway.stop()
-    direct = duckdb_cpu_per_query(str(database), lambda: point.duckdb_sql(rng), requests)
+    direct = duckdb_cpu_per_query(str(database), iter(direct_sql[WARM_REQUESTS:]).__next__, requests)
     print(machine_note())
     print(f"\nin-process ASGI calls as {user}, {requests} queries, {CONCURRENCY} at a time; CPU of the whole process")
     print(f"{'path':<12} {'cpu us/q':>9} {'x trivial':>10} {'q/s/core':>9}")
@@ -162,7 +166,7 @@ async def measure(requests: int, scale: float, user: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=3000)
-    parser.add_argument("--scale", type=float, default=0.01)
+    parser.add_argument("--scale", type=float, default=0.1)
     parser.add_argument("--user", default="admin", help="a dev user of the demo (admin sees every row)")
     args = parser.parse_args(argv)
     asyncio.run(measure(args.requests, args.scale, args.user))

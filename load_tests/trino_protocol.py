@@ -66,19 +66,36 @@ def fixed_query(name: str, sql: str, expected_rows: int) -> Query:
     return Query(name, lambda _: sql, lambda _: direct, expected_rows)
 
 
-def point_query(max_key: int) -> Query:
-    """`SELECT * FROM customer WHERE c_custkey = k` with a fresh random key (1..max_key) on each execution."""
-    template = "SELECT * FROM customer WHERE c_custkey = {key}"
-    direct = sqlglot.transpile(template.format(key=POINT_KEY_SENTINEL), read="trino", write="duckdb")[0]
+POINT_SQL = "SELECT * FROM customer WHERE c_custkey = {key}"
+
+
+def _point_duckdb_template() -> str:
+    direct = sqlglot.transpile(POINT_SQL.format(key=POINT_KEY_SENTINEL), read="trino", write="duckdb")[0]
     if direct.count(str(POINT_KEY_SENTINEL)) != 1:
         raise RuntimeError(f"unexpected transpilation of the point query: {direct}")
-    direct_template = direct.replace(str(POINT_KEY_SENTINEL), "{key}")
+    return direct.replace(str(POINT_KEY_SENTINEL), "{key}")
+
+
+def point_query(max_key: int) -> Query:
+    """`SELECT * FROM customer WHERE c_custkey = k` with a fresh random key (1..max_key) on each execution."""
+    direct_template = _point_duckdb_template()
     return Query(
         "point",
-        lambda rng: template.format(key=rng.randint(1, max_key)),
+        lambda rng: POINT_SQL.format(key=rng.randint(1, max_key)),
         lambda rng: direct_template.format(key=rng.randint(1, max_key)),
         expected_rows=1,
     )
+
+
+def distinct_point_queries(max_key: int, count: int, rng: random.Random) -> tuple[list[str], list[str]]:
+    """`count` point queries with keys that never repeat (so the result cache cannot answer any of them), as
+    (Trino SQL, DuckDB SQL) lists in the same key order."""
+    if count > max_key:
+        raise SystemExit(f"{count} point queries need {count} distinct customer keys; the database has {max_key}: "
+                         f"use a larger --scale")
+    keys = rng.sample(range(1, max_key + 1), count)
+    direct_template = _point_duckdb_template()
+    return [POINT_SQL.format(key=k) for k in keys], [direct_template.format(key=k) for k in keys]
 
 
 def tpch_sql(number: int) -> str:

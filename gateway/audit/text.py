@@ -56,14 +56,17 @@ def original_text(text: str) -> str:
     return _UNESCAPE.sub(_unescape_one, text[len(ESCAPED):])
 
 
+_PLAIN = frozenset({int, float, bool, type(None)})
+
+
 def storable(value: Any) -> Any:
     """`value` with every string in it (list items, dict keys and values too) made storable."""
     if isinstance(value, str):
         return storable_text(value)
-    if isinstance(value, list):
-        return [storable(v) for v in value]
-    if isinstance(value, tuple):
-        return tuple(storable(v) for v in value)
+    if isinstance(value, (list, tuple)):
+        # every ledger row passes here: its plain items are taken without a call each
+        items = [storable_text(v) if type(v) is str else v if type(v) in _PLAIN else storable(v) for v in value]
+        return items if isinstance(value, list) else tuple(items)
     if isinstance(value, dict):
         return {storable(k): storable(v) for k, v in value.items()}
     return value

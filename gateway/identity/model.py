@@ -58,6 +58,8 @@ class Identity:
     # Which token it came from, for the audit trail; not part of who it is (plans and caches ignore them).
     token_kid: str | None = field(default=None, compare=False)
     token_jti: str | None = field(default=None, compare=False)
+    # Plans, caches and admission key by identity several times per query: its hash is computed once.
+    _hash: int = field(default=0, init=False, repr=False, compare=False)
 
     @classmethod
     def create(
@@ -80,8 +82,10 @@ class Identity:
         )
 
     def __hash__(self) -> int:
-        return hash((self.user, self.groups, tuple(sorted(self.attributes.items())), self.cost_center,
-                     self.principal))
+        if not self._hash:
+            object.__setattr__(self, "_hash", hash((self.user, self.groups, tuple(sorted(self.attributes.items())),
+                                                    self.cost_center, self.principal)) or 1)
+        return self._hash
 
     def acting_as(self, user: str) -> Identity:
         """This principal acting as `user` (impersonation, once policy allows it). The session user's own
