@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import random
 import shutil
 import threading
 import time
@@ -132,8 +131,7 @@ def duckdb_cpu_per_query(database: str, sql: Callable[[], str], requests: int) -
 
 async def measure(requests: int, scale: float, user: str) -> None:
     database = demo_database(scale)
-    through, direct_sql = distinct_point_queries(max_customer_key(database), requests + WARM_REQUESTS,
-                                                 random.Random(17))
+    through, direct_sql = distinct_point_queries(max_customer_key(database), requests + WARM_REQUESTS)
     shutil.rmtree(WORKDIR, ignore_errors=True)
     WORKDIR.mkdir(parents=True)
     config = demo_config(database, audit={"store": f"sqlite:///{WORKDIR / 'audit.db'}",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import platform
 import random
@@ -76,24 +77,30 @@ def _point_duckdb_template() -> str:
     return direct.replace(str(POINT_KEY_SENTINEL), "{key}")
 
 
+def _point_keys(max_key: int) -> list[int]:
+    return random.Random(17).sample(range(1, max_key + 1), max_key)
+
+
 def point_query(max_key: int) -> Query:
-    """`SELECT * FROM customer WHERE c_custkey = k` with a fresh random key (1..max_key) on each execution."""
+    """`SELECT * FROM customer WHERE c_custkey = k`, the keys dealt from one shuffled deck of 1..max_key shared by
+    every caller (the `rng` argument is not used): no key repeats before all max_key were asked, so the result
+    cache answers none of the first max_key executions."""
     direct_template = _point_duckdb_template()
+    next_key = itertools.cycle(_point_keys(max_key)).__next__
     return Query(
         "point",
-        lambda rng: POINT_SQL.format(key=rng.randint(1, max_key)),
-        lambda rng: direct_template.format(key=rng.randint(1, max_key)),
+        lambda _: POINT_SQL.format(key=next_key()),
+        lambda _: direct_template.format(key=next_key()),
         expected_rows=1,
     )
 
 
-def distinct_point_queries(max_key: int, count: int, rng: random.Random) -> tuple[list[str], list[str]]:
-    """`count` point queries with keys that never repeat (so the result cache cannot answer any of them), as
-    (Trino SQL, DuckDB SQL) lists in the same key order."""
+def distinct_point_queries(max_key: int, count: int) -> tuple[list[str], list[str]]:
+    """`count` point queries with keys that never repeat, as (Trino SQL, DuckDB SQL) lists in the same key order."""
     if count > max_key:
         raise SystemExit(f"{count} point queries need {count} distinct customer keys; the database has {max_key}: "
                          f"use a larger --scale")
-    keys = rng.sample(range(1, max_key + 1), count)
+    keys = _point_keys(max_key)[:count]
     direct_template = _point_duckdb_template()
     return [POINT_SQL.format(key=k) for k in keys], [direct_template.format(key=k) for k in keys]
 
@@ -342,7 +349,7 @@ async def _httpx_load(url: str, connections: int, seconds: float, max_key: int) 
             count = 0
             while count < MAX_QUERIES_PER_CLIENT and time.perf_counter() < deadline:
                 count += 1
-                sql = f"SELECT * FROM customer WHERE c_custkey = {rng.randint(1, max_key)}"
+                sql = POINT_SQL.format(key=rng.randint(1, max_key))
                 began = time.perf_counter()
                 try:
                     response = await client.post("/v1/statement", content=sql)
