@@ -314,10 +314,10 @@ def find_wrk(install: bool) -> str | None:
 def run_wrk(wrk: str, url: str, connections: int, seconds: float, max_key: int, *, script: Path = LUA_SCRIPT,
             script_args: list[str] | None = None) -> HttpResult:
     """wrk against `url`/v1/statement with a Lua script that prints a BENCH line (point_query.lua by default,
-    whose arguments are the key range, schema and user)."""
+    whose arguments are the key range, schema, user and wrk's thread count)."""
     threads = max(1, min(connections, os.cpu_count() or 1))
     duration = max(1, round(seconds))
-    arguments = script_args if script_args is not None else [str(max_key), SCHEMA, USER]
+    arguments = script_args if script_args is not None else [str(max_key), SCHEMA, USER, str(threads)]
     command = [wrk, "-t", str(threads), "-c", str(connections), "-d", f"{duration}s", "--timeout", "10s",
                "-s", str(script), f"{url}/v1/statement", "--", *arguments]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60, check=False)
@@ -336,6 +336,7 @@ def run_wrk(wrk: str, url: str, connections: int, seconds: float, max_key: int, 
 
 async def _httpx_load(url: str, connections: int, seconds: float, max_key: int) -> HttpResult:
     headers = {"X-Trino-User": USER, "X-Trino-Catalog": CATALOG, "X-Trino-Schema": SCHEMA}
+    next_key = itertools.cycle(_point_keys(max_key)).__next__  # the benchmark's one deck: no key repeats early
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     latencies: list[float] = []
     failed = 0
@@ -343,13 +344,12 @@ async def _httpx_load(url: str, connections: int, seconds: float, max_key: int) 
         start = time.perf_counter()
         deadline = start + seconds
 
-        async def worker(index: int) -> None:
+        async def worker() -> None:
             nonlocal failed
-            rng = random.Random(index)
             count = 0
             while count < MAX_QUERIES_PER_CLIENT and time.perf_counter() < deadline:
                 count += 1
-                sql = POINT_SQL.format(key=rng.randint(1, max_key))
+                sql = POINT_SQL.format(key=next_key())
                 began = time.perf_counter()
                 try:
                     response = await client.post("/v1/statement", content=sql)
@@ -365,7 +365,7 @@ async def _httpx_load(url: str, connections: int, seconds: float, max_key: int) 
                 else:
                     failed += 1
 
-        await asyncio.gather(*(worker(i) for i in range(connections)))
+        await asyncio.gather(*(worker() for _ in range(connections)))
         elapsed_total = time.perf_counter() - start
     return HttpResult("httpx (asyncio)", connections, elapsed_total, len(latencies) + failed, len(latencies),
                       failed, percentile(latencies, 50) * 1000, percentile(latencies, 99) * 1000,
