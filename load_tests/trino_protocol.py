@@ -81,12 +81,17 @@ def _point_keys(max_key: int) -> list[int]:
     return random.Random(17).sample(range(1, max_key + 1), max_key)
 
 
+def _key_dealer(max_key: int) -> Callable[[], int]:
+    """The next key of the benchmark's one shuffled deck, starting over only after all max_key were dealt."""
+    return itertools.cycle(_point_keys(max_key)).__next__
+
+
 def point_query(max_key: int) -> Query:
     """`SELECT * FROM customer WHERE c_custkey = k`, the keys dealt from one shuffled deck of 1..max_key shared by
     every caller (the `rng` argument is not used): no key repeats before all max_key were asked, so the result
     cache answers none of the first max_key executions."""
     direct_template = _point_duckdb_template()
-    next_key = itertools.cycle(_point_keys(max_key)).__next__
+    next_key = _key_dealer(max_key)
     return Query(
         "point",
         lambda _: POINT_SQL.format(key=next_key()),
@@ -336,7 +341,7 @@ def run_wrk(wrk: str, url: str, connections: int, seconds: float, max_key: int, 
 
 async def _httpx_load(url: str, connections: int, seconds: float, max_key: int) -> HttpResult:
     headers = {"X-Trino-User": USER, "X-Trino-Catalog": CATALOG, "X-Trino-Schema": SCHEMA}
-    next_key = itertools.cycle(_point_keys(max_key)).__next__  # the benchmark's one deck: no key repeats early
+    next_key = _key_dealer(max_key)
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     latencies: list[float] = []
     failed = 0
