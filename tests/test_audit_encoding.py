@@ -8,6 +8,7 @@ import asyncio
 import copy
 import hashlib
 import json
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 
 from gateway.audit.chain import Chain, _reference, canonical
 from gateway.audit.record import FIELDS, AuditRecord, utc_now
-from gateway.audit.stores.sqlite import SQLiteStore
+from gateway.audit.stores.sqlite import MAX_ROWS_PER_INSERT, SQLiteStore, insert_rows
 from gateway.audit.text import ESCAPED
 from gateway.audit.trail import AuditTrail, TrailOptions
 from gateway.audit.verify import Verifier
@@ -155,3 +156,54 @@ def test_batches_store_every_attempt_in_chain_order_for_any_interleaving(
         assert not list((directory / "spool").glob("*.jsonl"))
 
     asyncio.run(scenario())
+
+
+# what SQLite itself stores: text without lone surrogates, 64-bit integers, any float, blobs, NULL
+_stored_scalars = (st.none() | st.integers(min_value=-(2**63), max_value=2**63 - 1) | floats
+                   | st.text(st.characters(codec="utf-8"), max_size=12) | st.binary(max_size=8))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 5).flatmap(lambda width: st.tuples(
+    st.just(width), st.lists(st.tuples(st.integers(0, 40), *[_stored_scalars] * width), max_size=700))),
+    st.sampled_from([None, 7, 40, 999]))
+def test_rows_inserted_in_chunks_are_exactly_the_rows_executemany_inserts(
+        table: tuple[int, list[tuple[Any, ...]]], variable_limit: int | None) -> None:
+    """The SQLite store writes a batch several rows per statement (insert_rows); the table it leaves is the
+    one a statement per row leaves: every value and its storage class, in order, duplicates of a unique key
+    ignored alike; and a batch of n rows takes about n/256 + log2(n) statements, never one per row."""
+    width, rows = table
+    connection = sqlite3.connect(":memory:", isolation_level=None)
+    if variable_limit is not None:
+        connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, variable_limit)
+    columns = ", ".join(f"c{i}" for i in range(width))
+    for name in ("chunked", "each"):
+        connection.execute(f"CREATE TABLE {name} (k INTEGER UNIQUE, {columns})")
+    statements: list[str] = []
+    connection.set_trace_callback(statements.append)
+    insert_rows(connection, f"INSERT OR IGNORE INTO chunked (k, {columns})", rows)
+    connection.set_trace_callback(None)
+    connection.executemany(f"INSERT OR IGNORE INTO each (k, {columns}) VALUES ({', '.join('?' * (width + 1))})",
+                           rows)
+    shown = ", ".join(f"typeof(c{i}), c{i}" for i in range(width))
+    chunked, each = (connection.execute(f"SELECT rowid, k, {shown} FROM {name} ORDER BY rowid").fetchall()
+                     for name in ("chunked", "each"))
+    assert repr(chunked) == repr(each)  # repr: NaN is stored as NULL by both, -0.0 kept apart from 0.0
+    per_statement = max(1, min(MAX_ROWS_PER_INSERT, (variable_limit or 32766) // (width + 1)))
+    assert len(statements) <= len(rows) // per_statement + per_statement.bit_length()
+    connection.close()
+
+
+def test_a_refused_row_refuses_its_whole_batch_as_executemany_does() -> None:
+    """A NOT NULL violation anywhere in a batch raises, so the store rolls the batch back and bisects."""
+    connection = sqlite3.connect(":memory:", isolation_level=None)
+    connection.execute("CREATE TABLE t (a TEXT NOT NULL)")
+    rows = [("x",)] * 300 + [(None,)] + [("y",)] * 20
+    connection.execute("BEGIN")
+    try:
+        insert_rows(connection, "INSERT INTO t (a)", rows)
+    except sqlite3.IntegrityError:
+        connection.execute("ROLLBACK")
+    else:
+        raise AssertionError("a NULL in a NOT NULL column was inserted")
+    assert connection.execute("SELECT count(*) FROM t").fetchone() == (0,)

@@ -15,6 +15,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
+
 from gateway.audit.chain import Checkpoint
 from gateway.audit.record import FIELDS, AuditRecord, format_time, parse_time
 from gateway.audit.search import Search
@@ -30,9 +32,7 @@ from gateway.audit.stores.base import (
 from gateway.backends.base import Backend
 from gateway.cost.ledger import (
     ATTRIBUTION_COLUMNS,
-    ATTRIBUTION_FIELDS,
     CHARGE_COLUMNS,
-    CHARGE_FIELDS,
     attribution_from_row,
     billing_tables,
     charge_from_row,
@@ -148,18 +148,15 @@ class SQLiteStore(AuditStore):
             charged, attributed = charge_rows(charges, time=str, bool_as_int=True)
         except (TypeError, ValueError) as error:  # a field the store cannot hold (a corrupted journal)
             raise RecordsRefused(f"a record cannot be converted for the SQLite audit store: {error}") from None
-        marks = ", ".join("?" * len(FIELDS))
 
         def insert(connection: sqlite3.Connection) -> None:
             connection.execute("BEGIN IMMEDIATE")
             try:
-                connection.executemany(f"INSERT OR IGNORE INTO queries ({COLUMNS}) VALUES ({marks})", rows)
+                insert_rows(connection, f"INSERT OR IGNORE INTO queries ({COLUMNS})", rows)
                 stored = _attributed(connection, [row[0] for row in charged])  # a batch written again
-                connection.executemany(f"INSERT OR IGNORE INTO charges ({CHARGE_COLUMNS}) VALUES "
-                                       f"({', '.join('?' * len(CHARGE_FIELDS))})", charged)
-                connection.executemany(f"INSERT INTO attributions ({ATTRIBUTION_COLUMNS}) VALUES "
-                                       f"({', '.join('?' * len(ATTRIBUTION_FIELDS))})",
-                                       [a for a in attributed if a[0] not in stored])
+                insert_rows(connection, f"INSERT OR IGNORE INTO charges ({CHARGE_COLUMNS})", charged)
+                insert_rows(connection, f"INSERT INTO attributions ({ATTRIBUTION_COLUMNS})",
+                            [a for a in attributed if a[0] not in stored])
                 connection.execute("COMMIT")
             except BaseException:
                 connection.execute("ROLLBACK")
@@ -276,13 +273,37 @@ class SQLiteStore(AuditStore):
                                      *access_tables("audit", time_type=VARCHAR)])
 
 
+MAX_ROWS_PER_INSERT = 256
+
+
+def insert_rows(connection: sqlite3.Connection, insert: str, rows: Sequence[Sequence[Any]]) -> None:
+    """`insert` (an INSERT up to its VALUES) of every row, several rows per statement.
+
+    `executemany` steps its statement once per row, and the sqlite3 module lets go of the GIL around every
+    step: on a busy gateway each row then waits for the event loop to give the GIL back (up to the switch
+    interval, 5 ms), so a batch of a thousand records took seconds and the store's health probe, queued
+    behind it, timed out. Rows go in chunks whose sizes are powers of two up to MAX_ROWS_PER_INSERT (so a
+    handful of statement texts serve every batch from the connection's statement cache), each chunk one
+    statement: one wait instead of hundreds."""
+    if not rows:
+        return
+    width = len(rows[0])
+    largest = max(1, min(MAX_ROWS_PER_INSERT, connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // width))
+    one = f"({', '.join('?' * width)})"
+    start = 0
+    while start < len(rows):
+        size = min(largest, 1 << ((len(rows) - start).bit_length() - 1))
+        chunk = rows[start:start + size]
+        connection.execute(f"{insert} VALUES {', '.join([one] * size)}", [value for row in chunk for value in row])
+        start += size
+
+
 def _attributed(connection: sqlite3.Connection, events: Sequence[str]) -> set[str]:
-    """Of `events`, those whose attributions are already stored."""
+    """Of `events`, those whose attributions are already stored (one statement text for any number)."""
     if not events:
         return set()
-    marks = ", ".join("?" * len(events))
-    rows = connection.execute(f"SELECT DISTINCT event_id FROM attributions WHERE event_id IN ({marks})",
-                              list(events)).fetchall()
+    rows = connection.execute("SELECT DISTINCT event_id FROM attributions WHERE event_id IN "
+                              "(SELECT value FROM json_each(?))", (orjson.dumps(list(events)).decode(),)).fetchall()
     return {r[0] for r in rows}
 
 
