@@ -124,8 +124,18 @@ class RedisSlots(SlotPool):
         self._task = asyncio.create_task(self._sync_forever(), name="workload-redis-sync")
 
     async def close(self) -> None:
+        """Give back what this replica holds, then close the client. Every call this pool started has ended
+        before the client closes (a call still running then would leave its connection to the garbage
+        collector): the sync loop is cancelled and awaited, slots being given back get the same 2 s as the
+        rest of shutdown, then are cancelled."""
         if self._task is not None:
             self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)  # its end, however it came
+        if self._background:
+            _, unfinished = await asyncio.wait(list(self._background), timeout=2)
+            for task in unfinished:
+                task.cancel()
+            await asyncio.gather(*unfinished, return_exceptions=True)
         held = list(self._running) + list(self._waiting)
         self._running.clear()
         self._waiting.clear()
