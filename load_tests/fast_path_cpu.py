@@ -2,21 +2,23 @@
 
     .venv/bin/python -m load_tests.fast_path_cpu [--requests 3000] [--scale 0.1] [--user admin]
 
-The wrk figures of `load_tests.fast_path` move with everyone else's load on a shared machine (the gateway's
-one event-loop thread waits for a core). This one calls each ASGI application directly — no sockets, no
-client, the same request bytes — `--requests` times in a row, 8 at a time (like 8 connections), and divides
-the CPU time of the whole process (its audit writer thread included) by the queries answered. Reference: the
-trivial responder's application (load_tests/_trivial.py) measured the same way in the same run. The point query
-(a key never asked before each time, so neither cache helps: the database needs as many customers as queries,
-15,000 at the default scale) is also measured against DuckDB queried in-process, 8 threads, the same statements,
-its CPU per query the same way. Audit (SQLite), metering and INFO logging are on, logging to a file as `gateway serve`
-does. `--user alice` measures a caller with a row filter and column masks (planning does more).
+The wrk figures of `load_tests.fast_path` move with everyone else's load on a shared machine (the gateway's one
+event-loop thread waits for a core). This one calls each ASGI application directly — no sockets, no client, the
+same request bytes — `--requests` times in a row, 8 at a time (like 8 connections), and divides the CPU time of
+the whole process (its audit writer thread included) by the queries answered. Reference: the trivial responder's
+application (load_tests/_trivial.py) measured the same way in the same run. The point query (a key never asked
+before each time, so neither cache helps: the database needs as many customers as queries, 15,000 at the default
+scale) is also measured against DuckDB queried in-process, 8 threads, the same statements, its CPU per query the
+same way. Audit (SQLite), metering and INFO logging are on, with the log format and garbage-collector tuning of
+`gateway serve` (logging to a file instead of stderr). `--user alice` measures a caller with a row filter and
+column masks (planning does more).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import shutil
 import threading
@@ -31,6 +33,8 @@ from starlette.types import ASGIApp, Message
 
 from gateway.app import Gateway
 from gateway.config import load_settings
+from gateway.logs import configure_logging
+from gateway.server import tune_garbage_collector
 from load_tests import _trivial
 from load_tests._gateway import BENCH_DIR, demo_config, demo_database
 from load_tests.fast_path import DASHBOARD
@@ -138,11 +142,15 @@ async def measure(requests: int, scale: float, user: str) -> None:
                                           "spool_dir": str(WORKDIR / "spool")},
                          masking={"key_file": str(WORKDIR / "mask.key")})
     (WORKDIR / "gateway.yaml").write_text(yaml.safe_dump(config))
-    logging.basicConfig(filename=WORKDIR / "gateway.log", level=logging.INFO)
+    settings = load_settings(WORKDIR / "gateway.yaml")
+    configure_logging(settings.logging)  # the formatter `gateway serve` logs with, to a file instead of stderr
+    log_file = open(WORKDIR / "gateway.log", "w")  # noqa: SIM115 - closed below
+    logging.getLogger().handlers[0].setStream(log_file)  # type: ignore[attr-defined]
     trivial: ASGIApp = Starlette(routes=[Route("/v1/statement", _trivial.statement, methods=["POST"])])
-    gateway = Gateway(load_settings(WORKDIR / "gateway.yaml"))
+    gateway = Gateway(settings)
     app: ASGIApp = gateway.asgi()
     await gateway.start()
+    tune_garbage_collector()  # as the server does once it has started
     try:
         reference = await cpu_per_query(trivial, "SELECT 1", requests)
         rows = [("select1", await cpu_per_query(app, "SELECT 1", requests, user)),
@@ -150,6 +158,8 @@ async def measure(requests: int, scale: float, user: str) -> None:
         point_cpu = await cpu_per_query(app, iter(through).__next__, requests, user)
     finally:
         await gateway.stop()
+        log_file.close()
+        gc.unfreeze()  # what start-up froze is garbage now (DuckDB's bindings report it as leaked otherwise)
     direct = duckdb_cpu_per_query(str(database), iter(direct_sql[WARM_REQUESTS:]).__next__, requests)
     print(machine_note())
     print(f"\nin-process ASGI calls as {user}, {requests} queries, {CONCURRENCY} at a time; CPU of the whole process")
