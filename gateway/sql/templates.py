@@ -23,14 +23,17 @@ the planner uses, so a quote or backslash in a new value is written exactly as p
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlglot import Dialect, exp
 from sqlglot.errors import SqlglotError
-from sqlglot.tokenizer_core import TokenType
+from sqlglot.tokenizer_core import Token, TokenType
+from sqlglot.tokens import Tokenizer
 
 STRING, INTEGER, BIGINT = "string", "integer", "bigint"
 _CLASS_LIMITS = ((INTEGER, 2**31), (BIGINT, 2**63))
@@ -74,7 +77,7 @@ class CutStatement:
 def cut_literals(sql: str, dialect: str) -> CutStatement | None:
     """`sql` cut at its plain string and integer literals; None when it has none or does not tokenize."""
     try:
-        tokens = Dialect.get_or_raise(dialect).tokenize(sql)
+        tokens = _tokens(sql, dialect)
     except SqlglotError:
         return None
     frame: list[str] = []
@@ -93,6 +96,21 @@ def cut_literals(sql: str, dialect: str) -> CutStatement | None:
         return None
     frame.append(sql[end:])
     return CutStatement(tuple(frame), tuple(classes), tuple(values))
+
+
+_local = threading.local()
+
+
+def _tokens(sql: str, dialect: str) -> list[Token]:
+    """`sql`'s tokens, by one tokenizer per dialect and thread: making a tokenizer costs more than tokenizing a
+    short statement, and one is not safe to share between threads (large statements plan on worker threads)."""
+    tokenizers: dict[str, Tokenizer] | None = getattr(_local, "tokenizers", None)
+    if tokenizers is None:
+        tokenizers = _local.tokenizers = {}
+    tokenizer = tokenizers.get(dialect)
+    if tokenizer is None:
+        tokenizer = tokenizers[dialect] = Dialect.get_or_raise(dialect).tokenizer()
+    return tokenizer.tokenize(sql)
 
 
 def _literal_class(token_type: TokenType, text: str, source: str) -> str | None:
@@ -154,8 +172,21 @@ class SqlTemplate:
 
 
 def _written(value: str, kind: str, dialect: str) -> str:
+    if kind != STRING and _CANONICAL_DIGITS.fullmatch(value) and _writes_integers_as_digits(dialect):
+        return value  # what the generator would write, without building and generating an expression
     literal = exp.Literal.string(value) if kind == STRING else exp.Literal.number(value)
     return literal.sql(dialect=dialect)
+
+
+_CANONICAL_DIGITS = re.compile(r"0|[1-9][0-9]*")
+
+
+@functools.cache
+def _writes_integers_as_digits(dialect: str) -> bool:
+    """Whether the dialect's generator writes an integer literal as its digits (checked once, at each class's
+    bounds and between them)."""
+    samples = ("0", "7", "2147483647", "2147483648", "1234567890123", "9223372036854775807")
+    return all(exp.Literal.number(value).sql(dialect=dialect) == value for value in samples)
 
 
 def backend_template(probe_sql: str, probes: Sequence[str], classes: Sequence[str], dialect: str) -> SqlTemplate | None:
