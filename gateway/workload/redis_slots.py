@@ -60,6 +60,7 @@ log = logging.getLogger("gateway.workload")
 
 CONNECTION_RETRIES = 2  # a call takes at most (1 + CONNECTION_RETRIES) x redis_timeout_seconds + backoff
 HEALTH_CHECK_SECONDS = 5.0  # a connection idle longer is checked (PING) before it is used
+SHUTDOWN_SECONDS = 2.0  # what close() may spend giving slots back before their leases are left to expire
 
 
 def redis_client(url: str, timeout_seconds: float) -> Redis:
@@ -124,15 +125,17 @@ class RedisSlots(SlotPool):
         self._task = asyncio.create_task(self._sync_forever(), name="workload-redis-sync")
 
     async def close(self) -> None:
-        """Give back what this replica holds, then close the client. Every call this pool started has ended
-        before the client closes (a call still running then would leave its connection to the garbage
-        collector): the sync loop is cancelled and awaited, slots being given back get the same 2 s as the
-        rest of shutdown, then are cancelled."""
+        """Give back what this replica holds, then close the client, within SHUTDOWN_SECONDS. Every call this
+        pool started has ended before the client closes (a call still running then would leave its
+        connection to the garbage collector): the sync loop is cancelled and awaited, and slots being given
+        back share the shutdown's time with the ones given back here, then are cancelled."""
+        deadline = asyncio.get_running_loop().time() + SHUTDOWN_SECONDS
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)  # its end, however it came
         if self._background:
-            _, unfinished = await asyncio.wait(list(self._background), timeout=2)
+            remaining = max(0.0, deadline - asyncio.get_running_loop().time())
+            _, unfinished = await asyncio.wait(list(self._background), timeout=remaining)
             for task in unfinished:
                 task.cancel()
             await asyncio.gather(*unfinished, return_exceptions=True)
@@ -141,7 +144,7 @@ class RedisSlots(SlotPool):
         self._waiting.clear()
         if held and self._up:
             try:
-                async with asyncio.timeout(2):
+                async with asyncio.timeout_at(deadline):
                     for query_id in held:
                         await self._release(keys=self._keys, args=[query_id])
             except (RedisError, TimeoutError) as error:
