@@ -30,11 +30,56 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def listens_on(pid: int, port: int) -> bool:
+    """Whether process `pid` holds the socket listening on TCP `port` (Linux: /proc; elsewhere assumed)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            return True  # no /proc to ask
+        for row in rows:
+            fields = row.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                inodes.add(f"socket:[{fields[9]}]")
+    try:
+        descriptors = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
+    for descriptor in descriptors:
+        try:
+            if os.readlink(descriptor) in inodes:
+                return True
+        except OSError:
+            continue
+    return False
+
+
 class GatewayProcess:
+    """A gateway subprocess on a port of its own. `free_port` only names a port free at that moment: a test on
+    another pytest worker can be handed the same number before either process listens. So the process counts
+    as ready only once the socket answering on its port is its own (another gateway answering there is not
+    this one), and one that finds its port taken starts again on another (BIND_ATTEMPTS in all)."""
+
+    BIND_ATTEMPTS = 3
+
     def __init__(self, workdir: Path, config: dict[str, Any], *, env: dict[str, str] | None = None,
                  module: str = "gateway.cli", cwd: Path | None = None, ready_timeout: float = 60.0) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.host = HOST
+        for attempt in range(1, self.BIND_ATTEMPTS + 1):
+            self._spawn(workdir, config, env=env, module=module, cwd=cwd)
+            try:
+                self._wait_ready(ready_timeout)
+                return
+            except BaseException:
+                taken = self._port_was_taken()  # before stop(): the process ended on its own
+                self.stop()
+                if attempt == self.BIND_ATTEMPTS or not taken:
+                    raise
+
+    def _spawn(self, workdir: Path, config: dict[str, Any], *, env: dict[str, str] | None, module: str,
+               cwd: Path | None) -> None:
         self.port = free_port()
         # One process unless a test asks for workers: most tests read one process's metrics and state.
         config = {**config, "server": {"workers": 1, **config.get("server", {}), "host": self.host,
@@ -48,11 +93,9 @@ class GatewayProcess:
             [sys.executable, "-m", module, "serve", "--config", str(self.config_path)],
             stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=cwd,
         )
-        try:
-            self._wait_ready(ready_timeout)
-        except BaseException:
-            self.stop()
-            raise
+
+    def _port_was_taken(self) -> bool:
+        return self.process.poll() is not None and "address already in use" in self.log().lower()
 
     @property
     def url(self) -> str:
@@ -64,7 +107,8 @@ class GatewayProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"gateway exited with {self.process.returncode}:\n{self.log()}")
             try:
-                if httpx.get(f"{self.url}/health/ready", timeout=1, verify=False).status_code == 200:
+                if (httpx.get(f"{self.url}/health/ready", timeout=1, verify=False).status_code == 200
+                        and listens_on(self.process.pid, self.port)):
                     return
             except httpx.HTTPError:
                 pass
