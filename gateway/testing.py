@@ -56,10 +56,11 @@ def listens_on(pid: int, port: int) -> bool:
 
 
 class GatewayProcess:
-    """A gateway subprocess on a port of its own. `free_port` only names a port free at that moment: a test on
+    """A gateway subprocess on ports of its own. `free_port` only names a port free at that moment: a test on
     another pytest worker can be handed the same number before either process listens. So the process counts
-    as ready only once the socket answering on its port is its own (another gateway answering there is not
-    this one), and one that finds its port taken starts again on another (BIND_ATTEMPTS in all)."""
+    as ready only once the sockets listening on its ports (HTTP, and pgwire when the config opens it: any
+    `server.pgwire_port` is replaced by one picked here, `pgwire_port`) are its own, and one that finds a
+    port taken starts again on others (BIND_ATTEMPTS in all)."""
 
     BIND_ATTEMPTS = 3
 
@@ -81,9 +82,12 @@ class GatewayProcess:
     def _spawn(self, workdir: Path, config: dict[str, Any], *, env: dict[str, str] | None, module: str,
                cwd: Path | None) -> None:
         self.port = free_port()
+        server = config.get("server", {})
+        # A config that opens the PostgreSQL wire port gets one picked here too, per attempt (`pgwire_port`)
+        self.pgwire_port: int | None = free_port() if server.get("pgwire_port") else None
         # One process unless a test asks for workers: most tests read one process's metrics and state.
-        config = {**config, "server": {"workers": 1, **config.get("server", {}), "host": self.host,
-                                       "port": self.port}}
+        config = {**config, "server": {"workers": 1, **server, "host": self.host, "port": self.port,
+                                       **({"pgwire_port": self.pgwire_port} if self.pgwire_port else {})}}
         self.scheme = "https" if config["server"].get("tls") else "http"
         self.config_path = workdir / f"gateway-{self.port}.yaml"
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))  # backends: first is default
@@ -108,7 +112,8 @@ class GatewayProcess:
                 raise RuntimeError(f"gateway exited with {self.process.returncode}:\n{self.log()}")
             try:
                 if (httpx.get(f"{self.url}/health/ready", timeout=1, verify=False).status_code == 200
-                        and listens_on(self.process.pid, self.port)):
+                        and all(listens_on(self.process.pid, port) for port in (self.port, self.pgwire_port)
+                                if port is not None)):
                     return
             except httpx.HTTPError:
                 pass

@@ -133,11 +133,12 @@ def main() -> None:
                         results[("pgbouncer", protocol)] = pgbench(
                             script, host="127.0.0.1", port=port, user=warehouse.reader,
                             database=warehouse.database, protocol=protocol, **run)
-            pg_port = free_port()
             config = {"backends": {"pg": {"type": "postgres", "dsn": warehouse.dsn}},
                       "policies": {"dir": str(REPO / "policies")}, "cache": {"enabled": False},
-                      "logging": {"level": "WARNING"}, "server": {"pgwire_port": pg_port}}
+                      "logging": {"level": "WARNING"}, "server": {"pgwire_port": True}}  # the port: picked there
             gateway = GatewayProcess(Path(work), config)
+            assert gateway.pgwire_port is not None
+            pg_port = gateway.pgwire_port
             try:
                 for user in ("admin", "alice"):
                     for protocol in protocols:

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from gateway.testing import free_port
 from tests.conftest import GatewayProcess
 
 
@@ -16,9 +15,10 @@ class PgGateway:
     """A gateway process and its pgwire port."""
 
     def __init__(self, workdir: Path, config: dict[str, Any]) -> None:
-        self.pg_port = free_port()
-        server = {**config.get("server", {}), "pgwire_port": self.pg_port, "shutdown_grace_seconds": 2}
+        server = {**config.get("server", {}), "pgwire_port": True, "shutdown_grace_seconds": 2}  # port: picked there
         self.process = GatewayProcess(workdir, {**config, "server": server})
+        assert self.process.pgwire_port is not None
+        self.pg_port = self.process.pgwire_port
         self.host = self.process.host
 
     def dsn(self, user: str = "alice", *, dbname: str = "demo", **options: str) -> str:

@@ -61,3 +61,14 @@ def test_listens_on_names_the_process_holding_the_socket(impostor: int) -> None:
     assert not listens_on(os.getpid(), testing.free_port())
     with httpx.Client() as client:
         assert client.get(f"http://{HOST}:{impostor}/health/ready").status_code == 200
+
+
+def test_a_pgwire_port_held_by_another_process_is_not_taken_either(
+        demo_database: Path, tmp_path: Path, impostor: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_free_port = testing.free_port
+    handed = iter([real_free_port(), impostor])  # the HTTP port is free, the pgwire port is held
+    monkeypatch.setattr(testing, "free_port", lambda: next(handed, None) or real_free_port())
+    config = demo_config(demo_database, server={"pgwire_port": True})
+    with GatewayProcess(tmp_path, config) as gateway:
+        assert gateway.pgwire_port is not None and gateway.pgwire_port != impostor
+        assert listens_on(gateway.process.pid, gateway.pgwire_port)
