@@ -16,35 +16,48 @@ import duckdb
 import snowflake.connector
 
 from gateway.demo import TPCH_TABLES
-from gateway.testing import free_port
+from gateway.testing import free_port, listens_on
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKESNOW_PYTHON = ROOT / ".venv-fakesnow" / "bin" / "python"
 SERVE = ROOT / "tests" / "fakesnow" / "serve.py"
+START_ATTEMPTS = 3
 
 
 class FakeSnow:
     """A fakesnow server on a free port, and the statement parameters it received."""
 
     def __init__(self, workdir: Path) -> None:
+        self.database = f"GW_{uuid.uuid4().hex[:10].upper()}"
+        for _ in range(START_ATTEMPTS):  # a port another process was handed too: start again on another
+            self._start(workdir)
+            if self._ready():
+                break
+            self.stop()
+        else:
+            raise RuntimeError("fakesnow did not start")
+        with self.connect() as connection, connection.cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE {self.database}")
+
+    def _start(self, workdir: Path) -> None:
         self.port = free_port()
         self.record = workdir / f"fakesnow-{self.port}.jsonl"
-        self.database = f"GW_{uuid.uuid4().hex[:10].upper()}"
         self._log = open(workdir / f"fakesnow-{self.port}.log", "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen([str(FAKESNOW_PYTHON), str(SERVE), str(self.port), str(self.record)],
                                         stdout=self._log, stderr=subprocess.STDOUT)
+
+    def _ready(self) -> bool:
+        """Answering on its port, from its own socket (not another server handed the same port)."""
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and self.process.poll() is None:
             try:
                 self.connect().close()
-                break
+                if listens_on(self.process.pid, self.port):
+                    return True
             except snowflake.connector.errors.Error:
-                time.sleep(0.2)
-        else:
-            self.stop()
-            raise RuntimeError("fakesnow did not start")
-        with self.connect() as connection, connection.cursor() as cursor:
-            cursor.execute(f"CREATE DATABASE {self.database}")
+                pass
+            time.sleep(0.2)
+        return False
 
     def connect(self, **options: Any) -> Any:
         return snowflake.connector.connect(user="loader", password="x", account="gwtest", host="127.0.0.1",
