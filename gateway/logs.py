@@ -10,7 +10,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
 from gateway.config_reader import Check, Reader, one_of, read_section
 from gateway.errors import InternalError
@@ -102,8 +102,9 @@ class TextFormatter(logging.Formatter):
         return text
 
 
-def configure_logging(settings: LoggingSettings) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+def configure_logging(settings: LoggingSettings, stream: TextIO | None = None) -> None:
+    """Every log line to `stream` (standard error unless given) in the configured format."""
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(JsonFormatter() if settings.format == "json" else TextFormatter())
     # Neither format shows the thread or process: LogRecord need not look them up for every line.
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False

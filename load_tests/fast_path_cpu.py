@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import logging
 import shutil
 import threading
 import time
@@ -143,9 +142,8 @@ async def measure(requests: int, scale: float, user: str) -> None:
                          masking={"key_file": str(WORKDIR / "mask.key")})
     (WORKDIR / "gateway.yaml").write_text(yaml.safe_dump(config))
     settings = load_settings(WORKDIR / "gateway.yaml")
-    configure_logging(settings.logging)  # the formatter `gateway serve` logs with, to a file instead of stderr
     log_file = open(WORKDIR / "gateway.log", "w")  # noqa: SIM115 - closed below
-    logging.getLogger().handlers[0].setStream(log_file)  # type: ignore[attr-defined]
+    configure_logging(settings.logging, log_file)  # as `gateway serve` logs, to a file instead of stderr
     trivial: ASGIApp = Starlette(routes=[Route("/v1/statement", _trivial.statement, methods=["POST"])])
     gateway = Gateway(settings)
     app: ASGIApp = gateway.asgi()
