@@ -29,22 +29,28 @@ class FakeSnow:
 
     def __init__(self, workdir: Path) -> None:
         self.database = f"GW_{uuid.uuid4().hex[:10].upper()}"
-        for _ in range(START_ATTEMPTS):  # a port another process was handed too: start again on another
+        for attempt in range(1, START_ATTEMPTS + 1):
             self._start(workdir)
             if self._ready():
                 break
+            taken = self.process.poll() is not None and "address already in use" in self._log_text()
             self.stop()
-        else:
-            raise RuntimeError("fakesnow did not start")
+            if attempt == START_ATTEMPTS or not taken:  # only a port another process was handed too is retried
+                raise RuntimeError("fakesnow did not start")
         with self.connect() as connection, connection.cursor() as cursor:
             cursor.execute(f"CREATE DATABASE {self.database}")
 
     def _start(self, workdir: Path) -> None:
         self.port = free_port()
         self.record = workdir / f"fakesnow-{self.port}.jsonl"
-        self._log = open(workdir / f"fakesnow-{self.port}.log", "wb")  # noqa: SIM115 - closed in stop()
+        self._log_path = workdir / f"fakesnow-{self.port}.log"
+        self._log = open(self._log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen([str(FAKESNOW_PYTHON), str(SERVE), str(self.port), str(self.record)],
                                         stdout=self._log, stderr=subprocess.STDOUT)
+
+    def _log_text(self) -> str:
+        self._log.flush()
+        return self._log_path.read_text(errors="replace").lower()
 
     def _ready(self) -> bool:
         """Answering on its port, from its own socket (not another server handed the same port)."""
