@@ -210,29 +210,71 @@ class DuckDBEngine:
         asyncio.get_running_loop().call_later(after_seconds, self.close)
 
 
-class DuckDBExecution(PrefetchingExecution):
-    """One query on its own cursor. Calls into DuckDB run on worker threads; `cancel` interrupts a running
-    call, and the cursor is closed by whichever side finishes last (DuckDB refuses to close a busy cursor)."""
+class CursorQuery:
+    """One query on its own cursor, driven by blocking calls from worker threads (the gateway's, or an engine
+    process's). `cancel` may come from any thread: it interrupts a running call, and the cursor is closed by
+    whichever side finishes last (DuckDB refuses to close a busy cursor)."""
 
-    def __init__(self, engine: DuckDBEngine, sql: str, query_id: str, *,
+    def __init__(self, cursor: Callable[[], duckdb.DuckDBPyConnection], sql: str, *,
                  setup: Callable[[duckdb.DuckDBPyConnection], None] | None = None) -> None:
-        super().__init__(query_id)
-        self._engine = engine
+        self._new_cursor = cursor
         self._sql = sql
         self._setup = setup
         self._cursor: duckdb.DuckDBPyConnection | None = None
         self._lock = threading.Lock()
         self._closed = False
         self._in_call = False
-        self._cpu = 0.0
+        self.cpu_seconds = 0.0
+        self.rows = 0
+
+    def start(self) -> tuple[tuple[Column, ...], list[Row] | None]:
+        """Run the statement and read its first rows in the same call: a small result (most dashboard queries)
+        then costs one worker hop instead of three. The columns and those rows."""
+        def run(cursor: duckdb.DuckDBPyConnection) -> tuple[tuple[Column, ...], list[Row] | None]:
+            if self._setup is not None:
+                self._setup(cursor)
+            cursor.execute(self._sql)
+            columns = tuple(Column(name=d[0], type=to_sql_type(d[1])) for d in cursor.description or [])
+            return columns, (self._prefetch(cursor) if cursor.description else None)
+
+        return self._call(run)
+
+    def read(self, max_rows: int) -> list[Row] | None:
+        """The next rows, at most `max_rows`; None at the end."""
+        return self._call(lambda cursor: self._fetch_rows(cursor, max_rows))
+
+    @property
+    def exhausted(self) -> bool:
+        with self._lock:
+            return self._closed and self._cursor is None  # not cancelled: a cancelled query has its error
+
+    def cancel(self) -> bool:
+        """Stop the query. True when an idle cursor is left for the caller to close (`close_cursor`, on a
+        worker thread: closing may block); a running call is interrupted and closes it itself."""
+        with self._lock:
+            already = self._closed
+            self._closed = True
+            cursor, busy = self._cursor, self._in_call
+        if already or cursor is None:
+            return False
+        if busy:
+            cursor.interrupt()  # thread-safe: the worker's call ends with InterruptException, then closes
+            return False
+        return True
+
+    def close_cursor(self) -> None:
+        with self._lock:
+            cursor, self._cursor = self._cursor, None
+        if cursor is not None:
+            cursor.close()
 
     def _call(self, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
-        """Runs on a worker thread: `work` on the cursor, unless the query was cancelled."""
+        """`work` on the cursor, unless the query was cancelled."""
         with self._lock:
             if self._closed:
                 raise QueryCanceled("Query was canceled")
             if self._cursor is None:
-                self._cursor = self._engine.cursor()
+                self._cursor = self._new_cursor()
             cursor = self._cursor
             self._in_call = True
         began = time.thread_time()
@@ -249,32 +291,12 @@ class DuckDBExecution(PrefetchingExecution):
                             f"({type(error).__name__}); filter it out or cast it to varchar",
                             error_name="NUMERIC_VALUE_OUT_OF_RANGE") from None
         finally:
-            self._cpu += time.thread_time() - began
+            self.cpu_seconds += time.thread_time() - began
             with self._lock:
                 self._in_call = False
                 close_now = self._closed
             if close_now:
-                self._close_cursor()
-
-    def _close_cursor(self) -> None:
-        with self._lock:
-            cursor, self._cursor = self._cursor, None
-        if cursor is not None:
-            cursor.close()
-
-    async def start(self) -> None:
-        # The first rows are fetched in the same worker hop as the execution: a small result (most
-        # dashboard queries) then costs one thread round trip instead of three.
-        def run(cursor: duckdb.DuckDBPyConnection) -> None:
-            if self._setup is not None:
-                self._setup(cursor)
-            cursor.execute(self._sql)
-            self.columns = tuple(Column(name=d[0], type=to_sql_type(d[1])) for d in cursor.description or [])
-            if cursor.description:
-                self._prefetched = self._prefetch(cursor)
-
-        await self._engine.run(lambda: self._call(run))
-        self._clock()
+                self.close_cursor()
 
     def _prefetch(self, cursor: duckdb.DuckDBPyConnection) -> list[Row] | None:
         """The first rows: up to PREFETCH_ROWS, unless a few of them show that many would be wide (a thousand
@@ -291,32 +313,39 @@ class DuckDBExecution(PrefetchingExecution):
         if len(rows) < max_rows:  # DuckDB fills each fetchmany unless the result is exhausted
             with self._lock:
                 self._closed = True
-        if rows:
-            self.stats.rows += len(rows)
+        self.rows += len(rows)
         return rows or None
+
+
+class DuckDBExecution(PrefetchingExecution):
+    """One query of an engine in this process: its `CursorQuery`'s calls run on the engine's worker threads."""
+
+    def __init__(self, engine: DuckDBEngine, sql: str, query_id: str, *,
+                 setup: Callable[[duckdb.DuckDBPyConnection], None] | None = None) -> None:
+        super().__init__(query_id)
+        self._engine = engine
+        self._query = CursorQuery(engine.cursor, sql, setup=setup)
+
+    async def start(self) -> None:
+        try:
+            self.columns, self._prefetched = await self._engine.run(self._query.start)
+        finally:
+            self._clock()
 
     def _clock(self) -> None:
         super()._clock()
-        self.stats.cpu_seconds = self._cpu
+        self.stats.rows = self._query.rows
+        self.stats.cpu_seconds = self._query.cpu_seconds
 
     def _exhausted(self) -> bool:
-        with self._lock:
-            return self._closed and self._cursor is None  # not cancelled: a cancelled query has its error
+        return self._query.exhausted
 
     async def _read_more(self, max_rows: int) -> Sequence[Row] | None:
-        return await self._engine.run(lambda: self._call(lambda cursor: self._fetch_rows(cursor, max_rows)))
+        return await self._engine.run(lambda: self._query.read(max_rows))
 
     async def cancel(self) -> None:
-        with self._lock:
-            already = self._closed
-            self._closed = True
-            cursor, busy = self._cursor, self._in_call
-        if already or cursor is None:
-            return
-        if busy:
-            cursor.interrupt()  # thread-safe: the worker's call ends with InterruptException, then closes
-        else:
-            await self._engine.run(self._close_cursor)
+        if self._query.cancel():
+            await self._engine.run(self._query.close_cursor)
 
 
 def _size_of(rows: Sequence[Row]) -> int:
