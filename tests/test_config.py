@@ -61,6 +61,17 @@ def test_errors_name_file_line_and_key(tmp_path: Path) -> None:
     assert f"{path}:10: logging.formt: unknown key (did you mean 'format'?)" in messages
 
 
+def test_duckdb_isolation_is_checked(tmp_path: Path) -> None:
+    path = write(tmp_path, "backends:\n  demo: {type: duckdb, path: x.duckdb, isolation: process}\n")
+    assert load_settings(path, environ={}).backends[0].isolation == "process"
+    path = write(tmp_path, "backends:\n  demo: {type: duckdb, path: x.duckdb, isolation: processes}\n"
+                           "  pg: {type: postgres, dsn: 'postgresql://u@h/d', isolation: process}\n")
+    messages = config_errors(path)
+    assert f"{path}:2: backends.demo.isolation: unknown isolation 'processes' (expected one of: thread, process)" \
+        in messages
+    assert f"{path}:3: backends.pg.isolation: applies to duckdb backends only, not to postgres" in messages
+
+
 def test_environment_errors_name_the_variable(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as error:
         load_settings(None, environ={"GATEWAY__SERVER__PORT": "99999"})

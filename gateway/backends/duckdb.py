@@ -15,8 +15,9 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import duckdb
 
@@ -153,6 +154,7 @@ class DuckDBEngine:
         self._label = label
         self._busy = 0
         self._busy_lock = threading.Lock()
+        self._estimator = ScanEstimator()
 
     @property
     def busy_threads(self) -> int:
@@ -182,24 +184,34 @@ class DuckDBEngine:
 
     async def describe(self, sql: str, *,
                        setup: Callable[[duckdb.DuckDBPyConnection], None] | None = None) -> tuple[Column, ...]:
-        """The result columns of query `sql` without executing it: DuckDB binds a query into a relation,
-        which runs only when its rows are asked for (never here). `setup` as for `execution`."""
+        """The result columns of query `sql` without executing it. `setup` as for `execution`."""
         def bind() -> tuple[Column, ...]:
             cursor = self.cursor()
             try:
                 if setup is not None:
                     setup(cursor)
-                relation = cursor.sql(sql)
-                if relation is None:  # DuckDB runs a statement that is not a query at once; the gateway plans none
-                    raise BackendError("only a query can be described")
-                return tuple(Column(name=name, type=to_sql_type(kind))
-                             for name, kind in zip(relation.columns, relation.types, strict=True))
-            except duckdb.Error as error:
-                raise translate_error(error) from None
+                return describe_query(cursor, sql)
             finally:
                 cursor.close()
 
         return await self.run(bind)
+
+    async def tables(self) -> list[Table]:
+        return await self.run(partial(self._on_cursor, list_tables))
+
+    async def estimate_scan_bytes(self, sql: str) -> int | None:
+        estimator = self._estimator
+        return await self.run(partial(self._on_cursor, lambda cursor: estimator.estimate(cursor, sql)))
+
+    def _on_cursor(self, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        cursor = self.cursor()
+        try:
+            return work(cursor)
+        finally:
+            cursor.close()
+
+    async def shutdown(self) -> None:
+        self.close()
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -391,26 +403,112 @@ def describe_tables(cursor: duckdb.DuckDBPyConnection, *, database: str) -> list
     return tables
 
 
+def describe_query(cursor: duckdb.DuckDBPyConnection, sql: str) -> tuple[Column, ...]:
+    """The result columns of query `sql` without executing it: DuckDB binds a query into a relation, which
+    runs only when its rows are asked for (never here)."""
+    try:
+        relation = cursor.sql(sql)
+        if relation is None:  # DuckDB runs a statement that is not a query at once; the gateway plans none
+            raise BackendError("only a query can be described")
+        return tuple(Column(name=name, type=to_sql_type(kind))
+                     for name, kind in zip(relation.columns, relation.types, strict=True))
+    except duckdb.Error as error:
+        raise translate_error(error) from None
+
+
+def list_tables(cursor: duckdb.DuckDBPyConnection) -> list[Table]:
+    """Every user table and view of the cursor's database."""
+    database = cursor.execute("SELECT current_database()").fetchone()
+    return describe_tables(cursor, database=str(database[0]) if database else "")
+
+
+class ScanEstimator:
+    """From `EXPLAIN (FORMAT JSON)`: for each table scan, the table's row count times the in-memory width of
+    the columns it reads (strings count 16 bytes, DuckDB's string header, not their length). An upper estimate
+    of what the scans touch: zone-map pruning may skip row groups, and joins multiply work without reading
+    more bytes. None when DuckDB cannot explain the statement. Table sizes are read once (the database is
+    opened read-only)."""
+
+    def __init__(self) -> None:
+        self._scan_widths: dict[str, tuple[int, dict[str, int]]] | None = None  # table -> (rows, column widths)
+
+    def estimate(self, cursor: duckdb.DuckDBPyConnection, sql: str) -> int | None:
+        try:
+            if self._scan_widths is None:
+                self._scan_widths = _scan_widths(cursor)
+            rows = cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}").fetchall()
+        except duckdb.Error:
+            return None
+        try:
+            plan = json.loads(rows[0][1])
+        except (IndexError, ValueError):
+            return None
+        return _scanned_bytes(plan, self._scan_widths)
+
+
+class QueryEngine(Protocol):
+    """What the backend needs of the engine its queries run on: `DuckDBEngine` (worker threads of this
+    process) or `EngineProcess` (gateway/backends/duckdb_process.py: a process of its own)."""
+
+    @property
+    def busy_threads(self) -> int: ...
+
+    def execution(self, sql: str) -> Execution: ...
+
+    async def describe(self, sql: str) -> tuple[Column, ...]: ...
+
+    async def tables(self) -> list[Table]: ...
+
+    async def estimate_scan_bytes(self, sql: str) -> int | None: ...
+
+    async def shutdown(self) -> None: ...
+
+
+def connect_config(*, threads: int | None, memory_limit: int | None) -> dict[str, Any]:
+    """The settings a user-query database is opened with: locked down, with the backend's bounds."""
+    config: dict[str, Any] = dict(LOCKED_DOWN)
+    if threads:
+        config["threads"] = threads
+    if memory_limit:
+        # One buffer pool for every query of this backend (DuckDB has no per-query limit); a query that needs
+        # more fails with EXCEEDED_LOCAL_MEMORY_LIMIT. Planning memory is outside it, which is why statements
+        # are bounded before they reach the engine (gateway/sql/limits.py).
+        config["memory_limit"] = f"{memory_limit // 1024}KiB"
+    return config
+
+
+def open_database(path: Path, config: dict[str, Any]) -> tuple[duckdb.DuckDBPyConnection, str | None]:
+    """The read-only connection, and the database's own name (generated SQL names tables
+    database.schema.table: with two parts DuckDB would read `x.t` as catalog x, table t whenever a database
+    called x is attached)."""
+    try:
+        connection = duckdb.connect(str(path), read_only=True, config=config)
+    except duckdb.Error as error:
+        raise BackendError(f"cannot open DuckDB database {path}: {error}") from None
+    row = connection.execute("SELECT current_database()").fetchone()
+    return connection, (str(row[0]) if row else None)
+
+
 class DuckDBBackend(Backend):
     dialect = "duckdb"
 
     def __init__(self, *, name: str, path: Path, threads: int | None = None, memory_limit: int | None = None,
-                 prepare: Callable[[], None] | None = None) -> None:
+                 prepare: Callable[[], None] | None = None, isolation: str = "thread") -> None:
         super().__init__(name=name)
         self._path = path
         self._threads = threads
         self._memory_limit = memory_limit
         self._prepare = prepare
-        self._engine: DuckDBEngine | None = None
+        self._isolation = isolation
+        self._engine: QueryEngine | None = None
         self._database: str | None = None
-        self._scan_widths: dict[str, tuple[int, dict[str, int]]] | None = None  # table -> (rows, column widths)
 
     @property
     def sql_catalog(self) -> str | None:
         return self._database
 
     @property
-    def engine(self) -> DuckDBEngine:
+    def engine(self) -> QueryEngine:
         if self._engine is None:
             raise BackendError(f"backend {self.name!r} is not started")
         return self._engine
@@ -419,28 +517,21 @@ class DuckDBBackend(Backend):
         loop = asyncio.get_running_loop()
         if self._prepare is not None:
             await loop.run_in_executor(None, self._prepare)
-        config: dict[str, Any] = dict(LOCKED_DOWN)
-        if self._threads:
-            config["threads"] = self._threads
-        if self._memory_limit:
-            # One buffer pool for every query of this backend (DuckDB has no per-query limit); a query that
-            # needs more fails with EXCEEDED_LOCAL_MEMORY_LIMIT. Planning memory is outside it, which is why
-            # statements are bounded before they reach the engine (gateway/sql/limits.py).
-            config["memory_limit"] = f"{self._memory_limit // 1024}KiB"
-        try:
-            connection = duckdb.connect(str(self._path), read_only=True, config=config)
-        except duckdb.Error as error:
-            raise BackendError(f"cannot open DuckDB database {self._path}: {error}") from None
-        row = connection.execute("SELECT current_database()").fetchone()
-        # Generated SQL names tables database.schema.table: with two parts DuckDB would read `x.t` as
-        # catalog x, table t whenever a database called x is attached.
-        self._database = str(row[0]) if row else None
+        config = connect_config(threads=self._threads, memory_limit=self._memory_limit)
+        if self._isolation == "process":
+            from gateway.backends.duckdb_process import EngineProcess
+
+            process = EngineProcess(self._path, config, label=self.name)
+            self._database = await process.start()
+            self._engine = process
+            return
+        connection, self._database = open_database(self._path, config)
         self._engine = DuckDBEngine(connection, label=self.name)
 
     async def close(self) -> None:
         if self._engine is not None:
-            self._engine.close()
-            self._engine = None
+            engine, self._engine = self._engine, None
+            await engine.shutdown()
 
     def execution(self, sql: str, *, time_limit_seconds: float | None = None,
                   context: ExecutionContext | None = None) -> Execution:
@@ -454,42 +545,10 @@ class DuckDBBackend(Backend):
         return self._engine.busy_threads if self._engine is not None else 0
 
     async def tables(self) -> list[Table]:
-        engine = self.engine
-
-        def read() -> list[Table]:
-            cursor = engine.cursor()
-            try:
-                database = cursor.execute("SELECT current_database()").fetchone()
-                return describe_tables(cursor, database=str(database[0]) if database else "")
-            finally:
-                cursor.close()
-
-        return await engine.run(read)
+        return await self.engine.tables()
 
     async def estimate_scan_bytes(self, sql: str) -> int | None:
-        """From `EXPLAIN (FORMAT JSON)`: for each table scan, the table's row count times the in-memory width
-        of the columns it reads (strings count 16 bytes, DuckDB's string header, not their length). An upper
-        estimate of what the scans touch: zone-map pruning may skip row groups, and joins multiply work without
-        reading more bytes. None when DuckDB cannot explain the statement."""
-        engine = self.engine
-
-        def estimate() -> int | None:
-            cursor = engine.cursor()
-            try:
-                if self._scan_widths is None:
-                    self._scan_widths = _scan_widths(cursor)
-                rows = cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}").fetchall()
-            except duckdb.Error:
-                return None
-            finally:
-                cursor.close()
-            try:
-                plan = json.loads(rows[0][1])
-            except (IndexError, ValueError):
-                return None
-            return _scanned_bytes(plan, self._scan_widths)
-
-        return await engine.run(estimate)
+        return await self.engine.estimate_scan_bytes(sql)
 
     async def ping(self) -> None:
         execution = self.execution("SELECT 1")

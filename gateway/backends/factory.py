@@ -28,7 +28,8 @@ def _engine_backend(settings: BackendSettings, generate_demo: bool, metrics: Met
         if settings.tpch_scale is not None and generate_demo:
             prepare = partial(build_demo_database, settings.path, schema=settings.schema, scale=settings.tpch_scale)
         return DuckDBBackend(name=settings.name, path=settings.path, threads=settings.threads,
-                             memory_limit=settings.memory_limit, prepare=prepare)
+                             memory_limit=settings.memory_limit, prepare=prepare,
+                             isolation=settings.isolation)
     if settings.type == "postgres":
         assert settings.dsn is not None  # config validation requires it
         password = secret_source(settings.password) if settings.password is not None else None

@@ -29,6 +29,7 @@ from gateway.config_reader import (
 BACKEND_TYPES = ("duckdb", "postgres", "trino", "snowflake")
 _DEFAULT_SCHEMAS = {"duckdb": "main", "trino": "default"}  # else public
 RESERVED_CATALOGS = ("system", "gateway")
+ISOLATIONS = ("thread", "process")  # duckdb: where the engine runs (gateway/backends/duckdb_process.py)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,6 +43,7 @@ class BackendSettings:
     tpch_scale: float | None = None  # generate TPC-H into `schema` at first start when the file is missing
     threads: int | None = None  # DuckDB worker threads; None: one per core
     memory_limit: int = 2 * 1024**3  # DuckDB's memory_limit (the engine's buffer pool, for all its queries)
+    isolation: str = "thread"  # duckdb: "process" runs the engine in a child process (its own GIL)
     dsn: str | None = None  # postgres: postgresql://user[:password]@host:port/database
     schemas: tuple[str, ...] | None = None  # postgres: schemas the catalog shows (None: every non-system one)
     pool_size: int = 4  # postgres: connections at most (each running query holds one)
@@ -56,7 +58,8 @@ class BackendSettings:
     snowflake: SnowflakeSettings | None = None  # snowflake: its own keys (gateway/backends/snowflake_settings.py)
 
     CHECKS: ClassVar[Mapping[str, Check]] = {
-        "type": one_of(BACKEND_TYPES, "backend"), "dsn": postgres_dsn, "tpch_scale": positive, "threads": positive,
+        "type": one_of(BACKEND_TYPES, "backend"), "isolation": one_of(ISOLATIONS, "isolation"), "dsn": postgres_dsn,
+        "tpch_scale": positive, "threads": positive,
         "pool_size": positive, "connect_timeout_seconds": positive, "pool_timeout_seconds": positive,
     }
     SIZES: ClassVar[frozenset[str]] = frozenset({"memory_limit"})
@@ -115,7 +118,8 @@ def read_backends(r: Reader, data: Mapping[str, Any]) -> tuple[BackendSettings, 
 
 
 # Keys only some engines read; a key is refused on a backend whose engine does not (`user` is both's).
-ENGINE_KEYS: dict[str, frozenset[str]] = {"trino": TRINO_KEYS, "snowflake": SNOWFLAKE_KEYS}
+ENGINE_KEYS: dict[str, frozenset[str]] = {"trino": TRINO_KEYS, "snowflake": SNOWFLAKE_KEYS,
+                                          "duckdb": frozenset({"isolation"})}
 
 
 def _refuse_other_engines_keys(r: Reader, s: Mapping[str, Any], p: tuple[str, ...], kind: str) -> None:
