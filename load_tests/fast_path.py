@@ -1,6 +1,6 @@
 """Benchmark: what the gateway adds on its fast path, as ratios against references measured in the same run.
 
-    .venv/bin/python -m load_tests.fast_path [--connections 8] [--seconds 10] [--scale 0.01]
+    .venv/bin/python -m load_tests.fast_path [--connections 8] [--seconds 10] [--scale 0.01] [--isolation thread]
 
 References and measurements, all on this machine, one after the other:
   trivial     a starlette app on the same uvicorn stack answering every POST with a finished one-row result
@@ -30,6 +30,7 @@ from pathlib import Path
 import duckdb
 import httpx
 
+from gateway.backends.settings import ISOLATIONS
 from gateway.testing import free_port
 from load_tests._gateway import BENCH_DIR, GatewayProcess, demo_config, demo_database
 from load_tests.trino_protocol import (
@@ -76,9 +77,16 @@ class TrivialResponder:
 
 
 def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process `pid` (all its threads) so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time of process `pid` (all its threads) and of the processes it started and still
+    runs (a DuckDB backend's engine process, `isolation: process`) so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
+                    for child in (task / "children").read_text().split()]
+    except OSError:  # it ended meanwhile
+        return 0.0
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own + sum(process_cpu_seconds(child) for child in children)
 
 
 def wrk_fixed(wrk: str, url: str, pid: int, connections: int, seconds: float, sql: str) -> tuple[HttpResult, float]:
@@ -109,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--scale", type=float, default=0.01)
+    parser.add_argument("--isolation", choices=ISOLATIONS, default="thread",
+                        help="where the demo backend's DuckDB runs (backends.<name>.isolation)")
     args = parser.parse_args(argv)
     wrk = shutil.which("wrk")
     if wrk is None:
@@ -121,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     config = demo_config(database, audit={"store": f"sqlite:///{WORKDIR / 'audit.db'}",
                                           "spool_dir": str(WORKDIR / "spool")},
                          masking={"key_file": str(WORKDIR / "mask.key")})
+    config["backends"]["demo"]["isolation"] = args.isolation
+    print(f"demo backend: isolation {args.isolation}")
     gateway = GatewayProcess(WORKDIR, config)
     failures = 0
     try:

@@ -1,6 +1,6 @@
 """Benchmark: the CPU time one query costs the gateway, against the trivial responder, in one process.
 
-    .venv/bin/python -m load_tests.fast_path_cpu [--requests 3000] [--scale 0.1] [--user admin]
+    .venv/bin/python -m load_tests.fast_path_cpu [--requests 3000] [--scale 0.1] [--user admin] [--isolation thread]
 
 The wrk figures of `load_tests.fast_path` move with everyone else's load on a shared machine (the gateway's one
 event-loop thread waits for a core). This one calls each ASGI application directly — no sockets, no client, the
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import os
 import shutil
 import threading
 import time
@@ -31,12 +32,13 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message
 
 from gateway.app import Gateway
+from gateway.backends.settings import ISOLATIONS
 from gateway.config import load_settings
 from gateway.logs import configure_logging
 from gateway.server import tune_garbage_collector
 from load_tests import _trivial
 from load_tests._gateway import BENCH_DIR, demo_config, demo_database
-from load_tests.fast_path import DASHBOARD
+from load_tests.fast_path import DASHBOARD, process_cpu_seconds
 from load_tests.trino_protocol import SCHEMA, distinct_point_queries, fmt, machine_note, max_customer_key, ratio
 
 WORKDIR = BENCH_DIR / "fast_path_cpu"
@@ -89,9 +91,9 @@ async def cpu_per_query(app: ASGIApp, sql: str | Callable[[], str], requests: in
             if b'"FINISHED"' not in answer or b'"error"' in answer or b'"nextUri"' in answer:
                 raise RuntimeError(f"not a finished answer: {answer[:300]!r}")
 
-    began = time.process_time()
+    began = process_cpu_seconds(os.getpid())
     await asyncio.gather(*(client() for _ in range(CONCURRENCY)))
-    return (time.process_time() - began) * 1e6 / requests
+    return (process_cpu_seconds(os.getpid()) - began) * 1e6 / requests
 
 
 def duckdb_cpu_per_query(database: str, sql: Callable[[], str], requests: int) -> float:
@@ -132,7 +134,7 @@ def duckdb_cpu_per_query(database: str, sql: Callable[[], str], requests: int) -
     return cpu
 
 
-async def measure(requests: int, scale: float, user: str) -> None:
+async def measure(requests: int, scale: float, user: str, isolation: str) -> None:
     database = demo_database(scale)
     through, direct_sql = distinct_point_queries(max_customer_key(database), requests + WARM_REQUESTS)
     shutil.rmtree(WORKDIR, ignore_errors=True)
@@ -140,6 +142,7 @@ async def measure(requests: int, scale: float, user: str) -> None:
     config = demo_config(database, audit={"store": f"sqlite:///{WORKDIR / 'audit.db'}",
                                           "spool_dir": str(WORKDIR / "spool")},
                          masking={"key_file": str(WORKDIR / "mask.key")})
+    config["backends"]["demo"]["isolation"] = isolation
     (WORKDIR / "gateway.yaml").write_text(yaml.safe_dump(config))
     settings = load_settings(WORKDIR / "gateway.yaml")
     log_file = open(WORKDIR / "gateway.log", "w")  # noqa: SIM115 - closed below
@@ -160,7 +163,8 @@ async def measure(requests: int, scale: float, user: str) -> None:
         gc.unfreeze()  # what start-up froze is garbage now (DuckDB's bindings report it as leaked otherwise)
     direct = duckdb_cpu_per_query(str(database), iter(direct_sql[WARM_REQUESTS:]).__next__, requests)
     print(machine_note())
-    print(f"\nin-process ASGI calls as {user}, {requests} queries, {CONCURRENCY} at a time; CPU of the whole process")
+    print(f"\nin-process ASGI calls as {user}, {requests} queries, {CONCURRENCY} at a time; CPU of the whole process "
+          f"(and of the engine process with --isolation process: {isolation})")
     print(f"{'path':<12} {'cpu us/q':>9} {'x trivial':>10} {'q/s/core':>9}")
     for name, cpu in [("trivial", reference), *rows]:
         print(f"{name:<12} {fmt(cpu):>9} {fmt(ratio(cpu, reference), 2):>10} {fmt(1e6 / cpu):>9}")
@@ -174,8 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--scale", type=float, default=0.1)
     parser.add_argument("--user", default="admin", help="a dev user of the demo (admin sees every row)")
+    parser.add_argument("--isolation", choices=ISOLATIONS, default="thread",
+                        help="where the demo backend's DuckDB runs (backends.<name>.isolation)")
     args = parser.parse_args(argv)
-    asyncio.run(measure(args.requests, args.scale, args.user))
+    asyncio.run(measure(args.requests, args.scale, args.user, args.isolation))
     return 0
 
 
