@@ -62,6 +62,54 @@ class EngineProcessEnded(errors.BackendUnavailable):
     pass
 
 
+class _Channel:
+    """One child and the socket to it: the calls awaiting its replies, and the frames not yet written. A new
+    child gets a new channel, so nothing of a dead one's leaks into it."""
+
+    def __init__(self, child: subprocess.Popen[bytes], writer: asyncio.StreamWriter) -> None:
+        self.child = child
+        self.writer = writer
+        self.waiting: dict[int, asyncio.Future[Any]] = {}
+        self.outbox: list[bytes] = []
+        self.reader: asyncio.Task[None] | None = None
+
+    @property
+    def open(self) -> bool:
+        return self.reader is not None and not self.reader.done() and not self.writer.is_closing()
+
+    def send(self, frame: bytes) -> None:
+        """Calls made in one turn of the event loop go out in one write: each write wakes the child."""
+        if not self.outbox:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self.outbox.append(frame)
+
+    def _flush(self) -> None:
+        frames, self.outbox = self.outbox, []
+        if not self.writer.is_closing():
+            self.writer.write(b"".join(frames))
+
+    async def read_replies(self, reader: asyncio.StreamReader) -> None:
+        try:
+            while True:
+                call, ok, value = await _read(reader)
+                waiter = self.waiting.pop(call, None)
+                if waiter is None or waiter.done():
+                    continue  # its caller gave up (cancelled); the child's side was told to stop
+                if ok:
+                    waiter.set_result(value)
+                else:
+                    waiter.set_exception(_error(value))
+        except (OSError, EOFError, asyncio.IncompleteReadError, pickle.UnpicklingError, ValueError):
+            pass
+        finally:
+            self.writer.close()
+            waiting, self.waiting = self.waiting, {}
+            for waiter in waiting.values():
+                if not waiter.done():
+                    waiter.set_exception(EngineProcessEnded(
+                        "The backend's engine process ended while the query ran; run it again"))
+
+
 class EngineProcess:
     """The gateway's side: starts the child, sends it calls, hands each reply to the call awaiting it."""
 
@@ -72,14 +120,10 @@ class EngineProcess:
         self._workers = workers
         self._calls = itertools.count(1)
         self._queries = itertools.count(1)
-        self._waiting: dict[int, asyncio.Future[Any]] = {}
-        self._child: subprocess.Popen[bytes] | None = None
-        self._writer: asyncio.StreamWriter | None = None
-        self._reader_task: asyncio.Task[None] | None = None
+        self._channel: _Channel | None = None
         self._starting: asyncio.Lock | None = None
         self._closed = False
         self._columns: dict[bytes, tuple[Column, ...]] = {}
-        self._outbox: list[bytes] = []
 
     def columns(self, described: bytes) -> tuple[Column, ...]:
         columns = self._columns.get(described)
@@ -92,16 +136,16 @@ class EngineProcess:
     @property
     def busy_threads(self) -> int:
         """Calls the child is working on (its threads inside DuckDB, or about to be)."""
-        return len(self._waiting)
+        return len(self._channel.waiting) if self._channel is not None else 0
 
     @property
     def pid(self) -> int | None:
-        return self._child.pid if self._child is not None and self._child.poll() is None else None
+        channel = self._channel
+        return channel.child.pid if channel is not None and channel.child.poll() is None else None
 
     async def start(self) -> str | None:
         """Start the child; the database's own name."""
-        if self._starting is None:
-            self._starting = asyncio.Lock()
+        self._starting = asyncio.Lock()
         async with self._starting:
             return await self._spawn()
 
@@ -110,7 +154,7 @@ class EngineProcess:
         try:
             child = subprocess.Popen(
                 [sys.executable, "-m", "gateway.backends.duckdb_process", str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, start_new_session=False)
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
         finally:
             theirs.close()
         reader, writer = await asyncio.open_unix_connection(sock=ours, limit=1 << 20)
@@ -118,81 +162,50 @@ class EngineProcess:
         try:
             ok, value = await asyncio.wait_for(_read(reader), START_SECONDS)
         except (OSError, EOFError, asyncio.IncompleteReadError, TimeoutError):
-            writer.close()
-            _stop(child)
-            raise BackendError(f"the engine process of backend {self._label!r} did not start") from None
+            ok, value = False, None
         if not ok:
             writer.close()
-            _stop(child)
+            child.kill()
+            await _reaped(child)
+            if value is None:
+                raise BackendError(f"the engine process of backend {self._label!r} did not start")
             raise _error(value)
-        self._child, self._writer = child, writer
-        self._reader_task = asyncio.get_running_loop().create_task(self._read_replies(reader, writer))
+        channel = _Channel(child, writer)
+        channel.reader = asyncio.get_running_loop().create_task(channel.read_replies(reader))
+        self._channel = channel
         return str(value) if value is not None else None
 
-    async def _read_replies(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                call, ok, value = await _read(reader)
-                waiter = self._waiting.pop(call, None)
-                if waiter is None or waiter.done():
-                    continue  # its caller gave up (cancelled); the child's side was told to stop
-                if ok:
-                    waiter.set_result(value)
-                else:
-                    waiter.set_exception(_error(value))
-        except (OSError, EOFError, asyncio.IncompleteReadError, pickle.UnpicklingError, ValueError):
-            pass
-        finally:
-            if self._writer is writer:
-                self._writer = None
-            writer.close()
-            waiting, self._waiting = self._waiting, {}
-            for waiter in waiting.values():
-                if not waiter.done():
-                    waiter.set_exception(EngineProcessEnded(
-                        "The backend's engine process ended while the query ran; run it again"))
-
     async def call(self, kind: str, *arguments: Any) -> Any:
-        writer = await self._connected()
+        channel = await self._connected()
         call = next(self._calls)
         waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiting[call] = waiter
-        self._send(writer, _frame((call, kind, arguments)))
+        channel.waiting[call] = waiter
+        channel.send(_frame((call, kind, arguments)))
         try:
             return await waiter
         finally:
-            self._waiting.pop(call, None)
+            channel.waiting.pop(call, None)
 
     def tell(self, kind: str, *arguments: Any) -> None:
         """A call without a reply (cancel): dropped when the child is gone, whose queries went with it."""
-        if self._writer is not None and not self._writer.is_closing():
-            self._send(self._writer, _frame((0, kind, arguments)))
+        if self._channel is not None and self._channel.open:
+            self._channel.send(_frame((0, kind, arguments)))
 
-    def _send(self, writer: asyncio.StreamWriter, frame: bytes) -> None:
-        """Calls made in one turn of the event loop go out in one write: each write wakes the child."""
-        if not self._outbox:
-            asyncio.get_running_loop().call_soon(self._flush, writer)
-        self._outbox.append(frame)
-
-    def _flush(self, writer: asyncio.StreamWriter) -> None:
-        frames, self._outbox = self._outbox, []
-        if not writer.is_closing():
-            writer.write(b"".join(frames))
-
-    async def _connected(self) -> asyncio.StreamWriter:
+    async def _connected(self) -> _Channel:
         if self._closed:
             raise BackendError(f"backend {self._label!r} is closed")
-        writer = self._writer
-        if writer is not None and not writer.is_closing():
-            return writer
+        channel = self._channel
+        if channel is not None and channel.open:
+            return channel
         assert self._starting is not None  # started once
         async with self._starting:
-            if self._writer is None or self._writer.is_closing():
-                if self._child is not None:
-                    _stop(self._child)
+            if self._channel is None or not self._channel.open:
+                if self._channel is not None:
+                    self._channel.child.kill()  # its socket is closed: nothing it does can reach anyone
+                    await _reaped(self._channel.child)
                 await self._spawn()
-        assert self._writer is not None
-        return self._writer
+        assert self._channel is not None
+        return self._channel
 
     def execution(self, sql: str) -> ProcessExecution:
         return ProcessExecution(self, sql, f"{self._label}-{next(self._queries)}")
@@ -209,13 +222,14 @@ class EngineProcess:
 
     async def shutdown(self) -> None:
         self._closed = True
-        if self._writer is not None:
-            self._writer.close()
-        if self._reader_task is not None:
+        channel = self._channel
+        if channel is None:
+            return
+        channel.writer.close()  # the child exits when it reads the end
+        if channel.reader is not None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._reader_task, STOP_SECONDS)
-        if self._child is not None:
-            await asyncio.get_running_loop().run_in_executor(None, _stop, self._child)
+                await asyncio.wait_for(channel.reader, STOP_SECONDS)
+        await asyncio.get_running_loop().run_in_executor(None, _stop, channel.child)
 
 
 class ProcessExecution(PrefetchingExecution):
@@ -270,6 +284,10 @@ async def _read(reader: asyncio.StreamReader) -> Any:
     if size > MAX_FRAME_BYTES:
         raise ValueError("frame too large")
     return pickle.loads(await reader.readexactly(size))
+
+
+async def _reaped(child: subprocess.Popen[bytes]) -> None:
+    await asyncio.get_running_loop().run_in_executor(None, child.wait)
 
 
 def _stop(child: subprocess.Popen[bytes]) -> None:
