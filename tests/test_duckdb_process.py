@@ -273,6 +273,19 @@ def test_queries_in_flight_when_the_engine_process_dies_end_and_the_next_ones_ru
     _until(lambda: engines.process.busy_threads == 0)
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_the_engine_process_outlives_signals_to_its_group_until_the_gateway_lets_it_go(
+        engines: Engines, sig: int) -> None:
+    """Ctrl-C in a terminal, or a service manager's SIGTERM to every process of the service, reach the child
+    too; the gateway drains its queries first, so the child keeps answering until its socket closes."""
+    pid = engines.child.pid
+    assert pid is not None
+    os.kill(pid, sig)
+    time.sleep(0.2)
+    assert engines.child.pid == pid
+    assert _outcome(engines, engines.process, "SELECT 3", [])[3] == 1
+
+
 def test_closing_the_backend_ends_the_engine_process_even_mid_query(demo_database: Path) -> None:
     async def close_mid_query() -> int:
         backend = DuckDBBackend(name="demo", path=demo_database, isolation="process")

@@ -22,6 +22,7 @@ import contextlib
 import itertools
 import os
 import pickle
+import signal
 import socket
 import struct
 import subprocess
@@ -411,6 +412,10 @@ def _exactly(sock: socket.socket, size: int) -> bytes:
 
 
 def main(argv: Sequence[str]) -> None:
+    # The child's life is its socket's: a terminal's Ctrl-C or a service manager's SIGTERM to the whole group
+    # must not end it before the gateway has drained its queries; it exits when the gateway closes the socket.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     sock = socket.socket(fileno=int(argv[0]))
     try:
         _Child(sock).serve()
