@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
+import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
@@ -20,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.backends.duckdb import DuckDBBackend
-from gateway.backends.duckdb_process import EngineProcess
+from gateway.backends.duckdb_process import EngineProcess, _Child, _receive
 from gateway.errors import BackendUnavailable, GatewayError, QueryCanceled
 from gateway.testing import GatewayProcess
 from tests.conftest import demo_config
@@ -333,3 +335,18 @@ def test_a_gateway_with_an_engine_process_applies_policies_and_takes_the_process
     finally:
         gateway.stop()
     _until(lambda: not Path(f"/proc/{children[0]}").exists())
+
+
+@pytest.mark.parametrize("value", [lambda: None, threading.Lock()])
+def test_a_reply_the_engine_process_cannot_encode_is_an_error_never_silence(value: Any) -> None:
+    """The child answers every call: a value pickle refuses becomes BACKEND_ERROR for the waiting query."""
+    ours, theirs = socket.socketpair()
+    try:
+        child = _Child(theirs)
+        child._answer(7, lambda: value)
+        call, ok, reply = _receive(ours)
+        assert (call, ok) == (7, False)
+        assert reply[0] == "BackendError" and "the engine failed" in reply[1]
+    finally:
+        ours.close()
+        theirs.close()

@@ -378,16 +378,19 @@ class _Child:
             cursor.close()
 
     def _answer(self, call: int, work: Callable[[], Any]) -> None:
+        """Every call gets a reply, also when its value cannot be encoded: the gateway is waiting for it."""
         try:
-            reply = (call, True, work())
+            frame = _frame((call, True, work()))
         except GatewayError as error:
-            reply = (call, False, _described(error))
+            frame = _frame((call, False, _described(error)))
         except Exception as error:  # reported as a backend error
-            reply = (call, False, ("BackendError", f"the engine failed: {type(error).__name__}", None))
-        self._send(reply)
+            frame = _frame((call, False, ("BackendError", f"the engine failed: {type(error).__name__}", None)))
+        self._write(frame)
 
     def _send(self, message: Any) -> None:
-        frame = _frame(message)
+        self._write(_frame(message))
+
+    def _write(self, frame: bytes) -> None:
         with self._send_lock:
             self._socket.sendall(frame)
 
