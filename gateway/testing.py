@@ -7,6 +7,7 @@ the process does not exit in time.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -184,9 +185,22 @@ def follow_statement(first: httpx.Response, *, headers: dict[str, str] | None = 
             http.close()
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and every process it started that still runs, children after their parent (from /proc)."""
+    found = [pid]
+    for parent in found:  # grows while read: a breadth-first walk
+        try:
+            found.extend(int(child) for task in Path(f"/proc/{parent}/task").iterdir()
+                         for child in (task / "children").read_text().split())
+        except OSError:  # ended meanwhile
+            continue
+    return found
+
+
 class RssWatchdog:
-    """Samples a process's resident memory every `interval` seconds and SIGKILLs it above `limit_bytes`: a
-    test that may use a lot of memory sets its own ceiling, and reads the peak it saw (`peak_bytes`)."""
+    """Samples the resident memory of a process and of the processes it started (a DuckDB backend's engine
+    process, `isolation: process`) every `interval` seconds and SIGKILLs them all above `limit_bytes`: a test
+    that may use a lot of memory sets its own ceiling, and reads the peak it saw (`peak_bytes`)."""
 
     def __init__(self, pid: int, *, limit_bytes: int, interval: float = 0.02) -> None:
         self.pid = pid
@@ -198,14 +212,7 @@ class RssWatchdog:
         self._thread = threading.Thread(target=self._watch, name=f"rss-watchdog-{pid}", daemon=True)
 
     def rss_bytes(self) -> int:
-        try:
-            with open(f"/proc/{self.pid}/status") as status:
-                for line in status:
-                    if line.startswith("VmRSS:"):
-                        return int(line.split()[1]) * 1024
-        except OSError:
-            pass
-        return 0
+        return sum(_rss_bytes(pid) for pid in process_tree(self.pid))
 
     def _watch(self) -> None:
         while not self._stop.wait(self.interval):
@@ -213,7 +220,9 @@ class RssWatchdog:
             self.peak_bytes = max(self.peak_bytes, rss)
             if rss > self.limit_bytes and not self.killed:
                 self.killed = True
-                os.kill(self.pid, signal.SIGKILL)
+                for pid in reversed(process_tree(self.pid)):
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, signal.SIGKILL)
 
     def __enter__(self) -> RssWatchdog:
         self.peak_bytes = self.rss_bytes()
@@ -224,3 +233,14 @@ class RssWatchdog:
                  traceback: TracebackType | None) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def _rss_bytes(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0

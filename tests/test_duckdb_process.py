@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from gateway.backends.duckdb import DuckDBBackend
 from gateway.backends.duckdb_process import EngineProcess, _Child, _receive
 from gateway.errors import BackendUnavailable, GatewayError, QueryCanceled
-from gateway.testing import GatewayProcess
+from gateway.testing import GatewayProcess, RssWatchdog, _rss_bytes, process_tree
 from tests.conftest import demo_config
 
 T = TypeVar("T")
@@ -149,6 +149,14 @@ def test_describe_tables_and_estimates_are_the_same(engines: Engines, sql: str) 
 
     assert engines.run(learn(engines.process)) == engines.run(learn(engines.thread))
     assert engines.run(engines.process.tables()) == engines.run(engines.thread.tables())
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's exit is reaped by whoever adopted it, perhaps later)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def _until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -350,3 +358,21 @@ def test_a_reply_the_engine_process_cannot_encode_is_an_error_never_silence(valu
     finally:
         ours.close()
         theirs.close()
+
+
+def test_a_memory_watchdog_counts_and_stops_the_engine_process_too(demo_database: Path, tmp_path: Path) -> None:
+    """Tests bound their gateway's memory with RssWatchdog: with an engine process that bound must cover it."""
+    config = demo_config(demo_database)
+    config["backends"]["demo"]["isolation"] = "process"
+    gateway = GatewayProcess(tmp_path, config)
+    try:
+        tree = process_tree(gateway.process.pid)
+        assert len(tree) == 2
+        own = _rss_bytes(gateway.process.pid)
+        with RssWatchdog(gateway.process.pid, limit_bytes=own + 1) as watchdog:
+            _until(lambda: watchdog.killed)
+        assert watchdog.peak_bytes > own
+        gateway.process.wait(10)
+        _until(lambda: not any(_running(pid) for pid in tree))
+    finally:
+        gateway.stop()
