@@ -31,7 +31,7 @@ import duckdb
 import httpx
 
 from gateway.backends.settings import ISOLATIONS
-from gateway.testing import free_port
+from gateway.testing import free_port, process_tree
 from load_tests._gateway import BENCH_DIR, GatewayProcess, demo_config, demo_database
 from load_tests.trino_protocol import (
     DuckDBSession,
@@ -79,14 +79,14 @@ class TrivialResponder:
 def process_cpu_seconds(pid: int) -> float:
     """User + system CPU time of process `pid` (all its threads) and of the processes it started and still
     runs (a DuckDB backend's engine process, `isolation: process`) so far."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        children = [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
-                    for child in (task / "children").read_text().split()]
-    except OSError:  # it ended meanwhile
-        return 0.0
-    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return own + sum(process_cpu_seconds(child) for child in children)
+    total = 0
+    for member in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # it ended meanwhile
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def wrk_fixed(wrk: str, url: str, pid: int, connections: int, seconds: float, sql: str) -> tuple[HttpResult, float]:

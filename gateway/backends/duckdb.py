@@ -197,18 +197,12 @@ class DuckDBEngine:
         return await self.run(bind)
 
     async def tables(self) -> list[Table]:
-        return await self.run(partial(self._on_cursor, list_tables))
+        return await self.run(partial(on_new_cursor, self._connection, list_tables))
 
     async def estimate_scan_bytes(self, sql: str) -> int | None:
         estimator = self._estimator
-        return await self.run(partial(self._on_cursor, lambda cursor: estimator.estimate(cursor, sql)))
-
-    def _on_cursor(self, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
-        cursor = self.cursor()
-        try:
-            return work(cursor)
-        finally:
-            cursor.close()
+        return await self.run(partial(on_new_cursor, self._connection,
+                                      lambda cursor: estimator.estimate(cursor, sql)))
 
     async def shutdown(self) -> None:
         self.close()
@@ -401,6 +395,15 @@ def describe_tables(cursor: duckdb.DuckDBPyConnection, *, database: str) -> list
         )
         tables.append(Table(schema=schema, name=name, columns=columns, kind=kind, comment=comment))
     return tables
+
+
+def on_new_cursor(connection: duckdb.DuckDBPyConnection, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+    """`work` on a cursor of its own, closed after."""
+    cursor = connection.cursor()
+    try:
+        return work(cursor)
+    finally:
+        cursor.close()
 
 
 def describe_query(cursor: duckdb.DuckDBPyConnection, sql: str) -> tuple[Column, ...]:

@@ -33,11 +33,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
 from gateway import errors
 from gateway.backends.base import PrefetchingExecution
-from gateway.backends.duckdb import CursorQuery, ScanEstimator, describe_query, list_tables, open_database
+from gateway.backends.duckdb import (
+    CursorQuery,
+    ScanEstimator,
+    describe_query,
+    list_tables,
+    on_new_cursor,
+    open_database,
+)
 from gateway.errors import BackendError, GatewayError
 from gateway.relations import Column, Row, Table
 
@@ -337,11 +342,12 @@ class _Child:
             query_id, max_rows = arguments
             return lambda: self._read(query_id, max_rows)
         if kind == "describe":
-            return lambda: self._on_cursor(lambda cursor: describe_query(cursor, arguments[0]))
+            return lambda: on_new_cursor(self._connection, lambda cursor: describe_query(cursor, arguments[0]))
         if kind == "tables":
-            return lambda: self._on_cursor(list_tables)
+            return lambda: on_new_cursor(self._connection, list_tables)
         if kind == "estimate":
-            return lambda: self._on_cursor(lambda cursor: self._estimator.estimate(cursor, arguments[0]))
+            return lambda: on_new_cursor(self._connection,
+                                         lambda cursor: self._estimator.estimate(cursor, arguments[0]))
         raise ValueError(f"unknown call {kind!r}")
 
     def _started(self, query_id: str, query: CursorQuery) -> Any:
@@ -369,13 +375,6 @@ class _Child:
     def _forget_if_done(self, query_id: str, query: CursorQuery) -> None:
         if query.exhausted and self._queries.get(query_id) is query:
             del self._queries[query_id]
-
-    def _on_cursor(self, work: Callable[[duckdb.DuckDBPyConnection], Any]) -> Any:
-        cursor = self._connection.cursor()
-        try:
-            return work(cursor)
-        finally:
-            cursor.close()
 
     def _answer(self, call: int, work: Callable[[], Any]) -> None:
         """Every call gets a reply, also when its value cannot be encoded: the gateway is waiting for it."""
